@@ -1,0 +1,27 @@
+"""Shared fixtures. Fixture modules of each area are registered here as plugins."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Ultralytics looks up public DNS names at import to decide whether it is online; tests
+# talk to loopback only, so it is told it is offline before anything imports it.
+os.environ["YOLO_OFFLINE"] = "1"
+os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(__file__).resolve().parent.parent
+                                             / ".pytest_cache" / "ultralytics"))
+
+REPO = Path(__file__).resolve().parent.parent
+MEDIA = Path(os.environ.get("VIDWATCH_TEST_MEDIA", REPO.parent / "shared" / "media"))
+
+pytest_plugins: list[str] = ["tests.model_fixtures"]
+
+
+@pytest.fixture(scope="session")
+def media() -> Path:
+    """The shared test videos (``../shared/media`` beside the checkout)."""
+    if not (MEDIA / "cuts_h264.mp4").is_file():
+        pytest.fail(f"test media not found at {MEDIA}; set VIDWATCH_TEST_MEDIA")
+    return MEDIA

@@ -1,0 +1,177 @@
+"""One typed settings object, read from the environment once at start-up.
+
+Names and defaults of the user's document (``R2_*``, ``TEMP_MEDIA_DIR``,
+``CLEANUP_LOCAL_VIDEO_AFTER_UPLOAD_DEFAULT``) are kept as written there; the rest are ours.
+Every invalid value stops the start with one line that names the setting.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REQUIRED_R2_SETTINGS = ("R2_BUCKET", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY")
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message is one line naming it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="",
+        case_sensitive=False,
+        extra="ignore",
+        frozen=True,
+    )
+
+    # --- the user's document -------------------------------------------------------------
+    r2_account_id: str | None = None
+    r2_bucket: str | None = None
+    r2_access_key_id: str | None = None
+    r2_secret_access_key: str | None = None
+    r2_url_ttl_seconds: int = Field(3600, ge=1, le=7 * 24 * 3600)
+    r2_retention_days: int = Field(7, ge=1)
+    r2_abort_multipart_days: int = Field(1, ge=1)
+    temp_media_dir: Path = Path("tmp_media")
+    cleanup_local_video_after_upload_default: bool = True
+
+    # --- object store ---------------------------------------------------------------------
+    r2_endpoint_url: str | None = None
+    """Replaces the endpoint derived from R2_ACCOUNT_ID (any S3-compatible server)."""
+    r2_region: str = "auto"
+    local_store_dir: Path = Path("store")
+    """The embedded store's folder, used when no R2 settings are given."""
+
+    # --- analysis -------------------------------------------------------------------------
+    sample_fps: float = Field(1.0, gt=0, le=240)
+    detect_model: str = "yolo11n.pt"
+    segment_model: str = "yolo11n-seg.pt"
+    object_min_confidence: float = Field(0.25, ge=0, le=1)
+    face_min_confidence: float = Field(0.9, ge=0, le=1)
+    model_device: str = "auto"
+    model_batch_size: int = Field(4, ge=1, le=64)
+    allow_model_download: bool = True
+    """When false, a model name whose weights are not on disk fails at once (no network)."""
+    scene_threshold: float = Field(27.0, gt=0)
+    scene_min_len_frames: int = Field(15, ge=0)
+    scene_downscale_width: int = Field(256, ge=16)
+    faces_enabled: bool = True
+    max_video_pixels: int = Field(8192 * 8192, ge=1)
+    max_video_duration_s: float = Field(6 * 3600, gt=0)
+    jpeg_quality: int = Field(85, ge=10, le=100)
+    write_workers: int = Field(4, ge=1, le=64)
+    torch_threads: int = Field(0, ge=0)
+    """0: leave torch's default."""
+
+    # --- TOON ---------------------------------------------------------------------------------
+    toon_enabled: bool = True
+    node_binary: str = "node"
+    toon_timeout_s: float = Field(30.0, gt=0)
+
+    # --- daemon ----------------------------------------------------------------------------
+    inbox_dir: Path = Path("inbox")
+    inbox_settle_s: float = Field(2.0, ge=0)
+    inbox_rescan_s: float = Field(30.0, gt=0)
+    bucket_poll_s: float = Field(10.0, gt=0)
+    job_concurrency: int = Field(1, ge=1, le=32)
+    queue_max: int = Field(100, ge=1)
+    lease_ttl_s: float = Field(30.0, gt=0)
+    lease_renew_s: float = Field(10.0, gt=0)
+    shutdown_grace_s: float = Field(30.0, ge=0)
+    retention_interval_s: float = Field(3600.0, gt=0)
+    staging_stale_hours: float = Field(24.0, gt=0)
+
+    # --- HTTP API ---------------------------------------------------------------------------
+    http_enabled: bool = True
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8000, ge=0, le=65535)
+    max_upload_bytes: int = Field(2 * 1024**3, ge=1)
+    api_token: str | None = None
+    public_base_url: str | None = None
+    """Base URL of our own API for signed local-store links (default http://HTTP_HOST:HTTP_PORT)."""
+    cors_origins: str = ""
+
+    # --- logging ----------------------------------------------------------------------------
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("model_device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value in ("auto", "cpu", "cuda") or (
+            value.startswith("cuda:") and value[5:].isdigit()
+        ):
+            return value
+        raise ValueError("must be auto, cpu, cuda or cuda:N")
+
+    @field_validator("detect_model", "segment_model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must name a model or a path to weights")
+        return value.strip()
+
+    @field_validator(
+        "r2_account_id", "r2_bucket", "r2_access_key_id", "r2_secret_access_key",
+        "r2_endpoint_url", "api_token", "public_base_url",
+    )
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return value.strip()
+
+    # --- derived ----------------------------------------------------------------------------
+    def missing_r2_settings(self) -> list[str]:
+        """The required R2 settings that are not given (empty when R2 is fully configured)."""
+        missing = [
+            name for name in REQUIRED_R2_SETTINGS if getattr(self, name.lower()) is None
+        ]
+        if self.r2_endpoint_url is None and self.r2_account_id is None:
+            missing.insert(0, "R2_ACCOUNT_ID")
+        return missing
+
+    def r2_requested(self) -> bool:
+        """Whether any R2 setting is given: then all the required ones must be."""
+        return any(
+            getattr(self, name) is not None
+            for name in ("r2_account_id", "r2_bucket", "r2_access_key_id",
+                         "r2_secret_access_key", "r2_endpoint_url")
+        )
+
+    def r2_endpoint(self) -> str | None:
+        if self.r2_endpoint_url:
+            return self.r2_endpoint_url
+        if self.r2_account_id:
+            return f"https://{self.r2_account_id}.r2.cloudflarestorage.com"
+        return None
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Read the settings from ``env`` (default: the process environment) plus overrides.
+
+    Raises ConfigError with one line naming the first invalid setting.
+    """
+    source = dict(os.environ if env is None else env)
+    values: dict[str, object] = {}
+    for name in Settings.model_fields:
+        for key in (name.upper(), name):
+            if key in source:
+                values[name] = source[key]
+                break
+    values.update(overrides)
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]).upper() if err["loc"] else "settings"
+        given = values.get(str(err["loc"][0])) if err["loc"] else None
+        raise ConfigError(f"invalid setting {name}={given!r}: {err['msg']}") from None
+

@@ -1,0 +1,28 @@
+"""Our own exceptions. A job's failure is data: a code and a message in its manifest."""
+
+from __future__ import annotations
+
+
+class JobError(Exception):
+    """A job cannot be processed; ``code`` goes into status.json's ``error``."""
+
+    code = "job_failed"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class VideoError(JobError):
+    """The source is not a video we can analyse (empty, not a container, truncated...)."""
+
+    code = "invalid_video"
+
+
+class JobInterrupted(Exception):
+    """The daemon is stopping: the job goes back to the queue, nothing is lost."""

@@ -1,0 +1,36 @@
+"""structlog set-up: JSON lines in service mode, readable lines in a terminal."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+
+def configure_logging(fmt: str = "auto", level: str = "info", *, stream=None) -> None:
+    stream = stream or sys.stderr
+    if fmt == "auto":
+        fmt = "console" if stream.isatty() else "json"
+    renderer = (structlog.processors.JSONRenderer() if fmt == "json"
+                else structlog.dev.ConsoleRenderer(colors=stream.isatty()))
+    numeric = getattr(logging, level.upper(), logging.INFO)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        cache_logger_on_first_use=False,
+    )
+    # Libraries that log through the standard library: keep them quiet unless asked.
+    logging.basicConfig(level=max(numeric, logging.WARNING), stream=stream,
+                        format="%(levelname)s %(name)s %(message)s")
+    for noisy in ("ultralytics", "botocore", "boto3", "urllib3", "s3transfer", "pyscenedetect",
+                  "apscheduler"):
+        logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))

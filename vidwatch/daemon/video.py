@@ -1,0 +1,195 @@
+"""What is a video, and its frames decoded once, in order, with their presentation times.
+
+A file is judged by its container and streams (PyAV), never by its name or by whether
+OpenCV opens it: OpenCV opens a PNG renamed ``.mp4`` as a one-frame video.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from vidwatch.daemon.errors import VideoError
+
+IMAGE_CODECS = {"png", "mjpeg", "bmp", "tiff", "webp", "jpegls", "jpeg2000", "qoi", "pgm",
+                "ppm", "pam", "pbm", "sgi", "targa", "dpx", "exr", "jpegxl"}
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    fps: float
+    frames_expected: int | None
+    width: int
+    height: int
+    duration_s: float | None
+    codec: str
+    container: str
+    rotation: int = 0
+
+    def to_json(self, frames: int | None = None) -> dict:
+        return {"fps": round(self.fps, 3), "frames": frames if frames is not None
+                else self.frames_expected, "width": self.width, "height": self.height,
+                "duration_s": None if self.duration_s is None else round(self.duration_s, 3),
+                "codec": self.codec, "container": self.container, "rotation": self.rotation}
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    index: int
+    time_s: float
+    image: np.ndarray  # BGR uint8, display orientation
+
+
+def _sniff_mp4_truncated(path: Path) -> bool:
+    """True when an ISO-BMFF file (MP4/MOV) has a top-level box running past its end."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 8 or head[4:8] != b"ftyp":
+            return False
+        offset = 0
+        while offset + 8 <= size:
+            fh.seek(offset)
+            hdr = fh.read(16)
+            box = int.from_bytes(hdr[:4], "big")
+            if box == 1 and len(hdr) >= 16:
+                box = int.from_bytes(hdr[8:16], "big")
+            elif box == 0:
+                return False  # runs to the end of the file by definition
+            if box < 8:
+                return True
+            offset += box
+        return offset > size
+
+
+_CONTAINER_MAGIC = (b"\x1aE\xdf\xa3", b"RIFF", b"OggS", b"FLV", b"\x00\x00\x01\xba", b"G")
+
+
+def probe(path: Path, *, max_pixels: int, max_duration_s: float) -> VideoInfo:
+    """Check that ``path`` is a video we can analyse; VideoError with a code otherwise."""
+    size = path.stat().st_size
+    if size == 0:
+        raise VideoError("the file is empty (0 bytes)", code="empty_file")
+    try:
+        container = av.open(str(path), mode="r", options={"protocol_whitelist": "file"})
+    except av.error.FFmpegError as exc:
+        if _sniff_mp4_truncated(path):
+            raise VideoError(
+                f"the MP4 container is cut off: a box runs past the end of the file "
+                f"({size} bytes); the upload or copy was probably incomplete",
+                code="truncated_video") from None
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+        if head[4:8] == b"ftyp" or head.startswith(_CONTAINER_MAGIC[:4]):
+            raise VideoError(f"the media container cannot be read: {exc.strerror or exc}",
+                             code="corrupt_video") from None
+        raise VideoError("not a video: no known media container in the file",
+                         code="not_a_video") from None
+    try:
+        fmt = container.format.name
+        if fmt.endswith("_pipe") or fmt.startswith("image2"):
+            raise VideoError(f"an image ({fmt.removesuffix('_pipe')}), not a video",
+                             code="image_not_video")
+        if not container.streams.video:
+            raise VideoError(f"the {fmt} container has no video stream",
+                             code="no_video_stream")
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        codec = ctx.name if ctx is not None else "unknown"
+        if codec in IMAGE_CODECS and (stream.frames or 0) <= 1:
+            raise VideoError(f"a still image ({codec}), not a video", code="image_not_video")
+        width, height = int(ctx.width or 0), int(ctx.height or 0)
+        if width <= 0 or height <= 0:
+            raise VideoError("the video stream has no frame size", code="undecodable")
+        if width * height > max_pixels:
+            raise VideoError(f"frames of {width}x{height} exceed MAX_VIDEO_PIXELS={max_pixels}",
+                             code="video_too_large")
+        rate = stream.average_rate or stream.base_rate or stream.guessed_rate
+        fps = float(rate) if rate else 0.0
+        duration = None
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / av.time_base
+        if duration is not None and duration > max_duration_s:
+            raise VideoError(f"the video lasts {duration:.0f} s, over "
+                             f"MAX_VIDEO_DURATION_S={max_duration_s:.0f}", code="video_too_long")
+        rotation = 0
+        return VideoInfo(fps=fps, frames_expected=int(stream.frames) or None, width=width,
+                         height=height, duration_s=duration, codec=codec, container=fmt,
+                         rotation=rotation)
+    finally:
+        container.close()
+
+
+class _End:
+    pass
+
+
+def decode(path: Path, *, max_frames: int | None = None, queue_size: int = 16,
+           stop: threading.Event | None = None) -> Iterator[Frame]:
+    """Yield every frame once, in order, decoded in a thread of its own that keeps at most
+    ``queue_size`` frames ahead. A decode error mid-stream is raised in the caller as
+    VideoError(code="truncated_video") after the frames that did decode."""
+    frames: queue.Queue = queue.Queue(maxsize=queue_size)
+    cancel = threading.Event()
+
+    def put(item) -> bool:
+        while not cancel.is_set():
+            try:
+                frames.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        index = 0
+        try:
+            with av.open(str(path), mode="r", options={"protocol_whitelist": "file"}) as cont:
+                stream = cont.streams.video[0]
+                stream.thread_type = "AUTO"
+                rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+                for frame in cont.decode(stream):
+                    if cancel.is_set() or (stop is not None and stop.is_set()):
+                        return
+                    t = frame.time
+                    if t is None:
+                        t = index / float(rate)
+                    image = frame.to_ndarray(format="bgr24")
+                    rotation = int(getattr(frame, "rotation", 0) or 0) % 360
+                    if rotation:
+                        # Display matrix rotation is counter-clockwise in degrees.
+                        image = np.ascontiguousarray(np.rot90(image, k=rotation // 90))
+                    if not put(Frame(index, float(t), image)):
+                        return
+                    index += 1
+                    if max_frames is not None and index >= max_frames:
+                        break
+            put(_End())
+        except av.error.FFmpegError as exc:
+            put(VideoError(f"decoding stopped at frame {index}: {exc.strerror or exc}; the "
+                           "file is probably truncated or damaged", code="truncated_video"))
+        except BaseException as exc:  # noqa: BLE001 - handed to the owner, never swallowed
+            put(exc)
+
+    thread = threading.Thread(target=run, name="vidwatch-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = frames.get()
+            if isinstance(item, _End):
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        cancel.set()
+        thread.join(timeout=5)

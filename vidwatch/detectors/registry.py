@@ -1,0 +1,81 @@
+"""Builds the detectors the settings ask for, loading each model once."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import structlog
+
+from vidwatch.config import Settings
+from vidwatch.detectors.base import Detector, resolve_device
+from vidwatch.detectors.scenes import ContentSceneTracker, SceneTracker
+from vidwatch.detectors.types import ModelInfo
+
+log = structlog.get_logger("vidwatch.detectors")
+
+
+@dataclass
+class ModelSet:
+    """Everything a job needs from the models, loaded once per process."""
+
+    detectors: list[Detector]
+    device: str
+    settings: Settings
+
+    @property
+    def infos(self) -> dict[str, ModelInfo]:
+        return {info.role: info for d in self.detectors for info in d.infos}
+
+    def scene_tracker(self, fps: float) -> SceneTracker:
+        return ContentSceneTracker(
+            fps=fps, threshold=self.settings.scene_threshold,
+            min_scene_len=self.settings.scene_min_len_frames,
+            downscale_width=self.settings.scene_downscale_width,
+        )
+
+
+def prepare_model_env(settings: Settings) -> None:
+    """Keep Ultralytics off the network when downloads are off, and its settings file in a
+    folder we may write (the home folder is read-only under systemd's ProtectSystem)."""
+    if not settings.allow_model_download:
+        os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_CONFIG_DIR", str((settings.temp_media_dir / ".ultralytics")
+                                                 .resolve()))
+
+
+def load_models(settings: Settings) -> ModelSet:
+    """Resolve weights and load every model; ConfigError names the setting at fault."""
+    prepare_model_env(settings)
+    # Weights first, so a missing file fails before the slow imports.
+    from vidwatch.detectors.weights import resolve_yolo_weights
+
+    detect_path = resolve_yolo_weights(settings.detect_model, "DETECT_MODEL",
+                                       allow_download=settings.allow_model_download)
+    segment_path = resolve_yolo_weights(settings.segment_model, "SEGMENT_MODEL",
+                                        allow_download=settings.allow_model_download)
+    import torch
+
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+    device = resolve_device(settings.model_device)
+
+    from vidwatch.detectors.faces import MtcnnFaceDetector
+    from vidwatch.detectors.yolo import YoloDetector
+
+    common = {"confidence": settings.object_min_confidence, "device": device}
+    detectors: list[Detector] = []
+    if detect_path == segment_path:
+        detectors.append(YoloDetector(detect_path, name=settings.detect_model,
+                                      roles=("objects", "segments"), **common))
+    else:
+        detectors.append(YoloDetector(detect_path, name=settings.detect_model,
+                                      roles=("objects",), **common))
+        detectors.append(YoloDetector(segment_path, name=settings.segment_model,
+                                      roles=("segments",), **common))
+    if settings.faces_enabled:
+        detectors.append(MtcnnFaceDetector(min_confidence=settings.face_min_confidence,
+                                           device=device))
+    log.info("models_loaded", device=device, detect=settings.detect_model,
+             segment=settings.segment_model, faces=settings.faces_enabled)
+    return ModelSet(detectors=detectors, device=device, settings=settings)

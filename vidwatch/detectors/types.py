@@ -1,0 +1,97 @@
+"""The result types every detector returns: frozen, validated, JSON-ready."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+Point = tuple[float, float]
+Box = tuple[float, float, float, float]
+
+
+def _r(value: float, places: int = 2) -> float:
+    out = round(float(value), places)
+    return 0.0 if out == 0 else out  # no -0.0 in documents
+
+
+def _box(values: Any) -> Box:
+    x1, y1, x2, y2 = (float(v) for v in values)
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)) or x2 < x1 or y2 < y1:
+        raise ValueError(f"invalid box {values!r}")
+    return (_r(x1), _r(y1), _r(x2), _r(y2))
+
+
+def _confidence(value: float) -> float:
+    value = float(value)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"confidence out of [0, 1]: {value}")
+    return round(value, 4)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectDetection:
+    """One object: a COCO-style label, its box and, from a segmentation model, its outline."""
+
+    label: str
+    class_id: int
+    confidence: float
+    box_xyxy: Box
+    polygon: tuple[Point, ...] | None = None
+
+    @classmethod
+    def make(cls, label: str, class_id: int, confidence: float, box: Any,
+             polygon: Any = None) -> ObjectDetection:
+        poly = None
+        if polygon is not None:
+            poly = tuple((_r(x, 1), _r(y, 1)) for x, y in polygon)
+        return cls(str(label), int(class_id), _confidence(confidence), _box(box), poly)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"label": self.label, "class_id": self.class_id,
+                               "confidence": self.confidence, "box_xyxy": list(self.box_xyxy)}
+        if self.polygon is not None:
+            out["polygon"] = [list(p) for p in self.polygon]
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class FaceDetection:
+    confidence: float
+    box_xyxy: Box
+    landmarks: tuple[Point, ...] = ()
+
+    @classmethod
+    def make(cls, confidence: float, box: Any, landmarks: Any = ()) -> FaceDetection:
+        points = tuple((_r(x), _r(y)) for x, y in (landmarks if landmarks is not None else ()))
+        return cls(_confidence(confidence), _box(box), points)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"confidence": self.confidence, "box_xyxy": list(self.box_xyxy),
+                "landmarks": [list(p) for p in self.landmarks]}
+
+
+@dataclass(frozen=True, slots=True)
+class Detections:
+    """What the models found in one frame. Each detector fills its own lists."""
+
+    objects: tuple[ObjectDetection, ...] = ()
+    segments: tuple[ObjectDetection, ...] = ()
+    faces: tuple[FaceDetection, ...] = ()
+
+    def merge(self, other: Detections) -> Detections:
+        return Detections(self.objects + other.objects, self.segments + other.segments,
+                          self.faces + other.faces)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Provenance of a loaded model: which weights made a result."""
+
+    role: str
+    name: str
+    sha256: str | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "sha256": self.sha256, **self.extra}

@@ -1,0 +1,117 @@
+"""The key layout of the user's document, built in one place.
+
+    jobs/<job_id>/input/source.<ext>
+    jobs/<job_id>/frames/{original|seg|det|face}/frame_<N>.jpg
+    jobs/<job_id>/analysis/json/frame_<N>.json
+    jobs/<job_id>/analysis/toon/frame_<N>.toon
+    jobs/<job_id>/analysis/results.json
+    jobs/<job_id>/status.json
+    jobs/<job_id>/lease.json
+
+``<N>`` is the frame's 0-based index in the decoded video, so a rerun overwrites.
+"""
+
+from __future__ import annotations
+
+import re
+
+JOBS_PREFIX = "jobs/"
+IMAGE_KINDS = ("original", "det", "seg", "face")
+
+_JOB_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+_EXT = re.compile(r"^[a-z0-9]{1,8}$")
+_SOURCE = re.compile(r"^jobs/(?P<job_id>[^/]+)/input/source\.(?P<ext>[A-Za-z0-9]{1,8})$")
+
+
+def is_job_id(value: str) -> bool:
+    """A job id is a ULID: 26 characters of Crockford's base32, upper case."""
+    return bool(_JOB_ID.match(value))
+
+
+def _check_job_id(job_id: str) -> str:
+    if not is_job_id(job_id):
+        raise ValueError(f"not a job id: {job_id!r}")
+    return job_id
+
+
+def job_prefix(job_id: str) -> str:
+    return f"{JOBS_PREFIX}{_check_job_id(job_id)}/"
+
+
+def source_key(job_id: str, ext: str) -> str:
+    ext = ext.lower().lstrip(".")
+    if not _EXT.match(ext):
+        raise ValueError(f"not a file extension: {ext!r}")
+    return f"{job_prefix(job_id)}input/source.{ext}"
+
+
+def input_prefix(job_id: str) -> str:
+    return f"{job_prefix(job_id)}input/"
+
+
+def frame_image_key(job_id: str, kind: str, frame: int) -> str:
+    if kind not in IMAGE_KINDS:
+        raise ValueError(f"not an image kind: {kind!r}")
+    return f"{job_prefix(job_id)}frames/{kind}/frame_{int(frame)}.jpg"
+
+
+def frame_json_key(job_id: str, frame: int) -> str:
+    return f"{job_prefix(job_id)}analysis/json/frame_{int(frame)}.json"
+
+
+def frame_toon_key(job_id: str, frame: int) -> str:
+    return f"{job_prefix(job_id)}analysis/toon/frame_{int(frame)}.toon"
+
+
+def results_key(job_id: str) -> str:
+    return f"{job_prefix(job_id)}analysis/results.json"
+
+
+def status_key(job_id: str) -> str:
+    return f"{job_prefix(job_id)}status.json"
+
+
+def lease_key(job_id: str) -> str:
+    return f"{job_prefix(job_id)}lease.json"
+
+
+def parse_source_key(key: str) -> tuple[str, str] | None:
+    """``(job_id, ext)`` for a source key of a well-formed job id, else None."""
+    match = _SOURCE.match(key)
+    if not match or not is_job_id(match["job_id"]):
+        return None
+    return match["job_id"], match["ext"].lower()
+
+
+def job_id_of(key: str) -> str | None:
+    """The job id a key belongs to, or None for a key outside ``jobs/<id>/``."""
+    if not key.startswith(JOBS_PREFIX):
+        return None
+    job_id = key[len(JOBS_PREFIX):].split("/", 1)[0]
+    return job_id if is_job_id(job_id) else None
+
+
+def is_source_key(key: str) -> bool:
+    return "/input/" in key and parse_source_key(key) is not None
+
+
+CONTENT_TYPES = {
+    ".jpg": "image/jpeg",
+    ".json": "application/json",
+    ".toon": "text/plain; charset=utf-8",
+    ".mp4": "video/mp4",
+    ".m4v": "video/mp4",
+    ".mov": "video/quicktime",
+    ".webm": "video/webm",
+    ".mkv": "video/x-matroska",
+    ".avi": "video/x-msvideo",
+    ".ts": "video/mp2t",
+    ".mpg": "video/mpeg",
+    ".mpeg": "video/mpeg",
+    ".gif": "image/gif",
+}
+
+
+def content_type_for(key: str) -> str:
+    dot = key.rfind(".")
+    return CONTENT_TYPES.get(key[dot:].lower() if dot >= 0 else "", "application/octet-stream")

@@ -1,0 +1,241 @@
+"""The embedded default store: a local folder laid out like the bucket.
+
+Writes are atomic (a temporary file renamed into place); ``If-None-Match`` is an atomic
+``link()``; ``If-Match`` compares ETags under a file lock, so several processes on one
+host may share the folder. Object metadata lives in a sidecar folder ``.meta``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from vidwatch.r2.keys import content_type_for
+from vidwatch.r2.store import ObjectInfo, ObjectNotFound, PreconditionFailed, PutItem, StoreError
+
+_META = ".meta"
+_TMP = ".tmp"
+
+
+class LocalStore:
+    name = "local"
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        url_signer: Callable[[str, int], str] | None = None,
+        workers: int = 8,
+    ) -> None:
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / _TMP).mkdir(exist_ok=True)
+        self._url_signer = url_signer
+        self._workers = workers
+        self._lock = threading.Lock()
+
+    # --- paths ----------------------------------------------------------------------------
+    def path_for(self, key: str) -> Path:
+        """The file behind ``key``; refuses keys that would leave the root."""
+        if not key or key.startswith("/") or "\\" in key or "\0" in key:
+            raise StoreError(f"invalid key: {key!r}")
+        parts = key.split("/")
+        if any(p in ("", ".", "..") for p in parts) or parts[0] in (_META, _TMP):
+            raise StoreError(f"invalid key: {key!r}")
+        return self.root.joinpath(*parts)
+
+    def _meta_path(self, key: str) -> Path:
+        return self.root / _META / (key + ".json")
+
+    def set_url_signer(self, signer: Callable[[str, int], str] | None) -> None:
+        self._url_signer = signer
+
+    @contextmanager
+    def _file_lock(self):
+        with self._lock, open(self.root / _TMP / ".lock", "a+b") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    # --- writes ---------------------------------------------------------------------------
+    def _stage(self, write: Callable[[int], None]) -> Path:
+        fd, tmp = tempfile.mkstemp(dir=self.root / _TMP, prefix="put-")
+        try:
+            write(fd)
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+        os.close(fd)
+        return Path(tmp)
+
+    def _commit(self, key: str, tmp: Path, content_type: str | None,
+                metadata: dict[str, str] | None, if_none_match: bool,
+                if_match: str | None) -> ObjectInfo:
+        dest = self.path_for(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if if_none_match or if_match is not None:
+                with self._file_lock():
+                    if if_none_match:
+                        try:
+                            os.link(tmp, dest)
+                        except FileExistsError:
+                            raise PreconditionFailed(f"{key} exists") from None
+                        os.unlink(tmp)
+                    else:
+                        current = self.head(key)
+                        if current is None or current.etag != if_match:
+                            raise PreconditionFailed(f"{key} changed")
+                        os.replace(tmp, dest)
+                    self._write_meta(key, content_type, metadata)
+            else:
+                os.replace(tmp, dest)
+                self._write_meta(key, content_type, metadata)
+        finally:
+            tmp.unlink(missing_ok=True)
+        info = self.head(key)
+        assert info is not None
+        return info
+
+    def _write_meta(self, key: str, content_type: str | None,
+                    metadata: dict[str, str] | None) -> None:
+        meta_path = self._meta_path(key)
+        meta_path.parent.mkdir(parents=True, exist_ok=True)
+        body = {"content_type": content_type or content_type_for(key),
+                "metadata": dict(metadata or {})}
+        tmp = meta_path.with_name(meta_path.name + f".{os.getpid()}.{threading.get_ident()}")
+        tmp.write_text(json.dumps(body))
+        os.replace(tmp, meta_path)
+
+    def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None,
+                  metadata: dict[str, str] | None = None, if_none_match: bool = False,
+                  if_match: str | None = None) -> ObjectInfo:
+        self.path_for(key)
+        tmp = self._stage(lambda fd: _write_all(fd, data))
+        return self._commit(key, tmp, content_type, metadata, if_none_match, if_match)
+
+    def put_file(self, key: str, path: Path, *, content_type: str | None = None,
+                 metadata: dict[str, str] | None = None) -> ObjectInfo:
+        self.path_for(key)
+
+        def copy(fd: int) -> None:
+            with open(path, "rb") as src, os.fdopen(os.dup(fd), "wb") as dst:
+                shutil.copyfileobj(src, dst, 1024 * 1024)
+
+        tmp = self._stage(copy)
+        return self._commit(key, tmp, content_type, metadata, False, None)
+
+    def put_many(self, items: Iterable[PutItem]) -> list[ObjectInfo]:
+        items = list(items)
+        with ThreadPoolExecutor(self._workers) as pool:
+            futures = [pool.submit(self.put_bytes, i.key, i.data, content_type=i.content_type)
+                       for i in items]
+        return [f.result() for f in futures]
+
+    # --- reads ----------------------------------------------------------------------------
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self.path_for(key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFound(key) from None
+
+    def download_file(self, key: str, path: Path) -> None:
+        src = self.path_for(key)
+        if not src.is_file():
+            raise ObjectNotFound(key)
+        shutil.copyfile(src, path)
+
+    def head(self, key: str) -> ObjectInfo | None:
+        path = self.path_for(key)
+        try:
+            st = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not path.is_file():
+            return None
+        content_type, metadata = content_type_for(key), {}
+        try:
+            meta = json.loads(self._meta_path(key).read_text())
+            content_type, metadata = meta["content_type"], meta["metadata"]
+        except (FileNotFoundError, ValueError, KeyError):
+            pass
+        return ObjectInfo(
+            key=key,
+            size=st.st_size,
+            etag=f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}",
+            last_modified=datetime.fromtimestamp(st.st_mtime, UTC),
+            content_type=content_type,
+            metadata=metadata,
+        )
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        keys: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            rel = os.path.relpath(dirpath, self.root)
+            if rel == ".":
+                dirnames[:] = [d for d in dirnames if d not in (_META, _TMP)]
+                rel = ""
+            base = "" if not rel else rel.replace(os.sep, "/") + "/"
+            if base and not (base.startswith(prefix) or prefix.startswith(base)):
+                dirnames[:] = []
+                continue
+            keys.extend(base + f for f in filenames if (base + f).startswith(prefix))
+        for key in sorted(keys):
+            info = self.head(key)
+            if info is not None:
+                yield info
+
+    # --- deletes --------------------------------------------------------------------------
+    def delete(self, key: str) -> None:
+        path = self.path_for(key)
+        path.unlink(missing_ok=True)
+        self._meta_path(key).unlink(missing_ok=True)
+        # Remove folders left empty, up to the root.
+        for parent in (path.parent, self._meta_path(key).parent):
+            _prune_empty(parent, stop=self.root)
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self.delete(key)
+
+    # --- links ----------------------------------------------------------------------------
+    def signed_url(self, key: str, ttl_s: int) -> str:
+        if self._url_signer is not None:
+            return self._url_signer(key, ttl_s)
+        return self.path_for(key).as_uri()
+
+    def check(self) -> None:
+        if not os.access(self.root, os.W_OK):
+            raise StoreError(f"store folder {self.root} is not writable",
+                             setting="LOCAL_STORE_DIR")
+
+    def close(self) -> None:
+        pass
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _prune_empty(folder: Path, stop: Path) -> None:
+    while folder != stop and stop in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent

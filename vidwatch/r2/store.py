@@ -1,0 +1,131 @@
+"""The ObjectStore protocol every store implements, its types and its errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+
+class StoreError(Exception):
+    """Base of every store error. ``setting`` names the setting to check, if any."""
+
+    code = "store_error"
+
+    def __init__(self, message: str, *, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
+class ObjectNotFound(StoreError):
+    code = "not_found"
+
+
+class PreconditionFailed(StoreError):
+    """A conditional write lost: the object exists (If-None-Match) or changed (If-Match)."""
+
+    code = "precondition_failed"
+
+
+class TransientStoreError(StoreError):
+    """Timeouts, 5xx, throttling, refused connections: worth retrying."""
+
+    code = "store_unavailable"
+
+
+class PermanentStoreError(StoreError):
+    """403, no such bucket, bad credentials: retrying will not help."""
+
+    code = "store_misconfigured"
+
+
+class UploadVerificationError(StoreError):
+    """The stored object does not match what was staged (size or checksum)."""
+
+    code = "upload_not_verified"
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime
+    content_type: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PutItem:
+    key: str
+    data: bytes
+    content_type: str | None = None
+
+
+@runtime_checkable
+class ObjectStore(Protocol):
+    """What vidwatch needs of a bucket. Keys are ``/``-separated, without a leading ``/``."""
+
+    name: str
+    """``local`` or ``s3``: shown in logs and manifests."""
+
+    def put_bytes(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+    ) -> ObjectInfo:
+        """Write ``data`` whole. ``if_none_match``: only if absent; ``if_match``: only if the
+        current ETag is this one. A lost condition raises PreconditionFailed."""
+        ...
+
+    def put_file(
+        self,
+        key: str,
+        path: Path,
+        *,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> ObjectInfo:
+        """Upload a local file (multipart where it is large)."""
+        ...
+
+    def put_many(self, items: Iterable[PutItem]) -> list[ObjectInfo]:
+        """Upload many small objects concurrently; raises the first error after all ended."""
+        ...
+
+    def get_bytes(self, key: str) -> bytes:
+        """The object's bytes; ObjectNotFound when absent."""
+        ...
+
+    def download_file(self, key: str, path: Path) -> None: ...
+
+    def head(self, key: str) -> ObjectInfo | None:
+        """The object's info, or None when absent."""
+        ...
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object under ``prefix``, in key order, across pages."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Delete one object; deleting an absent key is not an error."""
+        ...
+
+    def delete_many(self, keys: Iterable[str]) -> None: ...
+
+    def signed_url(self, key: str, ttl_s: int) -> str:
+        """A URL any HTTP client can GET for ``ttl_s`` seconds."""
+        ...
+
+    def check(self) -> None:
+        """Raise a StoreError when the store is not reachable or not usable."""
+        ...
+
+    def close(self) -> None: ...
