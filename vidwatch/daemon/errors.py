@@ -26,3 +26,7 @@ class VideoError(JobError):
 
 class JobInterrupted(Exception):
     """The daemon is stopping: the job goes back to the queue, nothing is lost."""
+
+
+class QueueFull(Exception):
+    """The runner's bounded queue is full; the caller should answer 503 / retry later."""
