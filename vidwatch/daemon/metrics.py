@@ -20,3 +20,13 @@ FRAMES_ANALYZED = Counter("vidwatch_frames_analyzed_total", "Sampled frames sent
                           registry=REGISTRY)
 HTTP_REQUESTS = Counter("vidwatch_http_requests_total", "HTTP requests by route and status",
                         ["route", "status"], registry=REGISTRY)
+HTTP_REQUEST_SECONDS = Histogram("vidwatch_http_request_seconds",
+                                 "HTTP request latency by route", ["route"],
+                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
+                                          10, 30, 120),
+                                 registry=REGISTRY)
+API_UPLOADS = Counter("vidwatch_api_uploads_total",
+                      "Uploads to POST /analyze-video by outcome (accepted or the error code)",
+                      ["outcome"], registry=REGISTRY)
+API_UPLOAD_BYTES = Counter("vidwatch_api_upload_bytes_total",
+                           "Video bytes of accepted uploads", registry=REGISTRY)

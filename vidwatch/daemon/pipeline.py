@@ -12,7 +12,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +23,7 @@ import structlog
 from vidwatch import __version__
 from vidwatch.daemon import draw
 from vidwatch.daemon.errors import JobInterrupted, VideoError
+from vidwatch.daemon.stages import threaded
 from vidwatch.daemon.video import Frame, VideoInfo, decode, probe
 from vidwatch.detectors.registry import ModelSet
 from vidwatch.detectors.types import Detections
@@ -37,6 +38,8 @@ ProgressFn = Callable[[int, int | None], None]
 
 class TextEncoder(Protocol):
     """Turns a frame document into TOON (the Node bridge, or a stand-in where TOON is off)."""
+
+    version: str
 
     def encode(self, doc: Any) -> str: ...
 
@@ -65,6 +68,7 @@ class AnalysisOptions:
 @dataclass
 class _Timings:
     decode: float = 0.0
+    model_stage_wait: float = 0.0
     scenes: float = 0.0
     models: float = 0.0
     write: float = 0.0
@@ -99,11 +103,19 @@ class _Writer:
     def _write(self, frame: Frame, found: Detections, doc: dict[str, Any]) -> None:
         started = time.perf_counter()
         n, img = frame.index, frame.image
-        images = {"original": img, "det": draw.draw_det(img, found),
-                  "seg": draw.draw_seg(img, found), "face": draw.draw_faces(img, found)}
-        items = [PutItem(keys.frame_image_key(self.job_id, kind, n),
-                         draw.encode_jpeg(image, self.quality), "image/jpeg")
-                 for kind, image in images.items()]
+        original = draw.encode_jpeg(img, self.quality)
+        # An annotated image with nothing to draw is the original: its bytes serve again.
+        drawn = {
+            "det": draw.draw_det(img, found) if found.objects else None,
+            "seg": draw.draw_seg(img, found) if found.segments else None,
+            "face": draw.draw_faces(img, found) if found.faces else None,
+        }
+        items = [PutItem(keys.frame_image_key(self.job_id, "original", n), original,
+                         "image/jpeg")]
+        items += [PutItem(keys.frame_image_key(self.job_id, kind, n),
+                          original if image is None else draw.encode_jpeg(image, self.quality),
+                          "image/jpeg")
+                  for kind, image in drawn.items()]
         items.append(PutItem(keys.frame_json_key(self.job_id, n),
                              json.dumps(doc, ensure_ascii=False).encode(), "application/json"))
         if self.toon is not None:
@@ -121,6 +133,56 @@ class _Writer:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+class _Sampler:
+    """Sees every frame in order: feeds the scene tracker, holds frames in a delay line
+    until every cut that could fall on them is known, and picks the sampled ones (every
+    ``period`` seconds of presentation time, and the first frame of each scene)."""
+
+    def __init__(self, tracker, period: float) -> None:
+        self.tracker = tracker
+        self.period = period
+        self.cuts: list[int] = []
+        self.cut_times: dict[int, float] = {}
+        self.pending: deque[Frame] = deque()
+        self.next_tick: float | None = None
+        self.last: Frame | None = None
+        self.scene_s = 0.0
+
+    def _add_cuts(self, found: list[int]) -> None:
+        for c in found:
+            if c > 0 and c not in self.cut_times:
+                bisect.insort(self.cuts, c)
+                self.cut_times[c] = float("nan")
+
+    def push(self, frame: Frame) -> Iterator[tuple[Frame, int]]:
+        started = time.perf_counter()
+        self._add_cuts(self.tracker.push(frame.index, frame.image))
+        self.scene_s += time.perf_counter() - started
+        self.pending.append(frame)
+        self.last = frame
+        while len(self.pending) > self.tracker.delay_frames:
+            yield from self._release(self.pending.popleft())
+
+    def finish(self) -> Iterator[tuple[Frame, int]]:
+        if self.last is not None:
+            self._add_cuts(self.tracker.finish(self.last.index))
+        while self.pending:
+            yield from self._release(self.pending.popleft())
+
+    def _release(self, frame: Frame) -> Iterator[tuple[Frame, int]]:
+        if frame.index in self.cut_times:
+            self.cut_times[frame.index] = frame.time_s
+        starts_scene = frame.index == 0 or frame.index in self.cut_times
+        tick = self.next_tick is None or frame.time_s >= self.next_tick - 1e-6
+        if tick:
+            base = frame.time_s if self.next_tick is None else self.next_tick
+            self.next_tick = base + self.period
+            while self.next_tick <= frame.time_s + 1e-6:
+                self.next_tick += self.period
+        if starts_scene or tick:
+            yield frame, bisect.bisect_right(self.cuts, frame.index)
+
+
 def analyze(
     source: Path,
     *,
@@ -134,91 +196,64 @@ def analyze(
     stop: threading.Event | None = None,
     on_probe: Callable[[VideoInfo], None] | None = None,
 ) -> dict[str, Any]:
-    """Analyse ``source`` and write every artifact of ``job_id``; returns results.json."""
+    """Analyse ``source`` and write every artifact of ``job_id``; returns results.json.
+
+    Three stages overlap: decoding (its own thread), scenes and sampling (the frame stage,
+    its own thread, running ahead of the models by a bounded number of sampled frames),
+    and the models in this thread; drawing, encoding and uploads run in the writer pool.
+    """
     info = probe(source, max_pixels=options.max_pixels, max_duration_s=options.max_duration_s)
     if on_probe is not None:
         on_probe(info)
     timings = _Timings()
-    tracker = models.scene_tracker(info.fps)
-    period = 1.0 / options.sample_fps
+    sampler = _Sampler(models.scene_tracker(info.fps), 1.0 / options.sample_fps)
     writer = _Writer(store, job_id, options.jpeg_quality, toon, options.write_workers, timings)
-
-    cuts: list[int] = []
-    cut_times: dict[int, float] = {}
-    pending: deque[Frame] = deque()
-    batch: list[Frame] = []
     frames_out: list[dict[str, Any]] = []
-    next_tick: float | None = None
-    last: Frame | None = None
-    frames_seen = 0
+    counts = {"decoded": 0}
+    clock: dict[str, float] = {}
 
-    def scene_of(index: int) -> int:
-        return bisect.bisect_right(cuts, index)
-
-    def run_batch() -> None:
-        if not batch:
+    def frame_stage() -> Iterator[tuple[Frame, int]]:
+        for frame in decode(source, stop=stop, clock=clock):
+            counts["decoded"] += 1
+            yield from sampler.push(frame)
+            if progress is not None:
+                progress(counts["decoded"], info.frames_expected)
+        if stop is not None and stop.is_set():
             return
+        yield from sampler.finish()
+
+    def run_batch(batch: list[tuple[Frame, int]]) -> None:
         started = time.perf_counter()
-        images = [f.image for f in batch]
+        images = [f.image for f, _ in batch]
         found = [Detections() for _ in batch]
         for detector in models.detectors:
             for i, extra in enumerate(detector.detect(images)):
                 found[i] = found[i].merge(extra)
         timings.models += time.perf_counter() - started
-        for frame, dets in zip(batch, found, strict=True):
-            doc = _frame_doc(job_id, frame, scene_of(frame.index), dets, toon is not None)
+        for (frame, scene), dets in zip(batch, found, strict=True):
+            doc = _frame_doc(job_id, frame, scene, dets, toon is not None)
             frames_out.append(doc)
             writer.submit(frame, dets, {"schema_version": SCHEMA_VERSION, "job_id": job_id,
                                         **doc})
-        batch.clear()
 
-    def release(frame: Frame) -> None:
-        nonlocal next_tick
-        if frame.index in cut_times:
-            cut_times[frame.index] = frame.time_s
-        starts_scene = frame.index == 0 or frame.index in cut_times
-        tick = next_tick is None or frame.time_s >= next_tick - 1e-6
-        if tick:
-            base = frame.time_s if next_tick is None else next_tick
-            next_tick = base + period
-            while next_tick <= frame.time_s + 1e-6:
-                next_tick += period
-        if starts_scene or tick:
-            batch.append(frame)
-            if len(batch) >= options.batch_size:
-                run_batch()
-
-    def add_cuts(found: list[int]) -> None:
-        for c in found:
-            if c > 0 and c not in cut_times:
-                bisect.insort(cuts, c)
-                cut_times[c] = float("nan")
-
+    started_all = time.perf_counter()
     try:
-        decode_wait = time.perf_counter()
-        for frame in decode(source, stop=stop):
-            timings.decode += time.perf_counter() - decode_wait
-            if stop is not None and stop.is_set():
-                raise JobInterrupted(job_id)
-            started = time.perf_counter()
-            add_cuts(tracker.push(frame.index, frame.image))
-            timings.scenes += time.perf_counter() - started
-            pending.append(frame)
-            while len(pending) > tracker.delay_frames:
-                release(pending.popleft())
-            last = frame
-            frames_seen += 1
-            if progress is not None:
-                progress(frames_seen, info.frames_expected)
-            decode_wait = time.perf_counter()
+        batch: list[tuple[Frame, int]] = []
+        wait_started = time.perf_counter()
+        for item in threaded(frame_stage, maxsize=2 * options.batch_size,
+                             name="vidwatch-frames"):
+            timings.model_stage_wait += time.perf_counter() - wait_started
+            batch.append(item)
+            if len(batch) >= options.batch_size:
+                run_batch(batch)
+                batch = []
+            wait_started = time.perf_counter()
         if stop is not None and stop.is_set():
             raise JobInterrupted(job_id)
-        if last is None:
+        if sampler.last is None:
             raise VideoError("the video stream holds no decodable frame", code="undecodable")
-        add_cuts(tracker.finish(last.index))
-        while pending:
-            release(pending.popleft())
-        run_batch()
+        if batch:
+            run_batch(batch)
         drain_started = time.perf_counter()
         writer.finish()
         timings.drain = time.perf_counter() - drain_started
@@ -227,7 +262,12 @@ def analyze(
         with contextlib.suppress(Exception):
             writer.finish()
         raise
+    timings.scenes = sampler.scene_s
+    timings.decode = clock.get("decode", 0.0)
+    wall = time.perf_counter() - started_all
 
+    last = sampler.last
+    cuts, cut_times = sampler.cuts, sampler.cut_times
     frames_out.sort(key=lambda d: d["frame"])
     fps = info.fps or 25.0
     end_s = last.time_s + 1.0 / fps
@@ -235,17 +275,16 @@ def analyze(
     scenes = []
     for i, start in enumerate(starts):
         stop_frame = starts[i + 1] if i + 1 < len(starts) else last.index + 1
-        start_s = 0.0 if start == 0 else cut_times[start]
+        start_s = frames_out[0]["time_s"] if start == 0 else cut_times[start]
         stop_s = cut_times[starts[i + 1]] if i + 1 < len(starts) else end_s
         scenes.append({"index": i, "start_frame": start, "end_frame": stop_frame,
                        "start_s": round(start_s, 4), "end_s": round(stop_s, 4),
                        "keyframe": start})
-    if frames_out and frames_out[0]["frame"] == 0:
-        scenes[0]["start_s"] = frames_out[0]["time_s"]
+    frames_total = last.index + 1
     return {
         "schema_version": SCHEMA_VERSION,
         "job_id": job_id,
-        "video": info.to_json(frames=last.index + 1),
+        "video": info.to_json(frames=frames_total),
         "scenes": scenes,
         "frames": frames_out,
         "summary": _summary(frames_out),
@@ -257,15 +296,19 @@ def analyze(
                 "sample_fps": options.sample_fps,
                 "object_min_confidence": models.settings.object_min_confidence,
                 "face_min_confidence": models.settings.face_min_confidence,
-                "scene_detector": tracker.name,
+                "scene_detector": sampler.tracker.name,
                 "scene_threshold": models.settings.scene_threshold,
                 "scene_min_len_frames": models.settings.scene_min_len_frames,
             },
             "device": models.device,
             "toon": {"enabled": toon is not None,
-                     "library": getattr(toon, "library", None) if toon is not None else None},
+                     "library": f"@toon-format/toon {toon.version}" if toon is not None
+                     else None},
         },
-        "timings_s": timings.to_json(),
+        "timings_s": {**timings.to_json(), "wall": round(wall, 3)},
+        "stats": {"frames_decoded": counts["decoded"],
+                  "decodes_per_frame": round(counts["decoded"] / frames_total, 3),
+                  "frames_analyzed": len(frames_out)},
     }
 
 

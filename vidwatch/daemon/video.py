@@ -6,8 +6,8 @@ OpenCV opens it: OpenCV opens a PNG renamed ``.mp4`` as a one-frame video.
 
 from __future__ import annotations
 
-import queue
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -17,6 +17,7 @@ import av
 import numpy as np
 
 from vidwatch.daemon.errors import VideoError
+from vidwatch.daemon.stages import threaded
 
 IMAGE_CODECS = {"png", "mjpeg", "bmp", "tiff", "webp", "jpegls", "jpeg2000", "qoi", "pgm",
                 "ppm", "pam", "pbm", "sgi", "targa", "dpx", "exr", "jpegxl"}
@@ -129,67 +130,45 @@ def probe(path: Path, *, max_pixels: int, max_duration_s: float) -> VideoInfo:
         container.close()
 
 
-class _End:
-    pass
-
-
 def decode(path: Path, *, max_frames: int | None = None, queue_size: int = 16,
-           stop: threading.Event | None = None) -> Iterator[Frame]:
+           stop: threading.Event | None = None,
+           clock: dict[str, float] | None = None) -> Iterator[Frame]:
     """Yield every frame once, in order, decoded in a thread of its own that keeps at most
     ``queue_size`` frames ahead. A decode error mid-stream is raised in the caller as
-    VideoError(code="truncated_video") after the frames that did decode."""
-    frames: queue.Queue = queue.Queue(maxsize=queue_size)
-    cancel = threading.Event()
+    VideoError(code="truncated_video") after the frames that did decode. The seconds spent
+    decoding are added to ``clock["decode"]`` when a clock is given."""
+    clock = clock if clock is not None else {}
+    clock.setdefault("decode", 0.0)
+    return threaded(lambda: _decode(path, max_frames, stop, clock), maxsize=queue_size,
+                    name="vidwatch-decode")
 
-    def put(item) -> bool:
-        while not cancel.is_set():
-            try:
-                frames.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
 
-    def run() -> None:
-        index = 0
-        try:
-            with av.open(str(path), mode="r", options={"protocol_whitelist": "file"}) as cont:
-                stream = cont.streams.video[0]
-                stream.thread_type = "AUTO"
-                rate = stream.average_rate or stream.guessed_rate or Fraction(25)
-                for frame in cont.decode(stream):
-                    if cancel.is_set() or (stop is not None and stop.is_set()):
-                        return
-                    t = frame.time
-                    if t is None:
-                        t = index / float(rate)
-                    image = frame.to_ndarray(format="bgr24")
-                    rotation = int(getattr(frame, "rotation", 0) or 0) % 360
-                    if rotation:
-                        # Display matrix rotation is counter-clockwise in degrees.
-                        image = np.ascontiguousarray(np.rot90(image, k=rotation // 90))
-                    if not put(Frame(index, float(t), image)):
-                        return
-                    index += 1
-                    if max_frames is not None and index >= max_frames:
-                        break
-            put(_End())
-        except av.error.FFmpegError as exc:
-            put(VideoError(f"decoding stopped at frame {index}: {exc.strerror or exc}; the "
-                           "file is probably truncated or damaged", code="truncated_video"))
-        except BaseException as exc:  # noqa: BLE001 - handed to the owner, never swallowed
-            put(exc)
-
-    thread = threading.Thread(target=run, name="vidwatch-decode", daemon=True)
-    thread.start()
+def _decode(path: Path, max_frames: int | None, stop: threading.Event | None,
+            clock: dict[str, float]) -> Iterator[Frame]:
+    index = 0
     try:
-        while True:
-            item = frames.get()
-            if isinstance(item, _End):
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        cancel.set()
-        thread.join(timeout=5)
+        started = time.perf_counter()
+        with av.open(str(path), mode="r", options={"protocol_whitelist": "file"}) as cont:
+            stream = cont.streams.video[0]
+            stream.thread_type = "AUTO"
+            rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+            for frame in cont.decode(stream):
+                if stop is not None and stop.is_set():
+                    return
+                t = frame.time
+                if t is None:
+                    t = index / float(rate)
+                image = frame.to_ndarray(format="bgr24")
+                rotation = int(getattr(frame, "rotation", 0) or 0) % 360
+                if rotation:
+                    # Display matrix rotation is counter-clockwise in degrees.
+                    image = np.ascontiguousarray(np.rot90(image, k=rotation // 90))
+                clock["decode"] += time.perf_counter() - started
+                yield Frame(index, float(t), image)
+                started = time.perf_counter()
+                index += 1
+                if max_frames is not None and index >= max_frames:
+                    return
+    except av.error.FFmpegError as exc:
+        raise VideoError(f"decoding stopped at frame {index}: {exc.strerror or exc}; the "
+                         "file is probably truncated or damaged", code="truncated_video") from None

@@ -34,7 +34,7 @@ class ContentSceneTracker:
 
     def __init__(self, *, fps: float, threshold: float = 27.0, min_scene_len: int = 15,
                  downscale_width: int = 256) -> None:
-        self._fps = fps if fps > 0 else 25.0
+        self._fps = float(fps) if fps and fps > 0 else 25.0
         self._detector = ContentDetector(threshold=threshold, min_scene_len=min_scene_len)
         self._downscale_width = downscale_width
         self._size: tuple[int, int] | None = None

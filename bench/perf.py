@@ -1,0 +1,407 @@
+"""The performance benchmark: where vidwatch stands against its floor and its peers.
+
+    uv run python -m bench.perf [--minutes 1 5] [--out bench/out]
+
+Inputs are built at run time from the shared test media (looped and concatenated into
+720p H.264 videos of 1 and 5 minutes, cached in bench/out, never committed). The models are
+the real classes; without real weights on the host they are built from Ultralytics' yaml
+(random weights: the same network and pre-processing, fewer detections to post-process).
+
+It reports, as JSON (bench/out/perf.json) and as a markdown table:
+  - decode frames/s (the floor's first part); the scene stage against the `scenedetect` CLI
+    on the same file (the cut lists must agree);
+  - model time per sampled frame at batch sizes 1, 4 and 8, and detection + segmentation
+    from one -seg pass against two separate models; MTCNN batched against frame by frame;
+  - end-to-end wall time of a job on the local store and on a moto server, divided by the
+    floor (decode + scenes + models on the sampled frames, each measured alone), with the
+    pipeline's own per-stage breakdown;
+  - the realtime factor at SAMPLE_FPS 1 and 5; peak RSS of the 1- and 5-minute jobs;
+  - decodes per frame (must be 1.0) and the plain frame-by-frame loop most hand-written
+    pipelines use, as the model-stage peer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+MEDIA = Path(os.environ.get("VIDWATCH_TEST_MEDIA", REPO.parent / "shared" / "media"))
+SOURCES = ("cuts_h264.mp4", "cuts_vp9.webm", "single_shot.mp4")
+WIDTH, HEIGHT, FPS = 1280, 720, 25
+
+
+# --- inputs ---------------------------------------------------------------------------------
+def build_input(minutes: float, out_dir: Path) -> tuple[Path, list[int]]:
+    """A 720p H.264 video of ``minutes`` made of the test media, and its true cut list."""
+    import av
+    import cv2
+
+    path = out_dir / f"input_{minutes:g}min_720p.mp4"
+    truth_path = path.with_suffix(".cuts.json")
+    if path.is_file() and truth_path.is_file():
+        return path, json.loads(truth_path.read_text())
+    clips = []
+    for name in SOURCES:
+        frames = []
+        with av.open(str(MEDIA / name)) as c:
+            for f in c.decode(video=0):
+                frames.append(cv2.resize(f.to_ndarray(format="bgr24"), (WIDTH, HEIGHT),
+                                         interpolation=cv2.INTER_AREA))
+        truth = json.loads((MEDIA / name).with_suffix(".truth.json").read_text())
+        clips.append((frames, [s["start_frame"] for s in truth["scenes"]]))
+    total = int(minutes * 60 * FPS)
+    tmp = path.with_suffix(".part")
+    out = av.open(str(tmp), "w", format="mp4")
+    stream = out.add_stream("libx264", rate=FPS)
+    stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+    stream.options = {"preset": "veryfast", "crf": "23"}
+    cuts: list[int] = []
+    n = 0
+    while n < total:
+        for frames, starts in clips:
+            for s in starts:
+                if n + s < total and n + s > 0:
+                    cuts.append(n + s)
+            for img in frames:
+                if n >= total:
+                    break
+                for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
+                    out.mux(packet)
+                n += 1
+            if n >= total:
+                break
+    for packet in stream.encode():
+        out.mux(packet)
+    out.close()
+    tmp.rename(path)
+    truth_path.write_text(json.dumps(cuts))
+    return path, cuts
+
+
+# --- stages alone ---------------------------------------------------------------------------
+def bench_decode(path: Path) -> dict:
+    from vidwatch.daemon.video import decode
+
+    started = time.perf_counter()
+    frames = sum(1 for _ in decode(path))
+    seconds = time.perf_counter() - started
+    return {"frames": frames, "seconds": round(seconds, 3), "fps": round(frames / seconds, 1)}
+
+
+def bench_scenes(path: Path, fps: float) -> dict:
+    """Our scene stage (decode + tracker, one pass) against the scenedetect CLI."""
+    from vidwatch.daemon.video import decode
+    from vidwatch.detectors.scenes import ContentSceneTracker
+
+    tracker = ContentSceneTracker(fps=fps)
+    cuts: list[int] = []
+    tracker_s = 0.0
+    started = time.perf_counter()
+    last = 0
+    for frame in decode(path):
+        t = time.perf_counter()
+        cuts += tracker.push(frame.index, frame.image)
+        tracker_s += time.perf_counter() - t
+        last = frame.index
+    cuts += tracker.finish(last)
+    ours = time.perf_counter() - started
+
+    out = Path(tempfile.mkdtemp(prefix="scenedetect-"))
+    cli = shutil.which("scenedetect", path=str(Path(sys.executable).parent)) or "scenedetect"
+    started = time.perf_counter()
+    subprocess.run([cli, "-q", "-i", str(path), "-o", str(out), "detect-content",
+                    "list-scenes", "-s", "-f", "scenes.csv"], check=True)
+    cli_s = time.perf_counter() - started
+    with open(out / "scenes.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    # The CLI's CSV numbers frames from 1; ours from 0.
+    cli_cuts = [int(r["Start Frame"]) - 1 for r in rows[1:]]
+    shutil.rmtree(out, ignore_errors=True)
+    return {"ours_decode_plus_scenes_s": round(ours, 3), "tracker_only_s": round(tracker_s, 3),
+            "cli_s": round(cli_s, 3), "cli_over_ours": round(cli_s / ours, 2),
+            "cuts": len(cuts), "cuts_agree": sorted(cuts) == sorted(cli_cuts)}
+
+
+def _sample_frames(path: Path, n: int) -> list:
+    from vidwatch.daemon.video import decode
+
+    frames = []
+    for frame in decode(path):
+        if frame.index % FPS == 0:
+            frames.append(frame.image)
+            if len(frames) >= n:
+                break
+    return frames
+
+
+def bench_models(models, frames: list) -> dict:
+    """ms per frame for each detector at batch sizes 1, 4, 8."""
+    from vidwatch.detectors.faces import MtcnnFaceDetector
+
+    out: dict = {}
+    for det in models.detectors:
+        name = "+".join(i.role for i in det.infos)
+        det.detect(frames[:1])  # warm-up
+        per_batch = {}
+        for batch in (1, 4, 8):
+            started = time.perf_counter()
+            for i in range(0, len(frames), batch):
+                det.detect(frames[i:i + batch])
+            per_batch[batch] = round(1000 * (time.perf_counter() - started) / len(frames), 1)
+        out[name] = per_batch
+        if isinstance(det, MtcnnFaceDetector):
+            det._batch = True
+            started = time.perf_counter()
+            for i in range(0, len(frames), 4):
+                det.detect(frames[i:i + 4])
+            out["faces_batched_4"] = round(1000 * (time.perf_counter() - started)
+                                           / len(frames), 1)
+            det._batch = False
+    return out
+
+
+def bench_one_pass(weights_seg: Path, weights_det: Path, frames: list, device: str) -> dict:
+    """Objects + masks from one -seg pass against a detection and a segmentation model."""
+    from vidwatch.detectors.yolo import YoloDetector
+
+    both = YoloDetector(weights_seg, name="seg", roles=("objects", "segments"),
+                        confidence=0.25, device=device)
+    det = YoloDetector(weights_det, name="det", roles=("objects",), confidence=0.25,
+                       device=device)
+    seg = YoloDetector(weights_seg, name="seg", roles=("segments",), confidence=0.25,
+                       device=device)
+    for d in (both, det, seg):
+        d.detect(frames[:1])
+
+    def run(dets) -> float:
+        started = time.perf_counter()
+        for i in range(0, len(frames), 4):
+            for d in dets:
+                d.detect(frames[i:i + 4])
+        return 1000 * (time.perf_counter() - started) / len(frames)
+
+    one, two = run([both]), run([det, seg])
+    return {"one_seg_pass_ms": round(one, 1), "two_models_ms": round(two, 1),
+            "saving": round(1 - one / two, 3)}
+
+
+def plain_loop(path: Path, models, sample_fps: float) -> dict:
+    """The peer: OpenCV reads every frame, models called one frame at a time."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    fps = cap.get(cv2.CAP_PROP_FPS) or FPS
+    step = max(1, round(fps / sample_fps))
+    started = time.perf_counter()
+    n = sampled = 0
+    while True:
+        ok = cap.grab()
+        if not ok:
+            break
+        if n % step == 0:
+            _, img = cap.retrieve()
+            for det in models.detectors:
+                det.detect([img])
+            sampled += 1
+        n += 1
+    cap.release()
+    return {"seconds": round(time.perf_counter() - started, 3), "frames": n,
+            "sampled": sampled}
+
+
+# --- whole jobs (one subprocess each, for an honest peak RSS) -------------------------------
+def run_job_subprocess(path: Path, env: dict, sample_fps: float) -> dict:
+    cmd = [sys.executable, "-m", "bench.perf", "_job", str(path), "--sample-fps",
+           str(sample_fps)]
+    proc = subprocess.run(cmd, env={**os.environ, **env}, cwd=REPO, capture_output=True,
+                          text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"job failed: {proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _job_main(path: Path, sample_fps: float) -> None:
+    from vidwatch.config import load_settings
+    from vidwatch.daemon.jobs import JobSpec, new_job_id, run_job, stage_copy
+    from vidwatch.daemon.pipeline import AnalysisOptions
+    from vidwatch.daemon.toon import open_toon
+    from vidwatch.detectors.registry import load_models
+    from vidwatch.r2 import keys, open_store
+
+    settings = load_settings(sample_fps=sample_fps)
+    store = open_store(settings)
+    models = load_models(settings)
+    toon = open_toon(settings)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    job_id = new_job_id()
+    staged = stage_copy(settings, job_id, path)
+    started = time.perf_counter()
+    manifest = run_job(JobSpec(job_id, staged, "cli", path.name), store=store,
+                       settings=settings, models=models, toon=toon,
+                       options=AnalysisOptions.from_settings(settings))
+    wall = time.perf_counter() - started
+    if toon is not None:
+        toon.close()
+    results = json.loads(store.get_bytes(keys.results_key(job_id)))
+    print(json.dumps({
+        "state": manifest.state, "wall_s": round(wall, 3),
+        "frames": results["video"]["frames"], "sampled": len(results["frames"]),
+        "duration_s": results["video"]["duration_s"], "timings_s": results["timings_s"],
+        "decodes_per_frame": results.get("stats", {}).get("decodes_per_frame"),
+        "artifacts": sum(1 for _ in store.list(keys.job_prefix(job_id))),
+        "rss_models_mb": round(rss_before / 1024, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }))
+
+
+def ensure_weights(out_dir: Path) -> dict[str, str]:
+    env = {}
+    for setting, name, yaml in (("DETECT_MODEL", "yolo11n.pt", "yolo11n.yaml"),
+                                ("SEGMENT_MODEL", "yolo11n-seg.pt", "yolo11n-seg.yaml")):
+        value = os.environ.get(setting, name)
+        if Path(value).is_file():
+            env[setting] = value
+            continue
+        path = out_dir / yaml.replace(".yaml", "-random.pt")
+        if not path.is_file():
+            from ultralytics import YOLO
+
+            YOLO(yaml).save(str(path))
+        env[setting] = str(path)
+    return env
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] == "_job":
+        p = argparse.ArgumentParser()
+        p.add_argument("video", type=Path)
+        p.add_argument("--sample-fps", type=float, default=1.0)
+        a = p.parse_args(argv[1:])
+        _job_main(a.video, a.sample_fps)
+        return 0
+    parser = argparse.ArgumentParser(prog="bench.perf", description=__doc__.split("\n")[0])
+    parser.add_argument("--minutes", type=float, nargs="+", default=[1.0, 5.0])
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "out")
+    parser.add_argument("--skip-moto", action="store_true")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(args.out / "ultralytics"))
+    env = {**ensure_weights(args.out), "ALLOW_MODEL_DOWNLOAD": "false",
+           "TOON_ENABLED": os.environ.get("TOON_ENABLED", "true"),
+           "LOCAL_STORE_DIR": str(args.out / "store"),
+           "TEMP_MEDIA_DIR": str(args.out / "tmp_media")}
+    os.environ.update(env)
+
+    from vidwatch.config import load_settings
+    from vidwatch.detectors.registry import load_models
+
+    report: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                                "python": platform.python_version()}}
+    import torch
+
+    report["machine"]["torch"] = torch.__version__
+    report["machine"]["cuda"] = torch.cuda.is_available()
+    inputs = {m: build_input(m, args.out) for m in args.minutes}
+    first = inputs[args.minutes[0]][0]
+    report["decode"] = bench_decode(first)
+    report["scenes"] = bench_scenes(first, FPS)
+    report["scenes"]["cuts_match_truth"] = report["scenes"]["cuts"] == len(
+        inputs[args.minutes[0]][1])
+
+    settings = load_settings()
+    models = load_models(settings)
+    frames = _sample_frames(first, 16)
+    report["models_ms_per_frame"] = bench_models(models, frames)
+    report["one_seg_pass"] = bench_one_pass(Path(env["SEGMENT_MODEL"]),
+                                            Path(env["DETECT_MODEL"]), frames, models.device)
+    report["plain_loop_peer"] = plain_loop(first, models, 1.0)
+
+    jobs = {}
+    for minutes, (path, _) in inputs.items():
+        for sfps in ((1.0, 5.0) if minutes == args.minutes[0] else (1.0,)):
+            jobs[f"{minutes:g}min_local_fps{sfps:g}"] = run_job_subprocess(path, env, sfps)
+    if not args.skip_moto:
+        jobs[f"{args.minutes[0]:g}min_moto_fps1"] = _moto_job(inputs[args.minutes[0]][0], env)
+    report["jobs"] = jobs
+
+    batch = settings.model_batch_size
+    per_frame_ms = sum(v[batch] for k, v in report["models_ms_per_frame"].items()
+                       if isinstance(v, dict))
+    for job in jobs.values():
+        decode_s = job["frames"] / report["decode"]["fps"]
+        scene_s = report["scenes"]["tracker_only_s"] * job["frames"] / report["decode"]["frames"]
+        floor = decode_s + scene_s + job["sampled"] * per_frame_ms / 1000
+        job["floor_s"] = round(floor, 3)
+        job["wall_over_floor"] = round(job["wall_s"] / floor, 3)
+        job["realtime_factor"] = round(job["duration_s"] / job["wall_s"], 2)
+    rss = [j["peak_rss_mb"] for k, j in jobs.items() if k.endswith("local_fps1")]
+    if len(rss) == 2:
+        report["peak_rss_ratio_long_over_short"] = round(rss[1] / rss[0], 3)
+    (args.out / "perf.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    print(markdown(report))
+    return 0
+
+
+def _moto_job(path: Path, env: dict) -> dict:
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                     aws_access_key_id="bench", aws_secret_access_key="bench",
+                     ).create_bucket(Bucket="vidwatch-bench")
+        s3_env = {**env, "R2_ENDPOINT_URL": endpoint, "R2_BUCKET": "vidwatch-bench",
+                  "R2_ACCESS_KEY_ID": "bench", "R2_SECRET_ACCESS_KEY": "bench",
+                  "R2_REGION": "us-east-1"}
+        return run_job_subprocess(path, s3_env, 1.0)
+    finally:
+        server.stop()
+
+
+def markdown(r: dict) -> str:
+    lines = ["| measure | value |", "|---|---|",
+             f"| decode (720p H.264) | {r['decode']['fps']} frames/s |",
+             f"| decode + scenes, ours / `scenedetect` CLI | "
+             f"{r['scenes']['ours_decode_plus_scenes_s']} s / {r['scenes']['cli_s']} s "
+             f"(cuts agree: {r['scenes']['cuts_agree']}) |"]
+    for name, per in r["models_ms_per_frame"].items():
+        if isinstance(per, dict):
+            lines.append(f"| {name}, ms/frame at batch 1 / 4 / 8 | "
+                         f"{per[1]} / {per[4]} / {per[8]} |")
+        else:
+            lines.append(f"| {name}, ms/frame | {per} |")
+    o = r["one_seg_pass"]
+    lines.append(f"| objects + masks: one -seg pass / two models | {o['one_seg_pass_ms']} / "
+                 f"{o['two_models_ms']} ms/frame |")
+    lines.append(f"| plain frame-by-frame loop (peer), 1 fps | {r['plain_loop_peer']['seconds']}"
+                 f" s for {r['plain_loop_peer']['sampled']} sampled frames |")
+    for name, j in r["jobs"].items():
+        lines.append(f"| job {name} | {j['wall_s']} s wall, floor {j['floor_s']} s, "
+                     f"x{j['wall_over_floor']} of floor, realtime x{j['realtime_factor']}, "
+                     f"peak RSS {j['peak_rss_mb']} MB |")
+    if "peak_rss_ratio_long_over_short" in r:
+        lines.append(f"| peak RSS 5 min / 1 min | {r['peak_rss_ratio_long_over_short']} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,311 @@
+"""The upload of ``POST /analyze-video``: a multipart body parsed as it streams in.
+
+The video part goes straight to ``TEMP_MEDIA_DIR/<job_id>/input/`` in chunks, never whole
+in memory and never spooled elsewhere first; its bytes are counted as they arrive, so an
+upload over ``MAX_UPLOAD_BYTES`` is refused (413) as soon as the limit is passed. Whatever
+goes wrong (too large, malformed, a client that goes away or stalls), the job's staging
+folder is removed and no job exists.
+
+The client's file name is only ever data: it is reduced to a plain name for the manifest,
+and the staged file is always ``source.<ext>`` where ``<ext>`` is 1-8 lower-case letters or
+digits taken from that name, else sniffed from the first bytes (``bin`` when unknown).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect, Request
+
+from vidwatch.daemon.jobs import safe_ext
+
+FILE_FIELD = "file"
+CLEANUP_FIELD = "cleanup_local_video_after_upload"
+ENVELOPE_ALLOWANCE = 64 * 1024
+"""Bytes of multipart framing (boundaries, part headers, the form field) allowed on top of
+MAX_UPLOAD_BYTES, so that a video of exactly the limit is accepted."""
+FLUSH_BYTES = 1024 * 1024
+MAX_FIELD_BYTES = 64
+MAX_PARTS = 8
+MAX_FILENAME_CHARS = 255
+PARTIAL_NAME = "upload.partial"
+
+
+class UploadError(Exception):
+    """The upload is refused: ``status`` and ``code`` go into the JSON error answer."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Upload:
+    path: Path
+    """The staged source, ``<staging>/input/source.<ext>``."""
+    filename: str | None
+    """The client's name reduced to a plain file name (for the manifest only)."""
+    ext: str
+    size: int
+    cleanup_override: bool | None
+
+
+def sanitize_filename(raw: str | None) -> str | None:
+    """A client-supplied file name reduced to something safe to show: the last path
+    component, no control characters, at most 255 characters (keeping the extension)."""
+    if raw is None:
+        return None
+    name = raw.replace("\\", "/").rsplit("/", 1)[-1]
+    name = unicodedata.normalize("NFC", name)
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()
+    if name in ("", ".", ".."):
+        return None
+    if len(name) > MAX_FILENAME_CHARS:
+        stem, dot, ext = name.rpartition(".")
+        if dot and 0 < len(ext) <= 16:
+            name = stem[: MAX_FILENAME_CHARS - len(ext) - 1] + "." + ext
+        else:
+            name = name[:MAX_FILENAME_CHARS]
+    return name
+
+
+def sniff_ext(head: bytes) -> str | None:
+    """The usual extension of the container whose first bytes are ``head``, if known."""
+    if len(head) >= 12 and head[4:8] == b"ftyp":
+        return "mov" if head[8:12] == b"qt  " else "mp4"
+    if head.startswith(b"\x1aE\xdf\xa3"):
+        return "webm" if b"webm" in head[:64] else "mkv"
+    if head.startswith(b"RIFF") and head[8:12] == b"AVI ":
+        return "avi"
+    if head.startswith(b"OggS"):
+        return "ogv"
+    if head.startswith(b"FLV"):
+        return "flv"
+    if head.startswith(b"\x00\x00\x01\xba"):
+        return "mpg"
+    if len(head) >= 189 and head[0] == 0x47 and head[188] == 0x47:
+        return "ts"
+    return None
+
+
+def parse_bool_field(value: bytes) -> bool:
+    text = value.decode("utf-8", errors="replace").strip().lower()
+    if text == "true":
+        return True
+    if text == "false":
+        return False
+    raise UploadError(422, "invalid_field",
+                      f"{CLEANUP_FIELD} must be 'true' or 'false', not {text[:20]!r}")
+
+
+def _decode_header(value: bytes) -> str:
+    # python-multipart hands headers over as latin-1 bytes; browsers send UTF-8.
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
+
+
+class _Receiver:
+    """Callbacks of the streaming parser; file data is buffered here and written by the
+    caller between chunks (off the event loop)."""
+
+    def __init__(self, max_file_bytes: int) -> None:
+        self.max_file_bytes = max_file_bytes
+        self.parts = 0
+        self.headers: dict[str, bytes] = {}
+        self._field = b""
+        self._value = b""
+        self.kind: str | None = None  # "file" | "cleanup"
+        self.field_value = bytearray()
+        self.file_seen = False
+        self.file_done = False
+        self.filename: str | None = None
+        self.raw_name_ext = ""
+        self.cleanup: bool | None = None
+        self.size = 0
+        self.head = bytearray()
+        self.pending = bytearray()
+        self.ended = False
+
+    def callbacks(self) -> dict:
+        return {
+            "on_part_begin": self.on_part_begin,
+            "on_header_field": self.on_header_field,
+            "on_header_value": self.on_header_value,
+            "on_header_end": self.on_header_end,
+            "on_headers_finished": self.on_headers_finished,
+            "on_part_data": self.on_part_data,
+            "on_part_end": self.on_part_end,
+            "on_end": self.on_end,
+        }
+
+    def on_part_begin(self) -> None:
+        self.parts += 1
+        if self.parts > MAX_PARTS:
+            raise UploadError(422, "too_many_fields",
+                              f"at most {MAX_PARTS} form fields are accepted")
+        self.headers, self.kind = {}, None
+        self._field, self._value = b"", b""
+        self.field_value = bytearray()
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._field += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._value += data[start:end]
+
+    def on_header_end(self) -> None:
+        self.headers[self._field.decode("latin-1").strip().lower()] = self._value
+        self._field, self._value = b"", b""
+
+    def on_headers_finished(self) -> None:
+        disposition, options = parse_options_header(self.headers.get("content-disposition"))
+        if disposition != b"form-data" or b"name" not in options:
+            raise UploadError(400, "malformed_multipart",
+                              "every part needs 'Content-Disposition: form-data; name=...'")
+        name = _decode_header(options[b"name"])
+        if name == FILE_FIELD:
+            if self.file_seen:
+                raise UploadError(422, "too_many_files", "send one video in the field 'file'")
+            self.file_seen = True
+            self.kind = "file"
+            raw = _decode_header(options[b"filename"]) if b"filename" in options else None
+            self.filename = sanitize_filename(raw)
+            self.raw_name_ext = safe_ext(self.filename, default="")
+        elif name == CLEANUP_FIELD:
+            if self.cleanup is not None:
+                raise UploadError(422, "invalid_field", f"{CLEANUP_FIELD} is given twice")
+            self.kind = "cleanup"
+        else:
+            raise UploadError(422, "unknown_field",
+                              f"unknown form field {name[:40]!r}; the fields are "
+                              f"'{FILE_FIELD}' (the video) and '{CLEANUP_FIELD}' (true/false)")
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self.kind == "file":
+            count = end - start
+            self.size += count
+            if self.size > self.max_file_bytes:
+                raise UploadError(413, "upload_too_large",
+                                  f"the video is larger than MAX_UPLOAD_BYTES="
+                                  f"{self.max_file_bytes} bytes")
+            if len(self.head) < 512:
+                self.head += data[start:min(end, start + 512 - len(self.head))]
+            self.pending += data[start:end]
+        elif self.kind == "cleanup":
+            self.field_value += data[start:end]
+            if len(self.field_value) > MAX_FIELD_BYTES:
+                raise UploadError(422, "invalid_field",
+                                  f"{CLEANUP_FIELD} must be 'true' or 'false'")
+
+    def on_part_end(self) -> None:
+        if self.kind == "file":
+            self.file_done = True
+        elif self.kind == "cleanup":
+            self.cleanup = parse_bool_field(bytes(self.field_value))
+        self.kind = None
+
+    def on_end(self) -> None:
+        self.ended = True
+
+
+def boundary_of(request: Request) -> bytes:
+    ctype, options = parse_options_header(request.headers.get("content-type"))
+    if ctype != b"multipart/form-data":
+        raise UploadError(415, "unsupported_media_type",
+                          "send the video as multipart/form-data in the field 'file'")
+    boundary = options.get(b"boundary")
+    if not boundary or len(boundary) > 200:
+        raise UploadError(400, "malformed_multipart", "the multipart boundary is missing")
+    return boundary
+
+
+def check_declared_length(request: Request, max_body_bytes: int) -> None:
+    """413 at once, before a byte of the body is read, when Content-Length says too much."""
+    declared = request.headers.get("content-length")
+    if declared is None:
+        return
+    try:
+        length = int(declared)
+    except ValueError:
+        raise UploadError(400, "invalid_request", "Content-Length is not a number") from None
+    if length > max_body_bytes:
+        raise UploadError(413, "upload_too_large",
+                          f"the request body of {length} bytes is larger than "
+                          f"MAX_UPLOAD_BYTES={max_body_bytes - ENVELOPE_ALLOWANCE} bytes "
+                          "(plus the form's framing)")
+
+
+async def receive_upload(request: Request, *, input_dir: Path, max_file_bytes: int,
+                         idle_timeout_s: float) -> Upload:
+    """Stream the multipart body into ``input_dir``; return the staged upload.
+
+    Raises UploadError (the answer to give), ClientDisconnect, or TimeoutError when no byte
+    arrived for ``idle_timeout_s``. The caller removes the staging folder on any error.
+    """
+    max_body_bytes = max_file_bytes + ENVELOPE_ALLOWANCE
+    check_declared_length(request, max_body_bytes)
+    boundary = boundary_of(request)
+    await anyio.to_thread.run_sync(lambda: input_dir.mkdir(parents=True, exist_ok=True))
+    partial = input_dir / PARTIAL_NAME
+    receiver = _Receiver(max_file_bytes)
+    parser = MultipartParser(boundary, receiver.callbacks())
+    fh = await anyio.to_thread.run_sync(open, partial, "wb")
+    body_bytes = 0
+    try:
+        more = True
+        while more:
+            with anyio.fail_after(idle_timeout_s):
+                message = await request.receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect()
+            chunk = message.get("body", b"")
+            more = message.get("more_body", False)
+            body_bytes += len(chunk)
+            if body_bytes > max_body_bytes:
+                raise UploadError(413, "upload_too_large",
+                                  f"the request body is larger than MAX_UPLOAD_BYTES="
+                                  f"{max_file_bytes} bytes (plus the form's framing)")
+            if chunk:
+                try:
+                    parser.write(chunk)
+                except MultipartParseError as exc:
+                    raise UploadError(400, "malformed_multipart",
+                                      f"the multipart body cannot be parsed: {exc}") from None
+            if len(receiver.pending) >= FLUSH_BYTES or (not more and receiver.pending):
+                data, receiver.pending = bytes(receiver.pending), bytearray()
+                await anyio.to_thread.run_sync(fh.write, data)
+        parser.finalize()
+        if not receiver.ended:
+            raise UploadError(400, "malformed_multipart",
+                              "the body ended before the closing multipart boundary")
+        if not receiver.file_seen or not receiver.file_done:
+            raise UploadError(422, "missing_file",
+                              f"no video: send it in the multipart field '{FILE_FIELD}'")
+        await anyio.to_thread.run_sync(_flush_and_sync, fh)
+    finally:
+        fh.close()
+    ext = receiver.raw_name_ext or sniff_ext(bytes(receiver.head)) or "bin"
+    dest = input_dir / f"source.{ext}"
+    await anyio.to_thread.run_sync(os.replace, partial, dest)
+    return Upload(path=dest, filename=receiver.filename, ext=ext, size=receiver.size,
+                  cleanup_override=receiver.cleanup)
+
+
+def _flush_and_sync(fh) -> None:
+    fh.flush()
+    os.fsync(fh.fileno())
+
+
+def remove_staging(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
