@@ -63,3 +63,10 @@ def test_invalid_setting_stops_with_one_line(media, tmp_path):
 def test_missing_file(tmp_path, model_env):
     proc = _vidwatch(["analyze", str(tmp_path / "nope.mp4")], model_env, tmp_path, timeout=60)
     assert proc.returncode == 2 and "no such file" in proc.stderr
+
+
+def test_quiet_mode_prints_no_progress_bar(media, model_env, tmp_path):
+    proc = _vidwatch(["analyze", "-q", str(media / "single_shot.mp4"), "--no-toon"],
+                     model_env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "analysing" not in proc.stderr and "completed: 48 frames" in proc.stdout

@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     inbox_dir: Path = Path("inbox")
     inbox_settle_s: float = Field(2.0, ge=0)
     inbox_rescan_s: float = Field(30.0, gt=0)
+    inbox_force_polling: bool = False
+    """Poll the inbox instead of inotify (network mounts, where no events arrive)."""
     bucket_poll_s: float = Field(10.0, gt=0)
     job_concurrency: int = Field(1, ge=1, le=32)
     queue_max: int = Field(100, ge=1)
@@ -96,6 +98,10 @@ class Settings(BaseSettings):
     public_base_url: str | None = None
     """Base URL of our own API for signed local-store links (default http://HTTP_HOST:HTTP_PORT)."""
     cors_origins: str = ""
+    """Comma-separated origins allowed by CORS (``*`` for any); empty: CORS off."""
+    url_signing_secret: str | None = None
+    """HMAC secret of the local store's signed links (default: a random secret kept in
+    TEMP_MEDIA_DIR/.url-signing-key)."""
 
     # --- logging ----------------------------------------------------------------------------
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -120,7 +126,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "r2_account_id", "r2_bucket", "r2_access_key_id", "r2_secret_access_key",
-        "r2_endpoint_url", "api_token", "public_base_url",
+        "r2_endpoint_url", "api_token", "public_base_url", "url_signing_secret",
     )
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:

@@ -45,12 +45,15 @@ def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
         bar = tqdm(total=None, unit="frame", desc="analysing", disable=args.quiet, mininterval=0.5,
                    file=sys.stderr, dynamic_ncols=True)
 
+        shown = {"stage": None}
+
         def on_progress(manifest) -> None:
             if manifest.frames_total and bar.total != manifest.frames_total:
                 bar.total = manifest.frames_total
             if manifest.frames_done > bar.n:
                 bar.update(manifest.frames_done - bar.n)
-            if bar.postfix != manifest.stage:
+            if shown["stage"] != manifest.stage:
+                shown["stage"] = manifest.stage
                 bar.set_postfix_str(manifest.stage)
 
         try:

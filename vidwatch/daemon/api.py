@@ -364,14 +364,15 @@ def create_app(
             raise _store_unavailable(exc) from None
         try:
             await anyio.to_thread.run_sync(submit, spec)
-        except BaseException as exc:
+        except QueueFull:
             await anyio.to_thread.run_sync(_withdraw, job_id, folder)
-            if isinstance(exc, QueueFull):
-                metrics.API_UPLOADS.labels(outcome="queue_full").inc()
-                log.warning("upload_refused", code="queue_full")
-                raise ApiError(503, "queue_full", "the job queue is full; try again later",
-                               headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER_S)}
-                               ) from None
+            metrics.API_UPLOADS.labels(outcome="queue_full").inc()
+            log.warning("upload_refused", code="queue_full")
+            raise ApiError(503, "queue_full", "the job queue is full; try again later",
+                           headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER_S)}) from None
+        except Exception:
+            await anyio.to_thread.run_sync(_withdraw, job_id, folder)
+            metrics.API_UPLOADS.labels(outcome="submit_failed").inc()
             raise
         metrics.API_UPLOADS.labels(outcome="accepted").inc()
         metrics.API_UPLOAD_BYTES.inc(upload.size)
