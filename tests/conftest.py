@@ -16,7 +16,7 @@ os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(__file__).resolve().parent.par
 REPO = Path(__file__).resolve().parent.parent
 MEDIA = Path(os.environ.get("VIDWATCH_TEST_MEDIA", REPO.parent / "shared" / "media"))
 
-pytest_plugins: list[str] = ["tests.model_fixtures"]
+pytest_plugins: list[str] = ["tests.model_fixtures", "tests.s3_servers"]
 
 
 @pytest.fixture(scope="session")
