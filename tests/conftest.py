@@ -16,6 +16,13 @@ os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(__file__).resolve().parent.par
 REPO = Path(__file__).resolve().parent.parent
 MEDIA = Path(os.environ.get("VIDWATCH_TEST_MEDIA", REPO.parent / "shared" / "media"))
 
+# Logs of in-process servers and jobs go nowhere, so pytest's output stays readable; tests
+# that check log lines capture them with structlog.testing.capture_logs (subprocess daemons
+# log as their own settings say).
+from vidwatch.daemon.logs import configure_logging  # noqa: E402
+
+configure_logging("json", "debug", stream=open(os.devnull, "w"))  # noqa: SIM115
+
 pytest_plugins: list[str] = ["tests.model_fixtures", "tests.s3_servers"]
 
 
