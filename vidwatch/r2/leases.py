@@ -136,7 +136,7 @@ def claim(store: ObjectStore, job_id: str, owner: str, *, ttl_s: float,
     # Read our claim back: a store whose condition check and write are not one atomic step
     # (moto) can let two racing claims both "win"; only the one whose write stayed proceeds.
     after = store.head(keys.lease_key(job_id))
-    if after is None or after.etag != info.etag:
+    if after is None or after.etag.strip('"') != info.etag.strip('"'):
         return None
     return HeldLease(lease=lease, etag=info.etag)
 

@@ -1,0 +1,113 @@
+"""The unit file, the example settings, and the notify protocol spoken to a real socket."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from vidwatch.config import Settings, load_settings
+from vidwatch.daemon.sdnotify import Notifier
+
+REPO = Path(__file__).resolve().parents[2]
+UNIT = REPO / "systemd" / "vidwatch.service"
+ENV_EXAMPLE = REPO / "config" / "vidwatch.env.example"
+
+
+def _verify(unit_text: str, folder: Path) -> subprocess.CompletedProcess[str]:
+    """``systemd-analyze verify`` on a copy whose ExecStart names this environment's
+    ``vidwatch`` (verify fails on a binary that does not exist)."""
+    vidwatch = Path(sys.executable).with_name("vidwatch")
+    assert vidwatch.is_file(), "the vidwatch entry point is not installed in this venv"
+    text = re.sub(r"^ExecStart=\S+", f"ExecStart={vidwatch}", unit_text, flags=re.M)
+    path = folder / "vidwatch.service"
+    path.write_text(text)
+    return subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True,
+                          text=True, timeout=60)
+
+
+@pytest.fixture
+def systemd_analyze() -> str:
+    found = shutil.which("systemd-analyze")
+    if found is None:
+        pytest.skip("systemd-analyze is not installed here")
+    return found
+
+
+def test_unit_verifies_without_a_word(systemd_analyze, tmp_path):
+    result = _verify(UNIT.read_text(), tmp_path)
+    assert result.returncode == 0 and result.stdout == "" and result.stderr == "", \
+        result.stdout + result.stderr
+
+
+def test_the_verify_check_does_catch_a_bad_key(systemd_analyze, tmp_path):
+    """systemd-analyze exits 0 on unknown keys; the check above must still see them."""
+    broken = UNIT.read_text().replace("[Service]\n", "[Service]\nWatchdogSecs=60\n")
+    result = _verify(broken, tmp_path)
+    assert "WatchdogSecs" in result.stdout + result.stderr
+
+
+def test_unit_essentials():
+    text = UNIT.read_text()
+    for line in ("Type=notify", "Restart=on-failure", "NoNewPrivileges=yes",
+                 "PrivateTmp=yes", "ProtectSystem=strict",
+                 "EnvironmentFile=/etc/vidwatch/vidwatch.env", "RestartPreventExitStatus=2"):
+        assert re.search(rf"^{re.escape(line)}$", text, re.M), line
+    watchdog = int(re.search(r"^WatchdogSec=(\d+)$", text, re.M)[1])
+    stop_timeout = int(re.search(r"^TimeoutStopSec=(\d+)$", text, re.M)[1])
+    assert watchdog > 0
+    # The shutdown bound (grace plus the time an interrupted job takes to write itself
+    # back) must fit in the stop timeout, or systemd kills the drain.
+    from vidwatch.daemon.runner import INTERRUPT_WAIT_S
+
+    grace_s = Settings.model_fields["shutdown_grace_s"].default
+    assert grace_s + INTERRUPT_WAIT_S < stop_timeout
+    assert re.search(r"^ReadWritePaths=.*/var/lib/vidwatch", text, re.M)
+
+
+def test_env_example_names_only_real_settings_and_loads():
+    values = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        match = re.match(r"^#?([A-Z0-9_]+)=(.*)$", line)
+        if match:
+            values[match[1]] = match[2]
+    assert len(values) > 30
+    unknown = set(values) - {name.upper() for name in Settings.model_fields}
+    assert not unknown, unknown
+    settings = load_settings({k: v for k, v in values.items() if v})
+    assert settings.inbox_dir == Path("/var/lib/vidwatch/inbox")
+    # The commented defaults are the real defaults.
+    for key, value in values.items():
+        if value and key not in ("INBOX_DIR", "TEMP_MEDIA_DIR", "LOCAL_STORE_DIR",
+                                 "LOG_FORMAT"):
+            assert str(getattr(load_settings({key: value}), key.lower())) == \
+                str(Settings.model_fields[key.lower()].default), key
+
+
+def test_notifier_speaks_the_protocol_on_an_abstract_socket():
+    name = f"vidwatch-test-{uuid.uuid4().hex}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind("\0" + name)
+        server.settimeout(5)
+        notifier = Notifier.from_env({"NOTIFY_SOCKET": "@" + name, "WATCHDOG_USEC": "4000000"})
+        assert notifier.enabled and notifier.watchdog_s == 4.0
+        assert notifier.ready("up")
+        assert notifier.watchdog()
+        assert notifier.stopping()
+        got = [server.recv(4096).decode() for _ in range(3)]
+        notifier.close()
+    assert got == ["READY=1\nSTATUS=up", "WATCHDOG=1", "STOPPING=1\nSTATUS=stopping"]
+
+
+def test_notifier_is_silent_without_systemd():
+    notifier = Notifier.from_env({})
+    assert not notifier.enabled and not notifier.ready("x") and notifier.watchdog_s is None
+    # A watchdog meant for another process (WATCHDOG_PID) is not ours to feed.
+    assert Notifier.from_env({"NOTIFY_SOCKET": "/x", "WATCHDOG_USEC": "1000",
+                              "WATCHDOG_PID": "1"}).watchdog_s is None

@@ -1,0 +1,224 @@
+"""Scheduled clean-up inside the daemon (APScheduler, every ``RETENTION_INTERVAL_S``).
+
+- Staging (``TEMP_MEDIA_DIR/<job_id>/``): files older than ``STAGING_STALE_HOURS`` go,
+  except a job's source, which goes only when its job has ended, the effective policy is
+  cleanup-on and the store holds the source (same size). With cleanup off the source is kept
+  for good and only stale non-source files (partial downloads, leftovers) are removed. A
+  pending job's source (queued, running, or no manifest yet) is never touched.
+- The local store: a job whose newest object is older than ``R2_RETENTION_DAYS`` and whose
+  lease is not live is removed whole. On R2 the bucket's lifecycle rules do this.
+
+The keep-or-delete decisions are pure functions of the facts and of ``now``; every deletion
+is logged.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from vidwatch.config import Settings
+from vidwatch.daemon.intake_bucket import list_job_ids, staged_source
+from vidwatch.daemon.manifest import read_manifest
+from vidwatch.daemon.runner import TERMINAL
+from vidwatch.r2 import keys
+from vidwatch.r2.leases import read_lease
+from vidwatch.r2.local import LocalStore
+from vidwatch.r2.store import ObjectStore, StoreError
+
+log = structlog.get_logger("vidwatch.retention")
+
+
+# --- pure decisions -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StagedFile:
+    path: Path
+    is_source: bool
+    mtime: float
+    """Epoch seconds of the file's last change."""
+
+
+@dataclass(frozen=True)
+class StagingFacts:
+    job_id: str
+    files: tuple[StagedFile, ...]
+    state: str | None
+    """The job's manifest state, None when it has no manifest."""
+    cleanup_policy: bool | None
+    """The job's effective local cleanup policy as recorded, None when not recorded."""
+    source_in_store: bool
+    active: bool
+    """Queued or running in this process."""
+
+
+def plan_staging(facts: StagingFacts, *, now: float, stale_after_s: float,
+                 default_cleanup: bool) -> list[Path]:
+    """The staged files to delete now."""
+    if facts.active:
+        return []
+    ended = facts.state in TERMINAL
+    policy = default_cleanup if facts.cleanup_policy is None else facts.cleanup_policy
+    doomed = []
+    for staged in facts.files:
+        if now - staged.mtime < stale_after_s:
+            continue
+        if not staged.is_source or (ended and policy and facts.source_in_store):
+            doomed.append(staged.path)
+    return doomed
+
+
+def store_job_expired(*, newest: datetime, now: datetime, retention_days: int,
+                      leased: bool) -> bool:
+    """Whether a local-store job is past retention: its newest object is older than
+    ``retention_days`` and nobody holds a live lease on it."""
+    return not leased and now - newest > timedelta(days=retention_days)
+
+
+# --- the sweep ------------------------------------------------------------------------------
+@dataclass
+class RetentionReport:
+    staging_deleted: list[Path] = field(default_factory=list)
+    jobs_expired: list[str] = field(default_factory=list)
+
+
+class Retention:
+    def __init__(self, settings: Settings, store: ObjectStore, *,
+                 is_active: Callable[[str], bool] = lambda job_id: False,
+                 clock: Callable[[], float] = time.time, logger: Any = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.is_active = is_active
+        self.clock = clock
+        self.log = logger or log
+
+    def run(self, now: float | None = None) -> RetentionReport:
+        """One pass; errors are logged, never raised (the next pass tries again)."""
+        now = self.clock() if now is None else now
+        report = RetentionReport()
+        started = time.monotonic()
+        for step in (self.sweep_staging, self.expire_store):
+            try:
+                step(now, report)
+            except Exception:  # noqa: BLE001 - a scheduled job must not die
+                self.log.exception("retention_failed", step=step.__name__)
+        self.log.info("retention_done", staging_deleted=len(report.staging_deleted),
+                 jobs_expired=len(report.jobs_expired),
+                 took_s=round(time.monotonic() - started, 3))
+        return report
+
+    # --- staging --------------------------------------------------------------------------
+    def sweep_staging(self, now: float, report: RetentionReport) -> None:
+        root = Path(self.settings.temp_media_dir)
+        if not root.is_dir():
+            return
+        for entry in sorted(os.scandir(root), key=lambda e: e.name):
+            if not (entry.is_dir(follow_symlinks=False) and keys.is_job_id(entry.name)):
+                continue  # not ours: e.g. settings kept in TEMP_MEDIA_DIR
+            try:
+                self._sweep_job(Path(entry.path), entry.name, now, report)
+            except (OSError, StoreError) as exc:  # a job that moved on meanwhile
+                self.log.warning("retention_skipped", job_id=entry.name, error=str(exc))
+
+    def staging_facts(self, folder: Path, job_id: str) -> StagingFacts:
+        source = staged_source(self.settings, job_id)
+        files = []
+        for dirpath, _dirs, names in os.walk(folder):
+            for name in names:
+                path = Path(dirpath) / name
+                try:
+                    mtime = path.lstat().st_mtime
+                except FileNotFoundError:
+                    continue
+                files.append(StagedFile(path, path == source, mtime))
+        state = policy = None
+        in_store = False
+        try:
+            manifest = read_manifest(self.store, job_id)
+        except (StoreError, ValueError, KeyError, TypeError) as exc:
+            self.log.warning("retention_manifest_unreadable", job_id=job_id, error=str(exc))
+            manifest = None
+        if manifest is not None:
+            state, policy = manifest.state, manifest.cleanup_local_source
+            if source is not None and manifest.source_key:
+                info = self.store.head(manifest.source_key)
+                in_store = info is not None and info.size == source.stat().st_size
+        return StagingFacts(job_id, tuple(files), state, policy, in_store,
+                            self.is_active(job_id))
+
+    def _sweep_job(self, folder: Path, job_id: str, now: float,
+                   report: RetentionReport) -> None:
+        facts = self.staging_facts(folder, job_id)
+        if facts.active:
+            return
+        stale_after_s = self.settings.staging_stale_hours * 3600
+        doomed = plan_staging(facts, now=now, stale_after_s=stale_after_s,
+                              default_cleanup=self.settings.cleanup_local_video_after_upload_default)
+        for path in doomed:
+            path.unlink(missing_ok=True)
+            report.staging_deleted.append(path)
+            self.log.info("retention_deleted", kind="staging_file", job_id=job_id, path=str(path),
+                     source=path.name.startswith("source."), state=facts.state)
+        emptied = bool(doomed) and len(doomed) == len(facts.files)
+        try:
+            folder_stale = now - folder.stat().st_mtime >= stale_after_s
+        except FileNotFoundError:
+            return
+        if (emptied or (not facts.files and folder_stale)) and not any(
+                p.is_file() for p in folder.rglob("*")):
+            shutil.rmtree(folder, ignore_errors=True)
+            self.log.info("retention_deleted", kind="staging_folder", job_id=job_id,
+                     path=str(folder))
+
+    # --- the local store ------------------------------------------------------------------
+    def expire_store(self, now: float, report: RetentionReport) -> None:
+        if not isinstance(self.store, LocalStore):
+            return  # R2/S3: the bucket's lifecycle rules expire jobs/
+        when = datetime.fromtimestamp(now, UTC)
+        for job_id in list_job_ids(self.store):
+            if self.is_active(job_id):
+                continue
+            objects = list(self.store.list(keys.job_prefix(job_id)))
+            if not objects:
+                continue
+            newest = max(info.last_modified for info in objects)
+            lease, _, exists = read_lease(self.store, job_id)
+            leased = exists and lease is not None and not lease.released \
+                and now < lease.expires_at
+            if not store_job_expired(newest=newest, now=when,
+                                     retention_days=self.settings.r2_retention_days,
+                                     leased=leased):
+                continue
+            self.store.delete_many(info.key for info in objects)
+            report.jobs_expired.append(job_id)
+            self.log.info("retention_deleted", kind="store_job", job_id=job_id,
+                     objects=len(objects), newest=newest.isoformat(),
+                     retention_days=self.settings.r2_retention_days)
+
+    # --- the schedule ---------------------------------------------------------------------
+    def schedule(self, *, first_run_s: float | None = None):
+        """A started APScheduler BackgroundScheduler running ``run`` every
+        ``RETENTION_INTERVAL_S`` (the first pass after ``first_run_s``, default one minute
+        or the interval, whichever is shorter). Stop it with ``shutdown(wait=False)``."""
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        interval_s = self.settings.retention_interval_s
+        first = min(60.0, interval_s) if first_run_s is None else first_run_s
+        scheduler = BackgroundScheduler(timezone=UTC, job_defaults={
+            "coalesce": True, "max_instances": 1, "misfire_grace_time": int(interval_s) + 1})
+        scheduler.add_job(self.run, "interval", seconds=interval_s, id="retention",
+                          name="retention", next_run_time=datetime.now(UTC)
+                          + timedelta(seconds=first))
+        scheduler.start()
+        self.log.info("retention_scheduled", interval_s=interval_s, first_in_s=first,
+                 staging_stale_hours=self.settings.staging_stale_hours,
+                 store_expiry_days=self.settings.r2_retention_days
+                 if isinstance(self.store, LocalStore) else None)
+        return scheduler

@@ -1,0 +1,472 @@
+"""The runner: a bounded queue of jobs and ``JOB_CONCURRENCY`` worker threads.
+
+Each job is claimed with a lease first (``vidwatch.r2.leases``); its status.json is read
+again after the claim, and a job already ``completed`` or ``failed`` is not run again: the
+lease and that second look together make every job run once, however many daemons share the
+bucket. While the job runs, a keeper thread renews the lease every ``LEASE_RENEW_S``; the
+job writes through a fenced view of the store that refuses every write once the lease is
+lost or has run out, and losing it also sets the job's stop flag.
+
+A job whose source is already in the store (a bucket job, or one resumed after a crash) is
+downloaded into staging after the claim. A job that fails is recorded as failed by
+``run_job`` and the runner goes on; an interrupted one goes back to ``queued``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from vidwatch.config import Settings
+from vidwatch.daemon import metrics
+from vidwatch.daemon.errors import JobInterrupted, QueueFull
+from vidwatch.daemon.jobs import JobSpec, run_job
+from vidwatch.daemon.manifest import Manifest, read_manifest, utc_now, write_manifest
+from vidwatch.r2.leases import HeldLease, LeaseLost, claim, new_owner_id, release, renew
+from vidwatch.r2.store import (
+    ObjectInfo,
+    ObjectNotFound,
+    ObjectStore,
+    PutItem,
+    StoreError,
+)
+
+log = structlog.get_logger("vidwatch.runner")
+
+TERMINAL = ("completed", "failed")
+INTERRUPT_WAIT_S = 20.0
+"""After the grace period, how long an interrupted job may take to write itself back."""
+
+JobFn = Callable[..., Manifest]
+
+
+# --- the lease while a job runs --------------------------------------------------------------
+class LeaseGuard:
+    """The lease one job holds: renewed by a keeper thread, checked before every write."""
+
+    def __init__(self, store: ObjectStore, held: HeldLease, *, ttl_s: float, renew_s: float,
+                 clock: Callable[[], float], on_lost: Callable[[], None]) -> None:
+        self.store = store
+        self.held = held
+        self.ttl_s = ttl_s
+        self.renew_s = renew_s
+        self.clock = clock
+        self.margin_s = min(1.0, ttl_s * 0.1)
+        self.lost = threading.Event()
+        self._on_lost = on_lost
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._keep, daemon=True,
+                                        name=f"vidwatch-lease-{held.lease.job_id[-6:]}")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def check(self) -> None:
+        """Raise LeaseLost once the lease is lost or its last confirmed term is over: a
+        renewal stuck in retries must not let a job write after another host took over."""
+        if not self.lost.is_set() and \
+                self.clock() >= self.held.lease.expires_at - self.margin_s:
+            self._lose("lease ran out before it could be renewed")
+        if self.lost.is_set():
+            raise LeaseLost(f"lease of job {self.held.lease.job_id} lost")
+
+    def _lose(self, reason: str) -> None:
+        if not self.lost.is_set():
+            self.lost.set()
+            log.error("lease_lost", reason=reason)
+            self._on_lost()
+
+    def _keep(self) -> None:
+        wait = self.renew_s
+        while not self._done.wait(wait):
+            try:
+                self.held = renew(self.store, self.held, ttl_s=self.ttl_s, now=self.clock())
+                wait = self.renew_s
+            except LeaseLost:
+                self._lose("taken over by another worker")
+                return
+            except StoreError as exc:
+                log.warning("lease_renew_failed", error=str(exc))
+                wait = min(self.renew_s, 1.0)
+                if self.clock() + wait >= self.held.lease.expires_at - self.margin_s:
+                    self._lose("renewals failed until the lease ran out")
+                    return
+
+
+class FencedStore:
+    """The store as one job sees it: every write first checks that the job's lease holds."""
+
+    def __init__(self, store: ObjectStore, guard: LeaseGuard) -> None:
+        self._store = store
+        self._guard = guard
+        self.name = store.name
+
+    def put_bytes(self, key: str, data: bytes, **kwargs: Any) -> ObjectInfo:
+        self._guard.check()
+        return self._store.put_bytes(key, data, **kwargs)
+
+    def put_file(self, key: str, path: Path, **kwargs: Any) -> ObjectInfo:
+        self._guard.check()
+        return self._store.put_file(key, path, **kwargs)
+
+    def put_many(self, items: Iterable[PutItem]) -> list[ObjectInfo]:
+        self._guard.check()
+        return self._store.put_many(items)
+
+    def delete(self, key: str) -> None:
+        self._guard.check()
+        self._store.delete(key)
+
+    def delete_many(self, keys_: Iterable[str]) -> None:
+        self._guard.check()
+        self._store.delete_many(keys_)
+
+    def get_bytes(self, key: str) -> bytes:
+        return self._store.get_bytes(key)
+
+    def download_file(self, key: str, path: Path) -> None:
+        self._store.download_file(key, path)
+
+    def head(self, key: str) -> ObjectInfo | None:
+        return self._store.head(key)
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        return self._store.list(prefix)
+
+    def signed_url(self, key: str, ttl_s: int) -> str:
+        return self._store.signed_url(key, ttl_s)
+
+    def check(self) -> None:
+        self._store.check()
+
+    def close(self) -> None:
+        """The shared store stays open: the runner owns it, not the job."""
+
+
+# --- the runner -----------------------------------------------------------------------------
+@dataclass
+class _Running:
+    spec: JobSpec
+    stop: threading.Event
+    started: float = field(default_factory=time.monotonic)
+
+
+class Runner:
+    """Runs submitted jobs, at most ``JOB_CONCURRENCY`` at once, ``QUEUE_MAX`` waiting."""
+
+    def __init__(self, *, settings: Settings, store: ObjectStore, models: Any, toon: Any,
+                 owner: str | None = None, job_fn: JobFn = run_job,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.store = store
+        self.models = models
+        self.toon = toon
+        self.owner = owner or new_owner_id()
+        self.clock = clock
+        self._job_fn = job_fn
+        self._queue: queue.Queue[JobSpec] = queue.Queue(maxsize=settings.queue_max)
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._active: set[str] = set()
+        self._running: dict[str, _Running] = {}
+        self._closed = threading.Event()
+        self._halt = threading.Event()
+        self._workers: list[threading.Thread] = []
+
+    # --- intake side ----------------------------------------------------------------------
+    def start(self) -> None:
+        for n in range(self.settings.job_concurrency):
+            worker = threading.Thread(target=self._work, name=f"vidwatch-runner-{n}",
+                                      daemon=True)
+            worker.start()
+            self._workers.append(worker)
+        log.info("runner_started", workers=len(self._workers), queue_max=self.settings.queue_max,
+                 owner=self.owner)
+
+    def submit(self, spec: JobSpec) -> bool:
+        """Queue a job. False when it is already queued or running here; QueueFull when the
+        queue is full or the daemon is stopping (the caller retries later)."""
+        if self._closed.is_set():
+            raise QueueFull("the daemon is stopping")
+        with self._lock:
+            if spec.job_id in self._active:
+                return False
+            try:
+                self._queue.put_nowait(spec)
+            except queue.Full:
+                raise QueueFull(f"the queue holds {self.settings.queue_max} jobs") from None
+            self._active.add(spec.job_id)
+            metrics.QUEUE_DEPTH.set(self._queue.qsize())
+        log.info("job_queued", job_id=spec.job_id, origin=spec.origin,
+                 source_in_store=spec.source_in_store)
+        return True
+
+    def has_room(self) -> bool:
+        return not self._closed.is_set() and not self._queue.full()
+
+    def is_active(self, job_id: str) -> bool:
+        """Queued or running in this process."""
+        with self._lock:
+            return job_id in self._active
+
+    # --- state ----------------------------------------------------------------------------
+    def alive(self) -> bool:
+        return bool(self._workers) and (self._halt.is_set()
+                                        or all(w.is_alive() for w in self._workers))
+
+    def idle(self) -> bool:
+        with self._lock:
+            return not self._active
+
+    def wait_idle(self, timeout_s: float | None = None,
+                  stop: threading.Event | None = None) -> bool:
+        """Wait until nothing is queued or running; False on timeout or ``stop``."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with self._changed:
+            while self._active:
+                if stop is not None and stop.is_set():
+                    return False
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._changed.wait(0.2 if left is None else min(0.2, left))
+        return True
+
+    def health(self) -> dict[str, Any]:
+        with self._lock:
+            running = len(self._running)
+        return {"runner_alive": self.alive(), "queue_depth": self._queue.qsize(),
+                "jobs_running": running, "stopping": self._closed.is_set()}
+
+    # --- stopping -------------------------------------------------------------------------
+    def close(self) -> None:
+        """Take no more jobs (intake stops first; a late submit gets QueueFull)."""
+        self._closed.set()
+
+    def shutdown(self, grace_s: float, *, hurry: threading.Event | None = None) -> None:
+        """Stop taking jobs, give running jobs ``grace_s`` seconds to finish, then interrupt
+        them (they go back to ``queued``, their lease released) and wait for that.
+
+        Jobs still queued are dropped: each is recoverable where it came from (a staged
+        source with a queued manifest, or a source in the bucket). ``hurry`` (a second
+        signal) cuts the grace period short."""
+        self._closed.set()
+        self._halt.set()
+        left_queued = []
+        with self._lock:
+            while True:
+                try:
+                    spec = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                self._active.discard(spec.job_id)
+                left_queued.append(spec.job_id)
+            self._changed.notify_all()
+        metrics.QUEUE_DEPTH.set(0)
+        if left_queued:
+            log.info("jobs_left_queued", count=len(left_queued), job_ids=left_queued)
+        deadline = time.monotonic() + grace_s
+        while self._any_worker_alive() and time.monotonic() < deadline:
+            if hurry is not None and hurry.is_set():
+                break
+            self._join_all(min(0.1, max(0.0, deadline - time.monotonic())))
+        if self._any_worker_alive():
+            with self._lock:
+                running = list(self._running.items())
+            for job_id, job in running:
+                log.warning("job_interrupt_requested", job_id=job_id,
+                            after_s=round(time.monotonic() - job.started, 1))
+                job.stop.set()
+            end = time.monotonic() + INTERRUPT_WAIT_S
+            while self._any_worker_alive() and time.monotonic() < end:
+                self._join_all(0.1)
+        if self._any_worker_alive():
+            log.error("runner_stop_timeout", waited_s=INTERRUPT_WAIT_S)
+        else:
+            log.info("runner_stopped")
+
+    def _any_worker_alive(self) -> bool:
+        return any(w.is_alive() for w in self._workers)
+
+    def _join_all(self, timeout_s: float) -> None:
+        for worker in self._workers:
+            if worker.is_alive():
+                worker.join(timeout_s)
+                return
+
+    # --- workers --------------------------------------------------------------------------
+    def _work(self) -> None:
+        while not self._halt.is_set():
+            try:
+                spec = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            metrics.QUEUE_DEPTH.set(self._queue.qsize())
+            try:
+                if self._halt.is_set():  # taken just as the daemon began to stop
+                    continue
+                self._process(spec)
+            except Exception:  # noqa: BLE001 - one job's bug must not stop the runner
+                log.exception("runner_error", job_id=spec.job_id)
+            finally:
+                with self._lock:
+                    self._active.discard(spec.job_id)
+                    self._running.pop(spec.job_id, None)
+                    self._changed.notify_all()
+                structlog.contextvars.clear_contextvars()
+
+    def _process(self, spec: JobSpec) -> None:
+        structlog.contextvars.bind_contextvars(job_id=spec.job_id, stage="claim")
+        try:
+            held = claim(self.store, spec.job_id, self.owner,
+                         ttl_s=self.settings.lease_ttl_s, now=self.clock())
+        except StoreError as exc:
+            log.warning("job_claim_failed", error=str(exc))
+            return
+        if held is None:
+            log.info("job_skipped", reason="leased by another worker")
+            return
+        stop = threading.Event()
+        guard = LeaseGuard(self.store, held, ttl_s=self.settings.lease_ttl_s,
+                           renew_s=self.settings.lease_renew_s, clock=self.clock,
+                           on_lost=stop.set)
+        guard.start()
+        try:
+            self._run_claimed(spec, guard, stop)
+        finally:
+            guard.stop()
+            if not guard.lost.is_set():
+                try:
+                    release(self.store, guard.held, now=self.clock())
+                except StoreError as exc:  # it expires on its own
+                    log.warning("lease_release_failed", error=str(exc))
+
+    def _run_claimed(self, spec: JobSpec, guard: LeaseGuard, stop: threading.Event) -> None:
+        try:
+            manifest = read_manifest(self.store, spec.job_id)
+        except (StoreError, ValueError) as exc:
+            log.warning("job_manifest_unreadable", error=str(exc))
+            return
+        if manifest is not None and manifest.state in TERMINAL:
+            log.info("job_skipped", reason=f"already {manifest.state}")
+            return
+        store = FencedStore(self.store, guard)
+        with self._lock:
+            self._running[spec.job_id] = _Running(spec, stop)
+        if manifest is not None and spec.cleanup_override is None:
+            spec.cleanup_override = manifest.cleanup_local_source
+        if spec.source_in_store and not self._fetch_source(spec, manifest, store):
+            return
+        log.info("job_started", origin=spec.origin, attempt=(manifest.attempts + 1
+                                                            if manifest else 1))
+        metrics.JOBS_RUNNING.inc()
+        tracker = _ProgressMetrics()
+        try:
+            try:
+                final = self._job_fn(spec, store=store, settings=self.settings,
+                                     models=self.models, toon=self.toon,
+                                     on_progress=tracker, stop=stop)
+            finally:
+                metrics.JOBS_RUNNING.dec()
+                tracker.close()
+                # run_job unbinds its context at its end; the runner's last lines keep it.
+                structlog.contextvars.bind_contextvars(job_id=spec.job_id, stage="done")
+        except JobInterrupted:
+            if guard.lost.is_set():
+                log.warning("job_abandoned", reason="lease lost; another worker has it")
+            else:
+                log.info("job_requeued", reason="daemon stopping")
+            return
+        if guard.lost.is_set():
+            log.warning("job_abandoned", reason="lease lost; another worker has it")
+            return
+        metrics.JOBS.labels(state=final.state, origin=spec.origin).inc()
+        summary = final.extra.get("summary") or {}
+        metrics.FRAMES_ANALYZED.inc(summary.get("frames_analyzed") or 0)
+
+    def _fetch_source(self, spec: JobSpec, manifest: Manifest | None,
+                      store: FencedStore) -> bool:
+        """Download a source that is in the store into staging (whole, or not at all)."""
+        key = spec.source_key or (manifest.source_key if manifest else None)
+        if key is None:
+            log.warning("job_source_unknown")
+            return False
+        spec.source_key = key
+        structlog.contextvars.bind_contextvars(stage="download")
+        dest = spec.staged_source
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        partial = dest.with_name(dest.name + ".download")
+        try:
+            self.store.download_file(key, partial)
+            os.replace(partial, dest)
+        except ObjectNotFound:
+            partial.unlink(missing_ok=True)
+            log.warning("job_failed", code="source_missing", key=key)
+            failed = manifest or Manifest(job_id=spec.job_id, origin=spec.origin,
+                                          filename=spec.filename)
+            failed.state, failed.stage, failed.finished_at = "failed", "done", utc_now()
+            failed.error = {"code": "source_missing",
+                            "message": f"the source {key} is no longer in the store"}
+            with contextlib.suppress(StoreError):
+                write_manifest(store, failed)
+            metrics.JOBS.labels(state="failed", origin=spec.origin).inc()
+            return False
+        except (StoreError, OSError) as exc:
+            partial.unlink(missing_ok=True)
+            log.warning("job_source_download_failed", key=key, error=str(exc),
+                        effect="retried on a later poll")
+            return False
+        log.info("job_source_downloaded", key=key, bytes=dest.stat().st_size)
+        return True
+
+
+class _ProgressMetrics:
+    """Turns a job's progress callbacks into stage timings and frame counts."""
+
+    def __init__(self) -> None:
+        self.stage: str | None = None
+        self.since = time.monotonic()
+        self.frames = 0
+
+    def __call__(self, manifest: Manifest) -> None:
+        if manifest.stage != self.stage:
+            self.close()
+            self.stage, self.since = manifest.stage, time.monotonic()
+        if manifest.frames_done > self.frames:
+            metrics.FRAMES_DECODED.inc(manifest.frames_done - self.frames)
+            self.frames = manifest.frames_done
+
+    def close(self) -> None:
+        if self.stage is not None and self.stage != "done":
+            metrics.STAGE_SECONDS.labels(stage=self.stage).observe(
+                time.monotonic() - self.since)
+        self.stage = None
+
+
+def job_spec_for_store_source(settings: Settings, job_id: str, key: str, *,
+                              manifest: Manifest | None) -> JobSpec:
+    """A job whose source is already in the store: a new bucket job (no manifest) or one
+    resumed after a crash or a stop."""
+    from vidwatch.daemon.jobs import staged_source_path
+
+    ext = key.rsplit(".", 1)[-1].lower()
+    origin = manifest.origin if manifest else "bucket"
+    return JobSpec(job_id=job_id, staged_source=staged_source_path(settings, job_id, ext),
+                   origin=origin, filename=manifest.filename if manifest else None,
+                   cleanup_override=manifest.cleanup_local_source if manifest else None,
+                   source_in_store=True, source_key=key)
+
+

@@ -1,0 +1,369 @@
+"""``vidwatch run``: the long-running service, and ``vidwatch run --once``.
+
+One process holds the store, the models (loaded once), the runner, the intake sources (the
+inbox, the bucket and staging scanner, the HTTP API), the retention schedule and the
+systemd notifications. ``Service.start`` is a flat list of steps; ``Service.stop`` undoes
+whatever started, in the order that loses nothing: intake first, then the HTTP server, then
+the runner's drain (``SHUTDOWN_GRACE_S``), then the rest.
+
+Exit codes: 0 after a stop on SIGTERM/SIGINT (or when ``--once`` is done), 2 for a setting
+to fix (systemd does not restart then), 1 for anything worth a restart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+import structlog
+
+from vidwatch import __version__
+from vidwatch.config import ConfigError, Settings
+from vidwatch.daemon.logs import configure_logging
+from vidwatch.daemon.sdnotify import Notifier
+from vidwatch.r2.store import PermanentStoreError, StoreError
+
+log = structlog.get_logger("vidwatch.service")
+
+HTTP_START_TIMEOUT_S = 30.0
+HTTP_STOP_TIMEOUT_S = 5.0
+STORE_PROBE_INTERVAL_S = 15.0
+ONCE_MAX_ROUNDS = 1000
+
+
+class StartupError(Exception):
+    """The service cannot start for a reason that a restart may cure (exit 1)."""
+
+
+class _Stopping(Exception):
+    """A stop was requested while starting."""
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "run", help="run the daemon: inbox, bucket, HTTP API, retention",
+        description="Run vidwatch as a service: watch INBOX_DIR, poll the bucket's "
+                    "jobs/*/input/ (with R2 settings), serve the HTTP API, clean up on a "
+                    "schedule. SIGTERM stops it gracefully (SHUTDOWN_GRACE_S).")
+    parser.add_argument("--once", action="store_true",
+                        help="process what is pending (inbox, bucket, interrupted jobs) and "
+                             "exit; no HTTP server, no schedule")
+    return parser
+
+
+def run_service(args: argparse.Namespace, settings: Settings) -> int:
+    configure_logging(settings.log_format, settings.log_level)
+    service = Service(settings, once=bool(getattr(args, "once", False)))
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        service.request_stop(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        service.start()
+        return service.wait()
+    except _Stopping:
+        return 0
+    except (ConfigError, PermanentStoreError) as exc:
+        setting = getattr(exc, "setting", None)
+        log.error("start_failed", error=str(exc), setting=setting, exit_code=2)
+        return 2
+    except (StoreError, StartupError, OSError) as exc:
+        log.error("start_failed", error=str(exc), exit_code=1)
+        return 1
+    except Exception:  # noqa: BLE001 - logged whole; systemd restarts us
+        log.exception("service_crashed", exit_code=1)
+        return 1
+    finally:
+        service.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class Service:
+    def __init__(self, settings: Settings, *, once: bool = False,
+                 notifier: Notifier | None = None) -> None:
+        self.settings = settings
+        self.once = once
+        self.notifier = notifier or Notifier.from_env()
+        self.stop_requested = threading.Event()
+        self.hurry = threading.Event()
+        self.store = None
+        self.models = None
+        self.toon = None
+        self.runner = None
+        self.scanner = None
+        self.inbox = None
+        self.scheduler = None
+        self.http_server = None
+        self.http_thread: threading.Thread | None = None
+        self.http_port: int | None = None
+        self._monitor: _Monitor | None = None
+        self._stopped = False
+
+    # --- signals --------------------------------------------------------------------------
+    def request_stop(self, reason: str = "request") -> None:
+        if self.stop_requested.is_set():
+            log.warning("shutdown_hurried", reason=reason, effect="running jobs are "
+                        "interrupted now, without the grace period")
+            self.hurry.set()
+            return
+        log.info("shutdown_requested", reason=reason,
+                 grace_s=self.settings.shutdown_grace_s)
+        self.stop_requested.set()
+        if self.inbox is not None:
+            self.inbox.halt()  # intake stops at once; the rest in stop()
+        if self.http_server is not None:
+            self.http_server.should_exit = True
+
+    def _check_stop(self) -> None:
+        if self.stop_requested.is_set():
+            raise _Stopping()
+
+    # --- start ----------------------------------------------------------------------------
+    def start(self) -> None:
+        from vidwatch.daemon.intake_bucket import JobScanner
+        from vidwatch.daemon.intake_inbox import InboxIntake
+        from vidwatch.daemon.retention import Retention
+        from vidwatch.daemon.runner import Runner
+        from vidwatch.daemon.toon import open_toon
+        from vidwatch.detectors.registry import load_models
+        from vidwatch.r2 import open_store
+
+        s = self.settings
+        log.info("service_starting", version=__version__, pid=os.getpid(), once=self.once,
+                 inbox=str(s.inbox_dir), temp_media_dir=str(s.temp_media_dir))
+        self.notifier.status("starting")
+        _prepare_folder(s.temp_media_dir, "TEMP_MEDIA_DIR")
+        _prepare_folder(s.inbox_dir, "INBOX_DIR")
+
+        self.store = open_store(s)
+        self.store.check()
+        self._check_stop()
+
+        self.notifier.status("loading models")
+        self.models = load_models(s)
+        self._check_stop()
+        self.toon = open_toon(s)
+
+        self.runner = Runner(settings=s, store=self.store, models=self.models, toon=self.toon)
+        self.runner.start()
+
+        # Recovery first: jobs left by a crash or a stop, and bucket sources waiting.
+        self.scanner = JobScanner(s, self.store, submit=self.runner.submit,
+                                  is_active=self.runner.is_active,
+                                  has_room=self.runner.has_room, owner=self.runner.owner,
+                                  new_sources=self.store.name != "local")
+        self.scanner.poll_once(startup=True)
+        self.inbox = InboxIntake(s, self.store, submit=self.runner.submit,
+                                 has_room=self.runner.has_room)
+        self._check_stop()
+        if self.once:
+            self.notifier.ready("processing pending jobs (--once)")
+            log.info("service_ready", mode="once")
+            return
+
+        self.scanner.start()
+        self.inbox.start()
+        self.scheduler = Retention(s, self.store, is_active=self.runner.is_active).schedule()
+        self._monitor = _Monitor(self)
+        self._monitor.start()
+        if s.http_enabled:
+            self._start_http()
+        self._check_stop()
+        self.notifier.ready(self._status_text())
+        log.info("service_ready", mode="service", store=self.store.name,
+                 http=self.http_port is not None, bucket_polling=self.scanner.new_sources,
+                 watchdog_s=self.notifier.watchdog_s)
+
+    def _start_http(self) -> None:
+        try:
+            from vidwatch.daemon.api import create_app
+        except ModuleNotFoundError as exc:
+            if exc.name != "vidwatch.daemon.api":
+                raise
+            log.warning("http_unavailable", reason="vidwatch.daemon.api is not installed")
+            return
+        import uvicorn
+
+        s = self.settings
+        app = create_app(settings=s, store=self.store, submit=self.runner.submit,
+                         health=self.health)
+        config = uvicorn.Config(app, host=s.http_host, port=s.http_port, log_config=None,
+                                access_log=False, lifespan="on", server_header=False,
+                                timeout_graceful_shutdown=5)
+        server = uvicorn.Server(config)
+        # Not the main thread: uvicorn then leaves SIGTERM/SIGINT to us (it would otherwise
+        # take them and raise them again after its own shutdown, cutting our drain short).
+        thread = threading.Thread(target=server.run, name="vidwatch-http", daemon=True)
+        self.http_server, self.http_thread = server, thread
+        thread.start()
+        deadline = time.monotonic() + HTTP_START_TIMEOUT_S
+        while not server.started:
+            if not thread.is_alive():
+                raise StartupError(f"the HTTP server could not listen on {s.http_host}:"
+                                   f"{s.http_port} (check HTTP_HOST/HTTP_PORT)")
+            self._check_stop()
+            if time.monotonic() > deadline:
+                raise StartupError("the HTTP server did not start")
+            time.sleep(0.02)
+        sock = server.servers[0].sockets[0].getsockname()
+        self.http_port = int(sock[1])
+        log.info("http_listening", host=sock[0], port=self.http_port)
+
+    # --- running --------------------------------------------------------------------------
+    def wait(self) -> int:
+        if self.once:
+            return self._run_once()
+        while not self.stop_requested.wait(1.0):
+            if not self.runner.alive():
+                log.error("runner_died", effect="exit 1 for a restart")
+                return 1
+            if self.http_thread is not None and not self.http_thread.is_alive():
+                log.error("http_server_died", effect="exit 1 for a restart")
+                return 1
+        return 0
+
+    def _run_once(self) -> int:
+        """Rounds of: wait until the runner is idle, look again (the bucket, staging, the
+        inbox); done when a round finds nothing it had not found before."""
+        seen = set(self.scanner.last_found)
+        self.inbox.run_once()
+        for _ in range(ONCE_MAX_ROUNDS):
+            self.runner.wait_idle(stop=self.stop_requested)
+            if self.stop_requested.is_set():
+                break
+            from_inbox = self.inbox.run_once()
+            self.scanner.poll_once()
+            new = self.scanner.last_found - seen
+            seen |= self.scanner.last_found
+            if not new and not from_inbox:
+                break
+        log.info("once_done", inbox_files=self.inbox.claimed, jobs_found=len(seen))
+        return 0
+
+    def health(self) -> dict[str, Any]:
+        """For ``/healthz`` and the watchdog: ok when the runner lives and the store
+        answered its last probe."""
+        runner = self.runner.health() if self.runner is not None else {
+            "runner_alive": False, "queue_depth": 0, "jobs_running": 0}
+        probe = self._monitor.store_state() if self._monitor else (None, None)
+        store_ok, store_error = probe
+        body = {**runner, "store": getattr(self.store, "name", None),
+                "store_ok": bool(store_ok), "store_error": store_error,
+                "scan_error": getattr(self.scanner, "last_error", None)}
+        body["ok"] = bool(runner["runner_alive"] and store_ok
+                          and not self.stop_requested.is_set())
+        return body
+
+    def _status_text(self) -> str:
+        h = self.runner.health() if self.runner is not None else {}
+        return (f"{h.get('jobs_running', 0)} running, {h.get('queue_depth', 0)} queued; "
+                f"inbox {self.settings.inbox_dir}")
+
+    # --- stop -----------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Intake first (nothing new is taken), then the drain of the jobs in hand, then the
+        rest. Only the drain may take long: SHUTDOWN_GRACE_S plus the time an interrupted
+        job needs to write itself back (at most runner.INTERRUPT_WAIT_S)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        started = time.monotonic()
+        self.notifier.stopping()
+        log.info("service_stopping")
+        if self.inbox is not None:
+            self.inbox.halt()
+        if self.scanner is not None:
+            self.scanner.halt()
+        if self.runner is not None:
+            self.runner.close()  # a late upload gets 503 and nothing is half-accepted
+        if self.http_server is not None:
+            self.http_server.should_exit = True
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+        if self.runner is not None:
+            self.runner.shutdown(self.settings.shutdown_grace_s, hurry=self.hurry)
+        for stop in (getattr(self.inbox, "stop", None), getattr(self.scanner, "stop", None)):
+            if stop is not None:
+                stop()
+        if self.http_thread is not None:
+            self.http_thread.join(HTTP_STOP_TIMEOUT_S)
+        if self._monitor is not None:
+            self._monitor.stop()
+        if self.toon is not None:
+            self.toon.close()
+        if self.store is not None:
+            self.store.close()
+        log.info("service_stopped", took_s=round(time.monotonic() - started, 2))
+        self.notifier.close()
+
+
+class _Monitor:
+    """Pings systemd's watchdog while the runner lives (at half of ``WATCHDOG_USEC``),
+    keeps ``STATUS=`` current, and probes the store in a thread of its own so that a slow
+    store never delays a ping."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        watchdog_s = service.notifier.watchdog_s
+        self.tick_s = min(5.0, watchdog_s / 2) if watchdog_s else 5.0
+        self._stop = threading.Event()
+        self._store_ok: bool | None = True  # start() checked it just before
+        self._store_error: str | None = None
+        self._threads = [
+            threading.Thread(target=self._watch, name="vidwatch-watchdog", daemon=True),
+            threading.Thread(target=self._probe, name="vidwatch-store-probe", daemon=True),
+        ]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=2)
+
+    def store_state(self) -> tuple[bool | None, str | None]:
+        return self._store_ok, self._store_error
+
+    def _watch(self) -> None:
+        service, last_status = self.service, None
+        while True:
+            alive = service.runner is not None and service.runner.alive() and (
+                service.http_thread is None or service.http_thread.is_alive())
+            if alive:
+                service.notifier.watchdog()
+            status = service._status_text()
+            if status != last_status:
+                service.notifier.status(status)
+                last_status = status
+            if self._stop.wait(self.tick_s):
+                return
+
+    def _probe(self) -> None:
+        while True:
+            try:
+                self.service.store.check()
+                self._store_ok, self._store_error = True, None
+            except StoreError as exc:
+                if self._store_ok is not False:
+                    log.warning("store_unhealthy", error=str(exc))
+                self._store_ok, self._store_error = False, str(exc)
+            if self._stop.wait(STORE_PROBE_INTERVAL_S):
+                return
+
+
+def _prepare_folder(path, setting: str) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{setting}={path}: cannot create the folder: {exc.strerror}"
+                          ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{setting}={path}: the folder is not writable")
