@@ -12,8 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 REQUIRED_R2_SETTINGS = ("R2_BUCKET", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY")
 
@@ -22,13 +21,11 @@ class ConfigError(Exception):
     """A setting is missing or invalid; the message is one line naming it."""
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="",
-        case_sensitive=False,
-        extra="ignore",
-        frozen=True,
-    )
+class Settings(BaseModel):
+    """Every setting, validated. Built by load_settings from exactly the environment it is
+    given (a plain model, so nothing else is read behind the caller's back)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     # --- the user's document -------------------------------------------------------------
     r2_account_id: str | None = None

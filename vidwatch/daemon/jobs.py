@@ -27,7 +27,8 @@ from vidwatch.r2.verify import SHA256_META, file_sha256, upload_verified
 
 log = structlog.get_logger("vidwatch.jobs")
 
-PROGRESS_WRITE_INTERVAL_S = 2.0  # R2 allows about one write per second to one key
+PROGRESS_WRITE_INTERVAL_S = 2.0
+MIN_MANIFEST_INTERVAL_S = 1.1  # R2 allows about one write per second to one key
 
 
 def new_job_id() -> str:
@@ -112,23 +113,26 @@ def run_job(
         spec.cleanup_override, settings.cleanup_local_video_after_upload_default)
     verified = False
     interrupted = False
-    last_write = 0.0
+    last_write = float("-inf")
 
-    def save(stage: str | None = None) -> None:
+    def save(stage: str | None = None, *, force: bool = False) -> None:
+        """Record a stage; the manifest is written at most once a second (R2 takes about
+        one write per second to a key), except when ``force``: the final state always is."""
+        nonlocal last_write
         if stage is not None:
             manifest.stage = stage
             structlog.contextvars.bind_contextvars(stage=stage)
             bound.info("job_stage", stage=stage)
-        write_manifest(store, manifest)
+        now = time.monotonic()
+        if force or now - last_write >= MIN_MANIFEST_INTERVAL_S:
+            last_write = now
+            write_manifest(store, manifest)
         if on_progress is not None:
             on_progress(manifest)
 
     def progress(done: int, total: int | None) -> None:
-        nonlocal last_write
         manifest.frames_done, manifest.frames_total = done, total
-        now = time.monotonic()
-        if now - last_write >= PROGRESS_WRITE_INTERVAL_S:
-            last_write = now
+        if time.monotonic() - last_write >= PROGRESS_WRITE_INTERVAL_S:
             save()
         elif on_progress is not None:
             on_progress(manifest)
@@ -182,7 +186,7 @@ def run_job(
         if not interrupted:
             _cleanup_local(spec, manifest, verified, bound)
         try:
-            save("done" if manifest.state in ("completed", "failed") else None)
+            save("done" if manifest.state in ("completed", "failed") else None, force=True)
         except StoreError as exc:
             bound.error("manifest_write_failed", error=str(exc))
         structlog.contextvars.unbind_contextvars("job_id", "stage")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import contextvars
 import json
 import threading
 import time
@@ -98,7 +99,9 @@ class _Writer:
     def submit(self, frame: Frame, found: Detections, doc: dict[str, Any]) -> None:
         while len(self._inflight) >= 2 * self.workers:
             self._inflight.popleft().result()  # back-pressure; raises a worker's error here
-        self._inflight.append(self._pool.submit(self._write, frame, found, doc))
+        # The job's log context (job_id, stage) travels with the work into the pool.
+        context = contextvars.copy_context()
+        self._inflight.append(self._pool.submit(context.run, self._write, frame, found, doc))
 
     def _write(self, frame: Frame, found: Detections, doc: dict[str, Any]) -> None:
         started = time.perf_counter()

@@ -190,7 +190,7 @@ class S3Store:
         with _SESSION_LOCK:  # a Session is not thread-safe; the clients it makes are
             # Single calls: one attempt each, the retries are ours (call()).
             self._client = _session().client("s3", **credentials, config=Config(
-                **common, max_pool_connections=self.workers + 2,
+                **common, max_pool_connections=self.workers + 16,
                 retries={"total_max_attempts": 1, "mode": "standard"}))
             # Transfers (put_file, download_file): botocore may retry a part or a ranged
             # GET a few times, so one failed part does not restart a large upload; our
