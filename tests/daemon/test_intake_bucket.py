@@ -12,14 +12,14 @@ import pytest
 
 from vidwatch.config import load_settings
 from vidwatch.daemon.intake_bucket import JobScanner, list_job_ids
-from vidwatch.daemon.jobs import new_job_id, verify_download
+from vidwatch.daemon.jobs import new_job_id
 from vidwatch.daemon.manifest import Manifest, write_manifest
 from vidwatch.daemon.runner import Runner
 from vidwatch.r2 import keys
 from vidwatch.r2.leases import claim
 from vidwatch.r2.local import LocalStore
 from vidwatch.r2.store import UploadVerificationError
-from vidwatch.r2.verify import SHA256_META
+from vidwatch.r2.verify import SHA256_META, verify_object
 
 from .runner_fakes import FakeJobs
 
@@ -198,6 +198,10 @@ def test_runner_downloads_a_bucket_source_into_staging(moto_bucket, tmp_path):
 
 
 def test_verify_download(tmp_path):
+    def verify_download(store, key, *, size, sha256):
+        return verify_object(store, key, size=size, sha256=sha256, read_back=False,
+                             local="the downloaded copy")
+
     store = LocalStore(tmp_path / "store")
     store.put_bytes("jobs/x/input/source.mp4", b"12345")
     verify_download(store, "jobs/x/input/source.mp4", size=5, sha256="any")  # no metadata

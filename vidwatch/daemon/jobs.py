@@ -22,8 +22,8 @@ from vidwatch.daemon.manifest import Manifest, read_manifest, utc_now, write_man
 from vidwatch.daemon.pipeline import AnalysisOptions, TextEncoder, analyze
 from vidwatch.detectors.registry import ModelSet
 from vidwatch.r2 import keys
-from vidwatch.r2.store import ObjectStore, StoreError, UploadVerificationError
-from vidwatch.r2.verify import SHA256_META, file_sha256, upload_verified
+from vidwatch.r2.store import ObjectStore, StoreError
+from vidwatch.r2.verify import file_sha256, upload_verified, verify_object
 
 log = structlog.get_logger("vidwatch.jobs")
 
@@ -146,8 +146,10 @@ def run_job(
         manifest.source_sha256 = file_sha256(source)
         save("uploading_source")
         if spec.source_in_store:
-            verify_download(store, manifest.source_key, size=manifest.source_bytes,
-                            sha256=manifest.source_sha256)
+            # A user's own upload carries no sha256; the downloaded copy was hashed.
+            verify_object(store, manifest.source_key, size=manifest.source_bytes,
+                          sha256=manifest.source_sha256, read_back=False,
+                          local="the downloaded copy")
         else:
             upload_verified(store, manifest.source_key, source,
                             sha256=manifest.source_sha256,
@@ -193,23 +195,6 @@ def run_job(
     if interrupted:
         raise JobInterrupted(spec.job_id)
     return manifest
-
-
-def verify_download(store: ObjectStore, key: str, *, size: int, sha256: str) -> None:
-    """A source that was already in the store and was downloaded into staging: the stored
-    object must still be there with the downloaded size, and its sha256 metadata, where it
-    has some, must match the downloaded bytes. A user's own upload carries no sha256, and
-    reading it back to hash it would download it twice: there the sha256 of the downloaded
-    copy (recorded in the manifest) stands."""
-    info = store.head(key)
-    if info is None:
-        raise UploadVerificationError(f"{key} is no longer in the store")
-    if info.size != size:
-        raise UploadVerificationError(
-            f"{key} holds {info.size} bytes, the downloaded copy {size}")
-    stored = info.metadata.get(SHA256_META)
-    if stored is not None and stored != sha256:
-        raise UploadVerificationError(f"{key} checksum differs from the downloaded copy")
 
 
 def _fail(manifest: Manifest, code: str, message: str) -> None:

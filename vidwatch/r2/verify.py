@@ -32,16 +32,23 @@ def upload_verified(store: ObjectStore, key: str, path: Path, *, sha256: str,
     return verify_object(store, key, size=size, sha256=sha256)
 
 
-def verify_object(store: ObjectStore, key: str, *, size: int, sha256: str) -> ObjectInfo:
+def verify_object(store: ObjectStore, key: str, *, size: int, sha256: str,
+                  read_back: bool = True, local: str = "the staged source") -> ObjectInfo:
+    """Check that the object at ``key`` holds ``size`` bytes with this sha256.
+
+    The sha256 is taken from the object's metadata; where there is none, the object is read
+    back and hashed, unless ``read_back`` is false (a user's own upload, already downloaded
+    and hashed: reading it again would download it twice, so size and presence stand).
+    """
     info = store.head(key)
     if info is None:
-        raise UploadVerificationError(f"{key} is missing after upload")
+        raise UploadVerificationError(f"{key} is missing from the store")
     if info.size != size:
         raise UploadVerificationError(
-            f"{key} holds {info.size} bytes after upload, the staged source {size}")
+            f"{key} holds {info.size} bytes after upload, {local} {size}")
     stored = info.metadata.get(SHA256_META)
-    if stored is None:
+    if stored is None and read_back:
         stored = hashlib.sha256(store.get_bytes(key)).hexdigest()
-    if stored != sha256:
-        raise UploadVerificationError(f"{key} checksum differs from the staged source")
+    if stored is not None and stored != sha256:
+        raise UploadVerificationError(f"{key} checksum differs from {local}")
     return info
