@@ -42,7 +42,7 @@ def verify_object(store: ObjectStore, key: str, *, size: int, sha256: str,
     """
     info = store.head(key)
     if info is None:
-        raise UploadVerificationError(f"{key} is missing from the store")
+        raise UploadVerificationError(f"{key} is missing after upload")
     if info.size != size:
         raise UploadVerificationError(
             f"{key} holds {info.size} bytes after upload, {local} {size}")
