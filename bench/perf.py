@@ -158,7 +158,7 @@ def bench_models(models, frames: list) -> dict:
             started = time.perf_counter()
             for i in range(0, len(frames), batch):
                 det.detect(frames[i:i + batch])
-            per_batch[batch] = round(1000 * (time.perf_counter() - started) / len(frames), 1)
+            per_batch[str(batch)] = round(1000 * (time.perf_counter() - started) / len(frames), 1)
         out[name] = per_batch
         if isinstance(det, MtcnnFaceDetector):
             det._batch = True
@@ -296,7 +296,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, nargs="+", default=[1.0, 5.0])
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out")
     parser.add_argument("--skip-moto", action="store_true")
+    parser.add_argument("--report", action="store_true",
+                        help="recompute the ratios and the table from OUT/perf.json")
     args = parser.parse_args(argv)
+    if args.report:
+        report = json.loads((args.out / "perf.json").read_text())
+        report.setdefault("model_batch_size", 4)
+        derive(report)
+        (args.out / "perf.json").write_text(json.dumps(report, indent=2))
+        print(markdown(report))
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_CONFIG_DIR", str(args.out / "ultralytics"))
@@ -338,23 +347,36 @@ def main(argv: list[str] | None = None) -> int:
         jobs[f"{args.minutes[0]:g}min_moto_fps1"] = _moto_job(inputs[args.minutes[0]][0], env)
     report["jobs"] = jobs
 
-    batch = settings.model_batch_size
-    per_frame_ms = sum(v[batch] for k, v in report["models_ms_per_frame"].items()
+    report["model_batch_size"] = settings.model_batch_size
+    derive(report)
+    (args.out / "perf.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    print(markdown(report))
+    return 0
+
+
+def derive(report: dict) -> None:
+    """The ratios, from the measurements: floor, wall/floor, realtime factor, RSS growth,
+    model throughput alone against inside the pipeline, artifacts and drain."""
+    batch = report["model_batch_size"]
+    per_frame_ms = sum(v[str(batch)] for v in report["models_ms_per_frame"].values()
                        if isinstance(v, dict))
-    for job in jobs.values():
+    report["models_ms_per_sampled_frame_alone"] = round(per_frame_ms, 1)
+    for job in report["jobs"].values():
         decode_s = job["frames"] / report["decode"]["fps"]
         scene_s = report["scenes"]["tracker_only_s"] * job["frames"] / report["decode"]["frames"]
         floor = decode_s + scene_s + job["sampled"] * per_frame_ms / 1000
         job["floor_s"] = round(floor, 3)
         job["wall_over_floor"] = round(job["wall_s"] / floor, 3)
         job["realtime_factor"] = round(job["duration_s"] / job["wall_s"], 2)
-    rss = [j["peak_rss_mb"] for k, j in jobs.items() if k.endswith("local_fps1")]
+        in_pipeline_ms = 1000 * job["timings_s"]["models"] / job["sampled"]
+        job["models_ms_per_sampled_frame_in_pipeline"] = round(in_pipeline_ms, 1)
+        job["models_alone_over_in_pipeline_throughput"] = round(in_pipeline_ms / per_frame_ms, 3)
+        job["artifacts_per_s"] = round(job["artifacts"] / job["wall_s"], 1)
+        job["drain_after_last_frame_s"] = job["timings_s"]["drain"]
+    rss = [j["peak_rss_mb"] for k, j in report["jobs"].items() if k.endswith("local_fps1")]
     if len(rss) == 2:
         report["peak_rss_ratio_long_over_short"] = round(rss[1] / rss[0], 3)
-    (args.out / "perf.json").write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
-    print(markdown(report))
-    return 0
 
 
 def _moto_job(path: Path, env: dict) -> dict:
@@ -386,7 +408,7 @@ def markdown(r: dict) -> str:
     for name, per in r["models_ms_per_frame"].items():
         if isinstance(per, dict):
             lines.append(f"| {name}, ms/frame at batch 1 / 4 / 8 | "
-                         f"{per[1]} / {per[4]} / {per[8]} |")
+                         f"{per['1']} / {per['4']} / {per['8']} |")
         else:
             lines.append(f"| {name}, ms/frame | {per} |")
     o = r["one_seg_pass"]
@@ -395,9 +417,15 @@ def markdown(r: dict) -> str:
     lines.append(f"| plain frame-by-frame loop (peer), 1 fps | {r['plain_loop_peer']['seconds']}"
                  f" s for {r['plain_loop_peer']['sampled']} sampled frames |")
     for name, j in r["jobs"].items():
-        lines.append(f"| job {name} | {j['wall_s']} s wall, floor {j['floor_s']} s, "
-                     f"x{j['wall_over_floor']} of floor, realtime x{j['realtime_factor']}, "
-                     f"peak RSS {j['peak_rss_mb']} MB |")
+        lines.append(f"| job {name} ({j['frames']} frames, {j['sampled']} sampled) | "
+                     f"{j['wall_s']} s wall, floor {j['floor_s']} s: "
+                     f"x{j['wall_over_floor']} of floor; realtime x{j['realtime_factor']}; "
+                     f"peak RSS {j['peak_rss_mb']} MB; models in pipeline "
+                     f"{j['models_ms_per_sampled_frame_in_pipeline']} ms/frame "
+                     f"(x{j['models_alone_over_in_pipeline_throughput']} of alone); "
+                     f"{j['artifacts_per_s']} artifacts/s, "
+                     f"drain {j['drain_after_last_frame_s']} s; "
+                     f"decodes/frame {j['decodes_per_frame']} |")
     if "peak_rss_ratio_long_over_short" in r:
         lines.append(f"| peak RSS 5 min / 1 min | {r['peak_rss_ratio_long_over_short']} |")
     return "\n".join(lines)
