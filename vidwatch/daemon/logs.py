@@ -28,9 +28,21 @@ def configure_logging(fmt: str = "auto", level: str = "info", *, stream=None) ->
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
-    # Libraries that log through the standard library: keep them quiet unless asked.
-    logging.basicConfig(level=max(numeric, logging.WARNING), stream=stream,
-                        format="%(levelname)s %(name)s %(message)s")
+    # Libraries that log through the standard library (uvicorn, botocore, ...) come out in
+    # the same format, JSON lines in service mode; they are kept quiet unless asked.
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        processor=renderer,
+        foreign_pre_chain=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+        ],
+    ))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(max(numeric, logging.WARNING))
     for noisy in ("ultralytics", "botocore", "boto3", "urllib3", "s3transfer", "pyscenedetect",
-                  "apscheduler"):
+                  "apscheduler", "uvicorn", "uvicorn.error", "watchfiles"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))

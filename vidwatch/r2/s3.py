@@ -18,6 +18,7 @@ ETags are kept as S3 sends them (quoted) in every ObjectInfo, so an ETag from ``
 from __future__ import annotations
 
 import base64
+import contextvars
 import email.utils
 import hashlib
 import threading
@@ -359,7 +360,9 @@ class S3Store:
             return []
         with ThreadPoolExecutor(min(self.workers, len(items)),
                                 thread_name_prefix="s3-put") as pool:
-            futures = [pool.submit(self.put_bytes, i.key, i.data, content_type=i.content_type)
+            # Each upload carries the caller's log context (job_id, stage) into the pool.
+            futures = [pool.submit(contextvars.copy_context().run, self.put_bytes, i.key,
+                                   i.data, content_type=i.content_type)
                        for i in items]
         errors = [f.exception() for f in futures if f.exception() is not None]
         if errors:
