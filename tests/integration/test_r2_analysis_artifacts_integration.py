@@ -25,6 +25,7 @@ from vidwatch.r2.keys import frame_json_key, frame_toon_key, job_prefix
 from vidwatch.r2.retry import RetryPolicy
 from vidwatch.r2.s3 import S3Store
 from vidwatch.r2.store import ObjectStore, StoreError
+from vidwatch.toon_bridge import ToonBridge, json_difference
 
 pytestmark = pytest.mark.integration
 
@@ -46,28 +47,6 @@ def frame_document(job_id: str, frame: int) -> dict:
         ],
         "faces": [],
     }
-
-
-def frame_toon(job_id: str, frame: int) -> str:
-    """``frame_document`` as TOON, as @toon-format/toon 4.4 encodes it."""
-    time_s = frame / 25
-    return (
-        "schema_version: 1\n"
-        f"job_id: {job_id}\n"
-        f"frame: {frame}\n"
-        f"time_s: {time_s:g}\n"
-        "scene: 0\n"
-        "objects[2]:\n"
-        "  - label: person\n"
-        "    class_id: 0\n"
-        "    confidence: 0.91\n"
-        "    box_xyxy[4]: 12,30.5,200,355\n"
-        "  - label: cell phone\n"
-        "    class_id: 67\n"
-        "    confidence: 0.47\n"
-        "    box_xyxy[4]: 150.2,200,180.9,260.4\n"
-        "faces: []"
-    )
 
 
 def r2_store_or_skip() -> S3Store:
@@ -97,11 +76,13 @@ def deleted_afterwards(store: ObjectStore) -> Iterator[list[str]]:
             raise AssertionError(f"test objects left in the bucket: {left}")
 
 
-def write_and_check_artifacts(store: ObjectStore, job_id: str, written: list[str]) -> None:
+def write_and_check_artifacts(store: ObjectStore, job_id: str, written: list[str],
+                              toon: ToonBridge) -> None:
+    """The TOON twins are made by the product's own TOON runtime (@toon-format/toon)."""
     expected: dict[str, tuple[bytes, str]] = {}
     for frame in FRAMES:
         doc_json = json.dumps(frame_document(job_id, frame), separators=(",", ":")).encode()
-        doc_toon = frame_toon(job_id, frame).encode()
+        doc_toon = toon.encode(frame_document(job_id, frame)).encode()
         for key, data, content_type in (
             (frame_json_key(job_id, frame), doc_json, "application/json"),
             (frame_toon_key(job_id, frame), doc_toon, "text/plain; charset=utf-8"),
@@ -120,8 +101,9 @@ def write_and_check_artifacts(store: ObjectStore, job_id: str, written: list[str
     for frame in FRAMES:
         parsed = json.loads(store.get_bytes(frame_json_key(job_id, frame)))
         assert parsed == frame_document(job_id, frame)
-        toon = store.get_bytes(frame_toon_key(job_id, frame)).decode("utf-8")
-        assert toon.startswith("schema_version: 1\n") and f"frame: {frame}\n" in toon
+        text = store.get_bytes(frame_toon_key(job_id, frame)).decode("utf-8")
+        assert text.startswith("schema_version: 1\n") and f"frame: {frame}\n" in text
+        assert json_difference(frame_document(job_id, frame), toon.decode(text)) is None
     listed = sorted(info.key for info in store.list(job_prefix(job_id)))
     assert listed == sorted(expected)
 
@@ -129,9 +111,11 @@ def write_and_check_artifacts(store: ObjectStore, job_id: str, written: list[str
 def test_r2_json_and_toon_artifacts_round_trip() -> None:
     store = r2_store_or_skip()
     job_id = str(ULID())  # a job namespace of its own: nothing else is touched
+    toon = ToonBridge()
     try:
         with deleted_afterwards(store) as written:
-            write_and_check_artifacts(store, job_id, written)
+            write_and_check_artifacts(store, job_id, written, toon)
         assert list(store.list(job_prefix(job_id))) == []
     finally:
+        toon.close()
         store.close()

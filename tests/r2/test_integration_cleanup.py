@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from vidwatch.r2.store import TransientStoreError
+from vidwatch.toon_bridge import ToonBridge
 
 from ..integration import test_r2_analysis_artifacts_integration as it
 from ..s3_servers import S3Bucket
@@ -44,8 +45,8 @@ def test_runs_against_an_s3_endpoint_and_cleans_up(r2_env: S3Bucket) -> None:
     seen: list[str] = []
     original = it.write_and_check_artifacts
 
-    def spy(store: Any, job_id: str, written: list[str]) -> None:
-        original(store, job_id, written)
+    def spy(store: Any, job_id: str, written: list[str], toon: Any) -> None:
+        original(store, job_id, written, toon)
         seen.extend(bucket_keys(r2_env))
 
     it.write_and_check_artifacts = spy
@@ -88,8 +89,8 @@ class Failing:
 def test_cleans_up_when_it_fails(r2_env: S3Bucket, failing: dict, error: type) -> None:
     store = it.r2_store_or_skip()
     wrapped = Failing(store, **failing)
-    with pytest.raises(error), it.deleted_afterwards(wrapped) as written:
-        it.write_and_check_artifacts(wrapped, "01JD3ZQ7W8X9Y0ABCDEFGHJKMN", written)
+    with ToonBridge() as toon, pytest.raises(error), it.deleted_afterwards(wrapped) as written:
+        it.write_and_check_artifacts(wrapped, "01JD3ZQ7W8X9Y0ABCDEFGHJKMN", written, toon)
     assert written  # something was written before the failure
     assert bucket_keys(r2_env) == []
     store.close()
