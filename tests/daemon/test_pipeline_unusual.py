@@ -1,0 +1,60 @@
+"""Valid videos are analysed however unusual: one frame, 16x16 pixels, portrait, VP9 in
+Matroska with odd sizes. They are made at test time from the shared media, not committed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from tests.daemon.test_pipeline import _run
+from vidwatch.r2 import keys
+
+pytestmark = pytest.mark.models
+
+
+def _make(src: Path, dest: Path, *, size: tuple[int, int], frames: int, codec: str = "libx264",
+          pix_fmt: str = "yuv420p", rate: int = 25) -> Path:
+    out = av.open(str(dest), "w")
+    stream = out.add_stream(codec, rate=rate)
+    stream.width, stream.height, stream.pix_fmt = size[0], size[1], pix_fmt
+    written = 0
+    with av.open(str(src)) as inp:
+        for frame in inp.decode(video=0):
+            img = cv2.resize(frame.to_ndarray(format="bgr24"), size)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
+                out.mux(packet)
+            written += 1
+            if written >= frames:
+                break
+    for packet in stream.encode():
+        out.mux(packet)
+    out.close()
+    return dest
+
+
+@pytest.mark.parametrize(("name", "size", "frames", "codec", "pix_fmt"), [
+    ("one_frame.mp4", (320, 240), 1, "libx264", "yuv420p"),
+    ("tiny_16x16.mp4", (16, 16), 30, "libx264", "yuv420p"),
+    ("portrait.mp4", (240, 426), 60, "libx264", "yuv420p"),
+    ("odd_size.mkv", (161, 97), 40, "libvpx-vp9", "yuv420p"),
+    ("full_chroma.mp4", (320, 180), 30, "libx264", "yuv444p"),
+])
+def test_unusual_valid_videos_complete(media, models, make_settings, tmp_path, name, size,
+                                       frames, codec, pix_fmt):
+    video = _make(media / "cuts_h264.mp4", tmp_path / name, size=size, frames=frames,
+                  codec=codec, pix_fmt=pix_fmt)
+    settings = make_settings()
+    store, job_id, manifest = _run(video, settings, models)
+    assert manifest.state == "completed", manifest.error
+    results = json.loads(store.get_bytes(keys.results_key(job_id)))
+    assert results["video"]["frames"] == frames
+    assert (results["video"]["width"], results["video"]["height"]) == size
+    assert results["frames"][0]["frame"] == 0
+    original = store.get_bytes(results["frames"][0]["images"]["original"])
+    image = cv2.imdecode(np.frombuffer(original, np.uint8), cv2.IMREAD_COLOR)
+    assert (image.shape[1], image.shape[0]) == size
