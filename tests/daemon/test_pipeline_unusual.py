@@ -58,3 +58,39 @@ def test_unusual_valid_videos_complete(media, models, make_settings, tmp_path, n
     original = store.get_bytes(results["frames"][0]["images"]["original"])
     image = cv2.imdecode(np.frombuffer(original, np.uint8), cv2.IMREAD_COLOR)
     assert (image.shape[1], image.shape[0]) == size
+
+
+def test_variable_frame_rate_times_come_from_the_container(media, models, make_settings,
+                                                           tmp_path):
+    """Frames 0-29 every 20 ms, then every 100 ms: frame / fps would be seconds off. Every
+    time_s is the presentation time and sampling follows it."""
+    from fractions import Fraction
+
+    pts_ms = [i * 20 for i in range(30)] + [600 + i * 100 for i in range(1, 31)]
+    dest = tmp_path / "vfr.mkv"
+    out = av.open(str(dest), "w")
+    stream = out.add_stream("libx264", rate=50)
+    stream.width, stream.height, stream.pix_fmt = 320, 180, "yuv420p"
+    stream.codec_context.time_base = Fraction(1, 1000)
+    with av.open(str(media / "cuts_h264.mp4")) as inp:
+        for pts, frame in zip(pts_ms, inp.decode(video=0), strict=False):
+            vf = av.VideoFrame.from_ndarray(
+                cv2.resize(frame.to_ndarray(format="bgr24"), (320, 180)), format="bgr24")
+            vf.pts, vf.time_base = pts, Fraction(1, 1000)
+            for packet in stream.encode(vf):
+                out.mux(packet)
+    for packet in stream.encode():
+        out.mux(packet)
+    out.close()
+
+    settings = make_settings()
+    store, job_id, manifest = _run(dest, settings, models)
+    assert manifest.state == "completed", manifest.error
+    results = json.loads(store.get_bytes(keys.results_key(job_id)))
+    assert results["video"]["frames"] == len(pts_ms)
+    times = {f["frame"]: f["time_s"] for f in results["frames"]}
+    for n, t in times.items():
+        assert t == pytest.approx(pts_ms[n] / 1000, abs=1e-3)
+    # One sample a second of presentation time: 0 s, 1.0 s (frame 33), 2.0 s (frame 43)...
+    ticks = [n for n in times if n not in {s["start_frame"] for s in results["scenes"]}]
+    assert ticks == [33, 43, 53]
