@@ -94,3 +94,34 @@ def test_variable_frame_rate_times_come_from_the_container(media, models, make_s
     # One sample a second of presentation time: 0 s, 1.0 s (frame 33), 2.0 s (frame 43)...
     ticks = [n for n in times if n not in {s["start_frame"] for s in results["scenes"]}]
     assert ticks == [33, 43, 53]
+
+
+def test_cut_off_mp4_whose_index_opens_still_fails_as_truncated(media, models, make_settings,
+                                                                tmp_path):
+    """An MP4 written with its index first (faststart) opens even when cut off; without a
+    check the frames past the cut would just be missing from a 'completed' result."""
+    whole = tmp_path / "faststart.mp4"
+    out = av.open(str(whole), "w", options={"movflags": "faststart"})
+    stream = out.add_stream("libx264", rate=25)
+    stream.width, stream.height, stream.pix_fmt = 320, 180, "yuv420p"
+    with av.open(str(media / "cuts_h264.mp4")) as inp:
+        for frame in inp.decode(video=0):
+            vf = av.VideoFrame.from_ndarray(
+                cv2.resize(frame.to_ndarray(format="bgr24"), (320, 180)), format="bgr24")
+            for packet in stream.encode(vf):
+                out.mux(packet)
+    for packet in stream.encode():
+        out.mux(packet)
+    out.close()
+    data = whole.read_bytes()
+    assert data.index(b"moov") < data.index(b"mdat")  # the index really comes first
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.8)])
+
+    settings = make_settings()
+    _, _, manifest = _run(whole, settings, models)
+    assert manifest.state == "completed", manifest.error
+    _, _, manifest = _run(cut, settings, models)
+    assert manifest.state == "failed"
+    assert manifest.error["code"] == "truncated_video"
+    assert "cut off" in manifest.error["message"]

@@ -96,6 +96,13 @@ def probe(path: Path, *, max_pixels: int, max_duration_s: float) -> VideoInfo:
                          code="not_a_video") from None
     try:
         fmt = container.format.name
+        if _sniff_mp4_truncated(path):
+            # The index came first (faststart) and opened, but the media data is cut off:
+            # the frames past the cut would silently be missing from the results.
+            raise VideoError(
+                f"the MP4 container is cut off: its media data runs past the end of the file "
+                f"({size} bytes); the upload or copy was probably incomplete",
+                code="truncated_video")
         if fmt.endswith("_pipe") or fmt.startswith("image2"):
             raise VideoError(f"an image ({fmt.removesuffix('_pipe')}), not a video",
                              code="image_not_video")
