@@ -4,6 +4,7 @@ Matroska with odd sizes. They are made at test time from the shared media, not c
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -17,20 +18,27 @@ from vidwatch.r2 import keys
 pytestmark = pytest.mark.models
 
 
-def _make(src: Path, dest: Path, *, size: tuple[int, int], frames: int, codec: str = "libx264",
-          pix_fmt: str = "yuv420p", rate: int = 25) -> Path:
-    out = av.open(str(dest), "w")
+def _make(src: Path, dest: Path, *, size: tuple[int, int], frames: int | None = None,
+          codec: str = "libx264", pix_fmt: str = "yuv420p", rate: int = 25,
+          pts_ms: list[int] | None = None, options: dict[str, str] | None = None) -> Path:
+    """Re-encode the first ``frames`` frames of ``src`` (all, or as many as ``pts_ms``
+    gives times for, in milliseconds) at ``size`` into ``dest``."""
+    out = av.open(str(dest), "w", options=options or {})
     stream = out.add_stream(codec, rate=rate)
     stream.width, stream.height, stream.pix_fmt = size[0], size[1], pix_fmt
-    written = 0
+    if pts_ms is not None:
+        stream.codec_context.time_base = Fraction(1, 1000)
+        frames = len(pts_ms)
     with av.open(str(src)) as inp:
-        for frame in inp.decode(video=0):
-            img = cv2.resize(frame.to_ndarray(format="bgr24"), size)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
-                out.mux(packet)
-            written += 1
-            if written >= frames:
+        for n, frame in enumerate(inp.decode(video=0)):
+            if frames is not None and n >= frames:
                 break
+            vf = av.VideoFrame.from_ndarray(
+                cv2.resize(frame.to_ndarray(format="bgr24"), size), format="bgr24")
+            if pts_ms is not None:
+                vf.pts, vf.time_base = pts_ms[n], Fraction(1, 1000)
+            for packet in stream.encode(vf):
+                out.mux(packet)
     for packet in stream.encode():
         out.mux(packet)
     out.close()
@@ -64,24 +72,9 @@ def test_variable_frame_rate_times_come_from_the_container(media, models, make_s
                                                            tmp_path):
     """Frames 0-29 every 20 ms, then every 100 ms: frame / fps would be seconds off. Every
     time_s is the presentation time and sampling follows it."""
-    from fractions import Fraction
-
     pts_ms = [i * 20 for i in range(30)] + [600 + i * 100 for i in range(1, 31)]
-    dest = tmp_path / "vfr.mkv"
-    out = av.open(str(dest), "w")
-    stream = out.add_stream("libx264", rate=50)
-    stream.width, stream.height, stream.pix_fmt = 320, 180, "yuv420p"
-    stream.codec_context.time_base = Fraction(1, 1000)
-    with av.open(str(media / "cuts_h264.mp4")) as inp:
-        for pts, frame in zip(pts_ms, inp.decode(video=0), strict=False):
-            vf = av.VideoFrame.from_ndarray(
-                cv2.resize(frame.to_ndarray(format="bgr24"), (320, 180)), format="bgr24")
-            vf.pts, vf.time_base = pts, Fraction(1, 1000)
-            for packet in stream.encode(vf):
-                out.mux(packet)
-    for packet in stream.encode():
-        out.mux(packet)
-    out.close()
+    dest = _make(media / "cuts_h264.mp4", tmp_path / "vfr.mkv", size=(320, 180), rate=50,
+                 pts_ms=pts_ms)
 
     settings = make_settings()
     store, job_id, manifest = _run(dest, settings, models)
@@ -100,19 +93,8 @@ def test_cut_off_mp4_whose_index_opens_still_fails_as_truncated(media, models, m
                                                                 tmp_path):
     """An MP4 written with its index first (faststart) opens even when cut off; without a
     check the frames past the cut would just be missing from a 'completed' result."""
-    whole = tmp_path / "faststart.mp4"
-    out = av.open(str(whole), "w", options={"movflags": "faststart"})
-    stream = out.add_stream("libx264", rate=25)
-    stream.width, stream.height, stream.pix_fmt = 320, 180, "yuv420p"
-    with av.open(str(media / "cuts_h264.mp4")) as inp:
-        for frame in inp.decode(video=0):
-            vf = av.VideoFrame.from_ndarray(
-                cv2.resize(frame.to_ndarray(format="bgr24"), (320, 180)), format="bgr24")
-            for packet in stream.encode(vf):
-                out.mux(packet)
-    for packet in stream.encode():
-        out.mux(packet)
-    out.close()
+    whole = _make(media / "cuts_h264.mp4", tmp_path / "faststart.mp4", size=(320, 180),
+                  options={"movflags": "faststart"})
     data = whole.read_bytes()
     assert data.index(b"moov") < data.index(b"mdat")  # the index really comes first
     cut = tmp_path / "cut.mp4"
