@@ -71,7 +71,9 @@ def _sniff_mp4_truncated(path: Path) -> bool:
         return offset > size
 
 
-_CONTAINER_MAGIC = (b"\x1aE\xdf\xa3", b"RIFF", b"OggS", b"FLV", b"\x00\x00\x01\xba", b"G")
+# Signatures of containers other than MP4 (Matroska/WebM, AVI, Ogg, FLV): a file that
+# starts with one but does not open is a damaged video, not "not a video".
+_CONTAINER_MAGIC = (b"\x1aE\xdf\xa3", b"RIFF", b"OggS", b"FLV")
 
 
 def probe(path: Path, *, max_pixels: int, max_duration_s: float) -> VideoInfo:
@@ -79,30 +81,25 @@ def probe(path: Path, *, max_pixels: int, max_duration_s: float) -> VideoInfo:
     size = path.stat().st_size
     if size == 0:
         raise VideoError("the file is empty (0 bytes)", code="empty_file")
+    if _sniff_mp4_truncated(path):
+        # Whether the index comes last (then nothing opens) or first (then it opens and the
+        # frames past the cut would silently be missing from the results).
+        raise VideoError(
+            f"the MP4 container is cut off: a box runs past the end of the file "
+            f"({size} bytes); the upload or copy was probably incomplete",
+            code="truncated_video")
     try:
         container = av.open(str(path), mode="r", options={"protocol_whitelist": "file"})
     except av.error.FFmpegError as exc:
-        if _sniff_mp4_truncated(path):
-            raise VideoError(
-                f"the MP4 container is cut off: a box runs past the end of the file "
-                f"({size} bytes); the upload or copy was probably incomplete",
-                code="truncated_video") from None
         with open(path, "rb") as fh:
             head = fh.read(12)
-        if head[4:8] == b"ftyp" or head.startswith(_CONTAINER_MAGIC[:4]):
+        if head[4:8] == b"ftyp" or head.startswith(_CONTAINER_MAGIC):
             raise VideoError(f"the media container cannot be read: {exc.strerror or exc}",
                              code="corrupt_video") from None
         raise VideoError("not a video: no known media container in the file",
                          code="not_a_video") from None
     try:
         fmt = container.format.name
-        if _sniff_mp4_truncated(path):
-            # The index came first (faststart) and opened, but the media data is cut off:
-            # the frames past the cut would silently be missing from the results.
-            raise VideoError(
-                f"the MP4 container is cut off: its media data runs past the end of the file "
-                f"({size} bytes); the upload or copy was probably incomplete",
-                code="truncated_video")
         if fmt.endswith("_pipe") or fmt.startswith("image2"):
             raise VideoError(f"an image ({fmt.removesuffix('_pipe')}), not a video",
                              code="image_not_video")
