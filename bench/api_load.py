@@ -51,17 +51,29 @@ def percentile(values: list[float], q: float) -> float | None:
 
 def _summary(latencies: list[float], errors: int) -> dict[str, Any]:
     ms = [x * 1000 for x in latencies]
-    return {"count": len(latencies), "errors": errors,
-            "p50_ms": _round(percentile(ms, 0.50)), "p99_ms": _round(percentile(ms, 0.99)),
-            "max_ms": _round(max(ms) if ms else None)}
+    return {
+        "count": len(latencies),
+        "errors": errors,
+        "p50_ms": _round(percentile(ms, 0.50)),
+        "p99_ms": _round(percentile(ms, 0.99)),
+        "max_ms": _round(max(ms) if ms else None),
+    }
 
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
-async def _load(base_url: str, job_id: str, video: bytes, *, polls: int, clients: int,
-                uploads: int, headers: dict[str, str]) -> dict[str, Any]:
+async def _load(
+    base_url: str,
+    job_id: str,
+    video: bytes,
+    *,
+    polls: int,
+    clients: int,
+    uploads: int,
+    headers: dict[str, str],
+) -> dict[str, Any]:
     poll_lat: list[float] = []
     upload_lat: list[float] = []
     errors: list[str] = []
@@ -73,10 +85,13 @@ async def _load(base_url: str, job_id: str, video: bytes, *, polls: int, clients
     # measured is the server, not httpx's set-up.
     shares = [polls // clients + (1 if i < polls % clients else 0) for i in range(clients)]
     shares = [n for n in shares if n]
-    poll_clients = [httpx.AsyncClient(base_url=base_url, timeout=timeout, headers=headers)
-                    for _ in shares]
-    upload_clients = [httpx.AsyncClient(base_url=base_url, timeout=timeout, headers=headers)
-                      for _ in range(uploads)]
+    poll_clients = [
+        httpx.AsyncClient(base_url=base_url, timeout=timeout, headers=headers) for _ in shares
+    ]
+    upload_clients = [
+        httpx.AsyncClient(base_url=base_url, timeout=timeout, headers=headers)
+        for _ in range(uploads)
+    ]
     start = asyncio.Event()
 
     async def poller(client: httpx.AsyncClient, count: int) -> None:
@@ -108,8 +123,7 @@ async def _load(base_url: str, job_id: str, video: bytes, *, polls: int, clients
         else:
             upload_ids.append(resp.json()["job_id"])
 
-    tasks = [asyncio.create_task(poller(c, n)) for c, n in zip(poll_clients, shares,
-                                                                 strict=True)]
+    tasks = [asyncio.create_task(poller(c, n)) for c, n in zip(poll_clients, shares, strict=True)]
     tasks += [asyncio.create_task(uploader(c, i)) for i, c in enumerate(upload_clients)]
     await asyncio.sleep(0)
     started = time.perf_counter()
@@ -121,10 +135,16 @@ async def _load(base_url: str, job_id: str, video: bytes, *, polls: int, clients
         for client in poll_clients + upload_clients:
             await client.aclose()
     return {
-        "polls": {**_summary(poll_lat, sum(e.startswith("poll") for e in errors)),
-                  "clients": clients, "states_seen": dict(states)},
-        "uploads": {**_summary(upload_lat, sum(e.startswith("upload") for e in errors)),
-                    "concurrent": uploads, "bytes_each": len(video)},
+        "polls": {
+            **_summary(poll_lat, sum(e.startswith("poll") for e in errors)),
+            "clients": clients,
+            "states_seen": dict(states),
+        },
+        "uploads": {
+            **_summary(upload_lat, sum(e.startswith("upload") for e in errors)),
+            "concurrent": uploads,
+            "bytes_each": len(video),
+        },
         "errors": len(errors),
         "first_errors": errors[:5],
         "wall_s": round(wall, 3),
@@ -132,15 +152,34 @@ async def _load(base_url: str, job_id: str, video: bytes, *, polls: int, clients
     }
 
 
-def run_load(base_url: str, job_id: str, video: bytes, *, polls: int = 200, clients: int = 20,
-             uploads: int = 5, headers: dict[str, str] | None = None,
-             timeout_s: float = 120.0) -> dict[str, Any]:
+def run_load(
+    base_url: str,
+    job_id: str,
+    video: bytes,
+    *,
+    polls: int = 200,
+    clients: int = 20,
+    uploads: int = 5,
+    headers: dict[str, str] | None = None,
+    timeout_s: float = 120.0,
+) -> dict[str, Any]:
     """``polls`` GET /status/{job_id} from ``clients`` concurrent clients while ``uploads``
     clients upload ``video`` at the same time; latencies and errors. Bounded by
     ``timeout_s`` (asyncio.TimeoutError past it)."""
-    return asyncio.run(asyncio.wait_for(
-        _load(base_url, job_id, video, polls=polls, clients=clients, uploads=uploads,
-              headers=headers or {}), timeout_s))
+    return asyncio.run(
+        asyncio.wait_for(
+            _load(
+                base_url,
+                job_id,
+                video,
+                polls=polls,
+                clients=clients,
+                uploads=uploads,
+                headers=headers or {},
+            ),
+            timeout_s,
+        )
+    )
 
 
 # --- the standalone run ---------------------------------------------------------------------
@@ -159,14 +198,18 @@ def _wait(predicate, timeout: float, what: str, interval: float = 0.1):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.api_load", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.api_load",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--polls", type=int, default=200)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--uploads", type=int, default=5)
     parser.add_argument("--video", type=Path, default=None)
-    parser.add_argument("--max-seconds", type=float, default=240.0,
-                        help="the whole run stops (and fails) past this")
+    parser.add_argument(
+        "--max-seconds", type=float, default=240.0, help="the whole run stops (and fails) past this"
+    )
     args = parser.parse_args(argv)
     for name in ("polls", "clients", "uploads"):
         if not 1 <= getattr(args, name) <= 10_000:
@@ -202,9 +245,17 @@ def _models(root: Path):
             YOLO(yaml).save(str(path))
             env[var] = str(path)
         env["ALLOW_MODEL_DOWNLOAD"] = "false"
-    env.update({"TEMP_MEDIA_DIR": str(root / "tmp_media"), "LOCAL_STORE_DIR": str(root / "store"),
-                "TOON_ENABLED": "false", "HTTP_HOST": LOOPBACK, "HTTP_PORT": "0",
-                "API_TOKEN": "", "PUBLIC_BASE_URL": ""})
+    env.update(
+        {
+            "TEMP_MEDIA_DIR": str(root / "tmp_media"),
+            "LOCAL_STORE_DIR": str(root / "store"),
+            "TOON_ENABLED": "false",
+            "HTTP_HOST": LOOPBACK,
+            "HTTP_PORT": "0",
+            "API_TOKEN": "",
+            "PUBLIC_BASE_URL": "",
+        }
+    )
     settings = load_settings(env)
     models = load_models(settings)
     return settings, models
@@ -213,10 +264,11 @@ def _models(root: Path):
 def _run(args, root: Path, video: bytes, remaining) -> int:
     import uvicorn
 
-    from vidwatch.daemon.api import create_app
-    from vidwatch.daemon.errors import QueueFull
-    from vidwatch.daemon.jobs import JobSpec, run_job
-    from vidwatch.daemon.logs import configure_logging
+    from vidwatch.api.app import create_app
+    from vidwatch.errors import QueueFull
+    from vidwatch.jobs.run import run_job
+    from vidwatch.jobs.staging import JobSpec
+    from vidwatch.logs import configure_logging
     from vidwatch.r2.local import LocalStore
 
     configure_logging("console", "warning", stream=sys.stderr)
@@ -240,10 +292,14 @@ def _run(args, root: Path, video: bytes, remaining) -> int:
 
     worker = threading.Thread(target=work, name="bench-worker", daemon=True)
     worker.start()
-    app = create_app(settings=settings, store=store, submit=submit,
-                     health=lambda: {"ok": worker.is_alive()})
-    server = uvicorn.Server(uvicorn.Config(app, host=LOOPBACK, port=0, log_level="warning",
-                                           access_log=False, lifespan="off"))
+    app = create_app(
+        settings=settings, store=store, submit=submit, health=lambda: {"ok": worker.is_alive()}
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host=LOOPBACK, port=0, log_level="warning", access_log=False, lifespan="off"
+        )
+    )
     thread = threading.Thread(target=server.run, name="bench-uvicorn", daemon=True)
     thread.start()
     try:
@@ -262,14 +318,20 @@ def _run(args, root: Path, video: bytes, remaining) -> int:
             # The clients run in a process of their own, so that their Python work does not
             # share the server's GIL (nor the job's): the latencies are the server's.
             with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                report = pool.submit(run_load, base_url, job_id, video, polls=args.polls,
-                                     clients=args.clients, uploads=args.uploads,
-                                     timeout_s=remaining() - 5).result(timeout=remaining())
+                report = pool.submit(
+                    run_load,
+                    base_url,
+                    job_id,
+                    video,
+                    polls=args.polls,
+                    clients=args.clients,
+                    uploads=args.uploads,
+                    timeout_s=remaining() - 5,
+                ).result(timeout=remaining())
             report["polled_job_state_after"] = state()
             ids = [job_id, *report.pop("upload_job_ids")]
             try:
-                _wait(lambda: all(i in finals for i in ids), remaining(), "every job to end",
-                      0.25)
+                _wait(lambda: all(i in finals for i in ids), remaining(), "every job to end", 0.25)
             except TimeoutError as exc:
                 report["first_errors"].append(str(exc))
             report["jobs"] = dict(Counter(finals.get(i, "unfinished") for i in ids))

@@ -56,8 +56,11 @@ def build_input(minutes: float, out_dir: Path) -> tuple[Path, list[int]]:
         frames = []
         with av.open(str(MEDIA / name)) as c:
             for f in c.decode(video=0):
-                frames.append(cv2.resize(f.to_ndarray(format="bgr24"), (WIDTH, HEIGHT),
-                                         interpolation=cv2.INTER_AREA))
+                frames.append(
+                    cv2.resize(
+                        f.to_ndarray(format="bgr24"), (WIDTH, HEIGHT), interpolation=cv2.INTER_AREA
+                    )
+                )
         truth = json.loads((MEDIA / name).with_suffix(".truth.json").read_text())
         clips.append((frames, [s["start_frame"] for s in truth["scenes"]]))
     total = int(minutes * 60 * FPS)
@@ -91,7 +94,7 @@ def build_input(minutes: float, out_dir: Path) -> tuple[Path, list[int]]:
 
 # --- stages alone ---------------------------------------------------------------------------
 def bench_decode(path: Path) -> dict:
-    from vidwatch.daemon.video import decode
+    from vidwatch.pipeline.video import decode
 
     started = time.perf_counter()
     frames = sum(1 for _ in decode(path))
@@ -101,8 +104,8 @@ def bench_decode(path: Path) -> dict:
 
 def bench_scenes(path: Path, fps: float) -> dict:
     """Our scene stage (decode + tracker, one pass) against the scenedetect CLI."""
-    from vidwatch.daemon.video import decode
     from vidwatch.detectors.scenes import ContentSceneTracker
+    from vidwatch.pipeline.video import decode
 
     tracker = ContentSceneTracker(fps=fps)
     cuts: list[int] = []
@@ -120,21 +123,40 @@ def bench_scenes(path: Path, fps: float) -> dict:
     out = Path(tempfile.mkdtemp(prefix="scenedetect-"))
     cli = shutil.which("scenedetect", path=str(Path(sys.executable).parent)) or "scenedetect"
     started = time.perf_counter()
-    subprocess.run([cli, "-q", "-i", str(path), "-o", str(out), "detect-content",
-                    "list-scenes", "-s", "-f", "scenes.csv"], check=True)
+    subprocess.run(
+        [
+            cli,
+            "-q",
+            "-i",
+            str(path),
+            "-o",
+            str(out),
+            "detect-content",
+            "list-scenes",
+            "-s",
+            "-f",
+            "scenes.csv",
+        ],
+        check=True,
+    )
     cli_s = time.perf_counter() - started
     with open(out / "scenes.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     # The CLI's CSV numbers frames from 1; ours from 0.
     cli_cuts = [int(r["Start Frame"]) - 1 for r in rows[1:]]
     shutil.rmtree(out, ignore_errors=True)
-    return {"ours_decode_plus_scenes_s": round(ours, 3), "tracker_only_s": round(tracker_s, 3),
-            "cli_s": round(cli_s, 3), "cli_over_ours": round(cli_s / ours, 2),
-            "cuts": len(cuts), "cuts_agree": sorted(cuts) == sorted(cli_cuts)}
+    return {
+        "ours_decode_plus_scenes_s": round(ours, 3),
+        "tracker_only_s": round(tracker_s, 3),
+        "cli_s": round(cli_s, 3),
+        "cli_over_ours": round(cli_s / ours, 2),
+        "cuts": len(cuts),
+        "cuts_agree": sorted(cuts) == sorted(cli_cuts),
+    }
 
 
 def _sample_frames(path: Path, n: int) -> list:
-    from vidwatch.daemon.video import decode
+    from vidwatch.pipeline.video import decode
 
     frames = []
     for frame in decode(path):
@@ -157,16 +179,15 @@ def bench_models(models, frames: list) -> dict:
         for batch in (1, 4, 8):
             started = time.perf_counter()
             for i in range(0, len(frames), batch):
-                det.detect(frames[i:i + batch])
+                det.detect(frames[i : i + batch])
             per_batch[str(batch)] = round(1000 * (time.perf_counter() - started) / len(frames), 1)
         out[name] = per_batch
         if isinstance(det, MtcnnFaceDetector):
             det._batch = True
             started = time.perf_counter()
             for i in range(0, len(frames), 4):
-                det.detect(frames[i:i + 4])
-            out["faces_batched_4"] = round(1000 * (time.perf_counter() - started)
-                                           / len(frames), 1)
+                det.detect(frames[i : i + 4])
+            out["faces_batched_4"] = round(1000 * (time.perf_counter() - started) / len(frames), 1)
             det._batch = False
     return out
 
@@ -175,12 +196,11 @@ def bench_one_pass(weights_seg: Path, weights_det: Path, frames: list, device: s
     """Objects + masks from one -seg pass against a detection and a segmentation model."""
     from vidwatch.detectors.yolo import YoloDetector
 
-    both = YoloDetector(weights_seg, name="seg", roles=("objects", "segments"),
-                        confidence=0.25, device=device)
-    det = YoloDetector(weights_det, name="det", roles=("objects",), confidence=0.25,
-                       device=device)
-    seg = YoloDetector(weights_seg, name="seg", roles=("segments",), confidence=0.25,
-                       device=device)
+    both = YoloDetector(
+        weights_seg, name="seg", roles=("objects", "segments"), confidence=0.25, device=device
+    )
+    det = YoloDetector(weights_det, name="det", roles=("objects",), confidence=0.25, device=device)
+    seg = YoloDetector(weights_seg, name="seg", roles=("segments",), confidence=0.25, device=device)
     for d in (both, det, seg):
         d.detect(frames[:1])
 
@@ -188,12 +208,15 @@ def bench_one_pass(weights_seg: Path, weights_det: Path, frames: list, device: s
         started = time.perf_counter()
         for i in range(0, len(frames), 4):
             for d in dets:
-                d.detect(frames[i:i + 4])
+                d.detect(frames[i : i + 4])
         return 1000 * (time.perf_counter() - started) / len(frames)
 
     one, two = run([both]), run([det, seg])
-    return {"one_seg_pass_ms": round(one, 1), "two_models_ms": round(two, 1),
-            "saving": round(1 - one / two, 3)}
+    return {
+        "one_seg_pass_ms": round(one, 1),
+        "two_models_ms": round(two, 1),
+        "saving": round(1 - one / two, 3),
+    }
 
 
 def plain_loop(path: Path, models, sample_fps: float) -> dict:
@@ -216,16 +239,15 @@ def plain_loop(path: Path, models, sample_fps: float) -> dict:
             sampled += 1
         n += 1
     cap.release()
-    return {"seconds": round(time.perf_counter() - started, 3), "frames": n,
-            "sampled": sampled}
+    return {"seconds": round(time.perf_counter() - started, 3), "frames": n, "sampled": sampled}
 
 
 # --- whole jobs (one subprocess each, for an honest peak RSS) -------------------------------
 def run_job_subprocess(path: Path, env: dict, sample_fps: float) -> dict:
-    cmd = [sys.executable, "-m", "bench.perf", "_job", str(path), "--sample-fps",
-           str(sample_fps)]
-    proc = subprocess.run(cmd, env={**os.environ, **env}, cwd=REPO, capture_output=True,
-                          text=True, check=False)
+    cmd = [sys.executable, "-m", "bench.perf", "_job", str(path), "--sample-fps", str(sample_fps)]
+    proc = subprocess.run(
+        cmd, env={**os.environ, **env}, cwd=REPO, capture_output=True, text=True, check=False
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"job failed: {proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -233,10 +255,11 @@ def run_job_subprocess(path: Path, env: dict, sample_fps: float) -> dict:
 
 def _job_main(path: Path, sample_fps: float) -> None:
     from vidwatch.config import load_settings
-    from vidwatch.daemon.jobs import JobSpec, new_job_id, run_job, stage_copy
-    from vidwatch.daemon.pipeline import AnalysisOptions
-    from vidwatch.daemon.toon import open_toon
     from vidwatch.detectors.registry import load_models
+    from vidwatch.jobs.run import run_job
+    from vidwatch.jobs.staging import JobSpec, new_job_id, stage_copy
+    from vidwatch.pipeline.analysis import AnalysisOptions
+    from vidwatch.pipeline.toon import open_toon
     from vidwatch.r2 import keys, open_store
 
     settings = load_settings(sample_fps=sample_fps)
@@ -247,28 +270,42 @@ def _job_main(path: Path, sample_fps: float) -> None:
     job_id = new_job_id()
     staged = stage_copy(settings, job_id, path)
     started = time.perf_counter()
-    manifest = run_job(JobSpec(job_id, staged, "cli", path.name), store=store,
-                       settings=settings, models=models, toon=toon,
-                       options=AnalysisOptions.from_settings(settings))
+    manifest = run_job(
+        JobSpec(job_id, staged, "cli", path.name),
+        store=store,
+        settings=settings,
+        models=models,
+        toon=toon,
+        options=AnalysisOptions.from_settings(settings),
+    )
     wall = time.perf_counter() - started
     if toon is not None:
         toon.close()
     results = json.loads(store.get_bytes(keys.results_key(job_id)))
-    print(json.dumps({
-        "state": manifest.state, "wall_s": round(wall, 3),
-        "frames": results["video"]["frames"], "sampled": len(results["frames"]),
-        "duration_s": results["video"]["duration_s"], "timings_s": results["timings_s"],
-        "decodes_per_frame": results.get("stats", {}).get("decodes_per_frame"),
-        "artifacts": sum(1 for _ in store.list(keys.job_prefix(job_id))),
-        "rss_models_mb": round(rss_before / 1024, 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "state": manifest.state,
+                "wall_s": round(wall, 3),
+                "frames": results["video"]["frames"],
+                "sampled": len(results["frames"]),
+                "duration_s": results["video"]["duration_s"],
+                "timings_s": results["timings_s"],
+                "decodes_per_frame": results.get("stats", {}).get("decodes_per_frame"),
+                "artifacts": sum(1 for _ in store.list(keys.job_prefix(job_id))),
+                "rss_models_mb": round(rss_before / 1024, 1),
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            }
+        )
+    )
 
 
 def ensure_weights(out_dir: Path) -> dict[str, str]:
     env = {}
-    for setting, name, yaml in (("DETECT_MODEL", "yolo11n.pt", "yolo11n.yaml"),
-                                ("SEGMENT_MODEL", "yolo11n-seg.pt", "yolo11n-seg.yaml")):
+    for setting, name, yaml in (
+        ("DETECT_MODEL", "yolo11n.pt", "yolo11n.yaml"),
+        ("SEGMENT_MODEL", "yolo11n-seg.pt", "yolo11n-seg.yaml"),
+    ):
         value = os.environ.get(setting, name)
         if Path(value).is_file():
             env[setting] = value
@@ -296,8 +333,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, nargs="+", default=[1.0, 5.0])
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out")
     parser.add_argument("--skip-moto", action="store_true")
-    parser.add_argument("--report", action="store_true",
-                        help="recompute the ratios and the table from OUT/perf.json")
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="recompute the ratios and the table from OUT/perf.json",
+    )
     args = parser.parse_args(argv)
     if args.report:
         report = json.loads((args.out / "perf.json").read_text())
@@ -309,17 +349,25 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_CONFIG_DIR", str(args.out / "ultralytics"))
-    env = {**ensure_weights(args.out), "ALLOW_MODEL_DOWNLOAD": "false",
-           "TOON_ENABLED": os.environ.get("TOON_ENABLED", "true"),
-           "LOCAL_STORE_DIR": str(args.out / "store"),
-           "TEMP_MEDIA_DIR": str(args.out / "tmp_media")}
+    env = {
+        **ensure_weights(args.out),
+        "ALLOW_MODEL_DOWNLOAD": "false",
+        "TOON_ENABLED": os.environ.get("TOON_ENABLED", "true"),
+        "LOCAL_STORE_DIR": str(args.out / "store"),
+        "TEMP_MEDIA_DIR": str(args.out / "tmp_media"),
+    }
     os.environ.update(env)
 
     from vidwatch.config import load_settings
     from vidwatch.detectors.registry import load_models
 
-    report: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                                "python": platform.python_version()}}
+    report: dict = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        }
+    }
     import torch
 
     report["machine"]["torch"] = torch.__version__
@@ -329,19 +377,21 @@ def main(argv: list[str] | None = None) -> int:
     report["decode"] = bench_decode(first)
     report["scenes"] = bench_scenes(first, FPS)
     report["scenes"]["cuts_match_truth"] = report["scenes"]["cuts"] == len(
-        inputs[args.minutes[0]][1])
+        inputs[args.minutes[0]][1]
+    )
 
     settings = load_settings()
     models = load_models(settings)
     frames = _sample_frames(first, 16)
     report["models_ms_per_frame"] = bench_models(models, frames)
-    report["one_seg_pass"] = bench_one_pass(Path(env["SEGMENT_MODEL"]),
-                                            Path(env["DETECT_MODEL"]), frames, models.device)
+    report["one_seg_pass"] = bench_one_pass(
+        Path(env["SEGMENT_MODEL"]), Path(env["DETECT_MODEL"]), frames, models.device
+    )
     report["plain_loop_peer"] = plain_loop(first, models, 1.0)
 
     jobs = {}
     for minutes, (path, _) in inputs.items():
-        for sfps in ((1.0, 5.0) if minutes == args.minutes[0] else (1.0,)):
+        for sfps in (1.0, 5.0) if minutes == args.minutes[0] else (1.0,):
             jobs[f"{minutes:g}min_local_fps{sfps:g}"] = run_job_subprocess(path, env, sfps)
     if not args.skip_moto:
         jobs[f"{args.minutes[0]:g}min_moto_fps1"] = _moto_job(inputs[args.minutes[0]][0], env)
@@ -359,8 +409,9 @@ def derive(report: dict) -> None:
     """The ratios, from the measurements: floor, wall/floor, realtime factor, RSS growth,
     model throughput alone against inside the pipeline, artifacts and drain."""
     batch = report["model_batch_size"]
-    per_frame_ms = sum(v[str(batch)] for v in report["models_ms_per_frame"].values()
-                       if isinstance(v, dict))
+    per_frame_ms = sum(
+        v[str(batch)] for v in report["models_ms_per_frame"].values() if isinstance(v, dict)
+    )
     report["models_ms_per_sampled_frame_alone"] = round(per_frame_ms, 1)
     for job in report["jobs"].values():
         decode_s = job["frames"] / report["decode"]["fps"]
@@ -388,44 +439,63 @@ def _moto_job(path: Path, env: dict) -> dict:
     try:
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
-        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                     aws_access_key_id="bench", aws_secret_access_key="bench",
-                     ).create_bucket(Bucket="vidwatch-bench")
-        s3_env = {**env, "R2_ENDPOINT_URL": endpoint, "R2_BUCKET": "vidwatch-bench",
-                  "R2_ACCESS_KEY_ID": "bench", "R2_SECRET_ACCESS_KEY": "bench",
-                  "R2_REGION": "us-east-1"}
+        boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+        ).create_bucket(Bucket="vidwatch-bench")
+        s3_env = {
+            **env,
+            "R2_ENDPOINT_URL": endpoint,
+            "R2_BUCKET": "vidwatch-bench",
+            "R2_ACCESS_KEY_ID": "bench",
+            "R2_SECRET_ACCESS_KEY": "bench",
+            "R2_REGION": "us-east-1",
+        }
         return run_job_subprocess(path, s3_env, 1.0)
     finally:
         server.stop()
 
 
 def markdown(r: dict) -> str:
-    lines = ["| measure | value |", "|---|---|",
-             f"| decode (720p H.264) | {r['decode']['fps']} frames/s |",
-             f"| decode + scenes, ours / `scenedetect` CLI | "
-             f"{r['scenes']['ours_decode_plus_scenes_s']} s / {r['scenes']['cli_s']} s "
-             f"(cuts agree: {r['scenes']['cuts_agree']}) |"]
+    lines = [
+        "| measure | value |",
+        "|---|---|",
+        f"| decode (720p H.264) | {r['decode']['fps']} frames/s |",
+        f"| decode + scenes, ours / `scenedetect` CLI | "
+        f"{r['scenes']['ours_decode_plus_scenes_s']} s / {r['scenes']['cli_s']} s "
+        f"(cuts agree: {r['scenes']['cuts_agree']}) |",
+    ]
     for name, per in r["models_ms_per_frame"].items():
         if isinstance(per, dict):
-            lines.append(f"| {name}, ms/frame at batch 1 / 4 / 8 | "
-                         f"{per['1']} / {per['4']} / {per['8']} |")
+            lines.append(
+                f"| {name}, ms/frame at batch 1 / 4 / 8 | {per['1']} / {per['4']} / {per['8']} |"
+            )
         else:
             lines.append(f"| {name}, ms/frame | {per} |")
     o = r["one_seg_pass"]
-    lines.append(f"| objects + masks: one -seg pass / two models | {o['one_seg_pass_ms']} / "
-                 f"{o['two_models_ms']} ms/frame |")
-    lines.append(f"| plain frame-by-frame loop (peer), 1 fps | {r['plain_loop_peer']['seconds']}"
-                 f" s for {r['plain_loop_peer']['sampled']} sampled frames |")
+    lines.append(
+        f"| objects + masks: one -seg pass / two models | {o['one_seg_pass_ms']} / "
+        f"{o['two_models_ms']} ms/frame |"
+    )
+    lines.append(
+        f"| plain frame-by-frame loop (peer), 1 fps | {r['plain_loop_peer']['seconds']}"
+        f" s for {r['plain_loop_peer']['sampled']} sampled frames |"
+    )
     for name, j in r["jobs"].items():
-        lines.append(f"| job {name} ({j['frames']} frames, {j['sampled']} sampled) | "
-                     f"{j['wall_s']} s wall, floor {j['floor_s']} s: "
-                     f"x{j['wall_over_floor']} of floor; realtime x{j['realtime_factor']}; "
-                     f"peak RSS {j['peak_rss_mb']} MB; models in pipeline "
-                     f"{j['models_ms_per_sampled_frame_in_pipeline']} ms/frame "
-                     f"(x{j['models_alone_over_in_pipeline_throughput']} of alone); "
-                     f"{j['artifacts_per_s']} artifacts/s, "
-                     f"drain {j['drain_after_last_frame_s']} s; "
-                     f"decodes/frame {j['decodes_per_frame']} |")
+        lines.append(
+            f"| job {name} ({j['frames']} frames, {j['sampled']} sampled) | "
+            f"{j['wall_s']} s wall, floor {j['floor_s']} s: "
+            f"x{j['wall_over_floor']} of floor; realtime x{j['realtime_factor']}; "
+            f"peak RSS {j['peak_rss_mb']} MB; models in pipeline "
+            f"{j['models_ms_per_sampled_frame_in_pipeline']} ms/frame "
+            f"(x{j['models_alone_over_in_pipeline_throughput']} of alone); "
+            f"{j['artifacts_per_s']} artifacts/s, "
+            f"drain {j['drain_after_last_frame_s']} s; "
+            f"decodes/frame {j['decodes_per_frame']} |"
+        )
     if "peak_rss_ratio_long_over_short" in r:
         lines.append(f"| peak RSS 5 min / 1 min | {r['peak_rss_ratio_long_over_short']} |")
     return "\n".join(lines)

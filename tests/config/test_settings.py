@@ -18,11 +18,18 @@ def test_defaults_of_the_users_document_and_ours():
     assert not s.r2_requested()
 
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("SAMPLE_FPS", "0"), ("SAMPLE_FPS", "abc"), ("MODEL_DEVICE", "tpu"),
-    ("OBJECT_MIN_CONFIDENCE", "1.5"), ("R2_URL_TTL_SECONDS", "-3"),
-    ("CLEANUP_LOCAL_VIDEO_AFTER_UPLOAD_DEFAULT", "maybe"), ("DETECT_MODEL", " "),
-])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SAMPLE_FPS", "0"),
+        ("SAMPLE_FPS", "abc"),
+        ("MODEL_DEVICE", "tpu"),
+        ("OBJECT_MIN_CONFIDENCE", "1.5"),
+        ("R2_URL_TTL_SECONDS", "-3"),
+        ("CLEANUP_LOCAL_VIDEO_AFTER_UPLOAD_DEFAULT", "maybe"),
+        ("DETECT_MODEL", " "),
+    ],
+)
 def test_invalid_values_name_the_setting_in_one_line(name, value):
     with pytest.raises(ConfigError) as err:
         load_settings({name: value})
@@ -37,18 +44,23 @@ def test_cuda_device_forms_accepted():
 def test_missing_r2_settings_are_named():
     s = load_settings({"R2_BUCKET": "b"})
     assert s.r2_requested()
-    assert s.missing_r2_settings() == ["R2_ACCOUNT_ID", "R2_ACCESS_KEY_ID",
-                                       "R2_SECRET_ACCESS_KEY"]
-    s = load_settings({"R2_ENDPOINT_URL": "http://127.0.0.1:9", "R2_BUCKET": "b",
-                       "R2_ACCESS_KEY_ID": "k", "R2_SECRET_ACCESS_KEY": "s"})
+    assert s.missing_r2_settings() == ["R2_ACCOUNT_ID", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY"]
+    s = load_settings(
+        {
+            "R2_ENDPOINT_URL": "http://127.0.0.1:9",
+            "R2_BUCKET": "b",
+            "R2_ACCESS_KEY_ID": "k",
+            "R2_SECRET_ACCESS_KEY": "s",
+        }
+    )
     assert s.missing_r2_settings() == [] and s.r2_endpoint() == "http://127.0.0.1:9"
     assert load_settings({"R2_ACCOUNT_ID": "abc"}).r2_endpoint() == (
-        "https://abc.r2.cloudflarestorage.com")
+        "https://abc.r2.cloudflarestorage.com"
+    )
 
 
 def test_partial_r2_configuration_stops_the_start():
     from vidwatch.r2 import open_store
 
     with pytest.raises(ConfigError, match="R2_SECRET_ACCESS_KEY"):
-        open_store(load_settings({"R2_BUCKET": "b", "R2_ACCOUNT_ID": "a",
-                                  "R2_ACCESS_KEY_ID": "k"}))
+        open_store(load_settings({"R2_BUCKET": "b", "R2_ACCOUNT_ID": "a", "R2_ACCESS_KEY_ID": "k"}))

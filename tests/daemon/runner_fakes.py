@@ -7,16 +7,22 @@ import threading
 import time
 from collections import Counter
 
-from vidwatch.daemon.errors import JobInterrupted
-from vidwatch.daemon.manifest import Manifest, read_manifest, utc_now, write_manifest
+from vidwatch.errors import JobInterrupted
+from vidwatch.jobs.manifest import Manifest, read_manifest, utc_now, write_manifest
 from vidwatch.r2.leases import LeaseLost
 
 
 class FakeJobs:
     """Stands in for run_job: writes running, then completed (or failed), counting runs."""
 
-    def __init__(self, *, seconds: float = 0.0, fail: set[str] | None = None,
-                 crash: set[str] | None = None, hold: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        seconds: float = 0.0,
+        fail: set[str] | None = None,
+        crash: set[str] | None = None,
+        hold: threading.Event | None = None,
+    ) -> None:
         self.seconds = seconds
         self.fail = fail or set()
         self.crash = crash or set()
@@ -29,10 +35,14 @@ class FakeJobs:
     def __call__(self, spec, *, store, settings, models, toon, on_progress=None, stop=None):
         with self._lock:
             self.runs[spec.job_id] += 1
-        manifest = read_manifest(store, spec.job_id) or Manifest(job_id=spec.job_id,
-                                                                 origin=spec.origin)
-        manifest.state, manifest.stage, manifest.attempts = "running", "analyzing", \
-            manifest.attempts + 1
+        manifest = read_manifest(store, spec.job_id) or Manifest(
+            job_id=spec.job_id, origin=spec.origin
+        )
+        manifest.state, manifest.stage, manifest.attempts = (
+            "running",
+            "analyzing",
+            manifest.attempts + 1,
+        )
         write_manifest(store, manifest)
         self.started.set()
         if spec.job_id in self.crash:

@@ -41,8 +41,18 @@ FAST_ENV = {
 }
 """Short settle, poll and lease times so that the tests stay quick."""
 
-_INHERITED_DROP = ("R2_", "NOTIFY_SOCKET", "WATCHDOG_", "HTTP_", "INBOX_", "LEASE_",
-                   "TEMP_MEDIA_DIR", "LOCAL_STORE_DIR", "SAMPLE_FPS", "SHUTDOWN_GRACE_S")
+_INHERITED_DROP = (
+    "R2_",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_",
+    "HTTP_",
+    "INBOX_",
+    "LEASE_",
+    "TEMP_MEDIA_DIR",
+    "LOCAL_STORE_DIR",
+    "SAMPLE_FPS",
+    "SHUTDOWN_GRACE_S",
+)
 
 
 def sha256_of(path: Path) -> str:
@@ -56,15 +66,25 @@ def daemon_env(root: Path, model_env: dict[str, str], **extra: str) -> dict[str,
     env = {k: v for k, v in os.environ.items() if not k.startswith(_INHERITED_DROP)}
     env.update(model_env)
     env.update(FAST_ENV)
-    env.update({"TEMP_MEDIA_DIR": str(root / "tmp_media"),
-                "LOCAL_STORE_DIR": str(root / "store"),
-                "INBOX_DIR": str(root / "inbox")})
+    env.update(
+        {
+            "TEMP_MEDIA_DIR": str(root / "tmp_media"),
+            "LOCAL_STORE_DIR": str(root / "store"),
+            "INBOX_DIR": str(root / "inbox"),
+        }
+    )
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
 
-def wait_until(check: Callable[[], T], *, timeout_s: float, what: str,
-               daemon: Daemon | None = None, interval_s: float = 0.05) -> T:
+def wait_until(
+    check: Callable[[], T],
+    *,
+    timeout_s: float,
+    what: str,
+    daemon: Daemon | None = None,
+    interval_s: float = 0.05,
+) -> T:
     """Poll ``check`` until it returns something truthy; fail with the daemon's log tail
     when the deadline passes or the daemon died."""
     deadline = time.monotonic() + timeout_s
@@ -73,8 +93,10 @@ def wait_until(check: Callable[[], T], *, timeout_s: float, what: str,
         if value:
             return value
         if daemon is not None and not daemon.alive():
-            pytest.fail(f"daemon exited ({daemon.proc.returncode}) while waiting for {what}"
-                        f"\n{daemon.tail()}")
+            pytest.fail(
+                f"daemon exited ({daemon.proc.returncode}) while waiting for {what}"
+                f"\n{daemon.tail()}"
+            )
         if time.monotonic() > deadline:
             tail = daemon.tail() if daemon is not None else ""
             pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}\n{tail}")
@@ -84,8 +106,9 @@ def wait_until(check: Callable[[], T], *, timeout_s: float, what: str,
 class Daemon:
     """One ``vidwatch run`` subprocess; its stdout and stderr go to ``<name>.log``."""
 
-    def __init__(self, root: Path, env: dict[str, str], *, args: tuple[str, ...] = (),
-                 name: str = "daemon") -> None:
+    def __init__(
+        self, root: Path, env: dict[str, str], *, args: tuple[str, ...] = (), name: str = "daemon"
+    ) -> None:
         self.root = root
         self.env = env
         self.args = args
@@ -98,9 +121,13 @@ class Daemon:
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log_file:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "vidwatch.daemon.cli", "run", *self.args],
-                env=self.env, cwd=self.root, stdout=log_file, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL)
+                [sys.executable, "-m", "vidwatch.cli", "run", *self.args],
+                env=self.env,
+                cwd=self.root,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         self.started_at = time.monotonic()
         return self
 
@@ -121,13 +148,21 @@ class Daemon:
         return out
 
     def find(self, event: str, **match: Any) -> list[dict[str, Any]]:
-        return [e for e in self.events() if e.get("event") == event
-                and all(e.get(k) == v for k, v in match.items())]
+        return [
+            e
+            for e in self.events()
+            if e.get("event") == event and all(e.get(k) == v for k, v in match.items())
+        ]
 
-    def wait_for(self, event: str, *, timeout_s: float = JOB_TIMEOUT_S,
-                 **match: Any) -> dict[str, Any]:
-        return wait_until(lambda: next(iter(self.find(event, **match)), None),
-                          timeout_s=timeout_s, what=f"log event {event} {match}", daemon=self)
+    def wait_for(
+        self, event: str, *, timeout_s: float = JOB_TIMEOUT_S, **match: Any
+    ) -> dict[str, Any]:
+        return wait_until(
+            lambda: next(iter(self.find(event, **match)), None),
+            timeout_s=timeout_s,
+            what=f"log event {event} {match}",
+            daemon=self,
+        )
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> dict[str, Any]:
         return self.wait_for("service_ready", timeout_s=timeout_s)
@@ -202,27 +237,36 @@ def all_statuses(store) -> dict[str, dict[str, Any]]:
 
 def job_of_file(store, filename: str) -> dict[str, Any] | None:
     """The status of the (one) job made from an inbox file of this name."""
-    found = [d for d in all_statuses(store).values()
-             if (d.get("source") or {}).get("filename") == filename]
+    found = [
+        d
+        for d in all_statuses(store).values()
+        if (d.get("source") or {}).get("filename") == filename
+    ]
     assert len(found) <= 1, f"{len(found)} jobs for {filename}"
     return found[0] if found else None
 
 
-def wait_job_state(store, *, filename: str | None = None, job_id: str | None = None,
-                   states: tuple[str, ...] = ("completed", "failed"),
-                   daemon: Daemon | None = None,
-                   timeout_s: float = JOB_TIMEOUT_S) -> dict[str, Any]:
+def wait_job_state(
+    store,
+    *,
+    filename: str | None = None,
+    job_id: str | None = None,
+    states: tuple[str, ...] = ("completed", "failed"),
+    daemon: Daemon | None = None,
+    timeout_s: float = JOB_TIMEOUT_S,
+) -> dict[str, Any]:
     def check():
         doc = job_of_file(store, filename) if filename else read_status(store, job_id)
         return doc if doc is not None and doc["state"] in states else None
 
-    return wait_until(check, timeout_s=timeout_s, daemon=daemon,
-                      what=f"job {filename or job_id} in {states}")
+    return wait_until(
+        check, timeout_s=timeout_s, daemon=daemon, what=f"job {filename or job_id} in {states}"
+    )
 
 
 def relative_keys(store, job_id: str) -> set[str]:
     prefix = keys.job_prefix(job_id)
-    return {info.key[len(prefix):] for info in store.list(prefix)}
+    return {info.key[len(prefix) :] for info in store.list(prefix)}
 
 
 def analyses_by_job(*daemons: Daemon) -> dict[str, list[str]]:

@@ -12,9 +12,9 @@ import pytest
 
 from vidwatch.config import load_settings
 from vidwatch.daemon.intake_bucket import JobScanner, list_job_ids
-from vidwatch.daemon.jobs import new_job_id
-from vidwatch.daemon.manifest import Manifest, write_manifest
 from vidwatch.daemon.runner import Runner
+from vidwatch.jobs.manifest import Manifest, write_manifest
+from vidwatch.jobs.staging import new_job_id
 from vidwatch.r2 import keys
 from vidwatch.r2.leases import claim
 from vidwatch.r2.local import LocalStore
@@ -25,8 +25,12 @@ from .runner_fakes import FakeJobs
 
 
 def _settings(tmp_path: Path, **extra):
-    env = {"TEMP_MEDIA_DIR": str(tmp_path / "tmp"), "LOCAL_STORE_DIR": str(tmp_path / "store"),
-           "LEASE_TTL_S": "30", "TOON_ENABLED": "false"}
+    env = {
+        "TEMP_MEDIA_DIR": str(tmp_path / "tmp"),
+        "LOCAL_STORE_DIR": str(tmp_path / "store"),
+        "LEASE_TTL_S": "30",
+        "TOON_ENABLED": "false",
+    }
     env.update({k: str(v) for k, v in extra.items()})
     return load_settings(env)
 
@@ -45,19 +49,31 @@ class Submitted:
         return job_id in self.specs
 
 
-def _scanner(settings, store, sub: Submitted, *, new_sources=True, clock=time.time,
-             page_size=1000) -> JobScanner:
-    return JobScanner(settings, store, submit=sub.submit, is_active=sub.is_active,
-                      has_room=lambda: True, owner="me", new_sources=new_sources,
-                      clock=clock, page_size=page_size)
+def _scanner(
+    settings, store, sub: Submitted, *, new_sources=True, clock=time.time, page_size=1000
+) -> JobScanner:
+    return JobScanner(
+        settings,
+        store,
+        submit=sub.submit,
+        is_active=sub.is_active,
+        has_room=lambda: True,
+        owner="me",
+        new_sources=new_sources,
+        clock=clock,
+        page_size=page_size,
+    )
 
 
 def test_list_job_ids_pages_through_the_bucket(moto_bucket):
     store = moto_bucket.store()
     ids = sorted(new_job_id() for _ in range(5))
     for job_id in ids:
-        for key in (keys.source_key(job_id, "mp4"), keys.status_key(job_id),
-                    keys.frame_json_key(job_id, 0)):
+        for key in (
+            keys.source_key(job_id, "mp4"),
+            keys.status_key(job_id),
+            keys.frame_json_key(job_id, 0),
+        ):
             store.put_bytes(key, b"{}")
     store.put_bytes("jobs/not-a-job/input/source.mp4", b"x")
     store.put_bytes("elsewhere/file", b"x")
@@ -98,17 +114,33 @@ def test_scanner_submits_new_and_abandoned_jobs_only(moto_bucket, tmp_path):
     new_key = _put_source(store, new)
     upper_key = _put_source(store, upper, ext="MP4")  # a user's own upload, as named
     _put_source(store, done)
-    write_manifest(store, Manifest(job_id=done, state="completed", stage="done",
-                                   source_key=keys.source_key(done, "mp4")))
+    write_manifest(
+        store,
+        Manifest(
+            job_id=done, state="completed", stage="done", source_key=keys.source_key(done, "mp4")
+        ),
+    )
     for job_id in (held, crashed):
         _put_source(store, job_id)
-        write_manifest(store, Manifest(job_id=job_id, state="running", stage="analyzing",
-                                       origin="inbox", filename="f.mp4",
-                                       source_key=keys.source_key(job_id, "mp4")))
+        write_manifest(
+            store,
+            Manifest(
+                job_id=job_id,
+                state="running",
+                stage="analyzing",
+                origin="inbox",
+                filename="f.mp4",
+                source_key=keys.source_key(job_id, "mp4"),
+            ),
+        )
     claim(store, held, "another-host", ttl_s=30, now=now)  # live
     claim(store, crashed, "dead-host", ttl_s=30, now=now - 60)  # expired a half-minute ago
-    write_manifest(store, Manifest(job_id=waiting, state="queued", origin="api",
-                                   source_key=keys.source_key(waiting, "mp4")))  # not uploaded
+    write_manifest(
+        store,
+        Manifest(
+            job_id=waiting, state="queued", origin="api", source_key=keys.source_key(waiting, "mp4")
+        ),
+    )  # not uploaded
     sub = Submitted()
     scanner = _scanner(settings, store, sub)
     assert scanner.poll_once() == 3
@@ -117,8 +149,9 @@ def test_scanner_submits_new_and_abandoned_jobs_only(moto_bucket, tmp_path):
     assert sub.specs[new].source_key == new_key
     assert sub.specs[upper].source_key == upper_key
     assert sub.specs[crashed].origin == "inbox" and sub.specs[crashed].filename == "f.mp4"
-    assert sub.specs[new].staged_source == Path(settings.temp_media_dir) / new / "input" \
-        / "source.mp4"
+    assert (
+        sub.specs[new].staged_source == Path(settings.temp_media_dir) / new / "input" / "source.mp4"
+    )
     # Nothing twice; the held job is looked at again only once its lease would expire.
     assert scanner.poll_once() == 0
     later = _scanner(settings, store, sub, clock=lambda: now + 31)
@@ -134,8 +167,15 @@ def test_on_the_local_store_only_jobs_with_a_manifest_are_scanned(tmp_path):
     stray, resumed = new_job_id(), new_job_id()
     _put_source(store, stray)  # a file written into the store folder by hand
     _put_source(store, resumed)
-    write_manifest(store, Manifest(job_id=resumed, state="queued", origin="inbox",
-                                   source_key=keys.source_key(resumed, "mp4")))
+    write_manifest(
+        store,
+        Manifest(
+            job_id=resumed,
+            state="queued",
+            origin="inbox",
+            source_key=keys.source_key(resumed, "mp4"),
+        ),
+    )
     sub = Submitted()
     assert _scanner(settings, store, sub, new_sources=False).poll_once() == 1
     assert set(sub.specs) == {resumed}
@@ -152,8 +192,12 @@ def test_staging_recovery(tmp_path):
         source = folder / ("source.mp4.download" if name == "partial" else "source.mp4")
         source.write_bytes(b"v")
         staged[name] = job_id
-    write_manifest(store, Manifest(job_id=staged["queued"], origin="api", filename="a.mp4",
-                                   cleanup_local_source=False))
+    write_manifest(
+        store,
+        Manifest(
+            job_id=staged["queued"], origin="api", filename="a.mp4", cleanup_local_source=False
+        ),
+    )
     write_manifest(store, Manifest(job_id=staged["done"], state="completed"))
     sub = Submitted()
     scanner = _scanner(settings, store, sub, new_sources=False)
@@ -183,9 +227,15 @@ def test_runner_downloads_a_bucket_source_into_staging(moto_bucket, tmp_path):
     runner = Runner(settings=settings, store=store, models=None, toon=None, job_fn=Checking())
     runner.start()
     try:
-        scanner = JobScanner(settings, store, submit=runner.submit,
-                             is_active=runner.is_active, has_room=runner.has_room,
-                             owner=runner.owner, new_sources=True)
+        scanner = JobScanner(
+            settings,
+            store,
+            submit=runner.submit,
+            is_active=runner.is_active,
+            has_room=runner.has_room,
+            owner=runner.owner,
+            new_sources=True,
+        )
         assert scanner.poll_once() == 1
         assert runner.wait_idle(20)
     finally:
@@ -199,8 +249,9 @@ def test_runner_downloads_a_bucket_source_into_staging(moto_bucket, tmp_path):
 
 def test_verify_download(tmp_path):
     def verify_download(store, key, *, size, sha256):
-        return verify_object(store, key, size=size, sha256=sha256, read_back=False,
-                             local="the downloaded copy")
+        return verify_object(
+            store, key, size=size, sha256=sha256, read_back=False, local="the downloaded copy"
+        )
 
     store = LocalStore(tmp_path / "store")
     store.put_bytes("jobs/x/input/source.mp4", b"12345")

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from vidwatch.config import load_settings
-from vidwatch.daemon.errors import QueueFull
 from vidwatch.daemon.intake_inbox import (
     FileSig,
     InboxIntake,
@@ -22,16 +21,26 @@ from vidwatch.daemon.intake_inbox import (
     is_candidate_name,
     stage_inbox_file,
 )
+from vidwatch.errors import QueueFull
 from vidwatch.r2 import keys
 from vidwatch.r2.local import LocalStore
 
 
-@pytest.mark.parametrize(("name", "taken"), [
-    ("holiday.mp4", True), ("clip.MOV", True), ("no_extension", True),
-    (".hidden.mp4", False), ("upload.mp4.part", False), ("x.partial", False),
-    ("x.TMP", False), ("x.mp4.crdownload", False), ("x.mp4~", False),
-    ("x.mp4.error.txt", False),
-])
+@pytest.mark.parametrize(
+    ("name", "taken"),
+    [
+        ("holiday.mp4", True),
+        ("clip.MOV", True),
+        ("no_extension", True),
+        (".hidden.mp4", False),
+        ("upload.mp4.part", False),
+        ("x.partial", False),
+        ("x.TMP", False),
+        ("x.mp4.crdownload", False),
+        ("x.mp4~", False),
+        ("x.mp4.error.txt", False),
+    ],
+)
 def test_candidate_names(name, taken):
     assert is_candidate_name(name) is taken
 
@@ -56,9 +65,13 @@ def test_settler_with_zero_settle_still_wants_two_looks():
 
 
 def _settings(tmp_path: Path, **extra):
-    env = {"TEMP_MEDIA_DIR": str(tmp_path / "tmp"), "LOCAL_STORE_DIR": str(tmp_path / "store"),
-           "INBOX_DIR": str(tmp_path / "inbox"), "INBOX_SETTLE_S": "0.2",
-           "TOON_ENABLED": "false"}
+    env = {
+        "TEMP_MEDIA_DIR": str(tmp_path / "tmp"),
+        "LOCAL_STORE_DIR": str(tmp_path / "store"),
+        "INBOX_DIR": str(tmp_path / "inbox"),
+        "INBOX_SETTLE_S": "0.2",
+        "TOON_ENABLED": "false",
+    }
     env.update({k: str(v) for k, v in extra.items()})
     return load_settings(env)
 
@@ -101,11 +114,16 @@ def test_files_present_at_start_become_queued_jobs_and_others_stay(tmp_path):
     assert set(by_name) == {"a.mp4", "b.webm"}
     for name, spec in by_name.items():
         assert spec.origin == "inbox"
-        assert spec.staged_source == (Path(settings.temp_media_dir) / spec.job_id / "input"
-                                      / f"source.{name.rsplit('.', 1)[1]}")
+        assert spec.staged_source == (
+            Path(settings.temp_media_dir)
+            / spec.job_id
+            / "input"
+            / f"source.{name.rsplit('.', 1)[1]}"
+        )
         assert spec.staged_source.is_file() and not (inbox / name).exists()
-        status = json.loads((Path(settings.local_store_dir)
-                             / keys.status_key(spec.job_id)).read_text())
+        status = json.loads(
+            (Path(settings.local_store_dir) / keys.status_key(spec.job_id)).read_text()
+        )
         assert status["state"] == "queued" and status["source"]["origin"] == "inbox"
         assert status["source"]["filename"] == name
     assert by_name["a.mp4"].staged_source.read_bytes() == b"a" * 1000

@@ -26,21 +26,30 @@ T0 = 1_800_000_000.0
 
 
 def _lease(owner: str, expires_at: float, *, released: bool = False) -> Lease:
-    return Lease(job_id=JOB, owner=owner, acquired_at=T0 - 30, renewed_at=T0 - 10,
-                 expires_at=expires_at, released=released)
+    return Lease(
+        job_id=JOB,
+        owner=owner,
+        acquired_at=T0 - 30,
+        renewed_at=T0 - 10,
+        expires_at=expires_at,
+        released=released,
+    )
 
 
 # --- the decision ---------------------------------------------------------------------------
-@pytest.mark.parametrize(("lease", "now", "verdict"), [
-    (None, T0, Verdict.ACQUIRE),
-    (_lease("other", T0 + 5), T0, Verdict.WAIT),
-    (_lease("other", T0 + 5), T0 + 4.999, Verdict.WAIT),
-    (_lease("other", T0 + 5), T0 + 5, Verdict.TAKEOVER),  # expiry is the first instant free
-    (_lease("other", T0 + 5), T0 + 3600, Verdict.TAKEOVER),
-    (_lease("other", T0 + 5, released=True), T0, Verdict.TAKEOVER),
-    (_lease("me", T0 + 5), T0, Verdict.RENEW),
-    (_lease("me", T0 + 5), T0 + 6, Verdict.TAKEOVER),  # ours but lapsed: win it again
-])
+@pytest.mark.parametrize(
+    ("lease", "now", "verdict"),
+    [
+        (None, T0, Verdict.ACQUIRE),
+        (_lease("other", T0 + 5), T0, Verdict.WAIT),
+        (_lease("other", T0 + 5), T0 + 4.999, Verdict.WAIT),
+        (_lease("other", T0 + 5), T0 + 5, Verdict.TAKEOVER),  # expiry is the first instant free
+        (_lease("other", T0 + 5), T0 + 3600, Verdict.TAKEOVER),
+        (_lease("other", T0 + 5, released=True), T0, Verdict.TAKEOVER),
+        (_lease("me", T0 + 5), T0, Verdict.RENEW),
+        (_lease("me", T0 + 5), T0 + 6, Verdict.TAKEOVER),  # ours but lapsed: win it again
+    ],
+)
 def test_decide(lease, now, verdict):
     assert decide(lease, now, "me") is verdict
 

@@ -11,8 +11,6 @@ from pathlib import Path
 import pytest
 
 from vidwatch.config import load_settings
-from vidwatch.daemon.jobs import new_job_id
-from vidwatch.daemon.manifest import Manifest, write_manifest
 from vidwatch.daemon.retention import (
     Retention,
     StagedFile,
@@ -20,6 +18,8 @@ from vidwatch.daemon.retention import (
     plan_staging,
     store_job_expired,
 )
+from vidwatch.jobs.manifest import Manifest, write_manifest
+from vidwatch.jobs.staging import new_job_id
 from vidwatch.r2 import keys
 from vidwatch.r2.leases import claim
 from vidwatch.r2.local import LocalStore
@@ -37,20 +37,23 @@ def _facts(state, *, policy=True, in_store=True, active=False, age_h=30.0, extra
     return StagingFacts("J", tuple(files), state, policy, in_store, active)
 
 
-@pytest.mark.parametrize(("facts", "doomed"), [
-    (_facts("completed"), ["src"]),
-    (_facts("failed"), ["src"]),  # the source is in the store beside the failed manifest
-    (_facts("completed", age_h=23.9), []),  # not stale yet
-    (_facts("completed", policy=False), []),  # cleanup off: the source is kept
-    (_facts("completed", policy=False, extra_age_h=25), ["other"]),  # ...stale others not
-    (_facts("completed", policy=False, extra_age_h=1), []),
-    (_facts("completed", in_store=False), []),  # never verified in the store: the only copy
-    (_facts("queued", extra_age_h=48), ["other"]),  # pending: its source is untouchable
-    (_facts("running"), []),
-    (_facts(None, extra_age_h=48), ["other"]),  # no manifest yet
-    (_facts("completed", active=True, extra_age_h=48), []),  # in hand here
-    (_facts("completed", policy=None), ["src"]),  # no recorded policy: the default (on)
-])
+@pytest.mark.parametrize(
+    ("facts", "doomed"),
+    [
+        (_facts("completed"), ["src"]),
+        (_facts("failed"), ["src"]),  # the source is in the store beside the failed manifest
+        (_facts("completed", age_h=23.9), []),  # not stale yet
+        (_facts("completed", policy=False), []),  # cleanup off: the source is kept
+        (_facts("completed", policy=False, extra_age_h=25), ["other"]),  # ...stale others not
+        (_facts("completed", policy=False, extra_age_h=1), []),
+        (_facts("completed", in_store=False), []),  # never verified in the store: the only copy
+        (_facts("queued", extra_age_h=48), ["other"]),  # pending: its source is untouchable
+        (_facts("running"), []),
+        (_facts(None, extra_age_h=48), ["other"]),  # no manifest yet
+        (_facts("completed", active=True, extra_age_h=48), []),  # in hand here
+        (_facts("completed", policy=None), ["src"]),  # no recorded policy: the default (on)
+    ],
+)
 def test_plan_staging(facts, doomed):
     got = plan_staging(facts, now=NOW, stale_after_s=24 * HOUR, default_cleanup=True)
     assert [p.name for p in got] == doomed
@@ -61,16 +64,18 @@ def test_plan_staging_default_policy_off():
     assert plan_staging(facts, now=NOW, stale_after_s=24 * HOUR, default_cleanup=False) == []
 
 
-@pytest.mark.parametrize(("age", "leased", "expired"), [
-    (timedelta(days=7, seconds=1), False, True),
-    (timedelta(days=7), False, False),
-    (timedelta(days=6, hours=23), False, False),
-    (timedelta(days=30), True, False),
-])
+@pytest.mark.parametrize(
+    ("age", "leased", "expired"),
+    [
+        (timedelta(days=7, seconds=1), False, True),
+        (timedelta(days=7), False, False),
+        (timedelta(days=6, hours=23), False, False),
+        (timedelta(days=30), True, False),
+    ],
+)
 def test_store_job_expired(age, leased, expired):
     now = datetime.fromtimestamp(NOW, UTC)
-    assert store_job_expired(newest=now - age, now=now, retention_days=7,
-                             leased=leased) is expired
+    assert store_job_expired(newest=now - age, now=now, retention_days=7, leased=leased) is expired
 
 
 # --- whole passes -------------------------------------------------------------------------
@@ -81,13 +86,17 @@ class Recorder:
         self.lines: list[dict] = []
 
     def __getattr__(self, level: str):
-        return lambda event, **fields: self.lines.append(
-            {"event": event, "level": level, **fields})
+        return lambda event, **fields: self.lines.append({"event": event, "level": level, **fields})
 
 
 def _settings(tmp_path: Path, **extra):
-    env = {"TEMP_MEDIA_DIR": str(tmp_path / "tmp"), "LOCAL_STORE_DIR": str(tmp_path / "store"),
-           "STAGING_STALE_HOURS": "24", "R2_RETENTION_DAYS": "7", "TOON_ENABLED": "false"}
+    env = {
+        "TEMP_MEDIA_DIR": str(tmp_path / "tmp"),
+        "LOCAL_STORE_DIR": str(tmp_path / "store"),
+        "STAGING_STALE_HOURS": "24",
+        "R2_RETENTION_DAYS": "7",
+        "TOON_ENABLED": "false",
+    }
     env.update({k: str(v) for k, v in extra.items()})
     return load_settings(env)
 
@@ -97,8 +106,16 @@ def _age(path: Path, hours: float) -> Path:
     return path
 
 
-def _stage(settings, store, *, state, policy=None, uploaded=True, source_h=30.0,
-           extra: dict[str, float] | None = None) -> tuple[str, Path]:
+def _stage(
+    settings,
+    store,
+    *,
+    state,
+    policy=None,
+    uploaded=True,
+    source_h=30.0,
+    extra: dict[str, float] | None = None,
+) -> tuple[str, Path]:
     job_id = new_job_id()
     folder = Path(settings.temp_media_dir) / job_id
     source = folder / "input" / "source.mp4"
@@ -110,9 +127,15 @@ def _stage(settings, store, *, state, policy=None, uploaded=True, source_h=30.0,
     if uploaded:
         store.put_bytes(keys.source_key(job_id, "mp4"), b"video-bytes")
     if state is not None:
-        write_manifest(store, Manifest(job_id=job_id, state=state,
-                                       source_key=keys.source_key(job_id, "mp4"),
-                                       cleanup_local_source=policy))
+        write_manifest(
+            store,
+            Manifest(
+                job_id=job_id,
+                state=state,
+                source_key=keys.source_key(job_id, "mp4"),
+                cleanup_local_source=policy,
+            ),
+        )
     return job_id, folder
 
 
@@ -126,13 +149,18 @@ def test_staging_pass_removes_exactly_what_the_policy_says(tmp_path):
     settings = _settings(tmp_path)
     store = LocalStore(settings.local_store_dir)
     done, done_dir = _stage(settings, store, state="completed", policy=True)
-    kept, kept_dir = _stage(settings, store, state="completed", policy=False,
-                            extra={"input/source.mp4.download": 30, "scratch/frame.jpg": 30,
-                                   "scratch/fresh.jpg": 2})
+    kept, kept_dir = _stage(
+        settings,
+        store,
+        state="completed",
+        policy=False,
+        extra={"input/source.mp4.download": 30, "scratch/frame.jpg": 30, "scratch/fresh.jpg": 2},
+    )
     lost, lost_dir = _stage(settings, store, state="failed", policy=True, uploaded=False)
     fresh, fresh_dir = _stage(settings, store, state="completed", policy=True, source_h=2)
-    pending, pending_dir = _stage(settings, store, state="queued", uploaded=False,
-                                  extra={"input/source.mp4.download": 30})
+    pending, pending_dir = _stage(
+        settings, store, state="queued", uploaded=False, extra={"input/source.mp4.download": 30}
+    )
     busy, busy_dir = _stage(settings, store, state="completed", policy=True)
     empty_dir = Path(settings.temp_media_dir) / new_job_id()
     (empty_dir / "input").mkdir(parents=True)
@@ -143,29 +171,40 @@ def test_staging_pass_removes_exactly_what_the_policy_says(tmp_path):
     _age(models_cfg, 24 * 365)
 
     recorder = Recorder()
-    retention = Retention(settings, store, is_active=lambda job_id: job_id == busy,
-                          clock=lambda: NOW, logger=recorder)
+    retention = Retention(
+        settings, store, is_active=lambda job_id: job_id == busy, clock=lambda: NOW, logger=recorder
+    )
     report = retention.run()
     logs = recorder.lines
 
     assert not done_dir.exists()  # cleanup on, verified in the store, stale
-    assert sorted(p.relative_to(kept_dir).as_posix() for p in kept_dir.rglob("*")
-                  if p.is_file()) == ["input/source.mp4", "scratch/fresh.jpg"]
+    assert sorted(
+        p.relative_to(kept_dir).as_posix() for p in kept_dir.rglob("*") if p.is_file()
+    ) == ["input/source.mp4", "scratch/fresh.jpg"]
     assert (lost_dir / "input" / "source.mp4").is_file()  # the only copy
     assert (fresh_dir / "input" / "source.mp4").is_file()
     assert sorted(p.name for p in pending_dir.rglob("*") if p.is_file()) == ["source.mp4"]
     assert (busy_dir / "input" / "source.mp4").is_file()
     assert not empty_dir.exists()
     assert signing_key.is_file() and models_cfg.is_file()
-    assert sorted(p.relative_to(Path(settings.temp_media_dir)).as_posix()
-                  for p in report.staging_deleted) == sorted([
-        f"{done}/input/source.mp4", f"{kept}/input/source.mp4.download",
-        f"{kept}/scratch/frame.jpg", f"{pending}/input/source.mp4.download"])
-    logged = {e["path"] for e in logs if e["event"] == "retention_deleted"
-              and e["kind"] == "staging_file"}
+    assert sorted(
+        p.relative_to(Path(settings.temp_media_dir)).as_posix() for p in report.staging_deleted
+    ) == sorted(
+        [
+            f"{done}/input/source.mp4",
+            f"{kept}/input/source.mp4.download",
+            f"{kept}/scratch/frame.jpg",
+            f"{pending}/input/source.mp4.download",
+        ]
+    )
+    logged = {
+        e["path"] for e in logs if e["event"] == "retention_deleted" and e["kind"] == "staging_file"
+    }
     assert logged == {str(p) for p in report.staging_deleted}
-    assert {e["job_id"] for e in logs if e.get("kind") == "staging_folder"} == \
-        {done, empty_dir.name}
+    assert {e["job_id"] for e in logs if e.get("kind") == "staging_folder"} == {
+        done,
+        empty_dir.name,
+    }
 
 
 def _age_job(store: LocalStore, job_id: str, days: float, only: str | None = None) -> None:
@@ -192,8 +231,9 @@ def test_local_store_jobs_expire_after_the_retention_days(tmp_path):
     _age_job(store, jobs["young"], 6.9)
 
     recorder = Recorder()
-    retention = Retention(settings, store, is_active=lambda j: j == jobs["busy"],
-                          clock=lambda: NOW, logger=recorder)
+    retention = Retention(
+        settings, store, is_active=lambda j: j == jobs["busy"], clock=lambda: NOW, logger=recorder
+    )
     report = retention.run()
     logs = recorder.lines
 
@@ -202,8 +242,9 @@ def test_local_store_jobs_expire_after_the_retention_days(tmp_path):
     assert not (Path(settings.local_store_dir) / "jobs" / jobs["old"]).exists()
     for name in ("touched", "leased", "busy", "young"):
         assert store.head(keys.status_key(jobs[name])) is not None, name
-    assert [(e["job_id"], e["objects"]) for e in logs
-            if e.get("kind") == "store_job"] == [(jobs["old"], 3)]
+    assert [(e["job_id"], e["objects"]) for e in logs if e.get("kind") == "store_job"] == [
+        (jobs["old"], 3)
+    ]
 
 
 def test_the_scheduler_runs_the_pass(tmp_path):

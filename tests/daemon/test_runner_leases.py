@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from vidwatch.config import load_settings
-from vidwatch.daemon.errors import QueueFull
-from vidwatch.daemon.jobs import JobSpec, new_job_id
-from vidwatch.daemon.manifest import Manifest, read_manifest, write_manifest
 from vidwatch.daemon.runner import Runner
+from vidwatch.errors import QueueFull
+from vidwatch.jobs.manifest import Manifest, read_manifest, write_manifest
+from vidwatch.jobs.staging import JobSpec, new_job_id
 from vidwatch.r2 import keys
 from vidwatch.r2.leases import LeaseLost, read_lease
 from vidwatch.r2.local import LocalStore
@@ -24,9 +24,14 @@ from .runner_fakes import FakeJobs
 
 
 def _settings(tmp_path: Path, **extra):
-    env = {"TEMP_MEDIA_DIR": str(tmp_path / "tmp"), "LOCAL_STORE_DIR": str(tmp_path / "store"),
-           "LEASE_TTL_S": "2", "LEASE_RENEW_S": "0.5", "QUEUE_MAX": "20",
-           "TOON_ENABLED": "false"}
+    env = {
+        "TEMP_MEDIA_DIR": str(tmp_path / "tmp"),
+        "LOCAL_STORE_DIR": str(tmp_path / "store"),
+        "LEASE_TTL_S": "2",
+        "LEASE_RENEW_S": "0.5",
+        "QUEUE_MAX": "20",
+        "TOON_ENABLED": "false",
+    }
     env.update({k: str(v) for k, v in extra.items()})
     return load_settings(env)
 
@@ -133,8 +138,10 @@ def test_a_job_that_loses_its_lease_stops_and_writes_nothing_more(tmp_path):
         assert jobs.started.wait(5)
         # Another worker takes the lease over (as after an expiry it would) and records
         # the job as its own.
-        store.put_bytes(keys.lease_key(spec.job_id), b'{"job_id": "x", "owner": "B", '
-                        b'"acquired_at": 0, "renewed_at": 0, "expires_at": 9e12}')
+        store.put_bytes(
+            keys.lease_key(spec.job_id),
+            b'{"job_id": "x", "owner": "B", "acquired_at": 0, "renewed_at": 0, "expires_at": 9e12}',
+        )
         theirs = read_manifest(store, spec.job_id)
         theirs.stage = "scenes"
         write_manifest(store, theirs)

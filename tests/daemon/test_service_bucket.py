@@ -8,13 +8,12 @@ import json
 
 import pytest
 
-from vidwatch.daemon.jobs import new_job_id
+from vidwatch.jobs.staging import new_job_id
 from vidwatch.r2 import keys
 
-from .service_harness import (  # noqa: F401 - daemons is a fixture
+from .service_harness import (
     analyses_by_job,
     daemon_env,
-    daemons,
     read_status,
     wait_until,
 )
@@ -34,13 +33,20 @@ def _upload(bucket, data: bytes) -> str:
 
 
 def test_two_daemons_share_a_bucket_and_run_each_job_once(
-        s3_bucket, daemons, tmp_path, model_env, media):  # noqa: F811
+    s3_bucket, daemons, tmp_path, model_env, media
+):  # noqa: F811
     data = (media / "single_shot.mp4").read_bytes()
     early = [_upload(s3_bucket, data) for _ in range(5)]  # waiting before either starts
     started = []
     for name in ("a", "b"):
-        env = daemon_env(tmp_path / name, model_env, **s3_bucket.env(), TORCH_THREADS="1",
-                         LEASE_TTL_S="10", LEASE_RENEW_S="2")
+        env = daemon_env(
+            tmp_path / name,
+            model_env,
+            **s3_bucket.env(),
+            TORCH_THREADS="1",
+            LEASE_TTL_S="10",
+            LEASE_RENEW_S="2",
+        )
         started.append(daemons(tmp_path / name, env, name=name).start())
     for daemon in started:
         daemon.wait_ready()
@@ -49,13 +55,18 @@ def test_two_daemons_share_a_bucket_and_run_each_job_once(
 
     store = s3_bucket.store()
     try:
+
         def all_done():
             docs = {j: read_status(store, j) for j in jobs}
-            return docs if all(d and d["state"] in ("completed", "failed")
-                               for d in docs.values()) else None
+            return (
+                docs
+                if all(d and d["state"] in ("completed", "failed") for d in docs.values())
+                else None
+            )
 
-        docs = wait_until(all_done, timeout_s=180, what="ten bucket jobs", interval_s=0.3,
-                          daemon=started[0])
+        docs = wait_until(
+            all_done, timeout_s=180, what="ten bucket jobs", interval_s=0.3, daemon=started[0]
+        )
         for job_id, doc in docs.items():
             assert doc["state"] == "completed", doc["error"]
             assert doc["source"]["origin"] == "bucket"

@@ -82,15 +82,20 @@ def test_a_dropped_video_completes_with_the_full_layout(running, media):
         expected |= {f"frames/{kind}/frame_{n}.jpg" for kind in keys.IMAGE_KINDS}
         expected.add(f"analysis/json/frame_{n}.json")
     assert relative_keys(store, job_id) == expected
-    assert store.get_bytes(keys.source_key(job_id, "mp4")) == \
-        (media / "single_shot.mp4").read_bytes()
+    assert (
+        store.get_bytes(keys.source_key(job_id, "mp4")) == (media / "single_shot.mp4").read_bytes()
+    )
     # Moved out of the inbox; the staged copy is gone after the verified upload (default).
     assert not (inbox / "dropped.mp4").exists()
     assert not (daemon.root / "tmp_media" / job_id).exists()
     # Every line of the job names it; its stage lines name the stage.
     lines = [e for e in daemon.events() if e.get("job_id") == job_id]
-    assert {e["event"] for e in lines} >= {"inbox_file_claimed", "job_started",
-                                           "job_stage", "job_completed"}
+    assert {e["event"] for e in lines} >= {
+        "inbox_file_claimed",
+        "job_started",
+        "job_stage",
+        "job_completed",
+    }
     assert all(e.get("stage") for e in lines if e["event"] in ("job_stage", "job_completed"))
     print(f"drop to completed: {took:.2f} s")
 
@@ -102,7 +107,7 @@ def test_a_slow_copy_is_not_taken_before_it_is_whole(running, media):
     chunk = len(data) // 20 + 1
     with open(path, "wb") as fh:
         for start in range(0, len(data), chunk):
-            fh.write(data[start:start + chunk])
+            fh.write(data[start : start + chunk])
             fh.flush()
             time.sleep(0.1)  # a pause well under INBOX_SETTLE_S (1 s)
             assert path.exists(), "taken while still being written"
@@ -132,7 +137,7 @@ def test_bad_videos_fail_clearly_and_the_next_good_one_completes(running, media)
 
 
 def test_http_api_is_served_by_the_daemon(running, media):
-    pytest.importorskip("vidwatch.daemon.api")
+    pytest.importorskip("vidwatch.api.app")
     import httpx
 
     daemon, store, inbox = running
@@ -142,11 +147,15 @@ def test_http_api_is_served_by_the_daemon(running, media):
         assert health.status_code == 200, health.text
         assert health.json()["ok"] is True and health.json()["runner_alive"] is True
         with open(media / "single_shot.mp4", "rb") as fh:
-            answer = client.post("/analyze-video",
-                                 files={"file": ("api.mp4", fh, "video/mp4")})
+            answer = client.post("/analyze-video", files={"file": ("api.mp4", fh, "video/mp4")})
         assert answer.status_code == 202, answer.text
         job_id = answer.json()["job_id"]
-        doc = wait_until(lambda: (lambda d: d if d["state"] in ("completed", "failed")
-                                  else None)(client.get(f"/status/{job_id}").json()),
-                         timeout_s=60, what="API job", daemon=daemon)
+        doc = wait_until(
+            lambda: (lambda d: d if d["state"] in ("completed", "failed") else None)(
+                client.get(f"/status/{job_id}").json()
+            ),
+            timeout_s=60,
+            what="API job",
+            daemon=daemon,
+        )
     assert doc["state"] == "completed" and doc["source"]["origin"] == "api"

@@ -10,9 +10,8 @@ import uuid
 
 import pytest
 
-from .service_harness import (  # noqa: F401 - daemons is a fixture
+from .service_harness import (
     daemon_env,
-    daemons,
     wait_until,
 )
 
@@ -56,13 +55,18 @@ class FakeSystemd:
 def test_ready_after_models_then_watchdog_then_stopping(daemons, tmp_path, model_env):  # noqa: F811
     systemd = FakeSystemd()
     try:
-        env = daemon_env(tmp_path, model_env, NOTIFY_SOCKET="@" + systemd.name,
-                         WATCHDOG_USEC="1000000", HTTP_ENABLED="true", HTTP_PORT="0")
+        env = daemon_env(
+            tmp_path,
+            model_env,
+            NOTIFY_SOCKET="@" + systemd.name,
+            WATCHDOG_USEC="1000000",
+            HTTP_ENABLED="true",
+            HTTP_PORT="0",
+        )
         daemon = daemons(tmp_path, env)
         systemd.daemon = daemon
         daemon.start()
-        wait_until(lambda: systemd.with_key("READY"), timeout_s=90, what="READY=1",
-                   daemon=daemon)
+        wait_until(lambda: systemd.with_key("READY"), timeout_s=90, what="READY=1", daemon=daemon)
         _, ready, log_at_ready = systemd.with_key("READY")[0]
         assert ready["READY"] == "1"
         # The models were loaded (and the HTTP server listening) before READY was sent.
@@ -70,8 +74,12 @@ def test_ready_after_models_then_watchdog_then_stopping(daemons, tmp_path, model
         statuses = [m[1]["STATUS"] for m in systemd.messages if "STATUS" in m[1]]
         assert statuses.index("loading models") < statuses.index(ready["STATUS"])
         # WATCHDOG_USEC=1 s: pings every half second while the runner lives.
-        wait_until(lambda: len(systemd.with_key("WATCHDOG")) >= 3, timeout_s=10,
-                   what="three WATCHDOG=1", daemon=daemon)
+        wait_until(
+            lambda: len(systemd.with_key("WATCHDOG")) >= 3,
+            timeout_s=10,
+            what="three WATCHDOG=1",
+            daemon=daemon,
+        )
         pings = [t for t, _, _ in systemd.with_key("WATCHDOG")]
         assert all(b - a < 1.0 for a, b in zip(pings, pings[1:], strict=False))
         daemon.signal(signal.SIGTERM)

@@ -14,9 +14,8 @@ from vidwatch.r2 import keys
 from vidwatch.r2.leases import read_lease
 from vidwatch.r2.local import LocalStore
 
-from .service_harness import (  # noqa: F401 - daemons is a fixture
+from .service_harness import (
     daemon_env,
-    daemons,
     job_of_file,
     read_status,
     relative_keys,
@@ -33,7 +32,8 @@ def _without_job_id(doc, job_id: str):
 
 
 def test_kill_9_mid_job_then_restart_completes_with_the_same_artifacts(
-        daemons, tmp_path, model_env, media):  # noqa: F811
+    daemons, tmp_path, model_env, media
+):  # noqa: F811
     # One sampled frame per model call: frame images appear early in the job.
     env = daemon_env(tmp_path, model_env, SAMPLE_FPS="2", MODEL_BATCH_SIZE="1")
     store = LocalStore(tmp_path / "store")
@@ -43,13 +43,15 @@ def test_kill_9_mid_job_then_restart_completes_with_the_same_artifacts(
 
     def mid_analysis():
         doc = job_of_file(store, "long.mp4")
-        if doc and doc["stage"] == "analyzing" and any(
-                store.list(keys.job_prefix(doc["job_id"]) + "frames/original/")):
+        if (
+            doc
+            and doc["stage"] == "analyzing"
+            and any(store.list(keys.job_prefix(doc["job_id"]) + "frames/original/"))
+        ):
             return doc
         return None
 
-    job_id = wait_until(mid_analysis, timeout_s=60, what="frames written",
-                        daemon=first)["job_id"]
+    job_id = wait_until(mid_analysis, timeout_s=60, what="frames written", daemon=first)["job_id"]
     first.kill9()
     at_kill = read_status(store, job_id)
     assert at_kill["state"] == "running", "the job ended before the kill"
@@ -70,23 +72,32 @@ def test_kill_9_mid_job_then_restart_completes_with_the_same_artifacts(
     resumed = json.loads(store.get_bytes(keys.results_key(job_id)))
     clean = json.loads(store.get_bytes(keys.results_key(reference["job_id"])))
     for part in ("video", "scenes", "frames", "summary"):
-        assert _without_job_id(resumed[part], job_id) == \
-            _without_job_id(clean[part], reference["job_id"]), part
+        assert _without_job_id(resumed[part], job_id) == _without_job_id(
+            clean[part], reference["job_id"]
+        ), part
 
 
 def test_sigterm_mid_job_exits_within_the_bound_and_loses_nothing(
-        daemons, tmp_path, model_env, media):  # noqa: F811
+    daemons, tmp_path, model_env, media
+):  # noqa: F811
     grace_s = 1.0
     # Every frame to the models, one at a time: a job far longer than the grace period,
     # which stops within one frame's inference once told to.
-    env = daemon_env(tmp_path, model_env, SAMPLE_FPS="25", MODEL_BATCH_SIZE="1",
-                     SHUTDOWN_GRACE_S=str(grace_s))
+    env = daemon_env(
+        tmp_path, model_env, SAMPLE_FPS="25", MODEL_BATCH_SIZE="1", SHUTDOWN_GRACE_S=str(grace_s)
+    )
     store = LocalStore(tmp_path / "store")
     serving = daemons(tmp_path, env, name="serving").start()
     serving.wait_ready()
     shutil.copyfile(media / "cuts_h264.mp4", tmp_path / "inbox" / "long.mp4")
-    doc = wait_until(lambda: (lambda d: d if d and d["stage"] == "analyzing" else None)(
-        job_of_file(store, "long.mp4")), timeout_s=60, what="analysis", daemon=serving)
+    doc = wait_until(
+        lambda: (lambda d: d if d and d["stage"] == "analyzing" else None)(
+            job_of_file(store, "long.mp4")
+        ),
+        timeout_s=60,
+        what="analysis",
+        daemon=serving,
+    )
     job_id = doc["job_id"]
 
     sent = time.monotonic()
@@ -103,13 +114,11 @@ def test_sigterm_mid_job_exits_within_the_bound_and_loses_nothing(
     lease, _, _ = read_lease(store, job_id)
     assert lease.released
     # The verified source is in the store (and the staged copy is kept).
-    assert store.get_bytes(keys.source_key(job_id, "mp4")) == \
-        (media / "cuts_h264.mp4").read_bytes()
+    assert store.get_bytes(keys.source_key(job_id, "mp4")) == (media / "cuts_h264.mp4").read_bytes()
 
     # `--once` takes the interrupted job up at once (its lease was released), at the
     # ordinary sample rate, and exits when nothing is left.
-    once = daemons(tmp_path, {**env, "SAMPLE_FPS": "1"}, args=("--once",),
-                   name="once").start()
+    once = daemons(tmp_path, {**env, "SAMPLE_FPS": "1"}, args=("--once",), name="once").start()
     assert once.wait_exit(120) == 0, once.tail()
     done = read_status(store, job_id)
     assert done["state"] == "completed", done["error"]

@@ -28,8 +28,9 @@ def _verify(unit_text: str, folder: Path) -> subprocess.CompletedProcess[str]:
     text = re.sub(r"^ExecStart=\S+", f"ExecStart={vidwatch}", unit_text, flags=re.M)
     path = folder / "vidwatch.service"
     path.write_text(text)
-    return subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        ["systemd-analyze", "verify", str(path)], capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.fixture
@@ -42,8 +43,9 @@ def systemd_analyze() -> str:
 
 def test_unit_verifies_without_a_word(systemd_analyze, tmp_path):
     result = _verify(UNIT.read_text(), tmp_path)
-    assert result.returncode == 0 and result.stdout == "" and result.stderr == "", \
+    assert result.returncode == 0 and result.stdout == "" and result.stderr == "", (
         result.stdout + result.stderr
+    )
 
 
 def test_the_verify_check_does_catch_a_bad_key(systemd_analyze, tmp_path):
@@ -55,9 +57,15 @@ def test_the_verify_check_does_catch_a_bad_key(systemd_analyze, tmp_path):
 
 def test_unit_essentials():
     text = UNIT.read_text()
-    for line in ("Type=notify", "Restart=on-failure", "NoNewPrivileges=yes",
-                 "PrivateTmp=yes", "ProtectSystem=strict",
-                 "EnvironmentFile=/etc/vidwatch/vidwatch.env", "RestartPreventExitStatus=2"):
+    for line in (
+        "Type=notify",
+        "Restart=on-failure",
+        "NoNewPrivileges=yes",
+        "PrivateTmp=yes",
+        "ProtectSystem=strict",
+        "EnvironmentFile=/etc/vidwatch/vidwatch.env",
+        "RestartPreventExitStatus=2",
+    ):
         assert re.search(rf"^{re.escape(line)}$", text, re.M), line
     watchdog = int(re.search(r"^WatchdogSec=(\d+)$", text, re.M)[1])
     stop_timeout = int(re.search(r"^TimeoutStopSec=(\d+)$", text, re.M)[1])
@@ -84,10 +92,10 @@ def test_env_example_names_only_real_settings_and_loads():
     assert settings.inbox_dir == Path("/var/lib/vidwatch/inbox")
     # The commented defaults are the real defaults.
     for key, value in values.items():
-        if value and key not in ("INBOX_DIR", "TEMP_MEDIA_DIR", "LOCAL_STORE_DIR",
-                                 "LOG_FORMAT"):
-            assert str(getattr(load_settings({key: value}), key.lower())) == \
-                str(Settings.model_fields[key.lower()].default), key
+        if value and key not in ("INBOX_DIR", "TEMP_MEDIA_DIR", "LOCAL_STORE_DIR", "LOG_FORMAT"):
+            assert str(getattr(load_settings({key: value}), key.lower())) == str(
+                Settings.model_fields[key.lower()].default
+            ), key
 
 
 def test_notifier_speaks_the_protocol_on_an_abstract_socket():
@@ -109,5 +117,9 @@ def test_notifier_is_silent_without_systemd():
     notifier = Notifier.from_env({})
     assert not notifier.enabled and not notifier.ready("x") and notifier.watchdog_s is None
     # A watchdog meant for another process (WATCHDOG_PID) is not ours to feed.
-    assert Notifier.from_env({"NOTIFY_SOCKET": "/x", "WATCHDOG_USEC": "1000",
-                              "WATCHDOG_PID": "1"}).watchdog_s is None
+    assert (
+        Notifier.from_env(
+            {"NOTIFY_SOCKET": "/x", "WATCHDOG_USEC": "1000", "WATCHDOG_PID": "1"}
+        ).watchdog_s
+        is None
+    )

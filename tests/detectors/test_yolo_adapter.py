@@ -8,27 +8,28 @@ import pytest
 import torch
 from ultralytics.engine.results import Results
 
-from vidwatch.daemon import draw
 from vidwatch.detectors.types import Detections, FaceDetection, ObjectDetection
 from vidwatch.detectors.yolo import YoloDetector
+from vidwatch.pipeline import draw
 
 pytestmark = pytest.mark.models
 
 
 def _results() -> Results:
     img = np.full((120, 160, 3), 40, np.uint8)
-    boxes = torch.tensor([[10.0, 20.0, 60.0, 90.0, 0.91, 0.0],
-                          [80.0, 10.0, 150.0, 60.0, 0.40, 15.0]])
+    boxes = torch.tensor(
+        [[10.0, 20.0, 60.0, 90.0, 0.91, 0.0], [80.0, 10.0, 150.0, 60.0, 0.40, 15.0]]
+    )
     masks = torch.zeros((2, 120, 160))
     masks[0, 20:90, 10:60] = 1
     masks[1, 10:60, 80:150] = 1
-    return Results(img, path="frame.jpg", names={0: "person", 15: "cat"}, boxes=boxes,
-                   masks=masks)
+    return Results(img, path="frame.jpg", names={0: "person", 15: "cat"}, boxes=boxes, masks=masks)
 
 
 def test_both_roles_from_one_segmentation_pass(weights):
-    det = YoloDetector(weights["segment"], name="seg", roles=("objects", "segments"),
-                       confidence=0.25, device="cpu")
+    det = YoloDetector(
+        weights["segment"], name="seg", roles=("objects", "segments"), confidence=0.25, device="cpu"
+    )
     det._names = {0: "person", 15: "cat"}
     found = det._convert(_results())
     assert [o.label for o in found.objects] == ["person", "cat"]
@@ -43,8 +44,9 @@ def test_both_roles_from_one_segmentation_pass(weights):
 
 
 def test_detect_only_model_fills_objects_only(weights):
-    det = YoloDetector(weights["detect"], name="det", roles=("objects",), confidence=0.25,
-                       device="cpu")
+    det = YoloDetector(
+        weights["detect"], name="det", roles=("objects",), confidence=0.25, device="cpu"
+    )
     found = det._convert(_results())
     assert len(found.objects) == 2 and found.segments == ()
     assert det.infos[0].role == "detect" and len(det.infos[0].sha256) == 64
@@ -52,13 +54,15 @@ def test_detect_only_model_fills_objects_only(weights):
 
 def test_detect_model_refused_as_segmenter(weights):
     with pytest.raises(ValueError, match="not a segmentation model"):
-        YoloDetector(weights["detect"], name="det", roles=("segments",), confidence=0.25,
-                     device="cpu")
+        YoloDetector(
+            weights["detect"], name="det", roles=("segments",), confidence=0.25, device="cpu"
+        )
 
 
 def test_real_inference_on_a_batch_returns_one_result_per_frame(weights):
-    det = YoloDetector(weights["segment"], name="seg", roles=("objects", "segments"),
-                       confidence=0.25, device="cpu")
+    det = YoloDetector(
+        weights["segment"], name="seg", roles=("objects", "segments"), confidence=0.25, device="cpu"
+    )
     frames = [np.zeros((90, 160, 3), np.uint8) for _ in range(3)]
     assert len(det.detect(frames)) == 3
 
@@ -70,13 +74,18 @@ def test_drawings_change_only_where_there_is_something_to_draw():
         assert np.array_equal(fn(frame, empty), frame)
     found = Detections(
         objects=(ObjectDetection.make("person", 0, 0.9, (10, 20, 60, 90)),),
-        segments=(ObjectDetection.make("person", 0, 0.9, (10, 20, 60, 90),
-                                       [(10, 20), (60, 20), (60, 90), (10, 90)]),),
-        faces=(FaceDetection.make(0.99, (20, 30, 50, 70), [(30, 45), (40, 45), (35, 52),
-                                                             (30, 60), (40, 60)]),),
+        segments=(
+            ObjectDetection.make(
+                "person", 0, 0.9, (10, 20, 60, 90), [(10, 20), (60, 20), (60, 90), (10, 90)]
+            ),
+        ),
+        faces=(
+            FaceDetection.make(
+                0.99, (20, 30, 50, 70), [(30, 45), (40, 45), (35, 52), (30, 60), (40, 60)]
+            ),
+        ),
     )
-    det, seg, face = (fn(frame, found) for fn in (draw.draw_det, draw.draw_seg,
-                                                   draw.draw_faces))
+    det, seg, face = (fn(frame, found) for fn in (draw.draw_det, draw.draw_seg, draw.draw_faces))
     for img in (det, seg, face):
         assert not np.array_equal(img, frame) and img.shape == frame.shape
     # The mask is translucent: the inside is tinted, not painted over.

@@ -40,10 +40,18 @@ def frame_document(job_id: str, frame: int) -> dict:
         "time_s": frame / 25,
         "scene": 0,
         "objects": [
-            {"label": "person", "class_id": 0, "confidence": 0.91,
-             "box_xyxy": [12.0, 30.5, 200.0, 355.0]},
-            {"label": "cell phone", "class_id": 67, "confidence": 0.47,
-             "box_xyxy": [150.2, 200.0, 180.9, 260.4]},
+            {
+                "label": "person",
+                "class_id": 0,
+                "confidence": 0.91,
+                "box_xyxy": [12.0, 30.5, 200.0, 355.0],
+            },
+            {
+                "label": "cell phone",
+                "class_id": 67,
+                "confidence": 0.47,
+                "box_xyxy": [150.2, 200.0, 180.9, 260.4],
+            },
         ],
         "faces": [],
     }
@@ -76,8 +84,9 @@ def deleted_afterwards(store: ObjectStore) -> Iterator[list[str]]:
             raise AssertionError(f"test objects left in the bucket: {left}")
 
 
-def write_and_check_artifacts(store: ObjectStore, job_id: str, written: list[str],
-                              toon: ToonBridge) -> None:
+def write_and_check_artifacts(
+    store: ObjectStore, job_id: str, written: list[str], toon: ToonBridge
+) -> None:
     """The TOON twins are made by the product's own TOON runtime (@toon-format/toon)."""
     expected: dict[str, tuple[bytes, str]] = {}
     for frame in FRAMES:

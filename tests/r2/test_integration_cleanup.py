@@ -13,8 +13,14 @@ from vidwatch.toon_bridge import ToonBridge
 from ..integration import test_r2_analysis_artifacts_integration as it
 from ..s3_servers import S3Bucket
 
-R2_VARS = ("R2_ACCOUNT_ID", "R2_ENDPOINT_URL", "R2_BUCKET", "R2_ACCESS_KEY_ID",
-           "R2_SECRET_ACCESS_KEY", "R2_REGION")
+R2_VARS = (
+    "R2_ACCOUNT_ID",
+    "R2_ENDPOINT_URL",
+    "R2_BUCKET",
+    "R2_ACCESS_KEY_ID",
+    "R2_SECRET_ACCESS_KEY",
+    "R2_REGION",
+)
 
 
 @pytest.fixture
@@ -82,10 +88,13 @@ class Failing:
         return data[:-1] if self._corrupt else data
 
 
-@pytest.mark.parametrize(("failing", "error"), [
-    ({"fail_put": 3}, TransientStoreError),
-    ({"corrupt_reads": True}, AssertionError),
-])
+@pytest.mark.parametrize(
+    ("failing", "error"),
+    [
+        ({"fail_put": 3}, TransientStoreError),
+        ({"corrupt_reads": True}, AssertionError),
+    ],
+)
 def test_cleans_up_when_it_fails(r2_env: S3Bucket, failing: dict, error: type) -> None:
     store = it.r2_store_or_skip()
     wrapped = Failing(store, **failing)

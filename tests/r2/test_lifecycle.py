@@ -45,8 +45,9 @@ def test_the_example_payload_is_what_the_default_settings_give() -> None:
 
 
 def test_rules_follow_the_settings() -> None:
-    payload = rules_from_settings(load_settings({"R2_RETENTION_DAYS": "30",
-                                                 "R2_ABORT_MULTIPART_DAYS": "2"}))
+    payload = rules_from_settings(
+        load_settings({"R2_RETENTION_DAYS": "30", "R2_ABORT_MULTIPART_DAYS": "2"})
+    )
     expire = rule(payload, EXPIRE_JOBS_RULE_ID)
     assert expire["Filter"] == {"Prefix": "jobs/"}
     assert expire["Expiration"] == {"Days": 30}
@@ -59,10 +60,18 @@ def test_rules_follow_the_settings() -> None:
 
 
 def test_merge_keeps_other_rules_and_replaces_ours() -> None:
-    foreign = {"ID": "someone-elses", "Status": "Enabled", "Filter": {"Prefix": "logs/"},
-               "Expiration": {"Days": 90}}
-    stale = {"ID": EXPIRE_JOBS_RULE_ID, "Status": "Enabled", "Filter": {"Prefix": "jobs/"},
-             "Expiration": {"Days": 1}}
+    foreign = {
+        "ID": "someone-elses",
+        "Status": "Enabled",
+        "Filter": {"Prefix": "logs/"},
+        "Expiration": {"Days": 90},
+    }
+    stale = {
+        "ID": EXPIRE_JOBS_RULE_ID,
+        "Status": "Enabled",
+        "Filter": {"Prefix": "jobs/"},
+        "Expiration": {"Days": 1},
+    }
     ours = build_rules(retention_days=7, abort_multipart_days=1)["Rules"]
     merged = merge_rules([foreign, stale], ours)
     assert merged == [foreign, *ours]
@@ -75,8 +84,9 @@ def test_cli_print() -> None:
     assert printed == build_rules(retention_days=14, abort_multipart_days=1)
 
 
-@pytest.mark.parametrize("argv", [["r2", "lifecycle"], ["r2", "lifecycle", "--print",
-                                                        "--apply"], ["r2"]])
+@pytest.mark.parametrize(
+    "argv", [["r2", "lifecycle"], ["r2", "lifecycle", "--print", "--apply"], ["r2"]]
+)
 def test_cli_usage_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         parser().parse_args(argv)
@@ -91,22 +101,29 @@ def test_cli_apply_needs_r2() -> None:
 
 def test_cli_apply(s3_bucket: S3Bucket) -> None:
     client = s3_bucket.client()
-    foreign = {"ID": "someone-elses", "Status": "Enabled", "Filter": {"Prefix": "logs/"},
-               "Expiration": {"Days": 90}}
-    client.put_bucket_lifecycle_configuration(Bucket=s3_bucket.name,
-                                              LifecycleConfiguration={"Rules": [foreign]})
+    foreign = {
+        "ID": "someone-elses",
+        "Status": "Enabled",
+        "Filter": {"Prefix": "logs/"},
+        "Expiration": {"Days": 90},
+    }
+    client.put_bucket_lifecycle_configuration(
+        Bucket=s3_bucket.name, LifecycleConfiguration={"Rules": [foreign]}
+    )
     env = s3_bucket.env() | {"R2_RETENTION_DAYS": "9", "R2_ABORT_MULTIPART_DAYS": "3"}
     for _ in range(2):  # applying again changes nothing
         code, out, err = run(["r2", "lifecycle", "--apply"], env)
         assert (code, err) == (0, "")
         rules = client.get_bucket_lifecycle_configuration(Bucket=s3_bucket.name)["Rules"]
         assert sorted(r["ID"] for r in rules) == sorted(
-            ["someone-elses", ABORT_MULTIPART_RULE_ID, EXPIRE_JOBS_RULE_ID])
+            ["someone-elses", ABORT_MULTIPART_RULE_ID, EXPIRE_JOBS_RULE_ID]
+        )
         by_id = {r["ID"]: r for r in rules}
         assert by_id[EXPIRE_JOBS_RULE_ID]["Expiration"] == {"Days": 9}
         assert by_id[EXPIRE_JOBS_RULE_ID]["Filter"]["Prefix"] == "jobs/"
         assert by_id[ABORT_MULTIPART_RULE_ID]["AbortIncompleteMultipartUpload"] == {
-            "DaysAfterInitiation": 3}
+            "DaysAfterInitiation": 3
+        }
         assert by_id["someone-elses"]["Expiration"] == {"Days": 90}
         assert json.loads(out)["applied"] == [ABORT_MULTIPART_RULE_ID, EXPIRE_JOBS_RULE_ID]
     client.close()

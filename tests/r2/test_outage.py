@@ -25,13 +25,20 @@ OUTAGE_S = 1.5
 
 def make_store(server: RestartableMotoServer, bucket: str, deadline_s: float) -> S3Store:
     return server.server().store(
-        bucket, workers=16, connect_timeout_s=1, read_timeout_s=5,
-        multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB, multipart_concurrency=2,
-        retry=RetryPolicy(base_delay_s=0.05, max_delay_s=0.5, deadline_s=deadline_s))
+        bucket,
+        workers=16,
+        connect_timeout_s=1,
+        read_timeout_s=5,
+        multipart_threshold=5 * MiB,
+        multipart_chunksize=5 * MiB,
+        multipart_concurrency=2,
+        retry=RetryPolicy(base_delay_s=0.05, max_delay_s=0.5, deadline_s=deadline_s),
+    )
 
 
-def outage_after(server: RestartableMotoServer, store: S3Store, operation: str, calls: int,
-                 restart: bool = True) -> tuple[threading.Event, list[float]]:
+def outage_after(
+    server: RestartableMotoServer, store: S3Store, operation: str, calls: int, restart: bool = True
+) -> tuple[threading.Event, list[float]]:
     """Stop the server after ``calls`` answers to ``operation``; bring it back OUTAGE_S
     later. Returns an event set once it is back, and [stopped_at, restarted_at]."""
     seen: list[int] = []
@@ -61,8 +68,7 @@ def outage_after(server: RestartableMotoServer, store: S3Store, operation: str, 
 
 def count_sends(store: S3Store, operation: str) -> list[int]:
     sends: list[int] = []
-    store.client.meta.events.register(f"before-send.s3.{operation}",
-                                      lambda **kw: sends.append(1))
+    store.client.meta.events.register(f"before-send.s3.{operation}", lambda **kw: sends.append(1))
     return sends
 
 
@@ -71,8 +77,7 @@ def test_put_many_survives_an_outage(restartable_moto: RestartableMotoServer) ->
     store = make_store(restartable_moto, bucket, deadline_s=20)
     back, times = outage_after(restartable_moto, store, "PutObject", calls=60)
     sends = count_sends(store, "PutObject")
-    items = [PutItem(f"jobs/J/frames/original/frame_{n}.jpg", os.urandom(3000))
-             for n in range(400)]
+    items = [PutItem(f"jobs/J/frames/original/frame_{n}.jpg", os.urandom(3000)) for n in range(400)]
     infos = store.put_many(items)
     assert back.is_set(), "the outage never happened"
     assert times[1] - times[0] >= OUTAGE_S
@@ -85,8 +90,9 @@ def test_put_many_survives_an_outage(restartable_moto: RestartableMotoServer) ->
     store.close()
 
 
-def test_multipart_upload_survives_an_outage(restartable_moto: RestartableMotoServer,
-                                             tmp_path: Path) -> None:
+def test_multipart_upload_survives_an_outage(
+    restartable_moto: RestartableMotoServer, tmp_path: Path
+) -> None:
     bucket = restartable_moto.server().create_bucket()
     store = make_store(restartable_moto, bucket, deadline_s=20)
     back, _ = outage_after(restartable_moto, store, "UploadPart", calls=1)
@@ -102,7 +108,8 @@ def test_multipart_upload_survives_an_outage(restartable_moto: RestartableMotoSe
 
 
 def test_an_outage_past_the_bound_fails_clearly_and_keeps_the_source(
-        restartable_moto: RestartableMotoServer, tmp_path: Path) -> None:
+    restartable_moto: RestartableMotoServer, tmp_path: Path
+) -> None:
     bucket = restartable_moto.server().create_bucket()
     store = make_store(restartable_moto, bucket, deadline_s=2)
     restartable_moto.stop()
@@ -111,8 +118,9 @@ def test_an_outage_past_the_bound_fails_clearly_and_keeps_the_source(
     src.write_bytes(data)
     started = time.monotonic()
     with pytest.raises(TransientStoreError) as info:
-        upload_verified(store, "jobs/J/input/source.mp4", src,
-                        sha256=hashlib.sha256(data).hexdigest())
+        upload_verified(
+            store, "jobs/J/input/source.mp4", src, sha256=hashlib.sha256(data).hexdigest()
+        )
     assert 2 <= time.monotonic() - started < 6
     assert "gave up after" in str(info.value)
     assert info.value.setting == "R2_ENDPOINT_URL"

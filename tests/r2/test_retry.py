@@ -13,9 +13,19 @@ def fixed(value: float):
     return lambda: value
 
 
-@pytest.mark.parametrize(("attempt", "ceiling"), [
-    (1, 0.2), (2, 0.4), (3, 0.8), (4, 1.6), (5, 3.2), (6, 5.0), (7, 5.0), (200, 5.0),
-])
+@pytest.mark.parametrize(
+    ("attempt", "ceiling"),
+    [
+        (1, 0.2),
+        (2, 0.4),
+        (3, 0.8),
+        (4, 1.6),
+        (5, 3.2),
+        (6, 5.0),
+        (7, 5.0),
+        (200, 5.0),
+    ],
+)
 def test_ceiling_doubles_then_caps(attempt: int, ceiling: float) -> None:
     # rng just under 1 gives (almost) the ceiling, 0.5 half of it: full jitter.
     top = next_delay(POLICY, attempt, started=0.0, now=1.0, rng=fixed(0.999999))
@@ -79,9 +89,15 @@ def test_loop_retries_until_success() -> None:
             raise Flaky("down")
         return "ok"
 
-    result = call_with_retry(fn, policy=POLICY, is_retryable=lambda e: isinstance(e, Flaky),
-                             on_retry=lambda n, d, e: seen.append((n, d)),
-                             sleep=clock.sleep, clock=clock, rng=fixed(0.5))
+    result = call_with_retry(
+        fn,
+        policy=POLICY,
+        is_retryable=lambda e: isinstance(e, Flaky),
+        on_retry=lambda n, d, e: seen.append((n, d)),
+        sleep=clock.sleep,
+        clock=clock,
+        rng=fixed(0.5),
+    )
     assert result == "ok"
     assert len(calls) == 4
     assert clock.sleeps == pytest.approx([0.1, 0.2, 0.4])
@@ -98,9 +114,14 @@ def test_loop_gives_up_after_the_bound_with_the_last_error() -> None:
         raise Flaky(f"attempt {len(calls)}")
 
     with pytest.raises(Flaky, match=r"attempt \d+") as info:
-        call_with_retry(fn, policy=RetryPolicy(base_delay_s=1, max_delay_s=4, deadline_s=20),
-                        is_retryable=lambda e: True, sleep=clock.sleep, clock=clock,
-                        rng=fixed(0.999))
+        call_with_retry(
+            fn,
+            policy=RetryPolicy(base_delay_s=1, max_delay_s=4, deadline_s=20),
+            is_retryable=lambda e: True,
+            sleep=clock.sleep,
+            clock=clock,
+            rng=fixed(0.999),
+        )
     assert str(info.value) == f"attempt {len(calls)}"
     # The last retry starts before the deadline; the call ends within one attempt after it.
     assert 20.0 <= clock.now <= 21.0
@@ -116,7 +137,13 @@ def test_loop_does_not_retry_permanent_errors() -> None:
         raise KeyError("permanent")
 
     with pytest.raises(KeyError):
-        call_with_retry(fn, policy=POLICY, is_retryable=lambda e: isinstance(e, Flaky),
-                        sleep=clock.sleep, clock=clock, rng=fixed(0.5))
+        call_with_retry(
+            fn,
+            policy=POLICY,
+            is_retryable=lambda e: isinstance(e, Flaky),
+            sleep=clock.sleep,
+            clock=clock,
+            rng=fixed(0.5),
+        )
     assert calls == [1]
     assert clock.sleeps == []

@@ -30,18 +30,32 @@ from vidwatch.r2.store import (
 
 from ..s3_servers import S3Bucket, free_port
 
-R2_ENV = {"R2_ACCOUNT_ID": "0123456789abcdef0123456789abcdef", "R2_BUCKET": "media",
-          "R2_ACCESS_KEY_ID": "key", "R2_SECRET_ACCESS_KEY": "secret"}
+R2_ENV = {
+    "R2_ACCOUNT_ID": "0123456789abcdef0123456789abcdef",
+    "R2_BUCKET": "media",
+    "R2_ACCESS_KEY_ID": "key",
+    "R2_SECRET_ACCESS_KEY": "secret",
+}
 
 
 def client_error(code: str, status: int, op: str = "PutObject") -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": f"{code} message"},
-                        "ResponseMetadata": {"HTTPStatusCode": status}}, op)
+    return ClientError(
+        {
+            "Error": {"Code": code, "Message": f"{code} message"},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        },
+        op,
+    )
 
 
 def classify(exc: BaseException) -> StoreError | None:
-    return classify_error(exc, op="put", target="jobs/x.json", endpoint="https://r2.example",
-                          endpoint_setting="R2_ACCOUNT_ID")
+    return classify_error(
+        exc,
+        op="put",
+        target="jobs/x.json",
+        endpoint="https://r2.example",
+        endpoint_setting="R2_ACCOUNT_ID",
+    )
 
 
 # --- settings ------------------------------------------------------------------------------
@@ -52,8 +66,10 @@ def test_endpoint_from_account_id() -> None:
         assert isinstance(store, S3Store)
         assert store.name == "s3"
         assert store.bucket == "media"
-        assert store.endpoint_url == "https://0123456789abcdef0123456789abcdef" \
-                                     ".r2.cloudflarestorage.com"
+        assert (
+            store.endpoint_url == "https://0123456789abcdef0123456789abcdef"
+            ".r2.cloudflarestorage.com"
+        )
         assert store.client.meta.region_name == "auto"
         assert store.endpoint_setting == "R2_ACCOUNT_ID"
         config = store.client.meta.config
@@ -64,13 +80,13 @@ def test_endpoint_from_account_id() -> None:
         assert config.retries["total_max_attempts"] == 1  # the retries are ours
         # ...but a part of a multipart upload may be retried by botocore on its own
         assert store.transfer_client.meta.config.retries["total_max_attempts"] == 3
-        assert store.transfer_client.meta.config.request_checksum_calculation == \
-            "when_required"
+        assert store.transfer_client.meta.config.request_checksum_calculation == "when_required"
         assert store.workers == settings.write_workers
         # presigning is local: a URL for the R2 host, path-style, with the TTL asked for
         url = store.signed_url("jobs/a/b.jpg", settings.r2_url_ttl_seconds)
-        assert url.startswith("https://0123456789abcdef0123456789abcdef"
-                              ".r2.cloudflarestorage.com/media/jobs/a/b.jpg?")
+        assert url.startswith(
+            "https://0123456789abcdef0123456789abcdef.r2.cloudflarestorage.com/media/jobs/a/b.jpg?"
+        )
         assert "X-Amz-Expires=3600" in url
         assert "%2Fauto%2Fs3%2Faws4_request" in url
     finally:
@@ -99,34 +115,48 @@ def test_from_settings_names_what_is_missing() -> None:
 
 def test_parts_below_5_mib_are_refused() -> None:
     with pytest.raises(ValueError, match="5 MiB"):
-        S3Store(bucket="b", endpoint_url="http://127.0.0.1:1", access_key_id="k",
-                secret_access_key="s", multipart_chunksize=4 * MiB)
+        S3Store(
+            bucket="b",
+            endpoint_url="http://127.0.0.1:1",
+            access_key_id="k",
+            secret_access_key="s",
+            multipart_chunksize=4 * MiB,
+        )
 
 
 # --- error classes -------------------------------------------------------------------------
-@pytest.mark.parametrize(("exc", "kind", "setting"), [
-    (client_error("AccessDenied", 403), PermanentStoreError, CREDENTIALS_SETTING),
-    (client_error("InvalidAccessKeyId", 403), PermanentStoreError, CREDENTIALS_SETTING),
-    (client_error("SignatureDoesNotMatch", 403), PermanentStoreError, CREDENTIALS_SETTING),
-    (client_error("403", 403, "HeadObject"), PermanentStoreError, CREDENTIALS_SETTING),
-    (client_error("NoSuchBucket", 404), PermanentStoreError, "R2_BUCKET"),
-    (client_error("InvalidBucketName", 400), PermanentStoreError, "R2_BUCKET"),
-    (client_error("PreconditionFailed", 412), PreconditionFailed, None),
-    (client_error("NoSuchKey", 404, "GetObject"), ObjectNotFound, None),
-    (client_error("ConditionalRequestConflict", 409), TransientStoreError, None),
-    (client_error("SlowDown", 503), TransientStoreError, None),
-    (client_error("InternalError", 500), TransientStoreError, None),
-    (client_error("ServiceUnavailable", 503), TransientStoreError, None),
-    (client_error("TooManyRequests", 429), TransientStoreError, None),
-    (client_error("RequestTimeout", 400), TransientStoreError, None),
-    (client_error("InvalidArgument", 400), PermanentStoreError, None),
-    (client_error("RequestTimeTooSkewed", 403), PermanentStoreError, None),
-    (EndpointConnectionError(endpoint_url="https://r2.example"), TransientStoreError,
-     "R2_ACCOUNT_ID"),
-    (ReadTimeoutError(endpoint_url="https://r2.example"), TransientStoreError, "R2_ACCOUNT_ID"),
-    (ConnectionClosedError(endpoint_url="https://r2.example"), TransientStoreError,
-     "R2_ACCOUNT_ID"),
-])
+@pytest.mark.parametrize(
+    ("exc", "kind", "setting"),
+    [
+        (client_error("AccessDenied", 403), PermanentStoreError, CREDENTIALS_SETTING),
+        (client_error("InvalidAccessKeyId", 403), PermanentStoreError, CREDENTIALS_SETTING),
+        (client_error("SignatureDoesNotMatch", 403), PermanentStoreError, CREDENTIALS_SETTING),
+        (client_error("403", 403, "HeadObject"), PermanentStoreError, CREDENTIALS_SETTING),
+        (client_error("NoSuchBucket", 404), PermanentStoreError, "R2_BUCKET"),
+        (client_error("InvalidBucketName", 400), PermanentStoreError, "R2_BUCKET"),
+        (client_error("PreconditionFailed", 412), PreconditionFailed, None),
+        (client_error("NoSuchKey", 404, "GetObject"), ObjectNotFound, None),
+        (client_error("ConditionalRequestConflict", 409), TransientStoreError, None),
+        (client_error("SlowDown", 503), TransientStoreError, None),
+        (client_error("InternalError", 500), TransientStoreError, None),
+        (client_error("ServiceUnavailable", 503), TransientStoreError, None),
+        (client_error("TooManyRequests", 429), TransientStoreError, None),
+        (client_error("RequestTimeout", 400), TransientStoreError, None),
+        (client_error("InvalidArgument", 400), PermanentStoreError, None),
+        (client_error("RequestTimeTooSkewed", 403), PermanentStoreError, None),
+        (
+            EndpointConnectionError(endpoint_url="https://r2.example"),
+            TransientStoreError,
+            "R2_ACCOUNT_ID",
+        ),
+        (ReadTimeoutError(endpoint_url="https://r2.example"), TransientStoreError, "R2_ACCOUNT_ID"),
+        (
+            ConnectionClosedError(endpoint_url="https://r2.example"),
+            TransientStoreError,
+            "R2_ACCOUNT_ID",
+        ),
+    ],
+)
 def test_classify(exc: BaseException, kind: type, setting: str | None) -> None:
     mapped = classify(exc)
     assert type(mapped) is kind
@@ -143,22 +173,36 @@ def test_classify_leaves_other_errors_alone() -> None:
 
 # --- retries, without a server (botocore's Stubber answers) ---------------------------------
 def stubbed_store(**kwargs: Any) -> tuple[S3Store, Stubber]:
-    store = S3Store(bucket="media", endpoint_url="http://127.0.0.1:9", access_key_id="k",
-                    secret_access_key="s", region="auto",
-                    retry=kwargs.pop("retry", RetryPolicy(base_delay_s=0.01, deadline_s=5)),
-                    **kwargs)
+    store = S3Store(
+        bucket="media",
+        endpoint_url="http://127.0.0.1:9",
+        access_key_id="k",
+        secret_access_key="s",
+        region="auto",
+        retry=kwargs.pop("retry", RetryPolicy(base_delay_s=0.01, deadline_s=5)),
+        **kwargs,
+    )
     stub = Stubber(store.client)
     stub.activate()
     return store, stub
 
 
-PUT = {"Bucket": "media", "Key": "jobs/L/lease.json", "Body": b"{}",
-       "ContentType": "application/json"}
+PUT = {
+    "Bucket": "media",
+    "Key": "jobs/L/lease.json",
+    "Body": b"{}",
+    "ContentType": "application/json",
+}
 
 
-@pytest.mark.parametrize(("code", "status"), [
-    ("SlowDown", 503), ("InternalError", 500), ("ConditionalRequestConflict", 409),
-])
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("SlowDown", 503),
+        ("InternalError", 500),
+        ("ConditionalRequestConflict", 409),
+    ],
+)
 def test_transient_answers_are_retried(code: str, status: int) -> None:
     store, stub = stubbed_store()
     stub.add_client_error("put_object", service_error_code=code, http_status_code=status)
@@ -225,11 +269,19 @@ def test_no_checksum_headers_r2_would_reject(moto_bucket: S3Bucket, tmp_path) ->
     store.put_file("big.mp4", big)
     store.get_bytes("a.json")
     store.delete_many(["a.json", "big.mp4"])
-    for op in ("PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload",
-               "GetObject"):
+    for op in (
+        "PutObject",
+        "CreateMultipartUpload",
+        "UploadPart",
+        "CompleteMultipartUpload",
+        "GetObject",
+    ):
         assert op in sent
-        assert not [h for h in sent[op] if h.startswith(("x-amz-checksum",
-                                                         "x-amz-sdk-checksum", "x-amz-trailer"))]
+        assert not [
+            h
+            for h in sent[op]
+            if h.startswith(("x-amz-checksum", "x-amz-sdk-checksum", "x-amz-trailer"))
+        ]
     assert "content-md5" in sent["DeleteObjects"]
     store.close()
 
@@ -237,12 +289,16 @@ def test_no_checksum_headers_r2_would_reject(moto_bucket: S3Bucket, tmp_path) ->
 # --- failures over the network -------------------------------------------------------------
 def test_refused_connection_gives_up_after_the_bound() -> None:
     port = free_port()  # nothing listens there
-    store = S3Store(bucket="media", endpoint_url=f"http://127.0.0.1:{port}", access_key_id="k",
-                    secret_access_key="s", connect_timeout_s=1,
-                    retry=RetryPolicy(base_delay_s=0.05, max_delay_s=0.3, deadline_s=1.5))
+    store = S3Store(
+        bucket="media",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        access_key_id="k",
+        secret_access_key="s",
+        connect_timeout_s=1,
+        retry=RetryPolicy(base_delay_s=0.05, max_delay_s=0.3, deadline_s=1.5),
+    )
     attempts: list[int] = []
-    store.client.meta.events.register("before-send.s3.PutObject",
-                                      lambda **kw: attempts.append(1))
+    store.client.meta.events.register("before-send.s3.PutObject", lambda **kw: attempts.append(1))
     started = time.monotonic()
     with pytest.raises(TransientStoreError) as info:
         store.put_bytes("jobs/x.json", b"{}")

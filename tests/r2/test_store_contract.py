@@ -37,8 +37,13 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStor
         yield LocalStore(tmp_path / "store", workers=8)
         return
     bucket = request.getfixturevalue(f"{request.param}_bucket")
-    s3 = bucket.store(workers=16, multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB,
-                      multipart_concurrency=4, retry=RetryPolicy(deadline_s=10))
+    s3 = bucket.store(
+        workers=16,
+        multipart_threshold=5 * MiB,
+        multipart_chunksize=5 * MiB,
+        multipart_concurrency=4,
+        retry=RetryPolicy(deadline_s=10),
+    )
     try:
         yield s3
     finally:
@@ -50,8 +55,9 @@ def count_calls(store: ObjectStore, operation: str) -> list[str]:
     assert isinstance(store, S3Store)
     seen: list[str] = []
     for client in (store.client, store.transfer_client):
-        client.meta.events.register(f"before-call.s3.{operation}",
-                                    lambda **kw: seen.append(operation))
+        client.meta.events.register(
+            f"before-call.s3.{operation}", lambda **kw: seen.append(operation)
+        )
     return seen
 
 
@@ -76,12 +82,15 @@ def test_put_get_head(store: ObjectStore) -> None:
     assert abs(head.last_modified.timestamp() - time.time()) < 120
 
 
-@pytest.mark.parametrize(("name", "content_type"), [
-    (f"jobs/{JOB}/frames/det/frame_3.jpg", "image/jpeg"),
-    (f"jobs/{JOB}/analysis/toon/frame_3.toon", "text/plain; charset=utf-8"),
-    (f"jobs/{JOB}/input/source.mp4", "video/mp4"),
-    (f"jobs/{JOB}/input/source.webm", "video/webm"),
-])
+@pytest.mark.parametrize(
+    ("name", "content_type"),
+    [
+        (f"jobs/{JOB}/frames/det/frame_3.jpg", "image/jpeg"),
+        (f"jobs/{JOB}/analysis/toon/frame_3.toon", "text/plain; charset=utf-8"),
+        (f"jobs/{JOB}/input/source.mp4", "video/mp4"),
+        (f"jobs/{JOB}/input/source.webm", "video/webm"),
+    ],
+)
 def test_content_type_follows_the_key(store: ObjectStore, name: str, content_type: str) -> None:
     store.put_bytes(name, b"bytes")
     head = store.head(name)
@@ -124,8 +133,11 @@ def test_put_file_small_and_download(store: ObjectStore, tmp_path: Path) -> None
     assert info.size == 300_000
     head = store.head(f"jobs/{JOB}/input/source.mp4")
     assert head is not None
-    assert (head.etag, head.content_type, head.metadata) == (info.etag, "video/mp4",
-                                                              {"sha256": "x" * 64})
+    assert (head.etag, head.content_type, head.metadata) == (
+        info.etag,
+        "video/mp4",
+        {"sha256": "x" * 64},
+    )
     out = tmp_path / "back.mp4"
     store.download_file(f"jobs/{JOB}/input/source.mp4", out)
     assert out.read_bytes() == src.read_bytes()
@@ -154,10 +166,16 @@ def test_put_many(store: ObjectStore) -> None:
     items = []
     for n in range(40):
         items.append(PutItem(f"jobs/{JOB}/frames/original/frame_{n}.jpg", os.urandom(2000 + n)))
-        items.append(PutItem(f"jobs/{JOB}/analysis/json/frame_{n}.json",
-                             json.dumps({"frame": n}).encode()))
-        items.append(PutItem(f"jobs/{JOB}/analysis/toon/frame_{n}.toon",
-                             f"frame: {n}\n".encode(), content_type="text/plain; charset=utf-8"))
+        items.append(
+            PutItem(f"jobs/{JOB}/analysis/json/frame_{n}.json", json.dumps({"frame": n}).encode())
+        )
+        items.append(
+            PutItem(
+                f"jobs/{JOB}/analysis/toon/frame_{n}.toon",
+                f"frame: {n}\n".encode(),
+                content_type="text/plain; charset=utf-8",
+            )
+        )
     infos = store.put_many(items)
     assert [i.key for i in infos] == [i.key for i in items]
     assert [i.size for i in infos] == [len(i.data) for i in items]
@@ -169,15 +187,22 @@ def test_put_many(store: ObjectStore) -> None:
 
 
 def test_list_prefix_and_order(store: ObjectStore) -> None:
-    keys = ["jobs/B/status.json", "jobs/A/x/2.json", "jobs/A/x/10.json", "jobs/A/y.json",
-            "jobsX/other.json", "top.json"]
+    keys = [
+        "jobs/B/status.json",
+        "jobs/A/x/2.json",
+        "jobs/A/x/10.json",
+        "jobs/A/y.json",
+        "jobsX/other.json",
+        "top.json",
+    ]
     for k in keys:
         store.put_bytes(k, k.encode())
     listed = list(store.list("jobs/A/"))
     assert [i.key for i in listed] == ["jobs/A/x/10.json", "jobs/A/x/2.json", "jobs/A/y.json"]
     assert [i.size for i in listed] == [len(i.key) for i in listed]
     assert [i.key for i in store.list("jobs/")] == sorted(
-        ["jobs/B/status.json", "jobs/A/x/2.json", "jobs/A/x/10.json", "jobs/A/y.json"])
+        ["jobs/B/status.json", "jobs/A/x/2.json", "jobs/A/x/10.json", "jobs/A/y.json"]
+    )
     assert list(store.list("nothing/")) == []
     heads = {i.key: store.head(i.key) for i in listed}
     assert all(heads[i.key] is not None and heads[i.key].etag == i.etag for i in listed)
@@ -242,7 +267,8 @@ def test_if_match_on_absent_key(store: ObjectStore) -> None:
 # --- signed URLs ---------------------------------------------------------------------------
 LOCAL_LINKS = pytest.mark.skip(
     reason="the local store's links are served by vidwatch's own HTTP API (signing.py); "
-           "fetching them is the API tests' part")
+    "fetching them is the API tests' part"
+)
 
 
 def _fetch(url: str) -> tuple[int, bytes]:
@@ -253,8 +279,9 @@ def _fetch(url: str) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-@pytest.mark.parametrize("store", [pytest.param("local", marks=LOCAL_LINKS), "moto",
-                                   "seaweedfs"], indirect=True)
+@pytest.mark.parametrize(
+    "store", [pytest.param("local", marks=LOCAL_LINKS), "moto", "seaweedfs"], indirect=True
+)
 def test_signed_url_fetched_over_http(store: ObjectStore) -> None:
     key = f"jobs/{JOB}/frames/face/frame_7.jpg"
     data = os.urandom(5000)
@@ -267,12 +294,20 @@ def test_signed_url_fetched_over_http(store: ObjectStore) -> None:
     assert status == 200 and body == data
 
 
-@pytest.mark.parametrize("store", [
-    pytest.param("local", marks=LOCAL_LINKS),
-    pytest.param("moto", marks=pytest.mark.xfail(
-        strict=True, reason="moto's server does not validate presigned URLs")),
-    "seaweedfs",
-], indirect=True)
+@pytest.mark.parametrize(
+    "store",
+    [
+        pytest.param("local", marks=LOCAL_LINKS),
+        pytest.param(
+            "moto",
+            marks=pytest.mark.xfail(
+                strict=True, reason="moto's server does not validate presigned URLs"
+            ),
+        ),
+        "seaweedfs",
+    ],
+    indirect=True,
+)
 def test_signed_url_expires_and_cannot_be_tampered(store: ObjectStore) -> None:
     key = f"jobs/{JOB}/frames/seg/frame_1.jpg"
     store.put_bytes(key, b"jpeg bytes")
@@ -301,8 +336,9 @@ def test_check_passes(store: ObjectStore) -> None:
 
 @pytest.mark.parametrize("server", ["moto", "seaweedfs"])
 def test_check_names_the_bucket_setting(request: pytest.FixtureRequest, server: str) -> None:
-    s3 = request.getfixturevalue(f"{server}_server").store("vw-no-such-bucket",
-                                                           retry=RetryPolicy(deadline_s=2))
+    s3 = request.getfixturevalue(f"{server}_server").store(
+        "vw-no-such-bucket", retry=RetryPolicy(deadline_s=2)
+    )
     started = time.monotonic()
     with pytest.raises(PermanentStoreError, match="R2_BUCKET") as info:
         s3.check()
@@ -313,18 +349,23 @@ def test_check_names_the_bucket_setting(request: pytest.FixtureRequest, server: 
     s3.close()
 
 
-@pytest.mark.parametrize("server", [
-    pytest.param("moto", marks=pytest.mark.xfail(
-        strict=True, reason="moto's server accepts any credentials")),
-    "seaweedfs",
-])
-def test_bad_credentials_fail_fast_naming_the_settings(request: pytest.FixtureRequest,
-                                                       server: str) -> None:
+@pytest.mark.parametrize(
+    "server",
+    [
+        pytest.param(
+            "moto",
+            marks=pytest.mark.xfail(strict=True, reason="moto's server accepts any credentials"),
+        ),
+        "seaweedfs",
+    ],
+)
+def test_bad_credentials_fail_fast_naming_the_settings(
+    request: pytest.FixtureRequest, server: str
+) -> None:
     real = request.getfixturevalue(f"{server}_server")
     bucket = real.create_bucket()
     try:
-        s3 = real.store(bucket, secret_access_key="wrong-secret",
-                        retry=RetryPolicy(deadline_s=5))
+        s3 = real.store(bucket, secret_access_key="wrong-secret", retry=RetryPolicy(deadline_s=5))
         started = time.monotonic()
         for call in (s3.check, lambda: s3.put_bytes("k.json", b"{}"), lambda: s3.head("k")):
             with pytest.raises(PermanentStoreError) as info:

@@ -68,18 +68,23 @@ def test_a_good_upload_verifies(s3_bucket: S3Bucket, source: tuple[Path, bytes, 
     store.close()
 
 
-@pytest.mark.parametrize(("tamper", "message"), [
-    (truncate, "bytes after upload"),
-    (flip_a_byte_and_lose_metadata, "checksum differs"),
-    (remove, "missing after upload"),
-])
-def test_a_damaged_upload_is_not_verified(s3_bucket: S3Bucket, source: tuple[Path, bytes, str],
-                                          tamper: Callable[[S3Store, str, bytes], None],
-                                          message: str) -> None:
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        (truncate, "bytes after upload"),
+        (flip_a_byte_and_lose_metadata, "checksum differs"),
+        (remove, "missing after upload"),
+    ],
+)
+def test_a_damaged_upload_is_not_verified(
+    s3_bucket: S3Bucket,
+    source: tuple[Path, bytes, str],
+    tamper: Callable[[S3Store, str, bytes], None],
+    message: str,
+) -> None:
     path, data, digest = source
     store = s3_bucket.store(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
     with pytest.raises(UploadVerificationError, match=message):
         upload_verified(Tampering(store, tamper), KEY, path, sha256=digest)
     assert path.read_bytes() == data  # the staged source is untouched
     store.close()
-

@@ -14,10 +14,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from vidwatch.errors import VidwatchError
+
 REQUIRED_R2_SETTINGS = ("R2_BUCKET", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY")
 
 
-class ConfigError(Exception):
+class ConfigError(VidwatchError):
     """A setting is missing or invalid; the message is one line naming it."""
 
 
@@ -108,9 +110,7 @@ class Settings(BaseModel):
     @classmethod
     def _device(cls, value: str) -> str:
         value = value.strip().lower()
-        if value in ("auto", "cpu", "cuda") or (
-            value.startswith("cuda:") and value[5:].isdigit()
-        ):
+        if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
             return value
         raise ValueError("must be auto, cpu, cuda or cuda:N")
 
@@ -122,8 +122,14 @@ class Settings(BaseModel):
         return value.strip()
 
     @field_validator(
-        "r2_account_id", "r2_bucket", "r2_access_key_id", "r2_secret_access_key",
-        "r2_endpoint_url", "api_token", "public_base_url", "url_signing_secret",
+        "r2_account_id",
+        "r2_bucket",
+        "r2_access_key_id",
+        "r2_secret_access_key",
+        "r2_endpoint_url",
+        "api_token",
+        "public_base_url",
+        "url_signing_secret",
     )
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
@@ -134,9 +140,7 @@ class Settings(BaseModel):
     # --- derived ----------------------------------------------------------------------------
     def missing_r2_settings(self) -> list[str]:
         """The required R2 settings that are not given (empty when R2 is fully configured)."""
-        missing = [
-            name for name in REQUIRED_R2_SETTINGS if getattr(self, name.lower()) is None
-        ]
+        missing = [name for name in REQUIRED_R2_SETTINGS if getattr(self, name.lower()) is None]
         if self.r2_endpoint_url is None and self.r2_account_id is None:
             missing.insert(0, "R2_ACCOUNT_ID")
         return missing
@@ -145,8 +149,13 @@ class Settings(BaseModel):
         """Whether any R2 setting is given: then all the required ones must be."""
         return any(
             getattr(self, name) is not None
-            for name in ("r2_account_id", "r2_bucket", "r2_access_key_id",
-                         "r2_secret_access_key", "r2_endpoint_url")
+            for name in (
+                "r2_account_id",
+                "r2_bucket",
+                "r2_access_key_id",
+                "r2_secret_access_key",
+                "r2_endpoint_url",
+            )
         )
 
     def r2_endpoint(self) -> str | None:
@@ -177,4 +186,3 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         name = str(err["loc"][0]).upper() if err["loc"] else "settings"
         given = values.get(str(err["loc"][0])) if err["loc"] else None
         raise ConfigError(f"invalid setting {name}={given!r}: {err['msg']}") from None
-

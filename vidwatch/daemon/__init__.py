@@ -1,0 +1,1 @@
+"""The service: intake sources, the runner and its leases, retention, sd_notify, start/stop."""

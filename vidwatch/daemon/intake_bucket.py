@@ -26,10 +26,10 @@ from typing import Any
 import structlog
 
 from vidwatch.config import Settings
-from vidwatch.daemon.errors import QueueFull
-from vidwatch.daemon.jobs import JobSpec
-from vidwatch.daemon.manifest import Manifest, read_manifest
 from vidwatch.daemon.runner import TERMINAL, job_spec_for_store_source
+from vidwatch.errors import QueueFull
+from vidwatch.jobs.manifest import Manifest, read_manifest
+from vidwatch.jobs.staging import JobSpec
 from vidwatch.r2 import keys
 from vidwatch.r2.leases import Verdict, decide, read_lease
 from vidwatch.r2.store import ObjectStore, StoreError
@@ -69,13 +69,17 @@ def list_job_ids(store: ObjectStore, *, page_size: int = 1000) -> Iterator[str]:
         return
     token: str | None = None
     while True:
-        params: dict[str, Any] = {"Bucket": bucket, "Prefix": keys.JOBS_PREFIX,
-                                  "Delimiter": "/", "MaxKeys": page_size}
+        params: dict[str, Any] = {
+            "Bucket": bucket,
+            "Prefix": keys.JOBS_PREFIX,
+            "Delimiter": "/",
+            "MaxKeys": page_size,
+        }
         if token:
             params["ContinuationToken"] = token
         page = call("list", keys.JOBS_PREFIX, lambda p=params: client.list_objects_v2(**p))
         for prefix in page.get("CommonPrefixes", []) or []:
-            job_id = prefix["Prefix"][len(keys.JOBS_PREFIX):].rstrip("/")
+            job_id = prefix["Prefix"][len(keys.JOBS_PREFIX) :].rstrip("/")
             if keys.is_job_id(job_id):
                 yield job_id
         token = page.get("NextContinuationToken")
@@ -92,8 +96,11 @@ def _scandir(folder: Path):
 
 def find_source_key(store: ObjectStore, job_id: str) -> str | None:
     """The job's ``input/source.<ext>`` in the store, or None."""
-    found = [info.key for info in store.list(keys.input_prefix(job_id))
-             if keys.parse_source_key(info.key) is not None]
+    found = [
+        info.key
+        for info in store.list(keys.input_prefix(job_id))
+        if keys.parse_source_key(info.key) is not None
+    ]
     if len(found) > 1:
         log.warning("bucket_several_sources", job_id=job_id, keys=found, used=found[0])
     return found[0] if found else None
@@ -103,8 +110,11 @@ def staged_source(settings: Settings, job_id: str) -> Path | None:
     """The complete staged source of a job (``source.<ext>``; never a partial file)."""
     folder = Path(settings.temp_media_dir) / job_id / "input"
     try:
-        names = sorted(entry.name for entry in _scandir(folder)
-                       if entry.is_file() and _STAGED_SOURCE.match(entry.name))
+        names = sorted(
+            entry.name
+            for entry in _scandir(folder)
+            if entry.is_file() and _STAGED_SOURCE.match(entry.name)
+        )
     except (FileNotFoundError, NotADirectoryError):
         return None
     return folder / names[0] if names else None
@@ -114,10 +124,19 @@ def staged_source(settings: Settings, job_id: str) -> Path | None:
 class JobScanner:
     """Finds jobs to run in the store and in staging and submits them to the runner."""
 
-    def __init__(self, settings: Settings, store: ObjectStore, *,
-                 submit: Callable[[JobSpec], bool], is_active: Callable[[str], bool],
-                 has_room: Callable[[], bool], owner: str, new_sources: bool,
-                 clock: Callable[[], float] = time.time, page_size: int = 1000) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ObjectStore,
+        *,
+        submit: Callable[[JobSpec], bool],
+        is_active: Callable[[str], bool],
+        has_room: Callable[[], bool],
+        owner: str,
+        new_sources: bool,
+        clock: Callable[[], float] = time.time,
+        page_size: int = 1000,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.submit = submit
@@ -138,8 +157,7 @@ class JobScanner:
 
     # --- the loop -------------------------------------------------------------------------
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="vidwatch-scanner",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="vidwatch-scanner", daemon=True)
         self._thread.start()
 
     def halt(self) -> None:
@@ -188,8 +206,11 @@ class JobScanner:
         return 0
 
     def _skip(self, job_id: str, now: float) -> bool:
-        return (job_id in self._terminal or self.is_active(job_id)
-                or now < self._not_before.get(job_id, 0.0))
+        return (
+            job_id in self._terminal
+            or self.is_active(job_id)
+            or now < self._not_before.get(job_id, 0.0)
+        )
 
     # --- the store ------------------------------------------------------------------------
     def _scan_store(self) -> int:
@@ -272,14 +293,17 @@ class JobScanner:
             if not self._lease_free(job_id):
                 continue
             if manifest is not None and manifest.origin == "bucket" and manifest.source_key:
-                spec = job_spec_for_store_source(self.settings, job_id, manifest.source_key,
-                                                 manifest=manifest)
+                spec = job_spec_for_store_source(
+                    self.settings, job_id, manifest.source_key, manifest=manifest
+                )
             else:
                 spec = JobSpec(
-                    job_id=job_id, staged_source=source,
+                    job_id=job_id,
+                    staged_source=source,
                     origin=manifest.origin if manifest else "inbox",
                     filename=manifest.filename if manifest else None,
-                    cleanup_override=manifest.cleanup_local_source if manifest else None)
+                    cleanup_override=manifest.cleanup_local_source if manifest else None,
+                )
             why = "staged, " + (f"was {manifest.state}" if manifest else "no manifest")
             submitted += self._offer(spec, why)
         return submitted

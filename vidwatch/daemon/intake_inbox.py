@@ -29,24 +29,27 @@ from pathlib import Path
 import structlog
 
 from vidwatch.config import Settings
-from vidwatch.daemon.errors import QueueFull
-from vidwatch.daemon.jobs import JobSpec, new_job_id, safe_ext, staged_source_path
-from vidwatch.daemon.manifest import Manifest, utc_now, write_manifest
+from vidwatch.errors import QueueFull, VidwatchError
+from vidwatch.jobs.manifest import Manifest, utc_now, write_manifest
+from vidwatch.jobs.staging import JobSpec, new_job_id, safe_ext, staged_source_path
 from vidwatch.r2.store import ObjectStore, StoreError
 
 log = structlog.get_logger("vidwatch.intake.inbox")
 
 FAILED_DIR = "failed"
-IGNORED_SUFFIXES = (".part", ".partial", ".tmp", ".crdownload", ".download", ".swp",
-                    ".error.txt")
+IGNORED_SUFFIXES = (".part", ".partial", ".tmp", ".crdownload", ".download", ".swp", ".error.txt")
 COPY_CHUNK = 1024 * 1024
 
 
 def is_candidate_name(name: str) -> bool:
     """Whether a file of this name may be a finished video (not a temporary or hidden file)."""
     lowered = name.lower()
-    return bool(name) and not name.startswith(".") and not name.endswith("~") \
+    return (
+        bool(name)
+        and not name.startswith(".")
+        and not name.endswith("~")
         and not lowered.endswith(IGNORED_SUFFIXES)
+    )
 
 
 @dataclass(frozen=True)
@@ -94,11 +97,11 @@ class Settler:
         return len(self._seen)
 
 
-class SourceGone(Exception):
+class SourceGone(VidwatchError):
     """The file went away before it could be staged (the user moved it back)."""
 
 
-class SourceUnreadable(Exception):
+class SourceUnreadable(VidwatchError):
     """The file itself cannot be read: it goes to ``failed/``."""
 
 
@@ -146,10 +149,16 @@ def stage_inbox_file(src: Path, dest: Path) -> None:
 class InboxIntake:
     """Watches ``INBOX_DIR`` and turns each settled file into a job."""
 
-    def __init__(self, settings: Settings, store: ObjectStore, *,
-                 submit: Callable[[JobSpec], bool], has_room: Callable[[], bool],
-                 clock: Callable[[], float] = time.monotonic,
-                 stage: Callable[[Path, Path], None] = stage_inbox_file) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ObjectStore,
+        *,
+        submit: Callable[[JobSpec], bool],
+        has_room: Callable[[], bool],
+        clock: Callable[[], float] = time.monotonic,
+        stage: Callable[[Path, Path], None] = stage_inbox_file,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.inbox = Path(settings.inbox_dir)
@@ -176,9 +185,12 @@ class InboxIntake:
         self.rescan()
         self._thread = threading.Thread(target=self._loop, name="vidwatch-inbox", daemon=True)
         self._thread.start()
-        log.info("inbox_watching", inbox=str(self.inbox.resolve()),
-                 settle_s=self.settings.inbox_settle_s,
-                 force_polling=self.settings.inbox_force_polling)
+        log.info(
+            "inbox_watching",
+            inbox=str(self.inbox.resolve()),
+            settle_s=self.settings.inbox_settle_s,
+            force_polling=self.settings.inbox_force_polling,
+        )
 
     def halt(self) -> None:
         """Take no more files (safe from a signal handler: it only sets a flag)."""
@@ -193,19 +205,24 @@ class InboxIntake:
         """For ``--once``: take every file now in the inbox once it has settled; files that
         do not settle within ``timeout_s`` wait for the next run. Returns jobs submitted."""
         self.prepare()
-        timeout_s = timeout_s if timeout_s is not None else \
-            max(3 * self.settings.inbox_settle_s, self.settings.inbox_settle_s + 5)
+        timeout_s = (
+            timeout_s
+            if timeout_s is not None
+            else max(3 * self.settings.inbox_settle_s, self.settings.inbox_settle_s + 5)
+        )
         deadline = self.clock() + timeout_s
         self.rescan()
         before = self.claimed
-        while (self._candidates or self._backlog) and self.clock() < deadline \
-                and not self._stop.is_set():
+        while (
+            (self._candidates or self._backlog)
+            and self.clock() < deadline
+            and not self._stop.is_set()
+        ):
             self.tick()
             if self._candidates or self._backlog:
                 self._stop.wait(self.tick_s)
         if self._candidates:
-            log.info("inbox_files_left", count=len(self._candidates),
-                     reason="still being written")
+            log.info("inbox_files_left", count=len(self._candidates), reason="still being written")
         return self.claimed - before
 
     def _loop(self) -> None:
@@ -214,11 +231,19 @@ class InboxIntake:
         ms = int(self.tick_s * 1000)
         while not self._stop.is_set():
             try:
-                for changes in watch(self.inbox, stop_event=self._stop, yield_on_timeout=True,
-                                     rust_timeout=ms, debounce=ms, step=50, recursive=False,
-                                     force_polling=self.settings.inbox_force_polling or None,
-                                     poll_delay_ms=300, raise_interrupt=False,
-                                     watch_filter=None):
+                for changes in watch(
+                    self.inbox,
+                    stop_event=self._stop,
+                    yield_on_timeout=True,
+                    rust_timeout=ms,
+                    debounce=ms,
+                    step=50,
+                    recursive=False,
+                    force_polling=self.settings.inbox_force_polling or None,
+                    poll_delay_ms=300,
+                    raise_interrupt=False,
+                    watch_filter=None,
+                ):
                     for change, path in changes:
                         if change != Change.deleted:
                             self._note(Path(path))
@@ -297,22 +322,25 @@ class InboxIntake:
             _remove_empty_staging(dest)
             self.settler.forget(name)
             self._retry_after[name] = self.clock() + max(5.0, self.settings.inbox_settle_s)
-            bound.error("inbox_stage_failed", error=str(exc), effect="file left in the inbox, "
-                        "tried again later")
+            bound.error(
+                "inbox_stage_failed",
+                error=str(exc),
+                effect="file left in the inbox, tried again later",
+            )
             return
         self._candidates.discard(name)
         self.settler.forget(name)
         self._retry_after.pop(name, None)
         self.claimed += 1
         bound.info("inbox_file_claimed", bytes=sig.size, staged=str(dest))
-        manifest = Manifest(job_id=job_id, origin="inbox", filename=name,
-                            source_bytes=sig.size)
+        manifest = Manifest(job_id=job_id, origin="inbox", filename=name, source_bytes=sig.size)
         try:
             write_manifest(self.store, manifest)
         except StoreError as exc:  # run_job writes it again; the staged file is safe
             bound.warning("manifest_write_failed", error=str(exc))
-        self._backlog.append(JobSpec(job_id=job_id, staged_source=dest, origin="inbox",
-                                     filename=name))
+        self._backlog.append(
+            JobSpec(job_id=job_id, staged_source=dest, origin="inbox", filename=name)
+        )
         self._flush_backlog()
 
     def _flush_backlog(self) -> None:
@@ -332,13 +360,14 @@ class InboxIntake:
                 target = folder / f"{path.stem}.{int(time.time())}{path.suffix}"
             os.rename(path, target)
             note = target.with_name(target.name + ".error.txt")
-            note.write_text(f"{utc_now()}\nvidwatch could not take {path.name}: {reason}\n"
-                            "Fix the file and move it back into the inbox to try again.\n")
+            note.write_text(
+                f"{utc_now()}\nvidwatch could not take {path.name}: {reason}\n"
+                "Fix the file and move it back into the inbox to try again.\n"
+            )
         except OSError as exc:
             log.error("inbox_failed_move_failed", filename=path.name, error=str(exc))
             return
-        log.warning("inbox_file_failed", filename=path.name, reason=reason,
-                    moved_to=str(target))
+        log.warning("inbox_file_failed", filename=path.name, reason=reason, moved_to=str(target))
 
 
 def _remove_empty_staging(dest: Path) -> None:

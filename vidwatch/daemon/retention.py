@@ -27,8 +27,8 @@ import structlog
 
 from vidwatch.config import Settings
 from vidwatch.daemon.intake_bucket import list_job_ids, staged_source
-from vidwatch.daemon.manifest import read_manifest
 from vidwatch.daemon.runner import TERMINAL
+from vidwatch.jobs.manifest import read_manifest
 from vidwatch.r2 import keys
 from vidwatch.r2.leases import read_lease
 from vidwatch.r2.local import LocalStore
@@ -59,8 +59,9 @@ class StagingFacts:
     """Queued or running in this process."""
 
 
-def plan_staging(facts: StagingFacts, *, now: float, stale_after_s: float,
-                 default_cleanup: bool) -> list[Path]:
+def plan_staging(
+    facts: StagingFacts, *, now: float, stale_after_s: float, default_cleanup: bool
+) -> list[Path]:
     """The staged files to delete now."""
     if facts.active:
         return []
@@ -75,8 +76,9 @@ def plan_staging(facts: StagingFacts, *, now: float, stale_after_s: float,
     return doomed
 
 
-def store_job_expired(*, newest: datetime, now: datetime, retention_days: int,
-                      leased: bool) -> bool:
+def store_job_expired(
+    *, newest: datetime, now: datetime, retention_days: int, leased: bool
+) -> bool:
     """Whether a local-store job is past retention: its newest object is older than
     ``retention_days`` and nobody holds a live lease on it."""
     return not leased and now - newest > timedelta(days=retention_days)
@@ -90,9 +92,15 @@ class RetentionReport:
 
 
 class Retention:
-    def __init__(self, settings: Settings, store: ObjectStore, *,
-                 is_active: Callable[[str], bool] = lambda job_id: False,
-                 clock: Callable[[], float] = time.time, logger: Any = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ObjectStore,
+        *,
+        is_active: Callable[[str], bool] = lambda job_id: False,
+        clock: Callable[[], float] = time.time,
+        logger: Any = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.is_active = is_active
@@ -109,9 +117,12 @@ class Retention:
                 step(now, report)
             except Exception:  # noqa: BLE001 - a scheduled job must not die
                 self.log.exception("retention_failed", step=step.__name__)
-        self.log.info("retention_done", staging_deleted=len(report.staging_deleted),
-                 jobs_expired=len(report.jobs_expired),
-                 took_s=round(time.monotonic() - started, 3))
+        self.log.info(
+            "retention_done",
+            staging_deleted=len(report.staging_deleted),
+            jobs_expired=len(report.jobs_expired),
+            took_s=round(time.monotonic() - started, 3),
+        )
         return report
 
     # --- staging --------------------------------------------------------------------------
@@ -150,32 +161,42 @@ class Retention:
             if source is not None and manifest.source_key:
                 info = self.store.head(manifest.source_key)
                 in_store = info is not None and info.size == source.stat().st_size
-        return StagingFacts(job_id, tuple(files), state, policy, in_store,
-                            self.is_active(job_id))
+        return StagingFacts(job_id, tuple(files), state, policy, in_store, self.is_active(job_id))
 
-    def _sweep_job(self, folder: Path, job_id: str, now: float,
-                   report: RetentionReport) -> None:
+    def _sweep_job(self, folder: Path, job_id: str, now: float, report: RetentionReport) -> None:
         facts = self.staging_facts(folder, job_id)
         if facts.active:
             return
         stale_after_s = self.settings.staging_stale_hours * 3600
-        doomed = plan_staging(facts, now=now, stale_after_s=stale_after_s,
-                              default_cleanup=self.settings.cleanup_local_video_after_upload_default)
+        doomed = plan_staging(
+            facts,
+            now=now,
+            stale_after_s=stale_after_s,
+            default_cleanup=self.settings.cleanup_local_video_after_upload_default,
+        )
         for path in doomed:
             path.unlink(missing_ok=True)
             report.staging_deleted.append(path)
-            self.log.info("retention_deleted", kind="staging_file", job_id=job_id, path=str(path),
-                     source=path.name.startswith("source."), state=facts.state)
+            self.log.info(
+                "retention_deleted",
+                kind="staging_file",
+                job_id=job_id,
+                path=str(path),
+                source=path.name.startswith("source."),
+                state=facts.state,
+            )
         emptied = bool(doomed) and len(doomed) == len(facts.files)
         try:
             folder_stale = now - folder.stat().st_mtime >= stale_after_s
         except FileNotFoundError:
             return
         if (emptied or (not facts.files and folder_stale)) and not any(
-                p.is_file() for p in folder.rglob("*")):
+            p.is_file() for p in folder.rglob("*")
+        ):
             shutil.rmtree(folder, ignore_errors=True)
-            self.log.info("retention_deleted", kind="staging_folder", job_id=job_id,
-                     path=str(folder))
+            self.log.info(
+                "retention_deleted", kind="staging_folder", job_id=job_id, path=str(folder)
+            )
 
     # --- the local store ------------------------------------------------------------------
     def expire_store(self, now: float, report: RetentionReport) -> None:
@@ -190,17 +211,24 @@ class Retention:
                 continue
             newest = max(info.last_modified for info in objects)
             lease, _, exists = read_lease(self.store, job_id)
-            leased = exists and lease is not None and not lease.released \
-                and now < lease.expires_at
-            if not store_job_expired(newest=newest, now=when,
-                                     retention_days=self.settings.r2_retention_days,
-                                     leased=leased):
+            leased = exists and lease is not None and not lease.released and now < lease.expires_at
+            if not store_job_expired(
+                newest=newest,
+                now=when,
+                retention_days=self.settings.r2_retention_days,
+                leased=leased,
+            ):
                 continue
             self.store.delete_many(info.key for info in objects)
             report.jobs_expired.append(job_id)
-            self.log.info("retention_deleted", kind="store_job", job_id=job_id,
-                     objects=len(objects), newest=newest.isoformat(),
-                     retention_days=self.settings.r2_retention_days)
+            self.log.info(
+                "retention_deleted",
+                kind="store_job",
+                job_id=job_id,
+                objects=len(objects),
+                newest=newest.isoformat(),
+                retention_days=self.settings.r2_retention_days,
+            )
 
     # --- the schedule ---------------------------------------------------------------------
     def schedule(self, *, first_run_s: float | None = None):
@@ -211,14 +239,30 @@ class Retention:
 
         interval_s = self.settings.retention_interval_s
         first = min(60.0, interval_s) if first_run_s is None else first_run_s
-        scheduler = BackgroundScheduler(timezone=UTC, job_defaults={
-            "coalesce": True, "max_instances": 1, "misfire_grace_time": int(interval_s) + 1})
-        scheduler.add_job(self.run, "interval", seconds=interval_s, id="retention",
-                          name="retention", next_run_time=datetime.now(UTC)
-                          + timedelta(seconds=first))
+        scheduler = BackgroundScheduler(
+            timezone=UTC,
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": int(interval_s) + 1,
+            },
+        )
+        scheduler.add_job(
+            self.run,
+            "interval",
+            seconds=interval_s,
+            id="retention",
+            name="retention",
+            next_run_time=datetime.now(UTC) + timedelta(seconds=first),
+        )
         scheduler.start()
-        self.log.info("retention_scheduled", interval_s=interval_s, first_in_s=first,
-                 staging_stale_hours=self.settings.staging_stale_hours,
-                 store_expiry_days=self.settings.r2_retention_days
-                 if isinstance(self.store, LocalStore) else None)
+        self.log.info(
+            "retention_scheduled",
+            interval_s=interval_s,
+            first_in_s=first,
+            staging_stale_hours=self.settings.staging_stale_hours,
+            store_expiry_days=self.settings.r2_retention_days
+            if isinstance(self.store, LocalStore)
+            else None,
+        )
         return scheduler

@@ -26,11 +26,12 @@ from typing import Any
 
 import structlog
 
+from vidwatch import metrics
 from vidwatch.config import Settings
-from vidwatch.daemon import metrics
-from vidwatch.daemon.errors import JobInterrupted, QueueFull
-from vidwatch.daemon.jobs import JobSpec, run_job
-from vidwatch.daemon.manifest import Manifest, read_manifest, utc_now, write_manifest
+from vidwatch.errors import JobInterrupted, QueueFull
+from vidwatch.jobs.manifest import Manifest, read_manifest, utc_now, write_manifest
+from vidwatch.jobs.run import run_job
+from vidwatch.jobs.staging import JobSpec
 from vidwatch.r2.leases import HeldLease, LeaseLost, claim, new_owner_id, release, renew
 from vidwatch.r2.store import (
     ObjectInfo,
@@ -53,8 +54,16 @@ JobFn = Callable[..., Manifest]
 class LeaseGuard:
     """The lease one job holds: renewed by a keeper thread, checked before every write."""
 
-    def __init__(self, store: ObjectStore, held: HeldLease, *, ttl_s: float, renew_s: float,
-                 clock: Callable[[], float], on_lost: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        held: HeldLease,
+        *,
+        ttl_s: float,
+        renew_s: float,
+        clock: Callable[[], float],
+        on_lost: Callable[[], None],
+    ) -> None:
         self.store = store
         self.held = held
         self.ttl_s = ttl_s
@@ -64,8 +73,9 @@ class LeaseGuard:
         self.lost = threading.Event()
         self._on_lost = on_lost
         self._done = threading.Event()
-        self._thread = threading.Thread(target=self._keep, daemon=True,
-                                        name=f"vidwatch-lease-{held.lease.job_id[-6:]}")
+        self._thread = threading.Thread(
+            target=self._keep, daemon=True, name=f"vidwatch-lease-{held.lease.job_id[-6:]}"
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -77,8 +87,7 @@ class LeaseGuard:
     def check(self) -> None:
         """Raise LeaseLost once the lease is lost or its last confirmed term is over: a
         renewal stuck in retries must not let a job write after another host took over."""
-        if not self.lost.is_set() and \
-                self.clock() >= self.held.lease.expires_at - self.margin_s:
+        if not self.lost.is_set() and self.clock() >= self.held.lease.expires_at - self.margin_s:
             self._lose("lease ran out before it could be renewed")
         if self.lost.is_set():
             raise LeaseLost(f"lease of job {self.held.lease.job_id} lost")
@@ -167,9 +176,17 @@ class _Running:
 class Runner:
     """Runs submitted jobs, at most ``JOB_CONCURRENCY`` at once, ``QUEUE_MAX`` waiting."""
 
-    def __init__(self, *, settings: Settings, store: ObjectStore, models: Any, toon: Any,
-                 owner: str | None = None, job_fn: JobFn = run_job,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: ObjectStore,
+        models: Any,
+        toon: Any,
+        owner: str | None = None,
+        job_fn: JobFn = run_job,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.models = models
@@ -189,12 +206,15 @@ class Runner:
     # --- intake side ----------------------------------------------------------------------
     def start(self) -> None:
         for n in range(self.settings.job_concurrency):
-            worker = threading.Thread(target=self._work, name=f"vidwatch-runner-{n}",
-                                      daemon=True)
+            worker = threading.Thread(target=self._work, name=f"vidwatch-runner-{n}", daemon=True)
             worker.start()
             self._workers.append(worker)
-        log.info("runner_started", workers=len(self._workers), queue_max=self.settings.queue_max,
-                 owner=self.owner)
+        log.info(
+            "runner_started",
+            workers=len(self._workers),
+            queue_max=self.settings.queue_max,
+            owner=self.owner,
+        )
 
     def submit(self, spec: JobSpec) -> bool:
         """Queue a job. False when it is already queued or running here; QueueFull when the
@@ -210,8 +230,12 @@ class Runner:
                 raise QueueFull(f"the queue holds {self.settings.queue_max} jobs") from None
             self._active.add(spec.job_id)
             metrics.QUEUE_DEPTH.set(self._queue.qsize())
-        log.info("job_queued", job_id=spec.job_id, origin=spec.origin,
-                 source_in_store=spec.source_in_store)
+        log.info(
+            "job_queued",
+            job_id=spec.job_id,
+            origin=spec.origin,
+            source_in_store=spec.source_in_store,
+        )
         return True
 
     def has_room(self) -> bool:
@@ -224,15 +248,17 @@ class Runner:
 
     # --- state ----------------------------------------------------------------------------
     def alive(self) -> bool:
-        return bool(self._workers) and (self._halt.is_set()
-                                        or all(w.is_alive() for w in self._workers))
+        return bool(self._workers) and (
+            self._halt.is_set() or all(w.is_alive() for w in self._workers)
+        )
 
     def idle(self) -> bool:
         with self._lock:
             return not self._active
 
-    def wait_idle(self, timeout_s: float | None = None,
-                  stop: threading.Event | None = None) -> bool:
+    def wait_idle(
+        self, timeout_s: float | None = None, stop: threading.Event | None = None
+    ) -> bool:
         """Wait until nothing is queued or running; False on timeout or ``stop``."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         with self._changed:
@@ -248,8 +274,12 @@ class Runner:
     def health(self) -> dict[str, Any]:
         with self._lock:
             running = len(self._running)
-        return {"runner_alive": self.alive(), "queue_depth": self._queue.qsize(),
-                "jobs_running": running, "stopping": self._closed.is_set()}
+        return {
+            "runner_alive": self.alive(),
+            "queue_depth": self._queue.qsize(),
+            "jobs_running": running,
+            "stopping": self._closed.is_set(),
+        }
 
     # --- stopping -------------------------------------------------------------------------
     def close(self) -> None:
@@ -287,8 +317,11 @@ class Runner:
             with self._lock:
                 running = list(self._running.items())
             for job_id, job in running:
-                log.warning("job_interrupt_requested", job_id=job_id,
-                            after_s=round(time.monotonic() - job.started, 1))
+                log.warning(
+                    "job_interrupt_requested",
+                    job_id=job_id,
+                    after_s=round(time.monotonic() - job.started, 1),
+                )
                 job.stop.set()
             end = time.monotonic() + INTERRUPT_WAIT_S
             while self._any_worker_alive() and time.monotonic() < end:
@@ -331,8 +364,13 @@ class Runner:
     def _process(self, spec: JobSpec) -> None:
         structlog.contextvars.bind_contextvars(job_id=spec.job_id, stage="claim")
         try:
-            held = claim(self.store, spec.job_id, self.owner,
-                         ttl_s=self.settings.lease_ttl_s, now=self.clock())
+            held = claim(
+                self.store,
+                spec.job_id,
+                self.owner,
+                ttl_s=self.settings.lease_ttl_s,
+                now=self.clock(),
+            )
         except StoreError as exc:
             log.warning("job_claim_failed", error=str(exc))
             return
@@ -340,9 +378,14 @@ class Runner:
             log.info("job_skipped", reason="leased by another worker")
             return
         stop = threading.Event()
-        guard = LeaseGuard(self.store, held, ttl_s=self.settings.lease_ttl_s,
-                           renew_s=self.settings.lease_renew_s, clock=self.clock,
-                           on_lost=stop.set)
+        guard = LeaseGuard(
+            self.store,
+            held,
+            ttl_s=self.settings.lease_ttl_s,
+            renew_s=self.settings.lease_renew_s,
+            clock=self.clock,
+            on_lost=stop.set,
+        )
         guard.start()
         try:
             self._run_claimed(spec, guard, stop)
@@ -370,15 +413,22 @@ class Runner:
             spec.cleanup_override = manifest.cleanup_local_source
         if spec.source_in_store and not self._fetch_source(spec, manifest, store):
             return
-        log.info("job_started", origin=spec.origin, attempt=(manifest.attempts + 1
-                                                            if manifest else 1))
+        log.info(
+            "job_started", origin=spec.origin, attempt=(manifest.attempts + 1 if manifest else 1)
+        )
         metrics.JOBS_RUNNING.inc()
         tracker = _ProgressMetrics()
         try:
             try:
-                final = self._job_fn(spec, store=store, settings=self.settings,
-                                     models=self.models, toon=self.toon,
-                                     on_progress=tracker, stop=stop)
+                final = self._job_fn(
+                    spec,
+                    store=store,
+                    settings=self.settings,
+                    models=self.models,
+                    toon=self.toon,
+                    on_progress=tracker,
+                    stop=stop,
+                )
             finally:
                 metrics.JOBS_RUNNING.dec()
                 tracker.close()
@@ -397,8 +447,7 @@ class Runner:
         summary = final.extra.get("summary") or {}
         metrics.FRAMES_ANALYZED.inc(summary.get("frames_analyzed") or 0)
 
-    def _fetch_source(self, spec: JobSpec, manifest: Manifest | None,
-                      store: FencedStore) -> bool:
+    def _fetch_source(self, spec: JobSpec, manifest: Manifest | None, store: FencedStore) -> bool:
         """Download a source that is in the store into staging (whole, or not at all)."""
         key = spec.source_key or (manifest.source_key if manifest else None)
         if key is None:
@@ -415,19 +464,26 @@ class Runner:
         except ObjectNotFound:
             partial.unlink(missing_ok=True)
             log.warning("job_failed", code="source_missing", key=key)
-            failed = manifest or Manifest(job_id=spec.job_id, origin=spec.origin,
-                                          filename=spec.filename)
+            failed = manifest or Manifest(
+                job_id=spec.job_id, origin=spec.origin, filename=spec.filename
+            )
             failed.state, failed.stage, failed.finished_at = "failed", "done", utc_now()
-            failed.error = {"code": "source_missing",
-                            "message": f"the source {key} is no longer in the store"}
+            failed.error = {
+                "code": "source_missing",
+                "message": f"the source {key} is no longer in the store",
+            }
             with contextlib.suppress(StoreError):
                 write_manifest(store, failed)
             metrics.JOBS.labels(state="failed", origin=spec.origin).inc()
             return False
         except (StoreError, OSError) as exc:
             partial.unlink(missing_ok=True)
-            log.warning("job_source_download_failed", key=key, error=str(exc),
-                        effect="retried on a later poll")
+            log.warning(
+                "job_source_download_failed",
+                key=key,
+                error=str(exc),
+                effect="retried on a later poll",
+            )
             return False
         log.info("job_source_downloaded", key=key, bytes=dest.stat().st_size)
         return True
@@ -451,22 +507,25 @@ class _ProgressMetrics:
 
     def close(self) -> None:
         if self.stage is not None and self.stage != "done":
-            metrics.STAGE_SECONDS.labels(stage=self.stage).observe(
-                time.monotonic() - self.since)
+            metrics.STAGE_SECONDS.labels(stage=self.stage).observe(time.monotonic() - self.since)
         self.stage = None
 
 
-def job_spec_for_store_source(settings: Settings, job_id: str, key: str, *,
-                              manifest: Manifest | None) -> JobSpec:
+def job_spec_for_store_source(
+    settings: Settings, job_id: str, key: str, *, manifest: Manifest | None
+) -> JobSpec:
     """A job whose source is already in the store: a new bucket job (no manifest) or one
     resumed after a crash or a stop."""
-    from vidwatch.daemon.jobs import staged_source_path
+    from vidwatch.jobs.staging import staged_source_path
 
     ext = key.rsplit(".", 1)[-1].lower()
     origin = manifest.origin if manifest else "bucket"
-    return JobSpec(job_id=job_id, staged_source=staged_source_path(settings, job_id, ext),
-                   origin=origin, filename=manifest.filename if manifest else None,
-                   cleanup_override=manifest.cleanup_local_source if manifest else None,
-                   source_in_store=True, source_key=key)
-
-
+    return JobSpec(
+        job_id=job_id,
+        staged_source=staged_source_path(settings, job_id, ext),
+        origin=origin,
+        filename=manifest.filename if manifest else None,
+        cleanup_override=manifest.cleanup_local_source if manifest else None,
+        source_in_store=True,
+        source_key=key,
+    )

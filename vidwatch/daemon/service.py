@@ -23,8 +23,9 @@ import structlog
 
 from vidwatch import __version__
 from vidwatch.config import ConfigError, Settings
-from vidwatch.daemon.logs import configure_logging
 from vidwatch.daemon.sdnotify import Notifier
+from vidwatch.errors import VidwatchError
+from vidwatch.logs import configure_logging
 from vidwatch.r2.store import PermanentStoreError, StoreError
 
 log = structlog.get_logger("vidwatch.service")
@@ -35,7 +36,7 @@ STORE_PROBE_INTERVAL_S = 15.0
 ONCE_MAX_ROUNDS = 1000
 
 
-class StartupError(Exception):
+class StartupError(VidwatchError):
     """The service cannot start for a reason that a restart may cure (exit 1)."""
 
 
@@ -45,13 +46,18 @@ class _Stopping(Exception):
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "run", help="run the daemon: inbox, bucket, HTTP API, retention",
+        "run",
+        help="run the daemon: inbox, bucket, HTTP API, retention",
         description="Run vidwatch as a service: watch INBOX_DIR, poll the bucket's "
-                    "jobs/*/input/ (with R2 settings), serve the HTTP API, clean up on a "
-                    "schedule. SIGTERM stops it gracefully (SHUTDOWN_GRACE_S).")
-    parser.add_argument("--once", action="store_true",
-                        help="process what is pending (inbox, bucket, interrupted jobs) and "
-                             "exit; no HTTP server, no schedule")
+        "jobs/*/input/ (with R2 settings), serve the HTTP API, clean up on a "
+        "schedule. SIGTERM stops it gracefully (SHUTDOWN_GRACE_S).",
+    )
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help="process what is pending (inbox, bucket, interrupted jobs) and "
+        "exit; no HTTP server, no schedule",
+    )
     return parser
 
 
@@ -85,8 +91,9 @@ def run_service(args: argparse.Namespace, settings: Settings) -> int:
 
 
 class Service:
-    def __init__(self, settings: Settings, *, once: bool = False,
-                 notifier: Notifier | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, once: bool = False, notifier: Notifier | None = None
+    ) -> None:
         self.settings = settings
         self.once = once
         self.notifier = notifier or Notifier.from_env()
@@ -108,12 +115,14 @@ class Service:
     # --- signals --------------------------------------------------------------------------
     def request_stop(self, reason: str = "request") -> None:
         if self.stop_requested.is_set():
-            log.warning("shutdown_hurried", reason=reason, effect="running jobs are "
-                        "interrupted now, without the grace period")
+            log.warning(
+                "shutdown_hurried",
+                reason=reason,
+                effect="running jobs are interrupted now, without the grace period",
+            )
             self.hurry.set()
             return
-        log.info("shutdown_requested", reason=reason,
-                 grace_s=self.settings.shutdown_grace_s)
+        log.info("shutdown_requested", reason=reason, grace_s=self.settings.shutdown_grace_s)
         self.stop_requested.set()
         if self.inbox is not None:
             self.inbox.halt()  # intake stops at once; the rest in stop()
@@ -130,13 +139,19 @@ class Service:
         from vidwatch.daemon.intake_inbox import InboxIntake
         from vidwatch.daemon.retention import Retention
         from vidwatch.daemon.runner import Runner
-        from vidwatch.daemon.toon import open_toon
         from vidwatch.detectors.registry import load_models
+        from vidwatch.pipeline.toon import open_toon
         from vidwatch.r2 import open_store
 
         s = self.settings
-        log.info("service_starting", version=__version__, pid=os.getpid(), once=self.once,
-                 inbox=str(s.inbox_dir), temp_media_dir=str(s.temp_media_dir))
+        log.info(
+            "service_starting",
+            version=__version__,
+            pid=os.getpid(),
+            once=self.once,
+            inbox=str(s.inbox_dir),
+            temp_media_dir=str(s.temp_media_dir),
+        )
         self.notifier.status("starting")
         _prepare_folder(s.temp_media_dir, "TEMP_MEDIA_DIR")
         _prepare_folder(s.inbox_dir, "INBOX_DIR")
@@ -154,13 +169,19 @@ class Service:
         self.runner.start()
 
         # Recovery first: jobs left by a crash or a stop, and bucket sources waiting.
-        self.scanner = JobScanner(s, self.store, submit=self.runner.submit,
-                                  is_active=self.runner.is_active,
-                                  has_room=self.runner.has_room, owner=self.runner.owner,
-                                  new_sources=self.store.name != "local")
+        self.scanner = JobScanner(
+            s,
+            self.store,
+            submit=self.runner.submit,
+            is_active=self.runner.is_active,
+            has_room=self.runner.has_room,
+            owner=self.runner.owner,
+            new_sources=self.store.name != "local",
+        )
         self.scanner.poll_once(startup=True)
-        self.inbox = InboxIntake(s, self.store, submit=self.runner.submit,
-                                 has_room=self.runner.has_room)
+        self.inbox = InboxIntake(
+            s, self.store, submit=self.runner.submit, has_room=self.runner.has_room
+        )
         self._check_stop()
         if self.once:
             self.notifier.ready("processing pending jobs (--once)")
@@ -176,26 +197,39 @@ class Service:
             self._start_http()
         self._check_stop()
         self.notifier.ready(self._status_text())
-        log.info("service_ready", mode="service", store=self.store.name,
-                 http=self.http_port is not None, bucket_polling=self.scanner.new_sources,
-                 watchdog_s=self.notifier.watchdog_s)
+        log.info(
+            "service_ready",
+            mode="service",
+            store=self.store.name,
+            http=self.http_port is not None,
+            bucket_polling=self.scanner.new_sources,
+            watchdog_s=self.notifier.watchdog_s,
+        )
 
     def _start_http(self) -> None:
         try:
-            from vidwatch.daemon.api import create_app
+            from vidwatch.api.app import create_app
         except ModuleNotFoundError as exc:
-            if exc.name != "vidwatch.daemon.api":
+            if exc.name != "vidwatch.api.app":
                 raise
-            log.warning("http_unavailable", reason="vidwatch.daemon.api is not installed")
+            log.warning("http_unavailable", reason="vidwatch.api.app is not installed")
             return
         import uvicorn
 
         s = self.settings
-        app = create_app(settings=s, store=self.store, submit=self.runner.submit,
-                         health=self.health)
-        config = uvicorn.Config(app, host=s.http_host, port=s.http_port, log_config=None,
-                                access_log=False, lifespan="on", server_header=False,
-                                timeout_graceful_shutdown=5)
+        app = create_app(
+            settings=s, store=self.store, submit=self.runner.submit, health=self.health
+        )
+        config = uvicorn.Config(
+            app,
+            host=s.http_host,
+            port=s.http_port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            server_header=False,
+            timeout_graceful_shutdown=5,
+        )
         server = uvicorn.Server(config)
         # Not the main thread: uvicorn then leaves SIGTERM/SIGINT to us (it would otherwise
         # take them and raise them again after its own shutdown, cutting our drain short).
@@ -205,8 +239,10 @@ class Service:
         deadline = time.monotonic() + HTTP_START_TIMEOUT_S
         while not server.started:
             if not thread.is_alive():
-                raise StartupError(f"the HTTP server could not listen on {s.http_host}:"
-                                   f"{s.http_port} (check HTTP_HOST/HTTP_PORT)")
+                raise StartupError(
+                    f"the HTTP server could not listen on {s.http_host}:"
+                    f"{s.http_port} (check HTTP_HOST/HTTP_PORT)"
+                )
             self._check_stop()
             if time.monotonic() > deadline:
                 raise StartupError("the HTTP server did not start")
@@ -249,21 +285,29 @@ class Service:
     def health(self) -> dict[str, Any]:
         """For ``/healthz`` and the watchdog: ok when the runner lives and the store
         answered its last probe."""
-        runner = self.runner.health() if self.runner is not None else {
-            "runner_alive": False, "queue_depth": 0, "jobs_running": 0}
+        runner = (
+            self.runner.health()
+            if self.runner is not None
+            else {"runner_alive": False, "queue_depth": 0, "jobs_running": 0}
+        )
         probe = self._monitor.store_state() if self._monitor else (None, None)
         store_ok, store_error = probe
-        body = {**runner, "store": getattr(self.store, "name", None),
-                "store_ok": bool(store_ok), "store_error": store_error,
-                "scan_error": getattr(self.scanner, "last_error", None)}
-        body["ok"] = bool(runner["runner_alive"] and store_ok
-                          and not self.stop_requested.is_set())
+        body = {
+            **runner,
+            "store": getattr(self.store, "name", None),
+            "store_ok": bool(store_ok),
+            "store_error": store_error,
+            "scan_error": getattr(self.scanner, "last_error", None),
+        }
+        body["ok"] = bool(runner["runner_alive"] and store_ok and not self.stop_requested.is_set())
         return body
 
     def _status_text(self) -> str:
         h = self.runner.health() if self.runner is not None else {}
-        return (f"{h.get('jobs_running', 0)} running, {h.get('queue_depth', 0)} queued; "
-                f"inbox {self.settings.inbox_dir}")
+        return (
+            f"{h.get('jobs_running', 0)} running, {h.get('queue_depth', 0)} queued; "
+            f"inbox {self.settings.inbox_dir}"
+        )
 
     # --- stop -----------------------------------------------------------------------------
     def stop(self) -> None:
@@ -335,8 +379,11 @@ class _Monitor:
     def _watch(self) -> None:
         service, last_status = self.service, None
         while True:
-            alive = service.runner is not None and service.runner.alive() and (
-                service.http_thread is None or service.http_thread.is_alive())
+            alive = (
+                service.runner is not None
+                and service.runner.alive()
+                and (service.http_thread is None or service.http_thread.is_alive())
+            )
             if alive:
                 service.notifier.watchdog()
             status = service._status_text()
@@ -363,7 +410,6 @@ def _prepare_folder(path, setting: str) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"{setting}={path}: cannot create the folder: {exc.strerror}"
-                          ) from None
+        raise ConfigError(f"{setting}={path}: cannot create the folder: {exc.strerror}") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise ConfigError(f"{setting}={path}: the folder is not writable")

@@ -36,7 +36,9 @@ def resolve_device(setting: str) -> str:
             raise ConfigError(f"MODEL_DEVICE={setting!r} but CUDA is not available on this host")
         index = int(setting.split(":", 1)[1]) if ":" in setting else 0
         if index >= torch.cuda.device_count():
-            raise ConfigError(f"MODEL_DEVICE={setting!r} but this host has "
-                              f"{torch.cuda.device_count()} CUDA device(s)")
+            raise ConfigError(
+                f"MODEL_DEVICE={setting!r} but this host has "
+                f"{torch.cuda.device_count()} CUDA device(s)"
+            )
         return f"cuda:{index}"
     return "cpu"

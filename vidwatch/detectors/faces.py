@@ -27,8 +27,14 @@ class MtcnnFaceDetector:
         data = Path(facenet_pytorch.__file__).parent / "data"
         weights = sorted(data.glob("*.pt"))
         digest = "+".join(sha256_of(p)[:16] for p in weights) if weights else None
-        self.infos = (ModelInfo(role="faces", name="mtcnn", sha256=digest,
-                                extra={"package": f"facenet-pytorch {_version()}"}),)
+        self.infos = (
+            ModelInfo(
+                role="faces",
+                name="mtcnn",
+                sha256=digest,
+                extra={"package": f"facenet-pytorch {_version()}"},
+            ),
+        )
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         if not frames:

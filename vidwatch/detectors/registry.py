@@ -29,7 +29,8 @@ class ModelSet:
 
     def scene_tracker(self, fps: float) -> SceneTracker:
         return ContentSceneTracker(
-            fps=fps, threshold=self.settings.scene_threshold,
+            fps=fps,
+            threshold=self.settings.scene_threshold,
             min_scene_len=self.settings.scene_min_len_frames,
             downscale_width=self.settings.scene_downscale_width,
         )
@@ -40,8 +41,9 @@ def prepare_model_env(settings: Settings) -> None:
     folder we may write (the home folder is read-only under systemd's ProtectSystem)."""
     if not settings.allow_model_download:
         os.environ.setdefault("YOLO_OFFLINE", "1")
-    os.environ.setdefault("YOLO_CONFIG_DIR", str((settings.temp_media_dir / ".ultralytics")
-                                                 .resolve()))
+    os.environ.setdefault(
+        "YOLO_CONFIG_DIR", str((settings.temp_media_dir / ".ultralytics").resolve())
+    )
 
 
 def load_models(settings: Settings) -> ModelSet:
@@ -50,10 +52,12 @@ def load_models(settings: Settings) -> ModelSet:
     # Weights first, so a missing file fails before the slow imports.
     from vidwatch.detectors.weights import resolve_yolo_weights
 
-    detect_path = resolve_yolo_weights(settings.detect_model, "DETECT_MODEL",
-                                       allow_download=settings.allow_model_download)
-    segment_path = resolve_yolo_weights(settings.segment_model, "SEGMENT_MODEL",
-                                        allow_download=settings.allow_model_download)
+    detect_path = resolve_yolo_weights(
+        settings.detect_model, "DETECT_MODEL", allow_download=settings.allow_model_download
+    )
+    segment_path = resolve_yolo_weights(
+        settings.segment_model, "SEGMENT_MODEL", allow_download=settings.allow_model_download
+    )
     import torch
 
     if settings.torch_threads:
@@ -66,16 +70,27 @@ def load_models(settings: Settings) -> ModelSet:
     common = {"confidence": settings.object_min_confidence, "device": device}
     detectors: list[Detector] = []
     if detect_path == segment_path:
-        detectors.append(YoloDetector(detect_path, name=settings.detect_model,
-                                      roles=("objects", "segments"), **common))
+        detectors.append(
+            YoloDetector(
+                detect_path, name=settings.detect_model, roles=("objects", "segments"), **common
+            )
+        )
     else:
-        detectors.append(YoloDetector(detect_path, name=settings.detect_model,
-                                      roles=("objects",), **common))
-        detectors.append(YoloDetector(segment_path, name=settings.segment_model,
-                                      roles=("segments",), **common))
+        detectors.append(
+            YoloDetector(detect_path, name=settings.detect_model, roles=("objects",), **common)
+        )
+        detectors.append(
+            YoloDetector(segment_path, name=settings.segment_model, roles=("segments",), **common)
+        )
     if settings.faces_enabled:
-        detectors.append(MtcnnFaceDetector(min_confidence=settings.face_min_confidence,
-                                           device=device))
-    log.info("models_loaded", device=device, detect=settings.detect_model,
-             segment=settings.segment_model, faces=settings.faces_enabled)
+        detectors.append(
+            MtcnnFaceDetector(min_confidence=settings.face_min_confidence, device=device)
+        )
+    log.info(
+        "models_loaded",
+        device=device,
+        detect=settings.detect_model,
+        segment=settings.segment_model,
+        faces=settings.faces_enabled,
+    )
     return ModelSet(detectors=detectors, device=device, settings=settings)

@@ -32,8 +32,14 @@ class SceneTracker(Protocol):
 class ContentSceneTracker:
     name = "content"
 
-    def __init__(self, *, fps: float, threshold: float = 27.0, min_scene_len: int = 15,
-                 downscale_width: int = 256) -> None:
+    def __init__(
+        self,
+        *,
+        fps: float,
+        threshold: float = 27.0,
+        min_scene_len: int = 15,
+        downscale_width: int = 256,
+    ) -> None:
         self._fps = float(fps) if fps and fps > 0 else 25.0
         self._detector = ContentDetector(threshold=threshold, min_scene_len=min_scene_len)
         self._downscale_width = downscale_width

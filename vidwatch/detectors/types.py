@@ -40,16 +40,21 @@ class ObjectDetection:
     polygon: tuple[Point, ...] | None = None
 
     @classmethod
-    def make(cls, label: str, class_id: int, confidence: float, box: Any,
-             polygon: Any = None) -> ObjectDetection:
+    def make(
+        cls, label: str, class_id: int, confidence: float, box: Any, polygon: Any = None
+    ) -> ObjectDetection:
         poly = None
         if polygon is not None:
             poly = tuple((_r(x, 1), _r(y, 1)) for x, y in polygon)
         return cls(str(label), int(class_id), _confidence(confidence), _box(box), poly)
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"label": self.label, "class_id": self.class_id,
-                               "confidence": self.confidence, "box_xyxy": list(self.box_xyxy)}
+        out: dict[str, Any] = {
+            "label": self.label,
+            "class_id": self.class_id,
+            "confidence": self.confidence,
+            "box_xyxy": list(self.box_xyxy),
+        }
         if self.polygon is not None:
             out["polygon"] = [list(p) for p in self.polygon]
         return out
@@ -67,8 +72,11 @@ class FaceDetection:
         return cls(_confidence(confidence), _box(box), points)
 
     def to_json(self) -> dict[str, Any]:
-        return {"confidence": self.confidence, "box_xyxy": list(self.box_xyxy),
-                "landmarks": [list(p) for p in self.landmarks]}
+        return {
+            "confidence": self.confidence,
+            "box_xyxy": list(self.box_xyxy),
+            "landmarks": [list(p) for p in self.landmarks],
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +88,9 @@ class Detections:
     faces: tuple[FaceDetection, ...] = ()
 
     def merge(self, other: Detections) -> Detections:
-        return Detections(self.objects + other.objects, self.segments + other.segments,
-                          self.faces + other.faces)
+        return Detections(
+            self.objects + other.objects, self.segments + other.segments, self.faces + other.faces
+        )
 
 
 @dataclass(frozen=True)

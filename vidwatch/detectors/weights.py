@@ -27,14 +27,19 @@ def resolve_yolo_weights(value: str, setting: str, *, allow_download: bool) -> P
         return path.resolve()
     looks_like_path = os.sep in value or "/" in value or not value.endswith(".pt")
     if looks_like_path:
-        raise ConfigError(f"{setting}={value!r}: no such weights file; set {setting} to the "
-                          "path of a .pt file or to an Ultralytics model name such as "
-                          "yolo11n.pt")
-    hint = (f"set {setting} to the path of a .pt file (the weights of {value}, copied onto "
-            "this host)")
+        raise ConfigError(
+            f"{setting}={value!r}: no such weights file; set {setting} to the "
+            "path of a .pt file or to an Ultralytics model name such as "
+            "yolo11n.pt"
+        )
+    hint = (
+        f"set {setting} to the path of a .pt file (the weights of {value}, copied onto this host)"
+    )
     if not allow_download:
-        raise ConfigError(f"{setting}={value!r}: weights not found on this host and "
-                          f"ALLOW_MODEL_DOWNLOAD=false; {hint}")
+        raise ConfigError(
+            f"{setting}={value!r}: weights not found on this host and "
+            f"ALLOW_MODEL_DOWNLOAD=false; {hint}"
+        )
     from ultralytics.utils import SETTINGS
 
     cached = Path(SETTINGS.get("weights_dir", "weights")) / value
@@ -45,9 +50,12 @@ def resolve_yolo_weights(value: str, setting: str, *, allow_download: bool) -> P
 
         fetched = Path(attempt_download_asset(value))
     except Exception as exc:  # noqa: BLE001 - any download failure means the same to the user
-        raise ConfigError(f"{setting}={value!r}: weights not on this host and the download "
-                          f"failed ({type(exc).__name__}); {hint}") from None
+        raise ConfigError(
+            f"{setting}={value!r}: weights not on this host and the download "
+            f"failed ({type(exc).__name__}); {hint}"
+        ) from None
     if not fetched.is_file():
-        raise ConfigError(f"{setting}={value!r}: weights not on this host and could not be "
-                          f"downloaded; {hint}")
+        raise ConfigError(
+            f"{setting}={value!r}: weights not on this host and could not be downloaded; {hint}"
+        )
     return fetched.resolve()

@@ -23,8 +23,16 @@ POLYGON_EPSILON_PX = 1.0
 class YoloDetector:
     """Runs one YOLO model; ``roles`` says which lists it fills (objects, segments)."""
 
-    def __init__(self, weights: Path, *, name: str, roles: tuple[str, ...], confidence: float,
-                 device: str, imgsz: int = 640) -> None:
+    def __init__(
+        self,
+        weights: Path,
+        *,
+        name: str,
+        roles: tuple[str, ...],
+        confidence: float,
+        device: str,
+        imgsz: int = 640,
+    ) -> None:
         from ultralytics import YOLO
 
         self._model = YOLO(str(weights))
@@ -39,8 +47,12 @@ class YoloDetector:
         self._names: dict[int, str] = dict(self._model.names)
         digest = sha256_of(weights)
         self.infos = tuple(
-            ModelInfo(role={"objects": "detect", "segments": "segment"}[r], name=name,
-                      sha256=digest, extra={"task": self._task})
+            ModelInfo(
+                role={"objects": "detect", "segments": "segment"}[r],
+                name=name,
+                sha256=digest,
+                extra={"task": self._task},
+            )
             for r in roles
         )
 
@@ -49,8 +61,12 @@ class YoloDetector:
             return []
         kwargs = {"half": True} if self._half else {}
         results = self._model.predict(
-            list(frames), conf=self._confidence, device=self._device, imgsz=self._imgsz,
-            verbose=False, **kwargs,
+            list(frames),
+            conf=self._confidence,
+            device=self._device,
+            imgsz=self._imgsz,
+            verbose=False,
+            **kwargs,
         )
         return [self._convert(r) for r in results]
 
@@ -78,6 +94,5 @@ class YoloDetector:
 def _simplify(points: np.ndarray) -> np.ndarray:
     if len(points) < 4:
         return points
-    approx = cv2.approxPolyDP(points.astype(np.float32).reshape(-1, 1, 2),
-                              POLYGON_EPSILON_PX, True)
+    approx = cv2.approxPolyDP(points.astype(np.float32).reshape(-1, 1, 2), POLYGON_EPSILON_PX, True)
     return approx.reshape(-1, 2)

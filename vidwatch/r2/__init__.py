@@ -19,9 +19,17 @@ from vidwatch.r2.store import (
 )
 
 __all__ = [
-    "LocalStore", "ObjectInfo", "ObjectNotFound", "ObjectStore", "PermanentStoreError",
-    "PreconditionFailed", "PutItem", "StoreError", "TransientStoreError",
-    "UploadVerificationError", "open_store",
+    "LocalStore",
+    "ObjectInfo",
+    "ObjectNotFound",
+    "ObjectStore",
+    "PermanentStoreError",
+    "PreconditionFailed",
+    "PutItem",
+    "StoreError",
+    "TransientStoreError",
+    "UploadVerificationError",
+    "open_store",
 ]
 
 log = structlog.get_logger("vidwatch.r2")
@@ -35,8 +43,12 @@ def open_store(settings: Settings) -> ObjectStore:
     """
     missing = settings.missing_r2_settings()
     if not settings.r2_requested():
-        log.info("r2_not_configured", missing=missing, store="local",
-                 local_store_dir=str(settings.local_store_dir))
+        log.info(
+            "r2_not_configured",
+            missing=missing,
+            store="local",
+            local_store_dir=str(settings.local_store_dir),
+        )
         return LocalStore(settings.local_store_dir, workers=settings.write_workers)
     if missing:
         for name in missing:

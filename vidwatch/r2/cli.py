@@ -19,25 +19,42 @@ from vidwatch.r2.store import StoreError
 
 def add_r2_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "r2", help="bucket operations (lifecycle rules)",
-        description="Operations on the R2 bucket that belong to deployment, not the daemon.")
+        "r2",
+        help="bucket operations (lifecycle rules)",
+        description="Operations on the R2 bucket that belong to deployment, not the daemon.",
+    )
     commands = parser.add_subparsers(dest="r2_command", metavar="COMMAND")
     commands.required = True
     lifecycle = commands.add_parser(
-        "lifecycle", help="the bucket's lifecycle rules",
+        "lifecycle",
+        help="the bucket's lifecycle rules",
         description="Abort incomplete multipart uploads after R2_ABORT_MULTIPART_DAYS and "
-                    "expire jobs/ objects after R2_RETENTION_DAYS.")
+        "expire jobs/ objects after R2_RETENTION_DAYS.",
+    )
     action = lifecycle.add_mutually_exclusive_group(required=True)
-    action.add_argument("--print", dest="lifecycle_print", action="store_true",
-                        help="print the rules as JSON (the S3 lifecycle payload)")
-    action.add_argument("--apply", dest="lifecycle_apply", action="store_true",
-                        help="put the rules on the bucket; rules with other IDs are kept. "
-                             "Needs a token allowed to change bucket configuration.")
+    action.add_argument(
+        "--print",
+        dest="lifecycle_print",
+        action="store_true",
+        help="print the rules as JSON (the S3 lifecycle payload)",
+    )
+    action.add_argument(
+        "--apply",
+        dest="lifecycle_apply",
+        action="store_true",
+        help="put the rules on the bucket; rules with other IDs are kept. "
+        "Needs a token allowed to change bucket configuration.",
+    )
     return parser
 
 
-def run_r2(args: argparse.Namespace, settings: Any, *, stdout: TextIO | None = None,
-           stderr: TextIO | None = None) -> int:
+def run_r2(
+    args: argparse.Namespace,
+    settings: Any,
+    *,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
     """Run ``vidwatch r2 ...``: 0 on success, 1 when the store refused, 2 on usage or
     configuration errors."""
     out = stdout or sys.stdout
@@ -59,8 +76,11 @@ def run_r2(args: argparse.Namespace, settings: Any, *, stdout: TextIO | None = N
     from vidwatch.r2.s3 import S3Store
 
     if not settings.r2_requested():
-        print("vidwatch r2 lifecycle --apply: R2 is not configured; set "
-              + ", ".join(settings.missing_r2_settings()), file=err)
+        print(
+            "vidwatch r2 lifecycle --apply: R2 is not configured; set "
+            + ", ".join(settings.missing_r2_settings()),
+            file=err,
+        )
         return 2
     try:
         store = S3Store.from_settings(settings)
@@ -75,7 +95,17 @@ def run_r2(args: argparse.Namespace, settings: Any, *, stdout: TextIO | None = N
         return 1
     finally:
         store.close()
-    out.write(json.dumps({"bucket": store.bucket, "endpoint": store.endpoint_url,
-                          "applied": [r["ID"] for r in payload["Rules"]], "Rules": rules},
-                         indent=2, default=str) + "\n")
+    out.write(
+        json.dumps(
+            {
+                "bucket": store.bucket,
+                "endpoint": store.endpoint_url,
+                "applied": [r["ID"] for r in payload["Rules"]],
+                "Rules": rules,
+            },
+            indent=2,
+            default=str,
+        )
+        + "\n"
+    )
     return 0

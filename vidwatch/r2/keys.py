@@ -87,7 +87,7 @@ def job_id_of(key: str) -> str | None:
     """The job id a key belongs to, or None for a key outside ``jobs/<id>/``."""
     if not key.startswith(JOBS_PREFIX):
         return None
-    job_id = key[len(JOBS_PREFIX):].split("/", 1)[0]
+    job_id = key[len(JOBS_PREFIX) :].split("/", 1)[0]
     return job_id if is_job_id(job_id) else None
 
 

@@ -66,11 +66,14 @@ class Lease:
         """The lease in ``data``, or None when it is not one (then it counts as expired)."""
         try:
             doc = json.loads(data)
-            return cls(job_id=str(doc["job_id"]), owner=str(doc["owner"]),
-                       acquired_at=float(doc["acquired_at"]),
-                       renewed_at=float(doc["renewed_at"]),
-                       expires_at=float(doc["expires_at"]),
-                       released=bool(doc.get("released", False)))
+            return cls(
+                job_id=str(doc["job_id"]),
+                owner=str(doc["owner"]),
+                acquired_at=float(doc["acquired_at"]),
+                renewed_at=float(doc["renewed_at"]),
+                expires_at=float(doc["expires_at"]),
+                released=bool(doc.get("released", False)),
+            )
         except (ValueError, KeyError, TypeError):
             return None
 
@@ -113,8 +116,9 @@ def read_lease(store: ObjectStore, job_id: str) -> tuple[Lease | None, str | Non
     return Lease.from_bytes(body), info.etag, True
 
 
-def claim(store: ObjectStore, job_id: str, owner: str, *, ttl_s: float,
-          now: float) -> HeldLease | None:
+def claim(
+    store: ObjectStore, job_id: str, owner: str, *, ttl_s: float, now: float
+) -> HeldLease | None:
     """Take the job's lease for ``ttl_s`` seconds, or None when someone else holds it."""
     current, etag, exists = read_lease(store, job_id)
     verdict = decide(current, now, owner) if exists else Verdict.ACQUIRE
@@ -122,15 +126,24 @@ def claim(store: ObjectStore, job_id: str, owner: str, *, ttl_s: float,
         verdict = Verdict.TAKEOVER  # an unreadable lease object counts as expired
     if verdict is Verdict.WAIT:
         return None
-    lease = Lease(job_id=job_id, owner=owner, acquired_at=now, renewed_at=now,
-                  expires_at=now + ttl_s)
+    lease = Lease(
+        job_id=job_id, owner=owner, acquired_at=now, renewed_at=now, expires_at=now + ttl_s
+    )
     try:
         if verdict is Verdict.ACQUIRE:
-            info = store.put_bytes(keys.lease_key(job_id), lease.to_bytes(),
-                                   content_type="application/json", if_none_match=True)
+            info = store.put_bytes(
+                keys.lease_key(job_id),
+                lease.to_bytes(),
+                content_type="application/json",
+                if_none_match=True,
+            )
         else:
-            info = store.put_bytes(keys.lease_key(job_id), lease.to_bytes(),
-                                   content_type="application/json", if_match=etag)
+            info = store.put_bytes(
+                keys.lease_key(job_id),
+                lease.to_bytes(),
+                content_type="application/json",
+                if_match=etag,
+            )
     except PreconditionFailed:
         return None
     # Read our claim back: a store whose condition check and write are not one atomic step
@@ -145,8 +158,12 @@ def renew(store: ObjectStore, held: HeldLease, *, ttl_s: float, now: float) -> H
     """Extend the lease; LeaseLost when anyone else wrote it since."""
     lease = replace(held.lease, renewed_at=now, expires_at=now + ttl_s)
     try:
-        info = store.put_bytes(keys.lease_key(lease.job_id), lease.to_bytes(),
-                               content_type="application/json", if_match=held.etag)
+        info = store.put_bytes(
+            keys.lease_key(lease.job_id),
+            lease.to_bytes(),
+            content_type="application/json",
+            if_match=held.etag,
+        )
     except PreconditionFailed:
         raise LeaseLost(f"lease of job {lease.job_id} was taken over") from None
     return HeldLease(lease=lease, etag=info.etag)
@@ -157,8 +174,12 @@ def release(store: ObjectStore, held: HeldLease, *, now: float) -> bool:
     False when it was no longer ours (nothing is written then)."""
     lease = replace(held.lease, renewed_at=now, expires_at=now, released=True)
     try:
-        store.put_bytes(keys.lease_key(lease.job_id), lease.to_bytes(),
-                        content_type="application/json", if_match=held.etag)
+        store.put_bytes(
+            keys.lease_key(lease.job_id),
+            lease.to_bytes(),
+            content_type="application/json",
+            if_match=held.etag,
+        )
     except PreconditionFailed:
         return False
     return True

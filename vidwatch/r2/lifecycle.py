@@ -51,8 +51,10 @@ def build_rules(*, retention_days: int, abort_multipart_days: int) -> dict[str, 
 
 def rules_from_settings(settings: Any) -> dict[str, Any]:
     """The payload for ``R2_RETENTION_DAYS`` and ``R2_ABORT_MULTIPART_DAYS``."""
-    return build_rules(retention_days=settings.r2_retention_days,
-                       abort_multipart_days=settings.r2_abort_multipart_days)
+    return build_rules(
+        retention_days=settings.r2_retention_days,
+        abort_multipart_days=settings.r2_abort_multipart_days,
+    )
 
 
 def render(payload: dict[str, Any]) -> str:
@@ -60,8 +62,7 @@ def render(payload: dict[str, Any]) -> str:
     return json.dumps(payload, indent=2) + "\n"
 
 
-def merge_rules(existing: list[dict[str, Any]], ours: list[dict[str, Any]]
-                ) -> list[dict[str, Any]]:
+def merge_rules(existing: list[dict[str, Any]], ours: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The bucket's rules with ours put in place: a PUT replaces the whole configuration,
     so rules someone else set (other IDs) are kept as they are."""
     ids = {rule["ID"] for rule in ours}
@@ -89,9 +90,11 @@ def apply_rules(store: S3Store, payload: dict[str, Any]) -> list[dict[str, Any]]
     ours = payload["Rules"]
     merged = merge_rules(current_rules(store), ours)
     store.call(
-        "put_lifecycle", f"bucket {store.bucket}",
+        "put_lifecycle",
+        f"bucket {store.bucket}",
         lambda: store.client.put_bucket_lifecycle_configuration(
-            Bucket=store.bucket, LifecycleConfiguration={"Rules": merged}),
+            Bucket=store.bucket, LifecycleConfiguration={"Rules": merged}
+        ),
     )
     after = current_rules(store)
     by_id = {rule.get("ID"): rule for rule in after}
@@ -99,7 +102,8 @@ def apply_rules(store: S3Store, payload: dict[str, Any]) -> list[dict[str, Any]]
         if not _same_rule(rule, by_id.get(rule["ID"])):
             raise StoreError(
                 f"lifecycle rule {rule['ID']} reads back as {by_id.get(rule['ID'])!r} on "
-                f"bucket {store.bucket}, not as sent")
+                f"bucket {store.bucket}, not as sent"
+            )
     return after
 
 

@@ -81,9 +81,15 @@ class LocalStore:
         os.close(fd)
         return Path(tmp)
 
-    def _commit(self, key: str, tmp: Path, content_type: str | None,
-                metadata: dict[str, str] | None, if_none_match: bool,
-                if_match: str | None) -> ObjectInfo:
+    def _commit(
+        self,
+        key: str,
+        tmp: Path,
+        content_type: str | None,
+        metadata: dict[str, str] | None,
+        if_none_match: bool,
+        if_match: str | None,
+    ) -> ObjectInfo:
         dest = self.path_for(key)
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -110,25 +116,41 @@ class LocalStore:
         assert info is not None
         return info
 
-    def _write_meta(self, key: str, content_type: str | None,
-                    metadata: dict[str, str] | None) -> None:
+    def _write_meta(
+        self, key: str, content_type: str | None, metadata: dict[str, str] | None
+    ) -> None:
         meta_path = self._meta_path(key)
         meta_path.parent.mkdir(parents=True, exist_ok=True)
-        body = {"content_type": content_type or content_type_for(key),
-                "metadata": dict(metadata or {})}
+        body = {
+            "content_type": content_type or content_type_for(key),
+            "metadata": dict(metadata or {}),
+        }
         tmp = meta_path.with_name(meta_path.name + f".{os.getpid()}.{threading.get_ident()}")
         tmp.write_text(json.dumps(body))
         os.replace(tmp, meta_path)
 
-    def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None,
-                  metadata: dict[str, str] | None = None, if_none_match: bool = False,
-                  if_match: str | None = None) -> ObjectInfo:
+    def put_bytes(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+    ) -> ObjectInfo:
         self.path_for(key)
         tmp = self._stage(lambda fd: _write_all(fd, data))
         return self._commit(key, tmp, content_type, metadata, if_none_match, if_match)
 
-    def put_file(self, key: str, path: Path, *, content_type: str | None = None,
-                 metadata: dict[str, str] | None = None) -> ObjectInfo:
+    def put_file(
+        self,
+        key: str,
+        path: Path,
+        *,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> ObjectInfo:
         self.path_for(key)
 
         def copy(fd: int) -> None:
@@ -141,8 +163,10 @@ class LocalStore:
     def put_many(self, items: Iterable[PutItem]) -> list[ObjectInfo]:
         items = list(items)
         with ThreadPoolExecutor(self._workers) as pool:
-            futures = [pool.submit(self.put_bytes, i.key, i.data, content_type=i.content_type)
-                       for i in items]
+            futures = [
+                pool.submit(self.put_bytes, i.key, i.data, content_type=i.content_type)
+                for i in items
+            ]
         return [f.result() for f in futures]
 
     # --- reads ----------------------------------------------------------------------------
@@ -219,8 +243,7 @@ class LocalStore:
 
     def check(self) -> None:
         if not os.access(self.root, os.W_OK):
-            raise StoreError(f"store folder {self.root} is not writable",
-                             setting="LOCAL_STORE_DIR")
+            raise StoreError(f"store folder {self.root} is not writable", setting="LOCAL_STORE_DIR")
 
     def close(self) -> None:
         pass
@@ -229,7 +252,7 @@ class LocalStore:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def _prune_empty(folder: Path, stop: Path) -> None:

@@ -41,8 +41,9 @@ class RetryPolicy:
 NO_RETRY = RetryPolicy(deadline_s=0.0, max_attempts=1)
 
 
-def next_delay(policy: RetryPolicy, attempt: int, *, started: float, now: float,
-               rng: Callable[[], float]) -> float | None:
+def next_delay(
+    policy: RetryPolicy, attempt: int, *, started: float, now: float, rng: Callable[[], float]
+) -> float | None:
     """Seconds to wait before the next attempt, or None to give up.
 
     ``attempt``: attempts made so far (1 after the first failure). ``started`` and ``now``:

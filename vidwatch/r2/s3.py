@@ -66,23 +66,53 @@ DELETE_BATCH = 1000
 CREDENTIALS_SETTING = "R2_ACCESS_KEY_ID / R2_SECRET_ACCESS_KEY"
 BUCKET_SETTING = "R2_BUCKET"
 
-_TRANSIENT_CODES = frozenset({
-    "SlowDown", "Throttling", "ThrottlingException", "TooManyRequests", "RequestTimeout",
-    "RequestTimeoutException", "InternalError", "ServiceUnavailable", "OperationAborted",
-    "ConditionalRequestConflict", "RequestLimitExceeded", "BandwidthLimitExceeded",
-    "PriorRequestNotComplete", "EC2ThrottledException",
-})
-_CREDENTIAL_CODES = frozenset({
-    "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken",
-    "ExpiredToken", "TokenRefreshRequired", "AllAccessDisabled", "AccountProblem",
-    "Forbidden", "Unauthorized", "InvalidSecurity", "403", "401",
-})
+_TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "TooManyRequests",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "InternalError",
+        "ServiceUnavailable",
+        "OperationAborted",
+        "ConditionalRequestConflict",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "PriorRequestNotComplete",
+        "EC2ThrottledException",
+    }
+)
+_CREDENTIAL_CODES = frozenset(
+    {
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidToken",
+        "ExpiredToken",
+        "TokenRefreshRequired",
+        "AllAccessDisabled",
+        "AccountProblem",
+        "Forbidden",
+        "Unauthorized",
+        "InvalidSecurity",
+        "403",
+        "401",
+    }
+)
 _BUCKET_CODES = frozenset({"NoSuchBucket", "InvalidBucketName"})
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 
 
-def classify_error(exc: BaseException, *, op: str, target: str, endpoint: str,
-                   endpoint_setting: str = "R2_ENDPOINT_URL") -> StoreError | None:
+def classify_error(
+    exc: BaseException,
+    *,
+    op: str,
+    target: str,
+    endpoint: str,
+    endpoint_setting: str = "R2_ENDPOINT_URL",
+) -> StoreError | None:
     """The store error for a botocore/s3transfer error, or None for anything else.
 
     Transient: refused or dropped connections, timeouts, 5xx, 429, throttling, and 409
@@ -95,16 +125,19 @@ def classify_error(exc: BaseException, *, op: str, target: str, endpoint: str,
         inner = exc.last_exception
         found = None
         if inner is not None and inner is not exc:
-            found = classify_error(inner, op=op, target=target, endpoint=endpoint,
-                                   endpoint_setting=endpoint_setting)
+            found = classify_error(
+                inner, op=op, target=target, endpoint=endpoint, endpoint_setting=endpoint_setting
+            )
         return found or TransientStoreError(f"{where}: {exc}", setting=endpoint_setting)
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-        return PermanentStoreError(f"{where}: no credentials; check {CREDENTIALS_SETTING}",
-                                   setting=CREDENTIALS_SETTING)
+        return PermanentStoreError(
+            f"{where}: no credentials; check {CREDENTIALS_SETTING}", setting=CREDENTIALS_SETTING
+        )
     if isinstance(exc, ConnectionError | HTTPClientError | IncompleteReadError):
         return TransientStoreError(
             f"{where}: {type(exc).__name__}: {exc}; check {endpoint_setting} and the network",
-            setting=endpoint_setting)
+            setting=endpoint_setting,
+        )
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {}) or {}
         code = str(error.get("Code", "") or "")
@@ -116,19 +149,20 @@ def classify_error(exc: BaseException, *, op: str, target: str, endpoint: str,
         if code in _TRANSIENT_CODES or status >= 500 or status in (408, 429):
             return TransientStoreError(detail)  # the server answered: no setting to blame
         if code in _BUCKET_CODES:
-            return PermanentStoreError(f"{detail}; check {BUCKET_SETTING}",
-                                       setting=BUCKET_SETTING)
+            return PermanentStoreError(f"{detail}; check {BUCKET_SETTING}", setting=BUCKET_SETTING)
         if code == "RequestTimeTooSkewed":  # a 403, but not the credentials' fault
             return PermanentStoreError(f"{detail}; check this host's clock")
         if code in _CREDENTIAL_CODES or status in (401, 403):
             return PermanentStoreError(
-                f"{detail}; check {CREDENTIALS_SETTING} (and that the token may use the "
-                f"bucket)", setting=CREDENTIALS_SETTING)
+                f"{detail}; check {CREDENTIALS_SETTING} (and that the token may use the bucket)",
+                setting=CREDENTIALS_SETTING,
+            )
         if code in _NOT_FOUND_CODES or status == 404:
             return ObjectNotFound(detail)
         if status in (301, 307) or code in ("PermanentRedirect", "AuthorizationHeaderMalformed"):
-            return PermanentStoreError(f"{detail}; check {endpoint_setting} and R2_REGION",
-                                       setting=endpoint_setting)
+            return PermanentStoreError(
+                f"{detail}; check {endpoint_setting} and R2_REGION", setting=endpoint_setting
+            )
         return PermanentStoreError(detail)
     if isinstance(exc, BotoCoreError):
         return PermanentStoreError(f"{where}: {type(exc).__name__}: {exc}")
@@ -185,20 +219,35 @@ class S3Store:
             "s3": {"addressing_style": "path"},
             "user_agent_extra": "vidwatch",
         }
-        credentials = {"endpoint_url": endpoint_url, "region_name": region,
-                       "aws_access_key_id": access_key_id,
-                       "aws_secret_access_key": secret_access_key}
+        credentials = {
+            "endpoint_url": endpoint_url,
+            "region_name": region,
+            "aws_access_key_id": access_key_id,
+            "aws_secret_access_key": secret_access_key,
+        }
         with _SESSION_LOCK:  # a Session is not thread-safe; the clients it makes are
             # Single calls: one attempt each, the retries are ours (call()).
-            self._client = _session().client("s3", **credentials, config=Config(
-                **common, max_pool_connections=self.workers + 16,
-                retries={"total_max_attempts": 1, "mode": "standard"}))
+            self._client = _session().client(
+                "s3",
+                **credentials,
+                config=Config(
+                    **common,
+                    max_pool_connections=self.workers + 16,
+                    retries={"total_max_attempts": 1, "mode": "standard"},
+                ),
+            )
             # Transfers (put_file, download_file): botocore may retry a part or a ranged
             # GET a few times, so one failed part does not restart a large upload; our
             # loop still retries the whole transfer and bounds it in time.
-            self._transfer_client = _session().client("s3", **credentials, config=Config(
-                **common, max_pool_connections=multipart_concurrency + 2,
-                retries={"total_max_attempts": max(1, int(part_attempts)), "mode": "standard"}))
+            self._transfer_client = _session().client(
+                "s3",
+                **credentials,
+                config=Config(
+                    **common,
+                    max_pool_connections=multipart_concurrency + 2,
+                    retries={"total_max_attempts": max(1, int(part_attempts)), "mode": "standard"},
+                ),
+            )
         # DeleteObjects and PutBucketLifecycleConfiguration must carry a body checksum.
         # botocore sends CRC32 (R2 and current S3 servers take it); older MinIO and Ceph
         # releases insist on Content-MD5, so it goes along too.
@@ -213,12 +262,16 @@ class S3Store:
         from vidwatch.config import ConfigError
 
         endpoint = settings.r2_endpoint()
-        missing = [name for name, value in (
-            ("R2_ACCOUNT_ID" if not settings.r2_endpoint_url else "R2_ENDPOINT_URL", endpoint),
-            ("R2_BUCKET", settings.r2_bucket),
-            ("R2_ACCESS_KEY_ID", settings.r2_access_key_id),
-            ("R2_SECRET_ACCESS_KEY", settings.r2_secret_access_key),
-        ) if not value]
+        missing = [
+            name
+            for name, value in (
+                ("R2_ACCOUNT_ID" if not settings.r2_endpoint_url else "R2_ENDPOINT_URL", endpoint),
+                ("R2_BUCKET", settings.r2_bucket),
+                ("R2_ACCESS_KEY_ID", settings.r2_access_key_id),
+                ("R2_SECRET_ACCESS_KEY", settings.r2_secret_access_key),
+            )
+            if not value
+        ]
         if missing:
             raise ConfigError(f"R2 store needs setting {', '.join(missing)}")
         kwargs: dict[str, Any] = {
@@ -228,8 +281,7 @@ class S3Store:
             "secret_access_key": settings.r2_secret_access_key,
             "region": settings.r2_region or "auto",
             "workers": settings.write_workers,
-            "endpoint_setting": "R2_ENDPOINT_URL" if settings.r2_endpoint_url
-            else "R2_ACCOUNT_ID",
+            "endpoint_setting": "R2_ENDPOINT_URL" if settings.r2_endpoint_url else "R2_ACCOUNT_ID",
         }
         kwargs.update(overrides)
         return cls(**kwargs)
@@ -248,8 +300,13 @@ class S3Store:
         return f"S3Store(bucket={self.bucket!r}, endpoint_url={self.endpoint_url!r})"
 
     # --- the retry loop -----------------------------------------------------------------------
-    def call(self, op: str, target: str, fn: Callable[[], T],
-             on_transient: Callable[[], None] | None = None) -> T:
+    def call(
+        self,
+        op: str,
+        target: str,
+        fn: Callable[[], T],
+        on_transient: Callable[[], None] | None = None,
+    ) -> T:
         """Run ``fn`` (one or more botocore calls) with the store's retries; botocore errors
         come out as StoreErrors, anything else propagates unchanged. ``on_transient`` is
         called before each retry."""
@@ -260,8 +317,13 @@ class S3Store:
             try:
                 return fn()
             except (BotoCoreError, ClientError, RetriesExceededError) as exc:
-                mapped = classify_error(exc, op=op, target=target, endpoint=self.endpoint_url,
-                                        endpoint_setting=self.endpoint_setting)
+                mapped = classify_error(
+                    exc,
+                    op=op,
+                    target=target,
+                    endpoint=self.endpoint_url,
+                    endpoint_setting=self.endpoint_setting,
+                )
                 if mapped is None:  # pragma: no cover - classify_error maps all three
                     raise
                 raise mapped from exc
@@ -269,13 +331,16 @@ class S3Store:
         def on_retry(n: int, delay: float, exc: BaseException) -> None:
             if on_transient is not None:
                 on_transient()
-            log.warning("r2_retry", op=op, target=target, attempt=n,
-                        delay_s=round(delay, 3), error=str(exc))
+            log.warning(
+                "r2_retry", op=op, target=target, attempt=n, delay_s=round(delay, 3), error=str(exc)
+            )
 
         started = time.monotonic()
         try:
             return call_with_retry(
-                attempt, policy=self.retry, on_retry=on_retry,
+                attempt,
+                policy=self.retry,
+                on_retry=on_retry,
                 is_retryable=lambda e: isinstance(e, TransientStoreError),
             )
         except TransientStoreError as exc:
@@ -284,15 +349,27 @@ class S3Store:
             spent = time.monotonic() - started
             raise TransientStoreError(
                 f"gave up after {attempts[0]} attempts over {spent:.1f} s: {exc}",
-                setting=exc.setting) from exc
+                setting=exc.setting,
+            ) from exc
 
     # --- writes -------------------------------------------------------------------------------
-    def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None,
-                  metadata: dict[str, str] | None = None, if_none_match: bool = False,
-                  if_match: str | None = None) -> ObjectInfo:
+    def put_bytes(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+    ) -> ObjectInfo:
         content_type = content_type or content_type_for(key)
-        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Body": data,
-                                  "ContentType": content_type}
+        params: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "Body": data,
+            "ContentType": content_type,
+        }
         if metadata:
             params["Metadata"] = dict(metadata)
         if if_none_match:
@@ -313,8 +390,11 @@ class S3Store:
             if had_transient[0]:
                 current = self.head(key)
                 ours = hashlib.md5(data, usedforsecurity=False).hexdigest()
-                if current is not None and current.size == len(data) and \
-                        current.etag.strip('"') == ours:
+                if (
+                    current is not None
+                    and current.size == len(data)
+                    and current.etag.strip('"') == ours
+                ):
                     return current
             raise
         except ObjectNotFound:
@@ -330,8 +410,14 @@ class S3Store:
             metadata=dict(metadata or {}),
         )
 
-    def put_file(self, key: str, path: Path, *, content_type: str | None = None,
-                 metadata: dict[str, str] | None = None) -> ObjectInfo:
+    def put_file(
+        self,
+        key: str,
+        path: Path,
+        *,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> ObjectInfo:
         """Upload through boto3's transfer manager: multipart above the threshold, parts of
         one size but the last (R2 requires it), several parts in flight. A failed part is
         retried by botocore (``part_attempts``), a failed upload whole by the store's loop;
@@ -343,27 +429,33 @@ class S3Store:
             extra["Metadata"] = dict(metadata)
 
         def upload() -> None:
-            with create_transfer_manager(self._transfer_client,
-                                         self._transfer_config) as manager:
+            with create_transfer_manager(self._transfer_client, self._transfer_config) as manager:
                 manager.upload(str(path), self.bucket, key, extra_args=extra).result()
 
         self.call("put_file", key, upload)
         info = self.head(key)
         if info is None:
-            raise TransientStoreError(f"{key} is not visible after its upload",
-                                      setting=self.endpoint_setting)
+            raise TransientStoreError(
+                f"{key} is not visible after its upload", setting=self.endpoint_setting
+            )
         return info
 
     def put_many(self, items: Iterable[PutItem]) -> list[ObjectInfo]:
         items = list(items)
         if not items:
             return []
-        with ThreadPoolExecutor(min(self.workers, len(items)),
-                                thread_name_prefix="s3-put") as pool:
+        with ThreadPoolExecutor(min(self.workers, len(items)), thread_name_prefix="s3-put") as pool:
             # Each upload carries the caller's log context (job_id, stage) into the pool.
-            futures = [pool.submit(contextvars.copy_context().run, self.put_bytes, i.key,
-                                   i.data, content_type=i.content_type)
-                       for i in items]
+            futures = [
+                pool.submit(
+                    contextvars.copy_context().run,
+                    self.put_bytes,
+                    i.key,
+                    i.data,
+                    content_type=i.content_type,
+                )
+                for i in items
+            ]
         errors = [f.exception() for f in futures if f.exception() is not None]
         if errors:
             if len(errors) > 1:
@@ -382,8 +474,7 @@ class S3Store:
 
     def download_file(self, key: str, path: Path) -> None:
         def download() -> None:
-            with create_transfer_manager(self._transfer_client,
-                                         self._transfer_config) as manager:
+            with create_transfer_manager(self._transfer_client, self._transfer_config) as manager:
                 manager.download(self.bucket, key, str(path)).result()
 
         self.call("download", key, download)
@@ -395,7 +486,10 @@ class S3Store:
             except ClientError as exc:
                 status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
                 if status == 404 or exc.response.get("Error", {}).get("Code") in (
-                        "404", "NoSuchKey", "NotFound"):
+                    "404",
+                    "NoSuchKey",
+                    "NotFound",
+                ):
                     return None
                 raise
 
@@ -416,41 +510,48 @@ class S3Store:
         on its own). Listings carry no content type and no metadata: ``head`` has them."""
         token: str | None = None
         while True:
-            params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix,
-                                      "MaxKeys": page_size}
+            params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": page_size}
             if token:
                 params["ContinuationToken"] = token
-            page = self.call("list", prefix or "/",
-                              lambda p=params: self._client.list_objects_v2(**p))
+            page = self.call(
+                "list", prefix or "/", lambda p=params: self._client.list_objects_v2(**p)
+            )
             for obj in page.get("Contents", []) or []:
-                yield ObjectInfo(key=obj["Key"], size=int(obj["Size"]), etag=obj["ETag"],
-                                 last_modified=obj["LastModified"])
+                yield ObjectInfo(
+                    key=obj["Key"],
+                    size=int(obj["Size"]),
+                    etag=obj["ETag"],
+                    last_modified=obj["LastModified"],
+                )
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return
 
     # --- deletes ------------------------------------------------------------------------------
     def delete(self, key: str) -> None:
-        self.call("delete", key,
-                   lambda: self._client.delete_object(Bucket=self.bucket, Key=key))
+        self.call("delete", key, lambda: self._client.delete_object(Bucket=self.bucket, Key=key))
 
     def delete_many(self, keys: Iterable[str]) -> None:
         """DeleteObjects in batches of 1,000 (the S3 limit); absent keys are no error."""
         keys = list(dict.fromkeys(keys))
         for start in range(0, len(keys), DELETE_BATCH):
-            batch = keys[start:start + DELETE_BATCH]
+            batch = keys[start : start + DELETE_BATCH]
             request = {"Objects": [{"Key": k} for k in batch], "Quiet": True}
             resp = self.call(
-                "delete_many", f"{batch[0]} (+{len(batch) - 1})",
-                lambda r=request: self._client.delete_objects(Bucket=self.bucket, Delete=r))
-            failed = [e for e in resp.get("Errors", []) or []
-                      if e.get("Code") not in ("NoSuchKey",)]
+                "delete_many",
+                f"{batch[0]} (+{len(batch) - 1})",
+                lambda r=request: self._client.delete_objects(Bucket=self.bucket, Delete=r),
+            )
+            failed = [
+                e for e in resp.get("Errors", []) or [] if e.get("Code") not in ("NoSuchKey",)
+            ]
             if failed:
                 first = failed[0]
                 raise StoreError(
                     f"delete of {len(failed)} of {len(batch)} keys failed at "
                     f"{self.endpoint_url}, first {first.get('Key')}: {first.get('Code')} "
-                    f"{first.get('Message', '')}".rstrip())
+                    f"{first.get('Message', '')}".rstrip()
+                )
 
     # --- links and checks ---------------------------------------------------------------------
     def signed_url(self, key: str, ttl_s: int) -> str:
@@ -459,7 +560,8 @@ class S3Store:
         if not 1 <= ttl_s <= MAX_URL_TTL_S:
             raise ValueError(f"signed URL lifetime must be 1 s to 7 days, got {ttl_s} s")
         return self._client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=ttl_s)
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=ttl_s
+        )
 
     def check(self) -> None:
         """HEAD the bucket: raises PermanentStoreError naming R2_BUCKET or the credentials,

@@ -15,15 +15,15 @@ def sign(secret: bytes, key: str, expires: int) -> str:
     return hmac.new(secret, message, hashlib.sha256).hexdigest()
 
 
-def signed_file_url(base_url: str, secret: bytes, key: str, ttl_s: int,
-                    now: float | None = None) -> str:
+def signed_file_url(
+    base_url: str, secret: bytes, key: str, ttl_s: int, now: float | None = None
+) -> str:
     expires = int((time.time() if now is None else now) + ttl_s)
     query = urlencode({"expires": expires, "signature": sign(secret, key, expires)})
     return f"{base_url.rstrip('/')}/files/{quote(key)}?{query}"
 
 
-def verify(secret: bytes, key: str, expires: int, signature: str,
-           now: float | None = None) -> bool:
+def verify(secret: bytes, key: str, expires: int, signature: str, now: float | None = None) -> bool:
     """True when the signature matches and the link has not expired."""
     if int(expires) < (time.time() if now is None else now):
         return False

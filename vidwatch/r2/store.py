@@ -8,8 +8,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from vidwatch.errors import VidwatchError
 
-class StoreError(Exception):
+
+class StoreError(VidwatchError):
     """Base of every store error. ``setting`` names the setting to check, if any."""
 
     code = "store_error"

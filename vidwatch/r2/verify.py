@@ -19,8 +19,9 @@ def file_sha256(path: Path, chunk: int = 1024 * 1024) -> str:
     return digest.hexdigest()
 
 
-def upload_verified(store: ObjectStore, key: str, path: Path, *, sha256: str,
-                    content_type: str | None = None) -> ObjectInfo:
+def upload_verified(
+    store: ObjectStore, key: str, path: Path, *, sha256: str, content_type: str | None = None
+) -> ObjectInfo:
     """Upload ``path`` to ``key`` and check that the stored object is the staged file.
 
     The check compares the size and the sha256 kept in the object's metadata; where the
@@ -32,8 +33,15 @@ def upload_verified(store: ObjectStore, key: str, path: Path, *, sha256: str,
     return verify_object(store, key, size=size, sha256=sha256)
 
 
-def verify_object(store: ObjectStore, key: str, *, size: int, sha256: str,
-                  read_back: bool = True, local: str = "the staged source") -> ObjectInfo:
+def verify_object(
+    store: ObjectStore,
+    key: str,
+    *,
+    size: int,
+    sha256: str,
+    read_back: bool = True,
+    local: str = "the staged source",
+) -> ObjectInfo:
     """Check that the object at ``key`` holds ``size`` bytes with this sha256.
 
     The sha256 is taken from the object's metadata; where there is none, the object is read
@@ -44,8 +52,7 @@ def verify_object(store: ObjectStore, key: str, *, size: int, sha256: str,
     if info is None:
         raise UploadVerificationError(f"{key} is missing after upload")
     if info.size != size:
-        raise UploadVerificationError(
-            f"{key} holds {info.size} bytes after upload, {local} {size}")
+        raise UploadVerificationError(f"{key} holds {info.size} bytes after upload, {local} {size}")
     stored = info.metadata.get(SHA256_META)
     if stored is None and read_back:
         stored = hashlib.sha256(store.get_bytes(key)).hexdigest()

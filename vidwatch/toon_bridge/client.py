@@ -54,6 +54,8 @@ from typing import Any
 
 import structlog
 
+from vidwatch.errors import VidwatchError
+
 log = structlog.get_logger("vidwatch.toon")
 
 RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
@@ -66,11 +68,11 @@ _STDERR_LINES = 40
 __all__ = ["RUNTIME_DIR", "ToonBridge", "ToonError", "ToonUnavailable", "pinned_version"]
 
 
-class ToonUnavailable(Exception):
+class ToonUnavailable(VidwatchError):
     """The TOON runtime cannot run here: Node or npm missing, or ``npm ci`` failed."""
 
 
-class ToonError(Exception):
+class ToonError(VidwatchError):
     """A document could not be converted, the helper timed out, or it failed twice."""
 
 

@@ -98,8 +98,7 @@ class FileLinkSigner:
         base = _request_base_url.get() or self._fallback
         return signed_file_url(base, self._secret, key, int(ttl_s))
 
-    def check(self, key: str, expires: str | None, signature: str | None,
-              now: float) -> str | None:
+    def check(self, key: str, expires: str | None, signature: str | None, now: float) -> str | None:
         """None when the link is valid, else the error code (``missing_signature``,
         ``invalid_signature`` or ``link_expired``). The signature is compared in constant
         time before the expiry is looked at."""
@@ -109,16 +108,22 @@ class FileLinkSigner:
             expires_at = int(expires)
         except ValueError:
             return "invalid_signature"
-        if not hmac.compare_digest(sign(self._secret, key, expires_at).encode(),
-                                   signature.encode()):
+        if not hmac.compare_digest(
+            sign(self._secret, key, expires_at).encode(), signature.encode()
+        ):
             return "invalid_signature"
         if expires_at < now:
             return "link_expired"
         return None
 
 
-def link_results(doc: dict[str, Any], job_id: str, signed_url: Callable[[str], str],
-                 ttl_s: int, now: datetime | None = None) -> dict[str, Any]:
+def link_results(
+    doc: dict[str, Any],
+    job_id: str,
+    signed_url: Callable[[str], str],
+    ttl_s: int,
+    now: datetime | None = None,
+) -> dict[str, Any]:
     """results.json with each artifact key (``frames[*].images.*``, ``frames[*].json``,
     ``frames[*].toon``) replaced by ``{"key": key, "url": signed URL}``; null stays null.
     Adds ``links: {ttl_s, expires_at}``. Keys outside the job's prefix are not signed."""
@@ -138,7 +143,8 @@ def link_results(doc: dict[str, Any], job_id: str, signed_url: Callable[[str], s
             if field in frame:
                 frame[field] = link(frame[field])
     now = now or datetime.now(UTC)
-    doc["links"] = {"ttl_s": int(ttl_s),
-                    "expires_at": (now + timedelta(seconds=int(ttl_s)))
-                    .strftime("%Y-%m-%dT%H:%M:%SZ")}
+    doc["links"] = {
+        "ttl_s": int(ttl_s),
+        "expires_at": (now + timedelta(seconds=int(ttl_s))).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
     return doc

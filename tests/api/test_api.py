@@ -22,7 +22,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from tests.daemon.api_harness import (
+from tests.api.api_harness import (
     BOUNDARY,
     MULTIPART_TYPE,
     Served,
@@ -36,12 +36,12 @@ from tests.daemon.api_harness import (
     serve,
     wait_for,
 )
+from vidwatch.api.app import create_app
+from vidwatch.api.links import SECRET_FILE, load_signing_secret
+from vidwatch.api.upload import ENVELOPE_ALLOWANCE, sanitize_filename, sniff_ext
 from vidwatch.config import Settings, load_settings
-from vidwatch.daemon.api import create_app
-from vidwatch.daemon.api_links import SECRET_FILE, load_signing_secret
-from vidwatch.daemon.api_upload import ENVELOPE_ALLOWANCE, sanitize_filename, sniff_ext
-from vidwatch.daemon.jobs import new_job_id
-from vidwatch.daemon.manifest import Manifest, write_manifest
+from vidwatch.jobs.manifest import Manifest, write_manifest
+from vidwatch.jobs.staging import new_job_id
 from vidwatch.r2 import keys
 from vidwatch.r2.local import LocalStore
 from vidwatch.r2.signing import signed_file_url
@@ -51,8 +51,9 @@ TOKEN = "test-token-5f1c"
 
 
 class Api:
-    def __init__(self, served: Served, settings: Settings, store: LocalStore,
-                 worker: Worker) -> None:
+    def __init__(
+        self, served: Served, settings: Settings, store: LocalStore, worker: Worker
+    ) -> None:
         self.served = served
         self.settings = settings
         self.store = store
@@ -70,24 +71,39 @@ class Api:
         return {info.key for info in self.store.list("jobs/")}
 
     def upload(self, data: bytes, filename: str = "clip.mp4", **fields: str) -> httpx.Response:
-        return self.client.post("/analyze-video", files={"file": (filename, data)},
-                                data=fields or None)
+        return self.client.post(
+            "/analyze-video", files={"file": (filename, data)}, data=fields or None
+        )
 
 
 @pytest.fixture
 def make_api(tmp_path: Path) -> Iterator[Any]:
     with contextlib.ExitStack() as stack:
 
-        def make(*, worker: Worker | None = None, health=None, store: LocalStore | None = None,
-                 app_kwargs: dict | None = None, **env: Any) -> Api:
-            values = {"TEMP_MEDIA_DIR": str(tmp_path / "tmp_media"),
-                      "LOCAL_STORE_DIR": str(tmp_path / "store"), "TOON_ENABLED": "false"}
+        def make(
+            *,
+            worker: Worker | None = None,
+            health=None,
+            store: LocalStore | None = None,
+            app_kwargs: dict | None = None,
+            **env: Any,
+        ) -> Api:
+            values = {
+                "TEMP_MEDIA_DIR": str(tmp_path / "tmp_media"),
+                "LOCAL_STORE_DIR": str(tmp_path / "store"),
+                "TOON_ENABLED": "false",
+            }
             values.update({k.upper(): str(v) for k, v in env.items()})
             settings = load_settings(values)
             store = store or LocalStore(settings.local_store_dir)
             worker = worker or Worker()
-            app = create_app(settings=settings, store=store, submit=worker.submit,
-                             health=health or (lambda: {"ok": True}), **(app_kwargs or {}))
+            app = create_app(
+                settings=settings,
+                store=store,
+                submit=worker.submit,
+                health=health or (lambda: {"ok": True}),
+                **(app_kwargs or {}),
+            )
             served = stack.enter_context(serve(app))
             api = Api(served, settings, store, worker)
             stack.callback(api.client.close)
@@ -137,8 +153,7 @@ def test_upload_stages_the_video_writes_a_queued_manifest_and_submits(api, video
     assert manifest == json.loads(api.store.get_bytes(keys.status_key(job_id)))
 
 
-@pytest.mark.parametrize("value, expected", [("true", True), ("false", False),
-                                             ("FALSE", False)])
+@pytest.mark.parametrize("value, expected", [("true", True), ("false", False), ("FALSE", False)])
 def test_cleanup_field_overrides_the_policy(api, video, value, expected):
     resp = api.upload(video, cleanup_local_video_after_upload=value)
     assert resp.status_code == 202, resp.text
@@ -148,12 +163,15 @@ def test_cleanup_field_overrides_the_policy(api, video, value, expected):
     assert manifest["cleanup"]["local_source_policy"] is expected
 
 
-@pytest.mark.parametrize("fields, code", [
-    ({"cleanup_local_video_after_upload": "yes"}, "invalid_field"),
-    ({"cleanup_local_video_after_upload": ""}, "invalid_field"),
-    ({"cleanup_local_video_after_upload": "1"}, "invalid_field"),
-    ({"cleanup": "false"}, "unknown_field"),
-])
+@pytest.mark.parametrize(
+    "fields, code",
+    [
+        ({"cleanup_local_video_after_upload": "yes"}, "invalid_field"),
+        ({"cleanup_local_video_after_upload": ""}, "invalid_field"),
+        ({"cleanup_local_video_after_upload": "1"}, "invalid_field"),
+        ({"cleanup": "false"}, "unknown_field"),
+    ],
+)
 def test_a_bad_form_field_is_422_and_leaves_nothing(api, video, fields, code):
     resp = api.upload(video, **fields)
     assert resp.status_code == 422, resp.text
@@ -168,23 +186,32 @@ def test_the_field_may_come_after_the_file(api, video):
     body = part_header("file", b"late.mp4") + video + b"\r\n"
     body += part_header("cleanup_local_video_after_upload") + b"false\r\n"
     body += f"--{BOUNDARY}--\r\n".encode()
-    resp = api.client.post("/analyze-video", content=body,
-                           headers={"content-type": MULTIPART_TYPE})
+    resp = api.client.post("/analyze-video", content=body, headers={"content-type": MULTIPART_TYPE})
     assert resp.status_code == 202, resp.text
     assert api.worker.submitted[0].cleanup_override is False
 
 
-@pytest.mark.parametrize("content, ctype, status, code", [
-    (b"just bytes", "application/octet-stream", 415, "unsupported_media_type"),
-    (part_header("other") + b"x\r\n" + f"--{BOUNDARY}--\r\n".encode(), MULTIPART_TYPE,
-     422, "unknown_field"),
-    (f"--{BOUNDARY}--\r\n".encode(), MULTIPART_TYPE, 422, "missing_file"),
-    (part_header("file", b"cut.mp4") + b"\0" * 5000, MULTIPART_TYPE, 400,
-     "malformed_multipart"),
-    (b"garbage without any boundary", MULTIPART_TYPE, 400, "malformed_multipart"),
-])
-def test_malformed_uploads_get_a_clear_4xx_and_leave_nothing(api, content, ctype, status,
-                                                             code):
+@pytest.mark.parametrize(
+    "content, ctype, status, code",
+    [
+        (b"just bytes", "application/octet-stream", 415, "unsupported_media_type"),
+        (
+            part_header("other") + b"x\r\n" + f"--{BOUNDARY}--\r\n".encode(),
+            MULTIPART_TYPE,
+            422,
+            "unknown_field",
+        ),
+        (f"--{BOUNDARY}--\r\n".encode(), MULTIPART_TYPE, 422, "missing_file"),
+        (
+            part_header("file", b"cut.mp4") + b"\0" * 5000,
+            MULTIPART_TYPE,
+            400,
+            "malformed_multipart",
+        ),
+        (b"garbage without any boundary", MULTIPART_TYPE, 400, "malformed_multipart"),
+    ],
+)
+def test_malformed_uploads_get_a_clear_4xx_and_leave_nothing(api, content, ctype, status, code):
     resp = api.client.post("/analyze-video", content=content, headers={"content-type": ctype})
     assert resp.status_code == status, resp.text
     assert resp.json()["error"]["code"] == code
@@ -206,8 +233,11 @@ def test_over_the_limit_with_a_content_length_is_413_at_once(make_api):
     assert api.job_keys() == set() and api.worker.submitted == []
     assert api.client.get("/healthz").status_code == 200  # the connection and server go on
     with raw_connect(api.served.port) as sock:  # the answer needs no byte of the body
-        sock.sendall(request_head("/analyze-video", {"Content-Type": MULTIPART_TYPE,
-                                                     "Content-Length": str(10**12)}))
+        sock.sendall(
+            request_head(
+                "/analyze-video", {"Content-Type": MULTIPART_TYPE, "Content-Length": str(10**12)}
+            )
+        )
         status, body = read_response(sock)
     assert status == 413 and body["error"]["code"] == "upload_too_large"
     assert api.staged_files() == set() and not list(api.staging.glob("0*"))
@@ -230,8 +260,9 @@ def test_a_chunked_upload_over_the_limit_is_413_while_it_streams(make_api):
             yield b"\0" * 65536
         yield f"\r\n--{BOUNDARY}--\r\n".encode()
 
-    resp = api.client.post("/analyze-video", content=body(),
-                           headers={"content-type": MULTIPART_TYPE})
+    resp = api.client.post(
+        "/analyze-video", content=body(), headers={"content-type": MULTIPART_TYPE}
+    )
     assert resp.status_code == 413, resp.text
     assert api.staged_files() == set() and not list(api.staging.glob("0*"))
     assert api.worker.submitted == []
@@ -242,8 +273,11 @@ def test_the_413_comes_before_the_body_ends(make_api):
     arrives anyway, so the server stopped reading, not the client writing."""
     api = make_api(max_upload_bytes=LIMIT)
     with raw_connect(api.served.port) as sock:
-        sock.sendall(request_head("/analyze-video", {"Content-Type": MULTIPART_TYPE,
-                                                     "Transfer-Encoding": "chunked"}))
+        sock.sendall(
+            request_head(
+                "/analyze-video", {"Content-Type": MULTIPART_TYPE, "Transfer-Encoding": "chunked"}
+            )
+        )
         payload = part_header("file", b"big.mp4") + b"\0" * (LIMIT + ENVELOPE_ALLOWANCE)
         sock.sendall(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
         status, body = read_response(sock)  # no terminating chunk was sent
@@ -255,20 +289,28 @@ def test_a_client_that_disconnects_mid_upload_leaves_no_job_and_no_file(api):
     total = 8 * 1024 * 1024
     with raw_connect(api.served.port) as sock:
         head = part_header("file", b"partial.mp4")
-        sock.sendall(request_head("/analyze-video", {"Content-Type": MULTIPART_TYPE,
-                                                     "Content-Length": str(total)}))
+        sock.sendall(
+            request_head(
+                "/analyze-video", {"Content-Type": MULTIPART_TYPE, "Content-Length": str(total)}
+            )
+        )
         sock.sendall(head + b"\0" * (3 * 1024 * 1024))
 
         def partial_on_disk() -> bool:
             try:
-                return any(p.stat().st_size >= 1024 * 1024
-                           for p in api.staging.glob("*/input/upload.partial"))
+                return any(
+                    p.stat().st_size >= 1024 * 1024
+                    for p in api.staging.glob("*/input/upload.partial")
+                )
             except FileNotFoundError:
                 return False
 
         wait_for(partial_on_disk, 10, "the upload to reach the staging folder")
-    wait_for(lambda: api.staged_files() == set() and not list(api.staging.glob("0*")), 10,
-             "the staging folder to be removed")
+    wait_for(
+        lambda: api.staged_files() == set() and not list(api.staging.glob("0*")),
+        10,
+        "the staging folder to be removed",
+    )
     assert api.job_keys() == set() and api.worker.submitted == []
     assert api.client.get("/healthz").status_code == 200
 
@@ -276,8 +318,11 @@ def test_a_client_that_disconnects_mid_upload_leaves_no_job_and_no_file(api):
 def test_a_stalled_upload_is_dropped_with_408(make_api):
     api = make_api(app_kwargs={"upload_idle_timeout_s": 0.5})
     with raw_connect(api.served.port) as sock:
-        sock.sendall(request_head("/analyze-video", {"Content-Type": MULTIPART_TYPE,
-                                                     "Content-Length": "1000000"}))
+        sock.sendall(
+            request_head(
+                "/analyze-video", {"Content-Type": MULTIPART_TYPE, "Content-Length": "1000000"}
+            )
+        )
         sock.sendall(part_header("file", b"slow.mp4") + b"\0" * 1000)
         status, body = read_response(sock)
     assert status == 408 and body["error"]["code"] == "upload_timeout"
@@ -298,22 +343,41 @@ HOSTILE_NAMES = [
 ]
 
 
-@pytest.mark.parametrize("raw_name, shown", HOSTILE_NAMES,
-                         ids=["dotdot", "backslash", "absolute", "nul", "nul-dotdot",
-                              "300-chars", "only-dotdot", "empty"])
-def test_a_hostile_file_name_cannot_write_outside_its_staging_folder(api, video, tmp_path,
-                                                                     raw_name, shown):
+@pytest.mark.parametrize(
+    "raw_name, shown",
+    HOSTILE_NAMES,
+    ids=[
+        "dotdot",
+        "backslash",
+        "absolute",
+        "nul",
+        "nul-dotdot",
+        "300-chars",
+        "only-dotdot",
+        "empty",
+    ],
+)
+def test_a_hostile_file_name_cannot_write_outside_its_staging_folder(
+    api, video, tmp_path, raw_name, shown
+):
     before = files_under(tmp_path)
-    resp = api.client.post("/analyze-video", content=multipart_body(video, raw_name),
-                           headers={"content-type": MULTIPART_TYPE})
+    resp = api.client.post(
+        "/analyze-video",
+        content=multipart_body(video, raw_name),
+        headers={"content-type": MULTIPART_TYPE},
+    )
     assert resp.status_code == 202, resp.text
     job_id = resp.json()["job_id"]
     # The staged file is always source.<ext> in the job's own folder; mp4 is sniffed
     # where the name has no usable extension.
     assert api.staged_files() == {f"{job_id}/input/source.mp4"}
     new = files_under(tmp_path) - before
-    assert new <= {f"tmp_media/{job_id}/input/source.mp4", f"store/jobs/{job_id}/status.json",
-                   f"store/.meta/jobs/{job_id}/status.json.json", f"tmp_media/{SECRET_FILE}"}
+    assert new <= {
+        f"tmp_media/{job_id}/input/source.mp4",
+        f"store/jobs/{job_id}/status.json",
+        f"store/.meta/jobs/{job_id}/status.json.json",
+        f"tmp_media/{SECRET_FILE}",
+    }
     assert not (tmp_path.parent / "etc").exists()
     manifest = api.client.get(f"/status/{job_id}").json()
     assert manifest["source"]["filename"] == shown
@@ -329,15 +393,19 @@ def test_sanitize_filename_rules():
     assert sanitize_filename(None) is None and sanitize_filename("/") is None
 
 
-@pytest.mark.parametrize("name, source, ext", [
-    ("noext", "cuts_vp9.webm", "webm"),
-    ("noext", "single_shot.mp4", "mp4"),
-    ("clip.MOV", "single_shot.mp4", "mov"),
-    ("weird.ext-with-dash", "single_shot.mp4", "mp4"),
-    ("noext", None, "bin"),
-])
-def test_the_extension_comes_from_the_name_else_the_sniffed_container(api, media, name,
-                                                                      source, ext):
+@pytest.mark.parametrize(
+    "name, source, ext",
+    [
+        ("noext", "cuts_vp9.webm", "webm"),
+        ("noext", "single_shot.mp4", "mp4"),
+        ("clip.MOV", "single_shot.mp4", "mov"),
+        ("weird.ext-with-dash", "single_shot.mp4", "mp4"),
+        ("noext", None, "bin"),
+    ],
+)
+def test_the_extension_comes_from_the_name_else_the_sniffed_container(
+    api, media, name, source, ext
+):
     data = (media / source).read_bytes() if source else b"nothing known" * 100
     resp = api.upload(data, name)
     assert resp.status_code == 202, resp.text
@@ -372,8 +440,7 @@ class BrokenStore(LocalStore):
         raise TransientStoreError("connection refused", setting="R2_ENDPOINT_URL")
 
 
-def test_a_store_that_cannot_take_the_manifest_is_503_and_leaves_nothing(make_api, video,
-                                                                          tmp_path):
+def test_a_store_that_cannot_take_the_manifest_is_503_and_leaves_nothing(make_api, video, tmp_path):
     api = make_api(store=BrokenStore(tmp_path / "store"))
     resp = api.upload(video)
     assert resp.status_code == 503, resp.text
@@ -388,8 +455,15 @@ def test_unknown_id_is_404_malformed_id_is_422(api, route):
     unknown = new_job_id()
     resp = api.client.get(f"/{route}/{unknown}")
     assert resp.status_code == 404 and resp.json()["error"]["code"] == "job_not_found"
-    for bad in ("nope", "01JD3ZQ7W8X9Y0ABCDEFGHJKM", "01JD3ZQ7W8X9Y0ABCDEFGHJKMU", "%00",
-                "01JD3ZQ7W8X9Y0ABCDEFGHJKMN%00", "...", "01JD3ZQ7W8X9Y0ABCDEFGHJKMN.json"):
+    for bad in (
+        "nope",
+        "01JD3ZQ7W8X9Y0ABCDEFGHJKM",
+        "01JD3ZQ7W8X9Y0ABCDEFGHJKMU",
+        "%00",
+        "01JD3ZQ7W8X9Y0ABCDEFGHJKMN%00",
+        "...",
+        "01JD3ZQ7W8X9Y0ABCDEFGHJKMN.json",
+    ):
         resp = api.client.get(f"/{route}/{bad}")
         assert resp.status_code == 422, (bad, resp.text)
         assert resp.json()["error"]["code"] == "invalid_job_id"
@@ -418,14 +492,20 @@ def test_results_of_a_queued_job_is_409_with_the_status(api, video):
 
 def test_results_of_a_failed_job_is_409_with_its_error(api):
     job_id = new_job_id()
-    _manifest(api.store, job_id, "failed",
-              error={"code": "not_a_video", "message": "not a video: no known container"})
+    _manifest(
+        api.store,
+        job_id,
+        "failed",
+        error={"code": "not_a_video", "message": "not a video: no known container"},
+    )
     resp = api.client.get(f"/results/{job_id}")
     assert resp.status_code == 409
     error = resp.json()["error"]
     assert error["code"] == "job_failed"
-    assert error["job_error"] == {"code": "not_a_video",
-                                  "message": "not a video: no known container"}
+    assert error["job_error"] == {
+        "code": "not_a_video",
+        "message": "not a video: no known container",
+    }
     assert "not_a_video" in error["message"] and resp.json()["status"]["state"] == "failed"
 
 
@@ -449,13 +529,29 @@ def _completed_job(store: LocalStore) -> tuple[str, dict[str, bytes]]:
             images[kind] = key
         json_key = keys.frame_json_key(job_id, n)
         blobs[json_key] = json.dumps({"frame": n}).encode()
-        frames.append({"frame": n, "time_s": n / 25, "scene": 0, "objects": [],
-                       "segments": [], "faces": [], "images": images, "json": json_key,
-                       "toon": None})
+        frames.append(
+            {
+                "frame": n,
+                "time_s": n / 25,
+                "scene": 0,
+                "objects": [],
+                "segments": [],
+                "faces": [],
+                "images": images,
+                "json": json_key,
+                "toon": None,
+            }
+        )
     for key, data in blobs.items():
         store.put_bytes(key, data)
-    results = {"schema_version": 1, "job_id": job_id, "video": {"frames": 50},
-               "scenes": [], "frames": frames, "summary": {}}
+    results = {
+        "schema_version": 1,
+        "job_id": job_id,
+        "video": {"frames": 50},
+        "scenes": [],
+        "frames": frames,
+        "summary": {},
+    }
     store.put_bytes(keys.results_key(job_id), json.dumps(results).encode())
     _manifest(store, job_id, "completed")
     return job_id, blobs
@@ -495,9 +591,11 @@ def test_a_signed_link_tampered_expired_or_unsigned_is_403(api):
     other = keys.frame_image_key(job_id, "seg", 0)
     expires = url.query.split("expires=")[1].split("&")[0]
     cases = {
-        "invalid_signature": [f"{url.path}?expires={expires}&signature={flipped}",
-                              f"/files/{other}?{url.query}",
-                              f"{url.path}?expires={int(expires) + 1}&signature={sig}"],
+        "invalid_signature": [
+            f"{url.path}?expires={expires}&signature={flipped}",
+            f"/files/{other}?{url.query}",
+            f"{url.path}?expires={int(expires) + 1}&signature={sig}",
+        ],
         "missing_signature": [url.path, f"{url.path}?expires={expires}"],
     }
     for code, paths in cases.items():
@@ -514,8 +612,13 @@ def test_a_signed_link_tampered_expired_or_unsigned_is_403(api):
 def test_a_signed_link_cannot_reach_outside_the_store(api, tmp_path):
     secret = load_signing_secret(api.settings)
     (tmp_path / "outside.txt").write_text("secret")
-    for key in ("../outside.txt", "jobs/../../outside.txt", ".meta/x", "not-a-job/x.jpg",
-                f"jobs/{new_job_id()}/frames/det/missing.jpg"):
+    for key in (
+        "../outside.txt",
+        "jobs/../../outside.txt",
+        ".meta/x",
+        "not-a-job/x.jpg",
+        f"jobs/{new_job_id()}/frames/det/missing.jpg",
+    ):
         signed = signed_file_url(api.served.base_url, secret, key, 60)
         query = signed.split("?", 1)[1]
         with raw_connect(api.served.port) as sock:  # unnormalised path, as sent
@@ -538,8 +641,9 @@ def test_links_survive_a_restart(make_api, tmp_path):
 
 
 def test_url_signing_secret_setting_is_used(tmp_path):
-    settings = load_settings({"TEMP_MEDIA_DIR": str(tmp_path / "t"),
-                              "URL_SIGNING_SECRET": "configured-secret"})
+    settings = load_settings(
+        {"TEMP_MEDIA_DIR": str(tmp_path / "t"), "URL_SIGNING_SECRET": "configured-secret"}
+    )
     assert load_signing_secret(settings) == b"configured-secret"
     assert not (tmp_path / "t" / SECRET_FILE).exists()
 
@@ -549,21 +653,32 @@ def test_public_base_url_names_the_links(make_api):
     job_id, _ = _completed_job(api.store)
     doc = api.client.get(f"/results/{job_id}").json()
     assert doc["frames"][0]["json"]["url"].startswith(
-        f"https://videos.example.org/api/files/{keys.frame_json_key(job_id, 0)}?expires=")
+        f"https://videos.example.org/api/files/{keys.frame_json_key(job_id, 0)}?expires="
+    )
 
 
 # --- auth -------------------------------------------------------------------------------------
-ROUTES = [("POST", "/analyze-video"), ("GET", "/status/01JD3ZQ7W8X9Y0ABCDEFGHJKMN"),
-          ("GET", "/results/01JD3ZQ7W8X9Y0ABCDEFGHJKMN"), ("GET", "/metrics"),
-          ("GET", "/docs"), ("GET", "/openapi.json"), ("GET", "/no-such-route")]
+ROUTES = [
+    ("POST", "/analyze-video"),
+    ("GET", "/status/01JD3ZQ7W8X9Y0ABCDEFGHJKMN"),
+    ("GET", "/results/01JD3ZQ7W8X9Y0ABCDEFGHJKMN"),
+    ("GET", "/metrics"),
+    ("GET", "/docs"),
+    ("GET", "/openapi.json"),
+    ("GET", "/no-such-route"),
+]
 
 
 def test_with_a_token_every_route_but_healthz_needs_it(make_api, video):
     api = make_api(api_token=TOKEN)
     for method, path in ROUTES:
-        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN},
-                        {"Authorization": f"Basic {TOKEN}"},
-                        {"Authorization": f"Bearer {TOKEN}x"}):
+        for headers in (
+            {},
+            {"Authorization": "Bearer wrong"},
+            {"Authorization": TOKEN},
+            {"Authorization": f"Basic {TOKEN}"},
+            {"Authorization": f"Bearer {TOKEN}x"},
+        ):
             kwargs = {"files": {"file": ("a.mp4", video)}} if method == "POST" else {}
             resp = api.client.request(method, path, headers=headers, **kwargs)
             assert resp.status_code == 401, (method, path, headers)
@@ -575,8 +690,11 @@ def test_with_a_token_every_route_but_healthz_needs_it(make_api, video):
     assert api.client.get("/metrics", headers=good).status_code == 200
     assert api.client.get("/docs", headers=good).status_code == 200
     assert api.client.get(ROUTES[1][1], headers=good).status_code == 404
-    resp = api.client.post("/analyze-video", files={"file": ("a.mp4", video)},
-                           headers={"authorization": f"bearer {TOKEN}"})
+    resp = api.client.post(
+        "/analyze-video",
+        files={"file": ("a.mp4", video)},
+        headers={"authorization": f"bearer {TOKEN}"},
+    )
     assert resp.status_code == 202
     job_id, blobs = _completed_job(api.store)
     doc = api.client.get(f"/results/{job_id}", headers=good).json()
@@ -601,8 +719,13 @@ def test_healthz_reports_what_health_says(make_api):
     api = make_api(health=health, app_kwargs={"health_timeout_s": 0.5})
     resp = api.client.get("/healthz")
     assert resp.status_code == 200
-    assert resp.json() | {} == {"ok": True, "store": "ok", "runner": "alive", "status": "ok",
-                                "version": resp.json()["version"]}
+    assert resp.json() | {} == {
+        "ok": True,
+        "store": "ok",
+        "runner": "alive",
+        "status": "ok",
+        "version": resp.json()["version"],
+    }
     state["result"] = {"ok": False, "store": "unreachable"}
     resp = api.client.get("/healthz")
     assert resp.status_code == 503 and resp.json()["status"] == "unhealthy"
@@ -623,8 +746,13 @@ def test_metrics_are_prometheus_text_with_the_api_and_job_metrics(api):
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/plain")
     text = resp.text
     assert 'vidwatch_http_requests_total{route="/status/{job_id}",status="404"}' in text
-    for name in ("vidwatch_jobs_running", "vidwatch_queue_depth", "vidwatch_stage_seconds",
-                 "vidwatch_frames_analyzed_total", "vidwatch_http_request_seconds_bucket"):
+    for name in (
+        "vidwatch_jobs_running",
+        "vidwatch_queue_depth",
+        "vidwatch_stage_seconds",
+        "vidwatch_frames_analyzed_total",
+        "vidwatch_http_request_seconds_bucket",
+    ):
         assert name in text
 
 
@@ -632,10 +760,12 @@ def test_errors_are_json_with_a_code_and_the_request_id(api):
     resp = api.client.get("/nowhere", headers={"X-Request-ID": "client-id-42"})
     assert resp.status_code == 404
     assert resp.headers["x-request-id"] == "client-id-42"
-    assert resp.json() == {"error": {"code": "not_found", "message": "Not Found",
-                                     "request_id": "client-id-42"}}
-    resp = api.client.delete("/status/01JD3ZQ7W8X9Y0ABCDEFGHJKMN",
-                             headers={"X-Request-ID": "bad id\twith junk"})
+    assert resp.json() == {
+        "error": {"code": "not_found", "message": "Not Found", "request_id": "client-id-42"}
+    }
+    resp = api.client.delete(
+        "/status/01JD3ZQ7W8X9Y0ABCDEFGHJKMN", headers={"X-Request-ID": "bad id\twith junk"}
+    )
     assert resp.status_code == 405 and resp.json()["error"]["code"] == "method_not_allowed"
     assert resp.headers["x-request-id"] != "bad id\twith junk"
     assert len(resp.headers["x-request-id"]) == 32
@@ -643,12 +773,14 @@ def test_errors_are_json_with_a_code_and_the_request_id(api):
 
 def test_request_ids_are_in_the_logs(api, video):
     with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
-        resp = api.client.post("/analyze-video", files={"file": ("a.mp4", video)},
-                               headers={"X-Request-ID": "rid-77"})
+        resp = api.client.post(
+            "/analyze-video", files={"file": ("a.mp4", video)}, headers={"X-Request-ID": "rid-77"}
+        )
         api.client.get("/status/nope", headers={"X-Request-ID": "rid-78"})
         # The request's log line is written once its answer is sent.
-        wait_for(lambda: sum(e["event"] == "http_request" for e in logs) >= 2, 5,
-                 "the request log lines")
+        wait_for(
+            lambda: sum(e["event"] == "http_request" for e in logs) >= 2, 5, "the request log lines"
+        )
     assert resp.status_code == 202
     job_id = resp.json()["job_id"]
     submitted = [e for e in logs if e["event"] == "job_submitted"]
@@ -663,10 +795,15 @@ def test_cors_is_off_by_default_and_on_when_configured(make_api, tmp_path):
     origin = {"Origin": "https://app.example"}
     resp = api.client.get("/healthz", headers=origin)
     assert "access-control-allow-origin" not in resp.headers
-    preflight = {**origin, "Access-Control-Request-Method": "POST",
-                 "Access-Control-Request-Headers": "authorization"}
-    assert "access-control-allow-origin" not in api.client.options(
-        "/analyze-video", headers=preflight).headers
+    preflight = {
+        **origin,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization",
+    }
+    assert (
+        "access-control-allow-origin"
+        not in api.client.options("/analyze-video", headers=preflight).headers
+    )
     cors = make_api(cors_origins="https://app.example", api_token=TOKEN)
     resp = cors.client.options("/analyze-video", headers=preflight)
     assert resp.status_code == 200  # a preflight carries no token
@@ -677,10 +814,17 @@ def test_cors_is_off_by_default_and_on_when_configured(make_api, tmp_path):
 
 def test_openapi_documents_the_routes(api):
     doc = api.client.get("/openapi.json").json()
-    assert {"/analyze-video", "/status/{job_id}", "/results/{job_id}", "/healthz",
-            "/metrics", "/files/{key}"} <= set(doc["paths"])
+    assert {
+        "/analyze-video",
+        "/status/{job_id}",
+        "/results/{job_id}",
+        "/healthz",
+        "/metrics",
+        "/files/{key}",
+    } <= set(doc["paths"])
     schema = doc["paths"]["/analyze-video"]["post"]["requestBody"]["content"][
-        "multipart/form-data"]["schema"]
+        "multipart/form-data"
+    ]["schema"]
     assert set(schema["properties"]) == {"file", "cleanup_local_video_after_upload"}
 
 
@@ -691,8 +835,7 @@ def test_concurrent_uploads_do_not_mix_up(api, video):
 
     def send(i: int) -> None:
         with api.served.client() as client:
-            results[i] = client.post("/analyze-video",
-                                     files={"file": (f"c{i}.mp4", payloads[i])})
+            results[i] = client.post("/analyze-video", files={"file": (f"c{i}.mp4", payloads[i])})
 
     threads = [threading.Thread(target=send, args=(i,)) for i in range(len(payloads))]
     for t in threads:

@@ -4,23 +4,20 @@ results.json and status.json, with the user's local cleanup policy."""
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import structlog
-from ulid import ULID
 
 from vidwatch.config import Settings
-from vidwatch.daemon.errors import JobError, JobInterrupted
-from vidwatch.daemon.manifest import Manifest, read_manifest, utc_now, write_manifest
-from vidwatch.daemon.pipeline import AnalysisOptions, TextEncoder, analyze
 from vidwatch.detectors.registry import ModelSet
+from vidwatch.errors import JobError, JobInterrupted
+from vidwatch.jobs.manifest import Manifest, read_manifest, utc_now, write_manifest
+from vidwatch.jobs.staging import JobSpec, resolve_cleanup
+from vidwatch.pipeline.analysis import AnalysisOptions, TextEncoder, analyze
 from vidwatch.r2 import keys
 from vidwatch.r2.store import ObjectStore, StoreError
 from vidwatch.r2.verify import file_sha256, upload_verified, verify_object
@@ -29,56 +26,6 @@ log = structlog.get_logger("vidwatch.jobs")
 
 PROGRESS_WRITE_INTERVAL_S = 2.0
 MIN_MANIFEST_INTERVAL_S = 1.1  # R2 allows about one write per second to one key
-
-
-def new_job_id() -> str:
-    return str(ULID())
-
-
-def staging_dir(settings: Settings, job_id: str) -> Path:
-    return Path(settings.temp_media_dir) / keys.job_prefix(job_id).split("/")[1]
-
-
-_EXT = re.compile(r"^[a-z0-9]{1,8}$")
-
-
-def safe_ext(filename: str | None, default: str = "bin") -> str:
-    """The extension of a client-supplied name, lower case, or ``default``: never a path."""
-    if not filename:
-        return default
-    name = filename.replace("\\", "/").rsplit("/", 1)[-1].replace("\0", "")
-    ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
-    return ext if _EXT.match(ext) else default
-
-
-def staged_source_path(settings: Settings, job_id: str, ext: str) -> Path:
-    return staging_dir(settings, job_id) / "input" / f"source.{ext}"
-
-
-def stage_copy(settings: Settings, job_id: str, source: Path) -> Path:
-    """Copy ``source`` into staging; the user's file itself is never changed."""
-    dest = staged_source_path(settings, job_id, safe_ext(source.name))
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, dest)
-    return dest
-
-
-def resolve_cleanup(override: bool | None, default: bool) -> bool:
-    """The effective local cleanup policy: the request's override, else the default."""
-    return default if override is None else override
-
-
-@dataclass
-class JobSpec:
-    job_id: str
-    staged_source: Path
-    origin: str  # api | inbox | bucket | cli
-    filename: str | None = None
-    cleanup_override: bool | None = None
-    source_in_store: bool = False
-    """Bucket jobs: the source is already in the store (it was downloaded into staging)."""
-    source_key: str | None = None
-    """The source's key where it is already in the store (default: the layout's key)."""
 
 
 def run_job(
@@ -101,7 +48,8 @@ def run_job(
     bound = log.bind(job_id=spec.job_id)
     structlog.contextvars.bind_contextvars(job_id=spec.job_id)
     manifest = read_manifest(store, spec.job_id) or Manifest(
-        job_id=spec.job_id, origin=spec.origin, filename=spec.filename)
+        job_id=spec.job_id, origin=spec.origin, filename=spec.filename
+    )
     manifest.origin = spec.origin
     manifest.filename = spec.filename or manifest.filename
     manifest.state, manifest.stage = "running", "staging"
@@ -110,7 +58,8 @@ def run_job(
     manifest.attempts += 1
     manifest.frames_done, manifest.frames_total = 0, None
     manifest.cleanup_local_source = resolve_cleanup(
-        spec.cleanup_override, settings.cleanup_local_video_after_upload_default)
+        spec.cleanup_override, settings.cleanup_local_video_after_upload_default
+    )
     verified = False
     interrupted = False
     last_write = float("-inf")
@@ -141,34 +90,58 @@ def run_job(
         save("staging")
         source = spec.staged_source
         manifest.source_key = spec.source_key or keys.source_key(
-            spec.job_id, source.suffix.lstrip(".") or "bin")
+            spec.job_id, source.suffix.lstrip(".") or "bin"
+        )
         manifest.source_bytes = source.stat().st_size
         manifest.source_sha256 = file_sha256(source)
         save("uploading_source")
         if spec.source_in_store:
             # A user's own upload carries no sha256; the downloaded copy was hashed.
-            verify_object(store, manifest.source_key, size=manifest.source_bytes,
-                          sha256=manifest.source_sha256, read_back=False,
-                          local="the downloaded copy")
+            verify_object(
+                store,
+                manifest.source_key,
+                size=manifest.source_bytes,
+                sha256=manifest.source_sha256,
+                read_back=False,
+                local="the downloaded copy",
+            )
         else:
-            upload_verified(store, manifest.source_key, source,
-                            sha256=manifest.source_sha256,
-                            content_type=keys.content_type_for(source.name))
+            upload_verified(
+                store,
+                manifest.source_key,
+                source,
+                sha256=manifest.source_sha256,
+                content_type=keys.content_type_for(source.name),
+            )
         verified = True
         save("analyzing")
-        results = analyze(source, job_id=spec.job_id, store=store, models=models,
-                          options=options, toon=toon, source_sha256=manifest.source_sha256,
-                          progress=progress, stop=stop)
+        results = analyze(
+            source,
+            job_id=spec.job_id,
+            store=store,
+            models=models,
+            options=options,
+            toon=toon,
+            source_sha256=manifest.source_sha256,
+            progress=progress,
+            stop=stop,
+        )
         save("writing")
-        store.put_bytes(keys.results_key(spec.job_id),
-                        json.dumps(results, indent=1, ensure_ascii=False).encode(),
-                        content_type="application/json")
+        store.put_bytes(
+            keys.results_key(spec.job_id),
+            json.dumps(results, indent=1, ensure_ascii=False).encode(),
+            content_type="application/json",
+        )
         manifest.frames_total = results["video"]["frames"]
         manifest.frames_done = manifest.frames_total
         manifest.state, manifest.finished_at = "completed", utc_now()
         manifest.extra = {"summary": _short_summary(results)}
-        bound.info("job_completed", frames=manifest.frames_total,
-                   scenes=len(results["scenes"]), sampled=len(results["frames"]))
+        bound.info(
+            "job_completed",
+            frames=manifest.frames_total,
+            scenes=len(results["scenes"]),
+            sampled=len(results["frames"]),
+        )
     except JobInterrupted:
         interrupted = True
         manifest.state, manifest.stage = "queued", "queued"
@@ -218,6 +191,9 @@ def _cleanup_local(spec: JobSpec, manifest: Manifest, verified: bool, bound) -> 
 
 
 def _short_summary(results: dict[str, Any]) -> dict[str, Any]:
-    return {"scenes": len(results["scenes"]), "frames_analyzed": len(results["frames"]),
-            "labels": sorted(results["summary"]["labels"]),
-            "faces": results["summary"]["faces"]}
+    return {
+        "scenes": len(results["scenes"]),
+        "frames_analyzed": len(results["frames"]),
+        "labels": sorted(results["summary"]["labels"]),
+        "faces": results["summary"]["faces"],
+    }

@@ -18,11 +18,11 @@ import httpx
 import pytest
 
 from bench.api_load import run_load
-from tests.daemon.api_harness import Served, Worker, files_under, poll_status, serve
+from tests.api.api_harness import Served, Worker, files_under, poll_status, serve
+from vidwatch.api.app import create_app
+from vidwatch.api.links import SECRET_FILE
 from vidwatch.config import Settings, load_settings
-from vidwatch.daemon.api import create_app
-from vidwatch.daemon.api_links import SECRET_FILE
-from vidwatch.daemon.jobs import run_job
+from vidwatch.jobs.run import run_job
 from vidwatch.r2 import keys
 from vidwatch.r2.local import LocalStore
 from vidwatch.r2.store import ObjectStore, StoreError
@@ -33,15 +33,17 @@ JOB_TIMEOUT_S = 120
 
 
 class Flow:
-    def __init__(self, served: Served, settings: Settings, store: ObjectStore,
-                 worker: Worker) -> None:
+    def __init__(
+        self, served: Served, settings: Settings, store: ObjectStore, worker: Worker
+    ) -> None:
         self.served, self.settings, self.store, self.worker = served, settings, store, worker
         self.client = served.client()
 
     def upload(self, path: Path, **fields: str) -> str:
         with open(path, "rb") as fh:
-            resp = self.client.post("/analyze-video", files={"file": (path.name, fh)},
-                                    data=fields or None)
+            resp = self.client.post(
+                "/analyze-video", files={"file": (path.name, fh)}, data=fields or None
+            )
         assert resp.status_code == 202, resp.text
         return resp.json()["job_id"]
 
@@ -54,12 +56,21 @@ def make_flow(tmp_path: Path, models, model_env) -> Iterator[Any]:
     with contextlib.ExitStack() as stack:
 
         def make(store: ObjectStore | None = None, **env: str) -> Flow:
-            settings = load_settings({**model_env, "TEMP_MEDIA_DIR": str(tmp_path / "tmp_media"),
-                                      "LOCAL_STORE_DIR": str(tmp_path / "store"),
-                                      "TOON_ENABLED": "false", **env})
+            settings = load_settings(
+                {
+                    **model_env,
+                    "TEMP_MEDIA_DIR": str(tmp_path / "tmp_media"),
+                    "LOCAL_STORE_DIR": str(tmp_path / "store"),
+                    "TOON_ENABLED": "false",
+                    **env,
+                }
+            )
             store = store or LocalStore(settings.local_store_dir)
-            worker = Worker(run=lambda spec: run_job(spec, store=store, settings=settings,
-                                                     models=models, toon=None))
+            worker = Worker(
+                run=lambda spec: run_job(
+                    spec, store=store, settings=settings, models=models, toon=None
+                )
+            )
             stack.callback(worker.stop)
 
             def health() -> dict[str, Any]:
@@ -68,11 +79,13 @@ def make_flow(tmp_path: Path, models, model_env) -> Iterator[Any]:
                     store_ok = True
                 except StoreError:
                     store_ok = False
-                return {"ok": store_ok and worker.alive(), "store": store_ok,
-                        "runner": worker.alive()}
+                return {
+                    "ok": store_ok and worker.alive(),
+                    "store": store_ok,
+                    "runner": worker.alive(),
+                }
 
-            app = create_app(settings=settings, store=store, submit=worker.submit,
-                             health=health)
+            app = create_app(settings=settings, store=store, submit=worker.submit, health=health)
             served = stack.enter_context(serve(app))
             flow = Flow(served, settings, store, worker)
             stack.callback(flow.client.close)
@@ -157,8 +170,12 @@ def test_the_same_flow_on_the_s3_store_with_presigned_links(make_flow, media, mo
     assert flow.client.get(f"/files/{doc['frames'][0]['json']['key']}").status_code == 404
 
 
-BAD = {"zero_bytes.mp4": "empty_file", "not_a_video.mp4": "not_a_video",
-       "image_as_video.mp4": "image_not_video", "truncated_half.mp4": "truncated_video"}
+BAD = {
+    "zero_bytes.mp4": "empty_file",
+    "not_a_video.mp4": "not_a_video",
+    "image_as_video.mp4": "image_not_video",
+    "truncated_half.mp4": "truncated_video",
+}
 
 
 def test_each_bad_file_is_accepted_then_failed_with_a_clear_error(make_flow, media):
@@ -178,8 +195,10 @@ def test_each_bad_file_is_accepted_then_failed_with_a_clear_error(make_flow, med
     # The server and the runner go on: a good video still completes.
     assert flow.client.get("/healthz").json()["ok"] is True
     good = flow.upload(media / "single_shot.mp4")
-    assert poll_status(flow.client, good, ("completed", "failed"),
-                       JOB_TIMEOUT_S)["state"] == "completed"
+    assert (
+        poll_status(flow.client, good, ("completed", "failed"), JOB_TIMEOUT_S)["state"]
+        == "completed"
+    )
     assert flow.worker.errors == []
 
 
@@ -190,11 +209,14 @@ def test_a_small_load_while_a_job_runs_has_no_errors(make_flow, media):
     video = (media / "single_shot.mp4").read_bytes()
     job_id = flow.upload(media / "cuts_h264.mp4")
     poll_status(flow.client, job_id, ("running", "completed", "failed"), JOB_TIMEOUT_S)
-    report = run_load(flow.served.base_url, job_id, video, polls=60, clients=6, uploads=3,
-                      timeout_s=60)
+    report = run_load(
+        flow.served.base_url, job_id, video, polls=60, clients=6, uploads=3, timeout_s=60
+    )
     assert report["errors"] == 0, report["first_errors"]
     assert report["polls"]["count"] == 60 and report["uploads"]["count"] == 3
     assert report["polls"]["p50_ms"] is not None
     for new_job in [job_id, *report["upload_job_ids"]]:
-        assert poll_status(flow.client, new_job, ("completed", "failed"),
-                           JOB_TIMEOUT_S)["state"] == "completed"
+        assert (
+            poll_status(flow.client, new_job, ("completed", "failed"), JOB_TIMEOUT_S)["state"]
+            == "completed"
+        )

@@ -11,21 +11,29 @@ from vidwatch.config import ConfigError, load_settings
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vidwatch", description=(
-        "Video analysis: scenes, objects, masks and faces, written beside a status.json."))
+    parser = argparse.ArgumentParser(
+        prog="vidwatch",
+        description=(
+            "Video analysis: scenes, objects, masks and faces, written beside a status.json."
+        ),
+    )
     parser.add_argument("--version", action="version", version=f"vidwatch {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     analyze = sub.add_parser("analyze", help="analyse one video on the configured store")
     analyze.add_argument("video", type=Path)
-    analyze.add_argument("--sample-fps", type=float, help="frames per second sent to the "
-                         "models (SAMPLE_FPS)")
+    analyze.add_argument(
+        "--sample-fps", type=float, help="frames per second sent to the models (SAMPLE_FPS)"
+    )
     analyze.add_argument("--detect-model", help="DETECT_MODEL: a model name or weights path")
     analyze.add_argument("--segment-model", help="SEGMENT_MODEL: a model name or weights path")
     analyze.add_argument("--device", help="MODEL_DEVICE: auto, cpu, cuda or cuda:N")
     analyze.add_argument("--no-toon", action="store_true", help="write no TOON files")
-    analyze.add_argument("--keep-local-source", action="store_true",
-                         help="keep the staged copy (cleanup_local_video_after_upload=false)")
+    analyze.add_argument(
+        "--keep-local-source",
+        action="store_true",
+        help="keep the staged copy (cleanup_local_video_after_upload=false)",
+    )
     analyze.add_argument("--json", action="store_true", help="print the final manifest as JSON")
     analyze.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     analyze.add_argument("-v", "--verbose", action="store_true", help="log at info level")
@@ -43,8 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     overrides: dict[str, object] = {}
     if args.command == "analyze":
-        for attr, setting in (("sample_fps", "sample_fps"), ("detect_model", "detect_model"),
-                              ("segment_model", "segment_model"), ("device", "model_device")):
+        for attr, setting in (
+            ("sample_fps", "sample_fps"),
+            ("detect_model", "detect_model"),
+            ("segment_model", "segment_model"),
+            ("device", "model_device"),
+        ):
             if getattr(args, attr) is not None:
                 overrides[setting] = getattr(args, attr)
         if args.no_toon:
@@ -55,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vidwatch: {exc}", file=sys.stderr)
         return 2
     if args.command == "analyze":
-        from vidwatch.daemon.analyze_cmd import run_analyze
+        from vidwatch.cli.analyze import run_analyze
 
         return run_analyze(args, settings)
     if args.command == "run":
@@ -65,7 +77,3 @@ def main(argv: list[str] | None = None) -> int:
     from vidwatch.r2.cli import run_r2
 
     return run_r2(args, settings)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,21 +8,23 @@ import sys
 from pathlib import Path
 
 from vidwatch.config import ConfigError, Settings
-from vidwatch.daemon.logs import configure_logging
+from vidwatch.logs import configure_logging
 
 
 def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
-    configure_logging("console" if sys.stderr.isatty() else "json",
-                      "info" if args.verbose else "warning")
+    configure_logging(
+        "console" if sys.stderr.isatty() else "json", "info" if args.verbose else "warning"
+    )
     video: Path = args.video
     if not video.is_file():
         print(f"vidwatch: no such file: {video}", file=sys.stderr)
         return 2
     from tqdm import tqdm
 
-    from vidwatch.daemon.jobs import JobSpec, new_job_id, run_job, stage_copy
-    from vidwatch.daemon.toon import open_toon
     from vidwatch.detectors.registry import load_models
+    from vidwatch.jobs.run import run_job
+    from vidwatch.jobs.staging import JobSpec, new_job_id, stage_copy
+    from vidwatch.pipeline.toon import open_toon
     from vidwatch.r2 import StoreError, open_store
 
     toon = None
@@ -40,10 +42,22 @@ def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
     job_id = new_job_id()
     try:
         staged = stage_copy(settings, job_id, video)
-        spec = JobSpec(job_id=job_id, staged_source=staged, origin="cli", filename=video.name,
-                       cleanup_override=False if args.keep_local_source else None)
-        bar = tqdm(total=None, unit="frame", desc="analysing", disable=args.quiet, mininterval=0.5,
-                   file=sys.stderr, dynamic_ncols=True)
+        spec = JobSpec(
+            job_id=job_id,
+            staged_source=staged,
+            origin="cli",
+            filename=video.name,
+            cleanup_override=False if args.keep_local_source else None,
+        )
+        bar = tqdm(
+            total=None,
+            unit="frame",
+            desc="analysing",
+            disable=args.quiet,
+            mininterval=0.5,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
 
         shown = {"stage": None}
 
@@ -57,8 +71,14 @@ def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
                 bar.set_postfix_str(manifest.stage)
 
         try:
-            manifest = run_job(spec, store=store, settings=settings, models=models, toon=toon,
-                               on_progress=on_progress)
+            manifest = run_job(
+                spec,
+                store=store,
+                settings=settings,
+                models=models,
+                toon=toon,
+                on_progress=on_progress,
+            )
         finally:
             bar.close()
     finally:
@@ -70,19 +90,25 @@ def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
     where = _location(store, settings, job_id)
     if manifest.state != "completed":
         err = manifest.error or {}
-        print(f"vidwatch: job {job_id} failed: {err.get('code')}: {err.get('message')}",
-              file=sys.stderr)
+        print(
+            f"vidwatch: job {job_id} failed: {err.get('code')}: {err.get('message')}",
+            file=sys.stderr,
+        )
         print(f"status: {where}status.json", file=sys.stderr)
         return 1
     summary = manifest.extra.get("summary", {})
     if not args.json:
         faces = summary.get("faces", {})
         labels = ", ".join(summary.get("labels", [])) or "none"
-        print(f"job {job_id} completed: {manifest.frames_total} frames, "
-              f"{summary.get('scenes')} scenes, {summary.get('frames_analyzed')} frames analysed")
+        print(
+            f"job {job_id} completed: {manifest.frames_total} frames, "
+            f"{summary.get('scenes')} scenes, {summary.get('frames_analyzed')} frames analysed"
+        )
         print(f"  labels: {labels}")
-        print(f"  faces: in {faces.get('frames', 0)} frames, at most "
-              f"{faces.get('max_in_frame', 0)} in one")
+        print(
+            f"  faces: in {faces.get('frames', 0)} frames, at most "
+            f"{faces.get('max_in_frame', 0)} in one"
+        )
         print(f"  results: {where}analysis/results.json")
     return 0
 

@@ -14,16 +14,22 @@ pytestmark = pytest.mark.models
 
 
 def _vidwatch(args, env, cwd, timeout=300):
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("R2_", "DETECT_",
-                                                                         "SEGMENT_"))}
+    full_env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("R2_", "DETECT_", "SEGMENT_"))
+    }
     full_env.update(env)
-    return subprocess.run([sys.executable, "-m", "vidwatch.daemon.cli", *args], cwd=cwd,
-                          env=full_env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "vidwatch.cli", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_analyze_prints_where_results_are_and_a_summary(media, model_env, tmp_path):
-    proc = _vidwatch(["analyze", str(media / "single_shot.mp4"), "--no-toon"],
-                     model_env, tmp_path)
+    proc = _vidwatch(["analyze", str(media / "single_shot.mp4"), "--no-toon"], model_env, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "completed: 48 frames, 1 scenes" in proc.stdout
     line = next(x for x in proc.stdout.splitlines() if "results:" in x)
@@ -35,8 +41,9 @@ def test_analyze_prints_where_results_are_and_a_summary(media, model_env, tmp_pa
 
 
 def test_bad_input_exits_nonzero_with_one_clear_message(media, model_env, tmp_path):
-    proc = _vidwatch(["analyze", str(media / "bad" / "not_a_video.mp4"), "--no-toon"],
-                     model_env, tmp_path)
+    proc = _vidwatch(
+        ["analyze", str(media / "bad" / "not_a_video.mp4"), "--no-toon"], model_env, tmp_path
+    )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert "failed: not_a_video: not a video" in proc.stderr
@@ -53,8 +60,9 @@ def test_missing_weights_offline_fails_at_once_naming_the_setting(media, tmp_pat
 
 
 def test_invalid_setting_stops_with_one_line(media, tmp_path):
-    proc = _vidwatch(["analyze", str(media / "single_shot.mp4")], {"SAMPLE_FPS": "fast"},
-                     tmp_path, timeout=60)
+    proc = _vidwatch(
+        ["analyze", str(media / "single_shot.mp4")], {"SAMPLE_FPS": "fast"}, tmp_path, timeout=60
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0
     assert "SAMPLE_FPS" in proc.stderr
@@ -66,7 +74,8 @@ def test_missing_file(tmp_path, model_env):
 
 
 def test_quiet_mode_prints_no_progress_bar(media, model_env, tmp_path):
-    proc = _vidwatch(["analyze", "-q", str(media / "single_shot.mp4"), "--no-toon"],
-                     model_env, tmp_path)
+    proc = _vidwatch(
+        ["analyze", "-q", str(media / "single_shot.mp4"), "--no-toon"], model_env, tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     assert "analysing" not in proc.stderr and "completed: 48 frames" in proc.stdout

@@ -17,11 +17,28 @@ import av
 import cv2
 import numpy as np
 
-from vidwatch.daemon.errors import VideoError
-from vidwatch.daemon.stages import threaded
+from vidwatch.errors import VideoError
+from vidwatch.pipeline.stages import threaded
 
-IMAGE_CODECS = {"png", "mjpeg", "bmp", "tiff", "webp", "jpegls", "jpeg2000", "qoi", "pgm",
-                "ppm", "pam", "pbm", "sgi", "targa", "dpx", "exr", "jpegxl"}
+IMAGE_CODECS = {
+    "png",
+    "mjpeg",
+    "bmp",
+    "tiff",
+    "webp",
+    "jpegls",
+    "jpeg2000",
+    "qoi",
+    "pgm",
+    "ppm",
+    "pam",
+    "pbm",
+    "sgi",
+    "targa",
+    "dpx",
+    "exr",
+    "jpegxl",
+}
 
 
 @dataclass(frozen=True)
@@ -36,10 +53,16 @@ class VideoInfo:
     rotation: int = 0
 
     def to_json(self, frames: int | None = None) -> dict:
-        return {"fps": round(self.fps, 3), "frames": frames if frames is not None
-                else self.frames_expected, "width": self.width, "height": self.height,
-                "duration_s": None if self.duration_s is None else round(self.duration_s, 3),
-                "codec": self.codec, "container": self.container, "rotation": self.rotation}
+        return {
+            "fps": round(self.fps, 3),
+            "frames": frames if frames is not None else self.frames_expected,
+            "width": self.width,
+            "height": self.height,
+            "duration_s": None if self.duration_s is None else round(self.duration_s, 3),
+            "codec": self.codec,
+            "container": self.container,
+            "rotation": self.rotation,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,25 +110,28 @@ def probe(path: Path, *, max_pixels: int, max_duration_s: float) -> VideoInfo:
         raise VideoError(
             f"the MP4 container is cut off: a box runs past the end of the file "
             f"({size} bytes); the upload or copy was probably incomplete",
-            code="truncated_video")
+            code="truncated_video",
+        )
     try:
         container = av.open(str(path), mode="r", options={"protocol_whitelist": "file"})
     except av.error.FFmpegError as exc:
         with open(path, "rb") as fh:
             head = fh.read(12)
         if head[4:8] == b"ftyp" or head.startswith(_CONTAINER_MAGIC):
-            raise VideoError(f"the media container cannot be read: {exc.strerror or exc}",
-                             code="corrupt_video") from None
-        raise VideoError("not a video: no known media container in the file",
-                         code="not_a_video") from None
+            raise VideoError(
+                f"the media container cannot be read: {exc.strerror or exc}", code="corrupt_video"
+            ) from None
+        raise VideoError(
+            "not a video: no known media container in the file", code="not_a_video"
+        ) from None
     try:
         fmt = container.format.name
         if fmt.endswith("_pipe") or fmt.startswith("image2"):
-            raise VideoError(f"an image ({fmt.removesuffix('_pipe')}), not a video",
-                             code="image_not_video")
+            raise VideoError(
+                f"an image ({fmt.removesuffix('_pipe')}), not a video", code="image_not_video"
+            )
         if not container.streams.video:
-            raise VideoError(f"the {fmt} container has no video stream",
-                             code="no_video_stream")
+            raise VideoError(f"the {fmt} container has no video stream", code="no_video_stream")
         stream = container.streams.video[0]
         ctx = stream.codec_context
         codec = ctx.name if ctx is not None else "unknown"
@@ -115,8 +141,10 @@ def probe(path: Path, *, max_pixels: int, max_duration_s: float) -> VideoInfo:
         if width <= 0 or height <= 0:
             raise VideoError("the video stream has no frame size", code="undecodable")
         if width * height > max_pixels:
-            raise VideoError(f"frames of {width}x{height} exceed MAX_VIDEO_PIXELS={max_pixels}",
-                             code="video_too_large")
+            raise VideoError(
+                f"frames of {width}x{height} exceed MAX_VIDEO_PIXELS={max_pixels}",
+                code="video_too_large",
+            )
         rate = stream.average_rate or stream.base_rate or stream.guessed_rate
         fps = float(rate) if rate else 0.0
         duration = None
@@ -125,27 +153,42 @@ def probe(path: Path, *, max_pixels: int, max_duration_s: float) -> VideoInfo:
         elif container.duration is not None:
             duration = container.duration / av.time_base
         if duration is not None and duration > max_duration_s:
-            raise VideoError(f"the video lasts {duration:.0f} s, over "
-                             f"MAX_VIDEO_DURATION_S={max_duration_s:.0f}", code="video_too_long")
+            raise VideoError(
+                f"the video lasts {duration:.0f} s, over MAX_VIDEO_DURATION_S={max_duration_s:.0f}",
+                code="video_too_long",
+            )
         rotation = 0
-        return VideoInfo(fps=fps, frames_expected=int(stream.frames) or None, width=width,
-                         height=height, duration_s=duration, codec=codec, container=fmt,
-                         rotation=rotation)
+        return VideoInfo(
+            fps=fps,
+            frames_expected=int(stream.frames) or None,
+            width=width,
+            height=height,
+            duration_s=duration,
+            codec=codec,
+            container=fmt,
+            rotation=rotation,
+        )
     finally:
         container.close()
 
 
-def decode(path: Path, *, max_frames: int | None = None, queue_size: int = 16,
-           stop: threading.Event | None = None,
-           clock: dict[str, float] | None = None) -> Iterator[Frame]:
+def decode(
+    path: Path,
+    *,
+    max_frames: int | None = None,
+    queue_size: int = 16,
+    stop: threading.Event | None = None,
+    clock: dict[str, float] | None = None,
+) -> Iterator[Frame]:
     """Yield every frame once, in order, decoded in a thread of its own that keeps at most
     ``queue_size`` frames ahead. A decode error mid-stream is raised in the caller as
     VideoError(code="truncated_video") after the frames that did decode. The seconds spent
     decoding are added to ``clock["decode"]`` when a clock is given."""
     clock = clock if clock is not None else {}
     clock.setdefault("decode", 0.0)
-    return threaded(lambda: _decode(path, max_frames, stop, clock), maxsize=queue_size,
-                    name="vidwatch-decode")
+    return threaded(
+        lambda: _decode(path, max_frames, stop, clock), maxsize=queue_size, name="vidwatch-decode"
+    )
 
 
 def _to_bgr(frame: av.VideoFrame) -> np.ndarray:
@@ -156,8 +199,9 @@ def _to_bgr(frame: av.VideoFrame) -> np.ndarray:
     return frame.to_ndarray(format="bgr24")
 
 
-def _decode(path: Path, max_frames: int | None, stop: threading.Event | None,
-            clock: dict[str, float]) -> Iterator[Frame]:
+def _decode(
+    path: Path, max_frames: int | None, stop: threading.Event | None, clock: dict[str, float]
+) -> Iterator[Frame]:
     index = 0
     try:
         started = time.perf_counter()
@@ -183,5 +227,8 @@ def _decode(path: Path, max_frames: int | None, stop: threading.Event | None,
                 if max_frames is not None and index >= max_frames:
                     return
     except av.error.FFmpegError as exc:
-        raise VideoError(f"decoding stopped at frame {index}: {exc.strerror or exc}; the "
-                         "file is probably truncated or damaged", code="truncated_video") from None
+        raise VideoError(
+            f"decoding stopped at frame {index}: {exc.strerror or exc}; the "
+            "file is probably truncated or damaged",
+            code="truncated_video",
+        ) from None

@@ -22,12 +22,12 @@ from typing import Any, Protocol
 import structlog
 
 from vidwatch import __version__
-from vidwatch.daemon import draw
-from vidwatch.daemon.errors import JobInterrupted, VideoError
-from vidwatch.daemon.stages import threaded
-from vidwatch.daemon.video import Frame, VideoInfo, decode, probe
 from vidwatch.detectors.registry import ModelSet
 from vidwatch.detectors.types import Detections
+from vidwatch.errors import JobInterrupted, VideoError
+from vidwatch.pipeline import draw
+from vidwatch.pipeline.stages import threaded
+from vidwatch.pipeline.video import Frame, VideoInfo, decode, probe
 from vidwatch.r2 import keys
 from vidwatch.r2.store import ObjectStore, PutItem
 
@@ -57,8 +57,10 @@ class AnalysisOptions:
     @classmethod
     def from_settings(cls, settings, **overrides) -> AnalysisOptions:
         values = {
-            "sample_fps": settings.sample_fps, "jpeg_quality": settings.jpeg_quality,
-            "batch_size": settings.model_batch_size, "write_workers": settings.write_workers,
+            "sample_fps": settings.sample_fps,
+            "jpeg_quality": settings.jpeg_quality,
+            "batch_size": settings.model_batch_size,
+            "write_workers": settings.write_workers,
             "max_pixels": settings.max_video_pixels,
             "max_duration_s": settings.max_video_duration_s,
         }
@@ -113,17 +115,30 @@ class _Writer:
             "seg": draw.draw_seg(img, found) if found.segments else None,
             "face": draw.draw_faces(img, found) if found.faces else None,
         }
-        items = [PutItem(keys.frame_image_key(self.job_id, "original", n), original,
-                         "image/jpeg")]
-        items += [PutItem(keys.frame_image_key(self.job_id, kind, n),
-                          original if image is None else draw.encode_jpeg(image, self.quality),
-                          "image/jpeg")
-                  for kind, image in drawn.items()]
-        items.append(PutItem(keys.frame_json_key(self.job_id, n),
-                             json.dumps(doc, ensure_ascii=False).encode(), "application/json"))
+        items = [PutItem(keys.frame_image_key(self.job_id, "original", n), original, "image/jpeg")]
+        items += [
+            PutItem(
+                keys.frame_image_key(self.job_id, kind, n),
+                original if image is None else draw.encode_jpeg(image, self.quality),
+                "image/jpeg",
+            )
+            for kind, image in drawn.items()
+        ]
+        items.append(
+            PutItem(
+                keys.frame_json_key(self.job_id, n),
+                json.dumps(doc, ensure_ascii=False).encode(),
+                "application/json",
+            )
+        )
         if self.toon is not None:
-            items.append(PutItem(keys.frame_toon_key(self.job_id, n),
-                                 self.toon.encode(doc).encode(), "text/plain; charset=utf-8"))
+            items.append(
+                PutItem(
+                    keys.frame_toon_key(self.job_id, n),
+                    self.toon.encode(doc).encode(),
+                    "text/plain; charset=utf-8",
+                )
+            )
         self.store.put_many(items)
         with self._lock:
             self.timings.write += time.perf_counter() - started
@@ -236,15 +251,13 @@ def analyze(
         for (frame, scene), dets in zip(batch, found, strict=True):
             doc = _frame_doc(job_id, frame, scene, dets, toon is not None)
             frames_out.append(doc)
-            writer.submit(frame, dets, {"schema_version": SCHEMA_VERSION, "job_id": job_id,
-                                        **doc})
+            writer.submit(frame, dets, {"schema_version": SCHEMA_VERSION, "job_id": job_id, **doc})
 
     started_all = time.perf_counter()
     try:
         batch: list[tuple[Frame, int]] = []
         wait_started = time.perf_counter()
-        for item in threaded(frame_stage, maxsize=2 * options.batch_size,
-                             name="vidwatch-frames"):
+        for item in threaded(frame_stage, maxsize=2 * options.batch_size, name="vidwatch-frames"):
             timings.model_stage_wait += time.perf_counter() - wait_started
             batch.append(item)
             if len(batch) >= options.batch_size:
@@ -280,9 +293,16 @@ def analyze(
         stop_frame = starts[i + 1] if i + 1 < len(starts) else last.index + 1
         start_s = frames_out[0]["time_s"] if start == 0 else cut_times[start]
         stop_s = cut_times[starts[i + 1]] if i + 1 < len(starts) else end_s
-        scenes.append({"index": i, "start_frame": start, "end_frame": stop_frame,
-                       "start_s": round(start_s, 4), "end_s": round(stop_s, 4),
-                       "keyframe": start})
+        scenes.append(
+            {
+                "index": i,
+                "start_frame": start,
+                "end_frame": stop_frame,
+                "start_s": round(start_s, 4),
+                "end_s": round(stop_s, 4),
+                "keyframe": start,
+            }
+        )
     frames_total = last.index + 1
     return {
         "schema_version": SCHEMA_VERSION,
@@ -304,19 +324,23 @@ def analyze(
                 "scene_min_len_frames": models.settings.scene_min_len_frames,
             },
             "device": models.device,
-            "toon": {"enabled": toon is not None,
-                     "library": f"@toon-format/toon {toon.version}" if toon is not None
-                     else None},
+            "toon": {
+                "enabled": toon is not None,
+                "library": f"@toon-format/toon {toon.version}" if toon is not None else None,
+            },
         },
         "timings_s": {**timings.to_json(), "wall": round(wall, 3)},
-        "stats": {"frames_decoded": counts["decoded"],
-                  "decodes_per_frame": round(counts["decoded"] / frames_total, 3),
-                  "frames_analyzed": len(frames_out)},
+        "stats": {
+            "frames_decoded": counts["decoded"],
+            "decodes_per_frame": round(counts["decoded"] / frames_total, 3),
+            "frames_analyzed": len(frames_out),
+        },
     }
 
 
-def _frame_doc(job_id: str, frame: Frame, scene: int, found: Detections,
-               toon: bool) -> dict[str, Any]:
+def _frame_doc(
+    job_id: str, frame: Frame, scene: int, found: Detections, toon: bool
+) -> dict[str, Any]:
     n = frame.index
     return {
         "frame": n,
@@ -337,13 +361,16 @@ def _summary(frames: list[dict[str, Any]]) -> dict[str, Any]:
     for doc in frames:
         seen = {o["label"] for o in doc["objects"]} | {s["label"] for s in doc["segments"]}
         for label in seen:
-            entry = labels.setdefault(label, {"frames": 0, "first_s": doc["time_s"],
-                                              "last_s": doc["time_s"]})
+            entry = labels.setdefault(
+                label, {"frames": 0, "first_s": doc["time_s"], "last_s": doc["time_s"]}
+            )
             entry["frames"] += 1
             entry["last_s"] = doc["time_s"]
         if doc["faces"]:
             face_frames += 1
             max_faces = max(max_faces, len(doc["faces"]))
-    return {"labels": dict(sorted(labels.items())),
-            "faces": {"frames": face_frames, "max_in_frame": max_faces},
-            "frames_analyzed": len(frames)}
+    return {
+        "labels": dict(sorted(labels.items())),
+        "faces": {"frames": face_frames, "max_in_frame": max_faces},
+        "frames_analyzed": len(frames),
+    }

@@ -1,9 +1,18 @@
-"""Our own exceptions. A job's failure is data: a code and a message in its manifest."""
+"""Our own exceptions. Every error of ours derives from VidwatchError.
+
+A job's failure is data: a code and a message in its manifest.
+"""
 
 from __future__ import annotations
 
 
-class JobError(Exception):
+class VidwatchError(Exception):
+    """Base of every vidwatch error; ``code`` is a stable machine-readable name."""
+
+    code = "vidwatch_error"
+
+
+class JobError(VidwatchError):
     """A job cannot be processed; ``code`` goes into status.json's ``error``."""
 
     code = "job_failed"
@@ -24,9 +33,9 @@ class VideoError(JobError):
     code = "invalid_video"
 
 
-class JobInterrupted(Exception):
+class JobInterrupted(VidwatchError):
     """The daemon is stopping: the job goes back to the queue, nothing is lost."""
 
 
-class QueueFull(Exception):
+class QueueFull(VidwatchError):
     """The runner's bounded queue is full; the caller should answer 503 / retry later."""

@@ -46,26 +46,25 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from vidwatch import __version__
-from vidwatch.config import Settings
-from vidwatch.daemon import metrics
-from vidwatch.daemon.api_links import (
+from vidwatch import __version__, metrics
+from vidwatch.api.links import (
     FileLinkSigner,
     default_base_url,
     link_results,
     load_signing_secret,
     request_base_url,
 )
-from vidwatch.daemon.api_upload import (
+from vidwatch.api.upload import (
     CLEANUP_FIELD,
     FILE_FIELD,
     UploadError,
     receive_upload,
     remove_staging,
 )
-from vidwatch.daemon.errors import QueueFull
-from vidwatch.daemon.jobs import JobSpec, new_job_id, resolve_cleanup, staging_dir
-from vidwatch.daemon.manifest import Manifest, write_manifest
+from vidwatch.config import Settings
+from vidwatch.errors import QueueFull, VidwatchError
+from vidwatch.jobs.manifest import Manifest, write_manifest
+from vidwatch.jobs.staging import JobSpec, new_job_id, resolve_cleanup, staging_dir
 from vidwatch.r2 import keys
 from vidwatch.r2.local import LocalStore
 from vidwatch.r2.store import ObjectNotFound, ObjectStore, StoreError
@@ -84,14 +83,20 @@ _DOC_PATHS = ("/docs", "/openapi.json", "/docs/oauth2-redirect")
 
 
 # --- errors --------------------------------------------------------------------------------
-class ApiError(Exception):
+class ApiError(VidwatchError):
     """An answer other than success: ``http_status`` and a JSON body ``{"error": {code,
     message, request_id, **details}, **extra}``."""
 
-    def __init__(self, http_status: int, code: str, message: str, *,
-                 headers: dict[str, str] | None = None,
-                 details: dict[str, Any] | None = None,
-                 extra: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        http_status: int,
+        code: str,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        details: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.http_status, self.code, self.message = http_status, code, message
         self.headers = headers
@@ -103,20 +108,33 @@ def _request_id(scope: Scope) -> str | None:
     return scope.get("state", {}).get("request_id")
 
 
-def error_response(scope: Scope, http_status: int, code: str, message: str, *,
-                   headers: dict[str, str] | None = None,
-                   details: dict[str, Any] | None = None,
-                   extra: dict[str, Any] | None = None) -> JSONResponse:
-    error = {"code": code, "message": message, "request_id": _request_id(scope),
-             **(details or {})}
-    return JSONResponse({"error": error, **(extra or {})}, status_code=http_status,
-                        headers=headers)
+def error_response(
+    scope: Scope,
+    http_status: int,
+    code: str,
+    message: str,
+    *,
+    headers: dict[str, str] | None = None,
+    details: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> JSONResponse:
+    error = {"code": code, "message": message, "request_id": _request_id(scope), **(details or {})}
+    return JSONResponse({"error": error, **(extra or {})}, status_code=http_status, headers=headers)
 
 
-_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-               405: "method_not_allowed", 408: "request_timeout", 413: "upload_too_large",
-               415: "unsupported_media_type", 422: "invalid_request",
-               500: "internal_error", 503: "unavailable"}
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    413: "upload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    500: "internal_error",
+    503: "unavailable",
+}
 
 
 # --- response models (for the OpenAPI document) ----------------------------------------------
@@ -142,17 +160,27 @@ class JobAccepted(BaseModel):
 _UPLOAD_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"multipart/form-data": {"schema": {
-            "type": "object",
-            "required": [FILE_FIELD],
-            "properties": {
-                FILE_FIELD: {"type": "string", "format": "binary",
-                             "description": "the video (at most MAX_UPLOAD_BYTES)"},
-                CLEANUP_FIELD: {"type": "string", "enum": ["true", "false"],
-                                "description": "override CLEANUP_LOCAL_VIDEO_AFTER_UPLOAD_"
-                                               "DEFAULT for this job's staged copy"},
-            },
-        }}},
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": [FILE_FIELD],
+                    "properties": {
+                        FILE_FIELD: {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "the video (at most MAX_UPLOAD_BYTES)",
+                        },
+                        CLEANUP_FIELD: {
+                            "type": "string",
+                            "enum": ["true", "false"],
+                            "description": "override CLEANUP_LOCAL_VIDEO_AFTER_UPLOAD_"
+                            "DEFAULT for this job's staged copy",
+                        },
+                    },
+                }
+            }
+        },
     },
 }
 
@@ -172,8 +200,11 @@ class RequestContextMiddleware:
 
     def _authorized(self, scope: Scope) -> bool:
         path = scope["path"]
-        if self.token is None or path in _UNAUTHENTICATED_PATHS or path.startswith(
-                _UNAUTHENTICATED_PREFIXES):
+        if (
+            self.token is None
+            or path in _UNAUTHENTICATED_PATHS
+            or path.startswith(_UNAUTHENTICATED_PREFIXES)
+        ):
             return True
         for name, value in scope["headers"]:
             if name == b"authorization":
@@ -214,22 +245,31 @@ class RequestContextMiddleware:
                     await self.app(scope, receive, send_with_id)
                 else:
                     response = error_response(
-                        scope, 401, "unauthorized",
+                        scope,
+                        401,
+                        "unauthorized",
                         "this route needs 'Authorization: Bearer <API_TOKEN>'",
-                        headers={"WWW-Authenticate": "Bearer"})
+                        headers={"WWW-Authenticate": "Bearer"},
+                    )
                     await response(scope, receive, send_with_id)
             finally:
                 elapsed = time.perf_counter() - started
                 route = scope.get("route")
                 label = getattr(route, "path", None) or (
-                    scope["path"] if scope["path"] in _DOC_PATHS else "unmatched")
+                    scope["path"] if scope["path"] in _DOC_PATHS else "unmatched"
+                )
                 metrics.HTTP_REQUESTS.labels(route=label, status=str(status)).inc()
                 metrics.HTTP_REQUEST_SECONDS.labels(route=label).observe(elapsed)
                 quiet = scope["method"] in ("GET", "HEAD") and status < 400
                 level = log.debug if quiet or label in _QUIET_ROUTES else log.info
-                level("http_request", method=scope["method"], route=label,
-                      path=scope["path"][:200], status=status,
-                      duration_ms=round(elapsed * 1000, 1))
+                level(
+                    "http_request",
+                    method=scope["method"],
+                    route=label,
+                    path=scope["path"][:200],
+                    status=status,
+                    duration_ms=round(elapsed * 1000, 1),
+                )
 
 
 # --- the app -------------------------------------------------------------------------------
@@ -254,7 +294,7 @@ def create_app(
         title="vidwatch",
         version=__version__,
         description="Video analysis: scenes, objects, masks and faces. Upload a video, poll "
-                    "its status, fetch its results with signed links to every artifact.",
+        "its status, fetch its results with signed links to every artifact.",
         docs_url="/docs",
         redoc_url=None,
         openapi_url="/openapi.json",
@@ -272,8 +312,9 @@ def create_app(
     def job_id_param(job_id: str) -> str:
         normalised = job_id.strip().upper()
         if not keys.is_job_id(normalised):
-            raise ApiError(422, "invalid_job_id",
-                           f"{job_id[:40]!r} is not a job id (a 26-character ULID)")
+            raise ApiError(
+                422, "invalid_job_id", f"{job_id[:40]!r} is not a job id (a 26-character ULID)"
+            )
         return normalised
 
     def read_status(job_id: str) -> bytes:
@@ -287,33 +328,59 @@ def create_app(
     # --- errors ------------------------------------------------------------------------
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(request.scope, exc.http_status, exc.code, exc.message,
-                              headers=exc.headers, details=exc.details, extra=exc.extra)
+        return error_response(
+            request.scope,
+            exc.http_status,
+            exc.code,
+            exc.message,
+            headers=exc.headers,
+            details=exc.details,
+            extra=exc.extra,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
-        return error_response(request.scope, exc.status_code, code, str(exc.detail),
-                              headers=getattr(exc, "headers", None))
+        return error_response(
+            request.scope,
+            exc.status_code,
+            code,
+            str(exc.detail),
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
-        return error_response(request.scope, 422, "invalid_request",
-                              f"{where}: {first.get('msg', 'invalid request')}")
+        return error_response(
+            request.scope, 422, "invalid_request", f"{where}: {first.get('msg', 'invalid request')}"
+        )
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
-        log.error("http_internal_error", path=request.url.path, error=repr(exc),
-                  request_id=_request_id(request.scope))
-        return error_response(request.scope, 500, "internal_error",
-                              "internal error; the log has the details under this request id")
+        log.error(
+            "http_internal_error",
+            path=request.url.path,
+            error=repr(exc),
+            request_id=_request_id(request.scope),
+        )
+        return error_response(
+            request.scope,
+            500,
+            "internal_error",
+            "internal error; the log has the details under this request id",
+        )
 
     # --- routes --------------------------------------------------------------------------
-    @app.post("/analyze-video", status_code=202, response_model=JobAccepted,
-              openapi_extra=_UPLOAD_BODY, summary="Upload a video for analysis",
-              responses=_errors(400, 401, 408, 413, 415, 422, 503))
+    @app.post(
+        "/analyze-video",
+        status_code=202,
+        response_model=JobAccepted,
+        openapi_extra=_UPLOAD_BODY,
+        summary="Upload a video for analysis",
+        responses=_errors(400, 401, 408, 413, 415, 422, 503),
+    )
     async def analyze_video(request: Request) -> JSONResponse:
         job_id = new_job_id()
         folder = staging_dir(settings, job_id)
@@ -321,9 +388,11 @@ def create_app(
         try:
             try:
                 upload = await receive_upload(
-                    request, input_dir=folder / "input",
+                    request,
+                    input_dir=folder / "input",
                     max_file_bytes=settings.max_upload_bytes,
-                    idle_timeout_s=upload_idle_timeout_s)
+                    idle_timeout_s=upload_idle_timeout_s,
+                )
             except UploadError as exc:
                 await anyio.to_thread.run_sync(remove_staging, folder)
                 metrics.API_UPLOADS.labels(outcome=exc.code).inc()
@@ -338,9 +407,9 @@ def create_app(
                 await anyio.to_thread.run_sync(remove_staging, folder)
                 metrics.API_UPLOADS.labels(outcome="upload_timeout").inc()
                 log.warning("upload_aborted", reason="idle timeout")
-                raise ApiError(408, "upload_timeout",
-                               f"no data for {upload_idle_timeout_s:g} s; upload again"
-                               ) from None
+                raise ApiError(
+                    408, "upload_timeout", f"no data for {upload_idle_timeout_s:g} s; upload again"
+                ) from None
             except BaseException:
                 remove_staging(folder)  # cancelled: no more awaiting
                 raise
@@ -350,12 +419,22 @@ def create_app(
 
     async def _accept(request: Request, job_id: str, folder: Path, upload) -> JSONResponse:
         manifest = Manifest(
-            job_id=job_id, origin="api", filename=upload.filename,
-            source_key=keys.source_key(job_id, upload.ext), source_bytes=upload.size,
+            job_id=job_id,
+            origin="api",
+            filename=upload.filename,
+            source_key=keys.source_key(job_id, upload.ext),
+            source_bytes=upload.size,
             cleanup_local_source=resolve_cleanup(
-                upload.cleanup_override, settings.cleanup_local_video_after_upload_default))
-        spec = JobSpec(job_id=job_id, staged_source=upload.path, origin="api",
-                       filename=upload.filename, cleanup_override=upload.cleanup_override)
+                upload.cleanup_override, settings.cleanup_local_video_after_upload_default
+            ),
+        )
+        spec = JobSpec(
+            job_id=job_id,
+            staged_source=upload.path,
+            origin="api",
+            filename=upload.filename,
+            cleanup_override=upload.cleanup_override,
+        )
         try:
             await anyio.to_thread.run_sync(write_manifest, store, manifest)
         except StoreError as exc:
@@ -368,21 +447,35 @@ def create_app(
             await anyio.to_thread.run_sync(_withdraw, job_id, folder)
             metrics.API_UPLOADS.labels(outcome="queue_full").inc()
             log.warning("upload_refused", code="queue_full")
-            raise ApiError(503, "queue_full", "the job queue is full; try again later",
-                           headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER_S)}) from None
+            raise ApiError(
+                503,
+                "queue_full",
+                "the job queue is full; try again later",
+                headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER_S)},
+            ) from None
         except Exception:
             await anyio.to_thread.run_sync(_withdraw, job_id, folder)
             metrics.API_UPLOADS.labels(outcome="submit_failed").inc()
             raise
         metrics.API_UPLOADS.labels(outcome="accepted").inc()
         metrics.API_UPLOAD_BYTES.inc(upload.size)
-        log.info("job_submitted", origin="api", filename=upload.filename, bytes=upload.size,
-                 cleanup_override=upload.cleanup_override)
+        log.info(
+            "job_submitted",
+            origin="api",
+            filename=upload.filename,
+            bytes=upload.size,
+            cleanup_override=upload.cleanup_override,
+        )
         base = base_url(request)
         status_url = f"{base}/status/{job_id}"
-        body = {"job_id": job_id, "state": "queued", "status_url": status_url,
-                "results_url": f"{base}/results/{job_id}", "filename": upload.filename,
-                "bytes": upload.size}
+        body = {
+            "job_id": job_id,
+            "state": "queued",
+            "status_url": status_url,
+            "results_url": f"{base}/results/{job_id}",
+            "filename": upload.filename,
+            "bytes": upload.size,
+        }
         return JSONResponse(body, status_code=202, headers={"Location": status_url})
 
     def _withdraw(job_id: str, folder: Path) -> None:
@@ -393,43 +486,62 @@ def create_app(
         except StoreError as exc:
             log.error("manifest_withdraw_failed", error=str(exc))
 
-    @app.get("/status/{job_id}", summary="The job's status.json",
-             responses={200: {"description": "status.json as stored"},
-                        **_errors(401, 404, 422, 503)})
+    @app.get(
+        "/status/{job_id}",
+        summary="The job's status.json",
+        responses={200: {"description": "status.json as stored"}, **_errors(401, 404, 422, 503)},
+    )
     def get_status(job_id: str) -> Response:
         job_id = job_id_param(job_id)
-        return Response(read_status(job_id), media_type="application/json",
-                        headers={"Cache-Control": "no-store"})
+        return Response(
+            read_status(job_id),
+            media_type="application/json",
+            headers={"Cache-Control": "no-store"},
+        )
 
-    @app.get("/results/{job_id}", summary="results.json with signed links",
-             responses={200: {"description": "results.json; each artifact key is now "
-                                             "{key, url}"},
-                        409: {"model": ErrorBody,
-                              "description": "not finished, or failed; `status` holds "
-                                             "status.json"},
-                        **_errors(401, 404, 422, 503)})
+    @app.get(
+        "/results/{job_id}",
+        summary="results.json with signed links",
+        responses={
+            200: {"description": "results.json; each artifact key is now {key, url}"},
+            409: {
+                "model": ErrorBody,
+                "description": "not finished, or failed; `status` holds status.json",
+            },
+            **_errors(401, 404, 422, 503),
+        },
+    )
     def get_results(job_id: str, request: Request) -> Response:
         job_id = job_id_param(job_id)
         status = json.loads(read_status(job_id))
         state = status.get("state")
         if state == "failed":
             job_error = status.get("error") or {}
-            raise ApiError(409, "job_failed",
-                           f"the job failed: {job_error.get('code', 'unknown')}: "
-                           f"{job_error.get('message', '')}".rstrip(": "),
-                           details={"job_error": job_error}, extra={"status": status})
+            raise ApiError(
+                409,
+                "job_failed",
+                f"the job failed: {job_error.get('code', 'unknown')}: "
+                f"{job_error.get('message', '')}".rstrip(": "),
+                details={"job_error": job_error},
+                extra={"status": status},
+            )
         if state != "completed":
             progress = status.get("progress") or {}
-            raise ApiError(409, "job_not_finished",
-                           f"the job is {state} (stage {status.get('stage')}, "
-                           f"{progress.get('percent', 0)}%); poll /status/{job_id}",
-                           extra={"status": status})
+            raise ApiError(
+                409,
+                "job_not_finished",
+                f"the job is {state} (stage {status.get('stage')}, "
+                f"{progress.get('percent', 0)}%); poll /status/{job_id}",
+                extra={"status": status},
+            )
         try:
             doc = json.loads(store.get_bytes(keys.results_key(job_id)))
         except ObjectNotFound:
-            raise ApiError(404, "results_not_found",
-                           f"job {job_id} completed but its results.json is gone "
-                           "(removed by retention?)") from None
+            raise ApiError(
+                404,
+                "results_not_found",
+                f"job {job_id} completed but its results.json is gone (removed by retention?)",
+            ) from None
         except StoreError as exc:
             raise _store_unavailable(exc) from None
         with request_base_url(base_url(request)):
@@ -439,15 +551,21 @@ def create_app(
     if signer is not None:
         local: LocalStore = store  # type: ignore[assignment]
 
-        @app.get("/files/{key:path}", summary="A signed link's file (local store)",
-                 responses={200: {"description": "the file's bytes"}, **_errors(403, 404)})
-        def get_file(key: str, expires: str | None = None,
-                     signature: str | None = None) -> Response:
+        @app.get(
+            "/files/{key:path}",
+            summary="A signed link's file (local store)",
+            responses={200: {"description": "the file's bytes"}, **_errors(403, 404)},
+        )
+        def get_file(
+            key: str, expires: str | None = None, signature: str | None = None
+        ) -> Response:
             problem = signer.check(key, expires, signature, time.time())
             if problem is not None:
-                message = {"missing_signature": "this link needs expires= and signature=",
-                           "invalid_signature": "the link's signature does not match",
-                           "link_expired": "the link has expired; fetch /results again"}
+                message = {
+                    "missing_signature": "this link needs expires= and signature=",
+                    "invalid_signature": "the link's signature does not match",
+                    "link_expired": "the link has expired; fetch /results again",
+                }
                 raise ApiError(403, problem, message[problem])
             if keys.job_id_of(key) is None:
                 raise ApiError(404, "not_found", "no such file")
@@ -458,14 +576,19 @@ def create_app(
             info = local.head(key)
             if info is None:
                 raise ApiError(404, "not_found", "no such file")
-            return FileResponse(path, media_type=info.content_type or "application/octet-stream",
-                                headers={"Cache-Control": "private, max-age=60"})
+            return FileResponse(
+                path,
+                media_type=info.content_type or "application/octet-stream",
+                headers={"Cache-Control": "private, max-age=60"},
+            )
 
-        app.add_api_route("/files/{key:path}", get_file, methods=["HEAD"],
-                          include_in_schema=False)
+        app.add_api_route("/files/{key:path}", get_file, methods=["HEAD"], include_in_schema=False)
 
-    @app.get("/healthz", summary="Process up, store reachable, runner alive",
-             responses={503: {"description": "unhealthy; the body says what"}})
+    @app.get(
+        "/healthz",
+        summary="Process up, store reachable, runner alive",
+        responses={503: {"description": "unhealthy; the body says what"}},
+    )
     async def healthz() -> JSONResponse:
         try:
             with anyio.fail_after(health_timeout_s):
@@ -475,10 +598,15 @@ def create_app(
         except Exception as exc:  # noqa: BLE001 - an unhealthy answer, not a 500
             result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         ok = isinstance(result, dict) and result.get("ok") is True
-        body = {**(result if isinstance(result, dict) else {}), "ok": ok,
-                "status": "ok" if ok else "unhealthy", "version": __version__}
-        return JSONResponse(body, status_code=200 if ok else 503,
-                            headers={"Cache-Control": "no-store"})
+        body = {
+            **(result if isinstance(result, dict) else {}),
+            "ok": ok,
+            "status": "ok" if ok else "unhealthy",
+            "version": __version__,
+        }
+        return JSONResponse(
+            body, status_code=200 if ok else 503, headers={"Cache-Control": "no-store"}
+        )
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     def get_metrics() -> Response:
@@ -488,10 +616,15 @@ def create_app(
     app.add_middleware(RequestContextMiddleware, api_token=settings.api_token)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
-        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_credentials=False,
-                           allow_methods=["GET", "POST", "HEAD"],
-                           allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-                           expose_headers=["X-Request-ID", "Location"], max_age=600)
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_credentials=False,
+            allow_methods=["GET", "POST", "HEAD"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Location"],
+            max_age=600,
+        )
     app.state.settings = settings
     app.state.store = store
     return app

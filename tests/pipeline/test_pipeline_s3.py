@@ -12,14 +12,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.daemon.test_pipeline import _run
+from tests.pipeline.test_pipeline import _run
 from vidwatch.r2 import keys
 
 pytestmark = pytest.mark.models
 
 
 def test_job_writes_full_layout_to_the_bucket_and_links_download_same_bytes(
-        media, models, make_settings, moto_bucket):
+    media, models, make_settings, moto_bucket
+):
     settings = make_settings()
     store = moto_bucket.store()
     _, job_id, manifest = _run(media / "single_shot.mp4", settings, models, store=store)
@@ -42,9 +43,21 @@ def test_vidwatch_analyze_pointed_at_the_bucket(media, model_env, moto_bucket, t
     env = {k: v for k, v in os.environ.items() if not k.startswith("R2_")}
     env.update(model_env)
     env.update(moto_bucket.env())
-    proc = subprocess.run([sys.executable, "-m", "vidwatch.daemon.cli", "analyze",
-                           str(media / "single_shot.mp4"), "--no-toon"], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vidwatch.cli",
+            "analyze",
+            str(media / "single_shot.mp4"),
+            "--no-toon",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert f"s3://{moto_bucket.name}/jobs/" in proc.stdout
     store = moto_bucket.store()
@@ -66,12 +79,14 @@ class _CutShortStore:
 
     def put_file(self, key, path, *, content_type=None, metadata=None):
         data = Path(path).read_bytes()
-        return self._store.put_bytes(key, data[: len(data) // 2], content_type=content_type,
-                                     metadata=metadata)
+        return self._store.put_bytes(
+            key, data[: len(data) // 2], content_type=content_type, metadata=metadata
+        )
 
 
 def test_source_cut_short_in_upload_is_kept_locally_and_the_job_says_why(
-        media, models, make_settings, moto_bucket):
+    media, models, make_settings, moto_bucket
+):
     settings = make_settings()
     store = _CutShortStore(moto_bucket.store())
     _, job_id, manifest = _run(media / "single_shot.mp4", settings, models, store=store)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from vidwatch.daemon.jobs import JobSpec, new_job_id, run_job, stage_copy
+from vidwatch.jobs.run import run_job
+from vidwatch.jobs.staging import JobSpec, new_job_id, stage_copy
 from vidwatch.r2 import keys
 from vidwatch.r2.local import LocalStore
 
@@ -19,8 +20,9 @@ def _run(media_file: Path, settings, models, store=None, toon=None, **spec_kw):
     store = store or LocalStore(settings.local_store_dir)
     job_id = new_job_id()
     staged = stage_copy(settings, job_id, media_file)
-    spec = JobSpec(job_id=job_id, staged_source=staged, origin="cli",
-                   filename=media_file.name, **spec_kw)
+    spec = JobSpec(
+        job_id=job_id, staged_source=staged, origin="cli", filename=media_file.name, **spec_kw
+    )
     manifest = run_job(spec, store=store, settings=settings, models=models, toon=toon)
     return store, job_id, manifest
 
@@ -30,16 +32,28 @@ def h264_job(media, models, tmp_path_factory):
     from vidwatch.config import load_settings
 
     root = tmp_path_factory.mktemp("h264")
-    settings = load_settings({"TEMP_MEDIA_DIR": str(root / "tmp"),
-                              "LOCAL_STORE_DIR": str(root / "store"), "TOON_ENABLED": "false",
-                              "DETECT_MODEL": models.settings.detect_model,
-                              "SEGMENT_MODEL": models.settings.segment_model})
+    settings = load_settings(
+        {
+            "TEMP_MEDIA_DIR": str(root / "tmp"),
+            "LOCAL_STORE_DIR": str(root / "store"),
+            "TOON_ENABLED": "false",
+            "DETECT_MODEL": models.settings.detect_model,
+            "SEGMENT_MODEL": models.settings.segment_model,
+        }
+    )
     before = hashlib.sha256((media / "cuts_h264.mp4").read_bytes()).hexdigest()
     store, job_id, manifest = _run(media / "cuts_h264.mp4", settings, models)
     after = hashlib.sha256((media / "cuts_h264.mp4").read_bytes()).hexdigest()
     results = json.loads(store.get_bytes(keys.results_key(job_id)))
-    return {"store": store, "job_id": job_id, "manifest": manifest, "results": results,
-            "settings": settings, "sha_before": before, "sha_after": after}
+    return {
+        "store": store,
+        "job_id": job_id,
+        "manifest": manifest,
+        "results": results,
+        "settings": settings,
+        "sha_before": before,
+        "sha_after": after,
+    }
 
 
 def _truth(media: Path, name: str) -> dict:
@@ -127,20 +141,23 @@ def test_cleanup_off_keeps_the_staged_source(media, models, make_settings):
 
 def test_request_override_wins_over_default(media, models, make_settings):
     settings = make_settings(cleanup_local_video_after_upload_default="true")
-    _, job_id, manifest = _run(media / "single_shot.mp4", settings, models,
-                               cleanup_override=False)
+    _, job_id, manifest = _run(media / "single_shot.mp4", settings, models, cleanup_override=False)
     assert (Path(settings.temp_media_dir) / job_id / "input" / "source.mp4").is_file()
     assert manifest.cleanup_local_source is False
 
 
-@pytest.mark.parametrize(("name", "code", "words"), [
-    ("zero_bytes.mp4", "empty_file", "empty"),
-    ("not_a_video.mp4", "not_a_video", "not a video"),
-    ("truncated_half.mp4", "truncated_video", "cut off"),
-    ("image_as_video.mp4", "image_not_video", "image"),
-])
-def test_bad_inputs_fail_with_a_code_and_keep_the_source(media, models, make_settings, name,
-                                                         code, words):
+@pytest.mark.parametrize(
+    ("name", "code", "words"),
+    [
+        ("zero_bytes.mp4", "empty_file", "empty"),
+        ("not_a_video.mp4", "not_a_video", "not a video"),
+        ("truncated_half.mp4", "truncated_video", "cut off"),
+        ("image_as_video.mp4", "image_not_video", "image"),
+    ],
+)
+def test_bad_inputs_fail_with_a_code_and_keep_the_source(
+    media, models, make_settings, name, code, words
+):
     settings = make_settings()
     store, job_id, manifest = _run(media / "bad" / name, settings, models)
     assert manifest.state == "failed"

@@ -24,7 +24,8 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from vidwatch.daemon.jobs import safe_ext
+from vidwatch.errors import VidwatchError
+from vidwatch.jobs.staging import safe_ext
 
 FILE_FIELD = "file"
 CLEANUP_FIELD = "cleanup_local_video_after_upload"
@@ -38,7 +39,7 @@ MAX_FILENAME_CHARS = 255
 PARTIAL_NAME = "upload.partial"
 
 
-class UploadError(Exception):
+class UploadError(VidwatchError):
     """The upload is refused: ``status`` and ``code`` go into the JSON error answer."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
@@ -103,8 +104,9 @@ def parse_bool_field(value: bytes) -> bool:
         return True
     if text == "false":
         return False
-    raise UploadError(422, "invalid_field",
-                      f"{CLEANUP_FIELD} must be 'true' or 'false', not {text[:20]!r}")
+    raise UploadError(
+        422, "invalid_field", f"{CLEANUP_FIELD} must be 'true' or 'false', not {text[:20]!r}"
+    )
 
 
 def _decode_header(value: bytes) -> str:
@@ -152,8 +154,9 @@ class _Receiver:
     def on_part_begin(self) -> None:
         self.parts += 1
         if self.parts > MAX_PARTS:
-            raise UploadError(422, "too_many_fields",
-                              f"at most {MAX_PARTS} form fields are accepted")
+            raise UploadError(
+                422, "too_many_fields", f"at most {MAX_PARTS} form fields are accepted"
+            )
         self.headers, self.kind = {}, None
         self._field, self._value = b"", b""
         self.field_value = bytearray()
@@ -171,8 +174,11 @@ class _Receiver:
     def on_headers_finished(self) -> None:
         disposition, options = parse_options_header(self.headers.get("content-disposition"))
         if disposition != b"form-data" or b"name" not in options:
-            raise UploadError(400, "malformed_multipart",
-                              "every part needs 'Content-Disposition: form-data; name=...'")
+            raise UploadError(
+                400,
+                "malformed_multipart",
+                "every part needs 'Content-Disposition: form-data; name=...'",
+            )
         name = _decode_header(options[b"name"])
         if name == FILE_FIELD:
             if self.file_seen:
@@ -187,26 +193,32 @@ class _Receiver:
                 raise UploadError(422, "invalid_field", f"{CLEANUP_FIELD} is given twice")
             self.kind = "cleanup"
         else:
-            raise UploadError(422, "unknown_field",
-                              f"unknown form field {name[:40]!r}; the fields are "
-                              f"'{FILE_FIELD}' (the video) and '{CLEANUP_FIELD}' (true/false)")
+            raise UploadError(
+                422,
+                "unknown_field",
+                f"unknown form field {name[:40]!r}; the fields are "
+                f"'{FILE_FIELD}' (the video) and '{CLEANUP_FIELD}' (true/false)",
+            )
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self.kind == "file":
             count = end - start
             self.size += count
             if self.size > self.max_file_bytes:
-                raise UploadError(413, "upload_too_large",
-                                  f"the video is larger than MAX_UPLOAD_BYTES="
-                                  f"{self.max_file_bytes} bytes")
+                raise UploadError(
+                    413,
+                    "upload_too_large",
+                    f"the video is larger than MAX_UPLOAD_BYTES={self.max_file_bytes} bytes",
+                )
             if len(self.head) < 512:
-                self.head += data[start:min(end, start + 512 - len(self.head))]
+                self.head += data[start : min(end, start + 512 - len(self.head))]
             self.pending += data[start:end]
         elif self.kind == "cleanup":
             self.field_value += data[start:end]
             if len(self.field_value) > MAX_FIELD_BYTES:
-                raise UploadError(422, "invalid_field",
-                                  f"{CLEANUP_FIELD} must be 'true' or 'false'")
+                raise UploadError(
+                    422, "invalid_field", f"{CLEANUP_FIELD} must be 'true' or 'false'"
+                )
 
     def on_part_end(self) -> None:
         if self.kind == "file":
@@ -222,8 +234,11 @@ class _Receiver:
 def boundary_of(request: Request) -> bytes:
     ctype, options = parse_options_header(request.headers.get("content-type"))
     if ctype != b"multipart/form-data":
-        raise UploadError(415, "unsupported_media_type",
-                          "send the video as multipart/form-data in the field 'file'")
+        raise UploadError(
+            415,
+            "unsupported_media_type",
+            "send the video as multipart/form-data in the field 'file'",
+        )
     boundary = options.get(b"boundary")
     if not boundary or len(boundary) > 200:
         raise UploadError(400, "malformed_multipart", "the multipart boundary is missing")
@@ -240,14 +255,18 @@ def check_declared_length(request: Request, max_body_bytes: int) -> None:
     except ValueError:
         raise UploadError(400, "invalid_request", "Content-Length is not a number") from None
     if length > max_body_bytes:
-        raise UploadError(413, "upload_too_large",
-                          f"the request body of {length} bytes is larger than "
-                          f"MAX_UPLOAD_BYTES={max_body_bytes - ENVELOPE_ALLOWANCE} bytes "
-                          "(plus the form's framing)")
+        raise UploadError(
+            413,
+            "upload_too_large",
+            f"the request body of {length} bytes is larger than "
+            f"MAX_UPLOAD_BYTES={max_body_bytes - ENVELOPE_ALLOWANCE} bytes "
+            "(plus the form's framing)",
+        )
 
 
-async def receive_upload(request: Request, *, input_dir: Path, max_file_bytes: int,
-                         idle_timeout_s: float) -> Upload:
+async def receive_upload(
+    request: Request, *, input_dir: Path, max_file_bytes: int, idle_timeout_s: float
+) -> Upload:
     """Stream the multipart body into ``input_dir``; return the staged upload.
 
     Raises UploadError (the answer to give), ClientDisconnect, or TimeoutError when no byte
@@ -273,33 +292,44 @@ async def receive_upload(request: Request, *, input_dir: Path, max_file_bytes: i
             more = message.get("more_body", False)
             body_bytes += len(chunk)
             if body_bytes > max_body_bytes:
-                raise UploadError(413, "upload_too_large",
-                                  f"the request body is larger than MAX_UPLOAD_BYTES="
-                                  f"{max_file_bytes} bytes (plus the form's framing)")
+                raise UploadError(
+                    413,
+                    "upload_too_large",
+                    f"the request body is larger than MAX_UPLOAD_BYTES="
+                    f"{max_file_bytes} bytes (plus the form's framing)",
+                )
             if chunk:
                 try:
                     parser.write(chunk)
                 except MultipartParseError as exc:
-                    raise UploadError(400, "malformed_multipart",
-                                      f"the multipart body cannot be parsed: {exc}") from None
+                    raise UploadError(
+                        400, "malformed_multipart", f"the multipart body cannot be parsed: {exc}"
+                    ) from None
             if len(receiver.pending) >= FLUSH_BYTES or (not more and receiver.pending):
                 data, receiver.pending = bytes(receiver.pending), bytearray()
                 await anyio.to_thread.run_sync(fh.write, data)
         parser.finalize()
         if not receiver.ended:
-            raise UploadError(400, "malformed_multipart",
-                              "the body ended before the closing multipart boundary")
+            raise UploadError(
+                400, "malformed_multipart", "the body ended before the closing multipart boundary"
+            )
         if not receiver.file_seen or not receiver.file_done:
-            raise UploadError(422, "missing_file",
-                              f"no video: send it in the multipart field '{FILE_FIELD}'")
+            raise UploadError(
+                422, "missing_file", f"no video: send it in the multipart field '{FILE_FIELD}'"
+            )
         await anyio.to_thread.run_sync(_flush_and_sync, fh)
     finally:
         fh.close()
     ext = receiver.raw_name_ext or sniff_ext(bytes(receiver.head)) or "bin"
     dest = input_dir / f"source.{ext}"
     await anyio.to_thread.run_sync(os.replace, partial, dest)
-    return Upload(path=dest, filename=receiver.filename, ext=ext, size=receiver.size,
-                  cleanup_override=receiver.cleanup)
+    return Upload(
+        path=dest,
+        filename=receiver.filename,
+        ext=ext,
+        size=receiver.size,
+        cleanup_override=receiver.cleanup,
+    )
 
 
 def _flush_and_sync(fh) -> None:

@@ -12,8 +12,11 @@ def configure_logging(fmt: str = "auto", level: str = "info", *, stream=None) ->
     stream = stream or sys.stderr
     if fmt == "auto":
         fmt = "console" if stream.isatty() else "json"
-    renderer = (structlog.processors.JSONRenderer() if fmt == "json"
-                else structlog.dev.ConsoleRenderer(colors=stream.isatty()))
+    renderer = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    )
     numeric = getattr(logging, level.upper(), logging.INFO)
     structlog.configure(
         processors=[
@@ -31,18 +34,30 @@ def configure_logging(fmt: str = "auto", level: str = "info", *, stream=None) ->
     # Libraries that log through the standard library (uvicorn, botocore, ...) come out in
     # the same format, JSON lines in service mode; they are kept quiet unless asked.
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        processor=renderer,
-        foreign_pre_chain=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.stdlib.add_logger_name,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-        ],
-    ))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processor=renderer,
+            foreign_pre_chain=[
+                structlog.contextvars.merge_contextvars,
+                structlog.processors.add_log_level,
+                structlog.stdlib.add_logger_name,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+            ],
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(numeric, logging.WARNING))
-    for noisy in ("ultralytics", "botocore", "boto3", "urllib3", "s3transfer", "pyscenedetect",
-                  "apscheduler", "uvicorn", "uvicorn.error", "watchfiles"):
+    for noisy in (
+        "ultralytics",
+        "botocore",
+        "boto3",
+        "urllib3",
+        "s3transfer",
+        "pyscenedetect",
+        "apscheduler",
+        "uvicorn",
+        "uvicorn.error",
+        "watchfiles",
+    ):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))

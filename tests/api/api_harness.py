@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import uvicorn
 
-from vidwatch.daemon.errors import QueueFull
-from vidwatch.daemon.jobs import JobSpec
+from vidwatch.errors import QueueFull
+from vidwatch.jobs.staging import JobSpec
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT_S = 15.0
@@ -41,8 +41,15 @@ class Served:
 @contextlib.contextmanager
 def serve(app) -> Iterator[Served]:
     """``app`` on a real uvicorn, 127.0.0.1, a free port; stopped at the end."""
-    config = uvicorn.Config(app, host=LOOPBACK, port=0, log_level="warning",
-                            access_log=False, lifespan="off", timeout_graceful_shutdown=5)
+    config = uvicorn.Config(
+        app,
+        host=LOOPBACK,
+        port=0,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=5,
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="api-uvicorn", daemon=True)
     thread.start()
@@ -73,8 +80,7 @@ class Worker:
         self.queue: queue.Queue[JobSpec | None] = queue.Queue(maxsize=self.maxsize)
         self.thread: threading.Thread | None = None
         if self.run is not None:
-            self.thread = threading.Thread(target=self._loop, name="api-test-worker",
-                                           daemon=True)
+            self.thread = threading.Thread(target=self._loop, name="api-test-worker", daemon=True)
             self.thread.start()
 
     def submit(self, spec: JobSpec) -> None:
@@ -103,8 +109,9 @@ class Worker:
             self.thread.join(timeout=120)
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str,
-             interval: float = 0.05) -> Any:
+def wait_for(
+    predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05
+) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -115,8 +122,9 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str,
         time.sleep(interval)
 
 
-def poll_status(client: httpx.Client, job_id: str, states: tuple[str, ...],
-                timeout: float) -> dict[str, Any]:
+def poll_status(
+    client: httpx.Client, job_id: str, states: tuple[str, ...], timeout: float
+) -> dict[str, Any]:
     """Poll GET /status until the state is one of ``states``; fail on any non-200."""
     last: dict[str, Any] = {}
 
@@ -138,8 +146,9 @@ def poll_status(client: httpx.Client, job_id: str, states: tuple[str, ...],
 BOUNDARY = "vidwatchTestBoundary7MA4YWxk"
 
 
-def part_header(name: str, filename: bytes | None = None,
-                content_type: str = "application/octet-stream") -> bytes:
+def part_header(
+    name: str, filename: bytes | None = None, content_type: str = "application/octet-stream"
+) -> bytes:
     head = f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"'.encode()
     if filename is not None:
         head += b'; filename="' + filename + b'"'
@@ -147,8 +156,9 @@ def part_header(name: str, filename: bytes | None = None,
     return head + b"\r\n\r\n"
 
 
-def multipart_body(file_bytes: bytes, filename: bytes | None = b"video.mp4",
-                   fields: dict[str, str] | None = None) -> bytes:
+def multipart_body(
+    file_bytes: bytes, filename: bytes | None = b"video.mp4", fields: dict[str, str] | None = None
+) -> bytes:
     body = b""
     for name, value in (fields or {}).items():
         body += part_header(name) + value.encode() + b"\r\n"
@@ -183,8 +193,11 @@ def read_response(sock: socket.socket, timeout: float = 10.0) -> tuple[int, dict
     head, _, rest = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
-    length = next(int(line.split(":", 1)[1]) for line in lines[1:]
-                  if line.lower().startswith("content-length:"))
+    length = next(
+        int(line.split(":", 1)[1])
+        for line in lines[1:]
+        if line.lower().startswith("content-length:")
+    )
     while len(rest) < length:
         chunk = sock.recv(65536)
         if not chunk:

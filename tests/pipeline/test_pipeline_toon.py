@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from tests.daemon.test_pipeline import _run
-from vidwatch.daemon.toon import open_toon
+from tests.pipeline.test_pipeline import _run
+from vidwatch.pipeline.toon import open_toon
 from vidwatch.r2 import keys
 from vidwatch.toon_bridge import json_difference
 
@@ -21,8 +21,10 @@ def test_every_frame_toon_decodes_to_its_json_exactly(media, models, make_settin
         store, job_id, manifest = _run(media / "cuts_h264.mp4", settings, models, toon=toon)
         assert manifest.state == "completed", manifest.error
         results = json.loads(store.get_bytes(keys.results_key(job_id)))
-        assert results["provenance"]["toon"] == {"enabled": True,
-                                                 "library": f"@toon-format/toon {toon.version}"}
+        assert results["provenance"]["toon"] == {
+            "enabled": True,
+            "library": f"@toon-format/toon {toon.version}",
+        }
         assert len(results["frames"]) == 14
         for frame in results["frames"]:
             assert frame["toon"] == keys.frame_toon_key(job_id, frame["frame"])

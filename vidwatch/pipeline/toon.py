@@ -12,8 +12,11 @@ log = structlog.get_logger("vidwatch.toon")
 def open_toon(settings: Settings):
     """A started TOON bridge, or None when TOON is off (said once, at start-up)."""
     if not settings.toon_enabled:
-        log.warning("toon_disabled", reason="TOON_ENABLED=false",
-                    effect="no analysis/toon/ files; results.json records it")
+        log.warning(
+            "toon_disabled",
+            reason="TOON_ENABLED=false",
+            effect="no analysis/toon/ files; results.json records it",
+        )
         return None
     from vidwatch.toon_bridge import ToonBridge, ToonUnavailable
 
@@ -21,6 +24,7 @@ def open_toon(settings: Settings):
     try:
         bridge.start()
     except ToonUnavailable as exc:
-        raise ConfigError(f"TOON runtime unavailable: {exc} (set TOON_ENABLED=false to run "
-                          "without TOON files)") from None
+        raise ConfigError(
+            f"TOON runtime unavailable: {exc} (set TOON_ENABLED=false to run without TOON files)"
+        ) from None
     return bridge

@@ -1,0 +1,66 @@
+"""A job's staged source and its spec: ids, staging paths, the local cleanup policy.
+
+Light on purpose: the API and the intake sources import it without the pipeline.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ulid import ULID
+
+from vidwatch.config import Settings
+from vidwatch.r2 import keys
+
+
+def new_job_id() -> str:
+    return str(ULID())
+
+
+def staging_dir(settings: Settings, job_id: str) -> Path:
+    return Path(settings.temp_media_dir) / keys.job_prefix(job_id).split("/")[1]
+
+
+_EXT = re.compile(r"^[a-z0-9]{1,8}$")
+
+
+def safe_ext(filename: str | None, default: str = "bin") -> str:
+    """The extension of a client-supplied name, lower case, or ``default``: never a path."""
+    if not filename:
+        return default
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1].replace("\0", "")
+    ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    return ext if _EXT.match(ext) else default
+
+
+def staged_source_path(settings: Settings, job_id: str, ext: str) -> Path:
+    return staging_dir(settings, job_id) / "input" / f"source.{ext}"
+
+
+def stage_copy(settings: Settings, job_id: str, source: Path) -> Path:
+    """Copy ``source`` into staging; the user's file itself is never changed."""
+    dest = staged_source_path(settings, job_id, safe_ext(source.name))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, dest)
+    return dest
+
+
+def resolve_cleanup(override: bool | None, default: bool) -> bool:
+    """The effective local cleanup policy: the request's override, else the default."""
+    return default if override is None else override
+
+
+@dataclass
+class JobSpec:
+    job_id: str
+    staged_source: Path
+    origin: str  # api | inbox | bucket | cli
+    filename: str | None = None
+    cleanup_override: bool | None = None
+    source_in_store: bool = False
+    """Bucket jobs: the source is already in the store (it was downloaded into staging)."""
+    source_key: str | None = None
+    """The source's key where it is already in the store (default: the layout's key)."""

@@ -1,0 +1,49 @@
+"""Prometheus metrics of the process, served at /metrics by the HTTP API."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry()
+
+JOBS = Counter(
+    "vidwatch_jobs_total",
+    "Jobs that ended, by final state and origin",
+    ["state", "origin"],
+    registry=REGISTRY,
+)
+JOBS_RUNNING = Gauge("vidwatch_jobs_running", "Jobs being processed now", registry=REGISTRY)
+QUEUE_DEPTH = Gauge("vidwatch_queue_depth", "Jobs waiting in the runner's queue", registry=REGISTRY)
+STAGE_SECONDS = Histogram(
+    "vidwatch_stage_seconds",
+    "Time spent per job stage",
+    ["stage"],
+    buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600),
+    registry=REGISTRY,
+)
+FRAMES_DECODED = Counter("vidwatch_frames_decoded_total", "Frames decoded", registry=REGISTRY)
+FRAMES_ANALYZED = Counter(
+    "vidwatch_frames_analyzed_total", "Sampled frames sent to the models", registry=REGISTRY
+)
+HTTP_REQUESTS = Counter(
+    "vidwatch_http_requests_total",
+    "HTTP requests by route and status",
+    ["route", "status"],
+    registry=REGISTRY,
+)
+HTTP_REQUEST_SECONDS = Histogram(
+    "vidwatch_http_request_seconds",
+    "HTTP request latency by route",
+    ["route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120),
+    registry=REGISTRY,
+)
+API_UPLOADS = Counter(
+    "vidwatch_api_uploads_total",
+    "Uploads to POST /analyze-video by outcome (accepted or the error code)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+API_UPLOAD_BYTES = Counter(
+    "vidwatch_api_upload_bytes_total", "Video bytes of accepted uploads", registry=REGISTRY
+)

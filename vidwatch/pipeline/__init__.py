@@ -1,0 +1,4 @@
+"""One video in, results out: decode, sampling, scenes, models, drawing and the writer.
+
+The heavy libraries (PyAV, OpenCV, torch) load with the modules that use them.
+"""
