@@ -47,3 +47,32 @@ API_UPLOADS = Counter(
 API_UPLOAD_BYTES = Counter(
     "vidwatch_api_upload_bytes_total", "Video bytes of accepted uploads", registry=REGISTRY
 )
+WEBHOOK_EVENTS = Counter(
+    "vidwatch_webhook_events_total",
+    "Job events recorded in the webhook outbox, by type",
+    ["type"],
+    registry=REGISTRY,
+)
+WEBHOOK_ATTEMPTS = Counter(
+    "vidwatch_webhook_attempts_total",
+    "Webhook delivery attempts by result (ok, gone, failed)",
+    ["result"],
+    registry=REGISTRY,
+)
+WEBHOOK_ATTEMPT_SECONDS = Histogram(
+    "vidwatch_webhook_attempt_seconds",
+    "Time of one webhook delivery attempt",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
+WEBHOOK_DELIVERIES = Counter(
+    "vidwatch_webhook_deliveries_total",
+    "Webhook deliveries that ended, by outcome (delivered, gone, expired)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+WEBHOOK_PENDING = Gauge(
+    "vidwatch_webhook_pending",
+    "Webhook deliveries pending in this process's schedule",
+    registry=REGISTRY,
+)

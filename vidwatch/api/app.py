@@ -279,6 +279,7 @@ def create_app(
     store: ObjectStore,
     submit: Callable[[JobSpec], None],
     health: Callable[[], dict[str, Any]],
+    notify: Callable[..., None] | None = None,
     signing_secret: bytes | None = None,
     upload_idle_timeout_s: float = UPLOAD_IDLE_TIMEOUT_S,
     health_timeout_s: float = HEALTH_TIMEOUT_S,
@@ -459,6 +460,8 @@ def create_app(
             raise
         metrics.API_UPLOADS.labels(outcome="accepted").inc()
         metrics.API_UPLOAD_BYTES.inc(upload.size)
+        if notify is not None:
+            await anyio.to_thread.run_sync(lambda: notify("job.queued", manifest))
         log.info(
             "job_submitted",
             origin="api",

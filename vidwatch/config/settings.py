@@ -7,16 +7,34 @@ Every invalid value stops the start with one line that names the setting.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from vidwatch.errors import VidwatchError
 
 REQUIRED_R2_SETTINGS = ("R2_BUCKET", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY")
+SECRET_SETTINGS = frozenset(
+    {"r2_secret_access_key", "api_token", "url_signing_secret", "webhook_secret"}
+)
+"""Settings whose values never appear in an error line or a log."""
+WEBHOOK_SECRET_PREFIX = "whsec_"
+WEBHOOK_SECRET_BYTES = (24, 64)
+"""Standard Webhooks 1.0: a secret is 24 to 64 random bytes, base64 after ``whsec_``."""
 
 
 class ConfigError(VidwatchError):
@@ -102,6 +120,15 @@ class Settings(BaseModel):
     """HMAC secret of the local store's signed links (default: a random secret kept in
     TEMP_MEDIA_DIR/.url-signing-key)."""
 
+    # --- webhooks ---------------------------------------------------------------------------
+    webhook_urls: str = ""
+    """Comma-separated http(s) endpoints that get job events; empty: no webhooks."""
+    webhook_secret: SecretStr | None = None
+    """``whsec_<base64>``: the Standard Webhooks signing secret (required with URLs)."""
+    webhook_timeout_s: float = Field(10.0, gt=0, le=300)
+    webhook_retry_base_s: float = Field(5.0, gt=0, le=3600)
+    webhook_max_age_h: float = Field(24.0, gt=0, le=24 * 30)
+
     # --- logging ----------------------------------------------------------------------------
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -113,6 +140,44 @@ class Settings(BaseModel):
         if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
             return value
         raise ValueError("must be auto, cpu, cuda or cuda:N")
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _webhook_urls(cls, value: str) -> str:
+        urls = [u.strip() for u in value.split(",") if u.strip()]
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+                raise ValueError(
+                    f"every endpoint must be an http:// or https:// URL with a host; "
+                    f"{url[:60]!r} is not"
+                )
+        return ",".join(urls)
+
+    @field_validator("webhook_secret", mode="before")
+    @classmethod
+    def _webhook_secret(cls, value: object) -> object:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if raw is None or not str(raw).strip():
+            return None
+        text = str(raw).strip()
+        low, high = WEBHOOK_SECRET_BYTES
+        problem = f"must be {WEBHOOK_SECRET_PREFIX}<base64 of {low} to {high} random bytes>"
+        if not text.startswith(WEBHOOK_SECRET_PREFIX):
+            raise ValueError(problem)
+        try:
+            key = base64.b64decode(text[len(WEBHOOK_SECRET_PREFIX) :], validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError(problem + " (not valid base64)") from None
+        if not low <= len(key) <= high:
+            raise ValueError(problem + f" (it decodes to {len(key)} bytes)")
+        return SecretStr(text)
+
+    @model_validator(mode="after")
+    def _webhook_secret_needed(self) -> Settings:
+        if self.webhook_urls and self.webhook_secret is None:
+            raise ValueError("WEBHOOK_SECRET is required when WEBHOOK_URLS is set")
+        return self
 
     @field_validator("detect_model", "segment_model")
     @classmethod
@@ -158,6 +223,10 @@ class Settings(BaseModel):
             )
         )
 
+    def webhook_endpoints(self) -> tuple[str, ...]:
+        """The webhook endpoints, in the order given (empty: webhooks off)."""
+        return tuple(u for u in self.webhook_urls.split(",") if u)
+
     def r2_endpoint(self) -> str | None:
         if self.r2_endpoint_url:
             return self.r2_endpoint_url
@@ -183,6 +252,9 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         return Settings.model_validate(values)
     except ValidationError as exc:
         err = exc.errors()[0]
-        name = str(err["loc"][0]).upper() if err["loc"] else "settings"
-        given = values.get(str(err["loc"][0])) if err["loc"] else None
-        raise ConfigError(f"invalid setting {name}={given!r}: {err['msg']}") from None
+        message = str(err["msg"]).removeprefix("Value error, ")
+        if not err["loc"]:
+            raise ConfigError(f"invalid settings: {message}") from None
+        field = str(err["loc"][0])
+        given = "<hidden>" if field in SECRET_SETTINGS else repr(values.get(field))
+        raise ConfigError(f"invalid setting {field.upper()}={given}: {message}") from None

@@ -158,6 +158,7 @@ class InboxIntake:
         has_room: Callable[[], bool],
         clock: Callable[[], float] = time.monotonic,
         stage: Callable[[Path, Path], None] = stage_inbox_file,
+        notify: Callable[..., None] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -166,6 +167,7 @@ class InboxIntake:
         self.has_room = has_room
         self.clock = clock
         self.stage = stage
+        self.notify = notify
         self.settler = Settler(settings.inbox_settle_s)
         self.tick_s = min(1.0, max(0.1, settings.inbox_settle_s / 2))
         self._candidates: set[str] = set()
@@ -338,6 +340,9 @@ class InboxIntake:
             write_manifest(self.store, manifest)
         except StoreError as exc:  # run_job writes it again; the staged file is safe
             bound.warning("manifest_write_failed", error=str(exc))
+        else:
+            if self.notify is not None:
+                self.notify("job.queued", manifest)
         self._backlog.append(
             JobSpec(job_id=job_id, staged_source=dest, origin="inbox", filename=name)
         )

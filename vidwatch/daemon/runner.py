@@ -15,6 +15,7 @@ downloaded into staging after the claim. A job that fails is recorded as failed 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import queue
 import threading
@@ -48,6 +49,12 @@ INTERRUPT_WAIT_S = 20.0
 """After the grace period, how long an interrupted job may take to write itself back."""
 
 JobFn = Callable[..., Manifest]
+Notify = Callable[..., None]
+"""``notify(type, manifest, summary=None)``: record a job event (jobs.webhooks.emit)."""
+
+
+def _no_events(type_: str, manifest: Manifest, *, summary: dict[str, Any] | None = None) -> None:
+    return None
 
 
 # --- the lease while a job runs --------------------------------------------------------------
@@ -186,6 +193,7 @@ class Runner:
         owner: str | None = None,
         job_fn: JobFn = run_job,
         clock: Callable[[], float] = time.time,
+        notify: Notify | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -194,6 +202,7 @@ class Runner:
         self.owner = owner or new_owner_id()
         self.clock = clock
         self._job_fn = job_fn
+        self.notify: Notify = notify or _no_events
         self._queue: queue.Queue[JobSpec] = queue.Queue(maxsize=settings.queue_max)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -411,11 +420,21 @@ class Runner:
             self._running[spec.job_id] = _Running(spec, stop)
         if manifest is not None and spec.cleanup_override is None:
             spec.cleanup_override = manifest.cleanup_local_source
+        if manifest is None:  # a new source in the bucket: queued from now on
+            self.notify(
+                "job.queued",
+                Manifest(
+                    job_id=spec.job_id,
+                    origin=spec.origin,
+                    filename=spec.filename,
+                    source_key=spec.source_key,
+                ),
+            )
         if spec.source_in_store and not self._fetch_source(spec, manifest, store):
             return
-        log.info(
-            "job_started", origin=spec.origin, attempt=(manifest.attempts + 1 if manifest else 1)
-        )
+        attempt = manifest.attempts + 1 if manifest else 1
+        log.info("job_started", origin=spec.origin, attempt=attempt)
+        self.notify("job.started", _started(spec, manifest, attempt))
         metrics.JOBS_RUNNING.inc()
         tracker = _ProgressMetrics()
         try:
@@ -444,6 +463,10 @@ class Runner:
             log.warning("job_abandoned", reason="lease lost; another worker has it")
             return
         metrics.JOBS.labels(state=final.state, origin=spec.origin).inc()
+        if final.state == "completed":
+            self.notify("job.completed", final, summary=final.results_summary)
+        elif final.state == "failed":
+            self.notify("job.failed", final)
         summary = final.extra.get("summary") or {}
         metrics.FRAMES_ANALYZED.inc(summary.get("frames_analyzed") or 0)
 
@@ -475,6 +498,7 @@ class Runner:
             with contextlib.suppress(StoreError):
                 write_manifest(store, failed)
             metrics.JOBS.labels(state="failed", origin=spec.origin).inc()
+            self.notify("job.failed", failed)
             return False
         except (StoreError, OSError) as exc:
             partial.unlink(missing_ok=True)
@@ -487,6 +511,20 @@ class Runner:
             return False
         log.info("job_source_downloaded", key=key, bytes=dest.stat().st_size)
         return True
+
+
+def _started(spec: JobSpec, manifest: Manifest | None, attempt: int) -> Manifest:
+    """The manifest as job.started reports it (run_job writes the same state)."""
+    base = manifest or Manifest(job_id=spec.job_id, origin=spec.origin, filename=spec.filename)
+    return dataclasses.replace(
+        base,
+        state="running",
+        origin=spec.origin,
+        filename=spec.filename or base.filename,
+        source_key=spec.source_key or base.source_key,
+        attempts=attempt,
+        notifications=[],
+    )
 
 
 class _ProgressMetrics:

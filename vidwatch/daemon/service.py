@@ -103,6 +103,7 @@ class Service:
         self.models = None
         self.toon = None
         self.runner = None
+        self.webhooks = None
         self.scanner = None
         self.inbox = None
         self.scheduler = None
@@ -140,8 +141,10 @@ class Service:
         from vidwatch.daemon.retention import Retention
         from vidwatch.daemon.runner import Runner
         from vidwatch.detectors.registry import load_models
+        from vidwatch.jobs.webhooks import WebhookSender
         from vidwatch.pipeline.toon import open_toon
         from vidwatch.r2 import open_store
+        from vidwatch.r2.leases import new_owner_id
 
         s = self.settings
         log.info(
@@ -165,7 +168,18 @@ class Service:
         self._check_stop()
         self.toon = open_toon(s)
 
-        self.runner = Runner(settings=s, store=self.store, models=self.models, toon=self.toon)
+        owner = new_owner_id()
+        # Webhooks first: jobs resumed below already have somewhere to tell their end.
+        self.webhooks = WebhookSender(s, self.store, owner=owner)
+        self.webhooks.start()
+        self.runner = Runner(
+            settings=s,
+            store=self.store,
+            models=self.models,
+            toon=self.toon,
+            owner=owner,
+            notify=self.webhooks.emit,
+        )
         self.runner.start()
 
         # Recovery first: jobs left by a crash or a stop, and bucket sources waiting.
@@ -180,7 +194,11 @@ class Service:
         )
         self.scanner.poll_once(startup=True)
         self.inbox = InboxIntake(
-            s, self.store, submit=self.runner.submit, has_room=self.runner.has_room
+            s,
+            self.store,
+            submit=self.runner.submit,
+            has_room=self.runner.has_room,
+            notify=self.webhooks.emit,
         )
         self._check_stop()
         if self.once:
@@ -218,7 +236,11 @@ class Service:
 
         s = self.settings
         app = create_app(
-            settings=s, store=self.store, submit=self.runner.submit, health=self.health
+            settings=s,
+            store=self.store,
+            submit=self.runner.submit,
+            health=self.health,
+            notify=self.webhooks.emit if self.webhooks is not None else None,
         )
         config = uvicorn.Config(
             app,
@@ -279,6 +301,9 @@ class Service:
             seen |= self.scanner.last_found
             if not new and not from_inbox:
                 break
+        if self.webhooks is not None and self.webhooks.enabled:
+            # Attempt what is due now once; what fails stays in the outbox for a later run.
+            self.webhooks.drain(self.settings.webhook_timeout_s + 5)
         log.info("once_done", inbox_files=self.inbox.claimed, jobs_found=len(seen))
         return 0
 
@@ -298,6 +323,7 @@ class Service:
             "store_ok": bool(store_ok),
             "store_error": store_error,
             "scan_error": getattr(self.scanner, "last_error", None),
+            **(self.webhooks.health() if self.webhooks is not None else {}),
         }
         body["ok"] = bool(runner["runner_alive"] and store_ok and not self.stop_requested.is_set())
         return body
@@ -332,6 +358,8 @@ class Service:
             self.scheduler.shutdown(wait=False)
         if self.runner is not None:
             self.runner.shutdown(self.settings.shutdown_grace_s, hurry=self.hurry)
+        if self.webhooks is not None:
+            self.webhooks.stop()  # after the drain: the drained jobs' events are recorded
         for stop in (getattr(self.inbox, "stop", None), getattr(self.scanner, "stop", None)):
             if stop is not None:
                 stop()

@@ -45,7 +45,17 @@ class Manifest:
     cleanup_local_source: bool | None = None
     local_source_deleted: bool | None = None
     attempts: int = 0
+    duplicate_of: str | None = None
+    """The earlier job whose results this one answers (same content key), if any."""
+    content_key: str | None = None
+    """sha256 over the source's sha256 and the result-changing settings (see jobs.dedupe)."""
+    reanalyze: bool = False
+    """Asked to be analysed afresh even when a job of the same content exists."""
+    notifications: list[dict[str, Any]] = field(default_factory=list)
+    """Webhook delivery state, one entry per event and endpoint (kept by jobs.webhooks)."""
     extra: dict[str, Any] = field(default_factory=dict)
+    results_summary: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    """results.json's ``summary`` of the run that just ended (not written: for events)."""
 
     def percent(self) -> float:
         if self.state == "completed":
@@ -84,9 +94,19 @@ class Manifest:
                 "local_source_deleted": self.local_source_deleted,
             },
             "attempts": self.attempts,
-            "results_key": keys.results_key(self.job_id) if self.state == "completed" else None,
+            "results_key": self.results_key(),
+            "duplicate_of": self.duplicate_of,
+            "content_key": self.content_key,
+            "reanalyze": self.reanalyze,
+            "notifications": self.notifications,
             **self.extra,
         }
+
+    def results_key(self) -> str | None:
+        """Where the results are: this job's own, or the earlier job's for a duplicate."""
+        if self.state != "completed":
+            return None
+        return keys.results_key(self.duplicate_of or self.job_id)
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Manifest:
@@ -113,6 +133,11 @@ class Manifest:
             cleanup_local_source=cleanup.get("local_source_policy"),
             local_source_deleted=cleanup.get("local_source_deleted"),
             attempts=int(doc.get("attempts") or 0),
+            duplicate_of=doc.get("duplicate_of"),
+            content_key=doc.get("content_key"),
+            reanalyze=bool(doc.get("reanalyze")),
+            notifications=list(doc.get("notifications") or []),
+            extra={"summary": doc["summary"]} if doc.get("summary") else {},
         )
 
 

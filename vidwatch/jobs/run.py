@@ -3,6 +3,7 @@ results.json and status.json, with the user's local cleanup policy."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import threading
@@ -17,6 +18,7 @@ from vidwatch.detectors.registry import ModelSet
 from vidwatch.errors import JobError, JobInterrupted
 from vidwatch.jobs.manifest import Manifest, read_manifest, utc_now, write_manifest
 from vidwatch.jobs.staging import JobSpec, resolve_cleanup
+from vidwatch.jobs.webhooks import merge_notifications, stored_notifications
 from vidwatch.pipeline.analysis import AnalysisOptions, TextEncoder, analyze
 from vidwatch.r2 import keys
 from vidwatch.r2.store import ObjectStore, StoreError
@@ -136,6 +138,7 @@ def run_job(
         manifest.frames_done = manifest.frames_total
         manifest.state, manifest.finished_at = "completed", utc_now()
         manifest.extra = {"summary": _short_summary(results)}
+        manifest.results_summary = results.get("summary")
         bound.info(
             "job_completed",
             frames=manifest.frames_total,
@@ -160,6 +163,11 @@ def run_job(
     finally:
         if not interrupted:
             _cleanup_local(spec, manifest, verified, bound)
+        # Webhook delivery states written meanwhile by the sender stay in the manifest.
+        with contextlib.suppress(StoreError):
+            manifest.notifications = merge_notifications(
+                stored_notifications(store, spec.job_id), manifest.notifications
+            )
         try:
             save("done" if manifest.state in ("completed", "failed") else None, force=True)
         except StoreError as exc:
