@@ -76,3 +76,8 @@ WEBHOOK_PENDING = Gauge(
     "Webhook deliveries pending in this process's schedule",
     registry=REGISTRY,
 )
+JOBS_DUPLICATE = Counter(
+    "vidwatch_jobs_duplicate_total",
+    "Jobs completed as duplicates of an earlier job of the same content (not analysed)",
+    registry=REGISTRY,
+)

@@ -22,11 +22,17 @@ pytestmark = pytest.mark.models
 
 
 def _upload(bucket, data: bytes) -> str:
-    """A user's own upload: a plain PutObject, no metadata, no status.json."""
+    """A user's own upload: a plain PutObject, no status.json; the same bytes each time,
+    so each asks to be analysed afresh (the metadata ``reanalyze: true``)."""
     job_id = new_job_id()
     client = bucket.client()
     try:
-        client.put_object(Bucket=bucket.name, Key=keys.source_key(job_id, "mp4"), Body=data)
+        client.put_object(
+            Bucket=bucket.name,
+            Key=keys.source_key(job_id, "mp4"),
+            Body=data,
+            Metadata={"reanalyze": "true"},
+        )
     finally:
         client.close()
     return job_id

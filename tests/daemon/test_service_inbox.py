@@ -66,12 +66,14 @@ def test_a_file_present_at_start_up_is_processed(running, media):
 def test_a_dropped_video_completes_with_the_full_layout(running, media):
     daemon, store, inbox = running
     dropped = time.monotonic()
-    _drop(media / "single_shot.mp4", inbox, "dropped.mp4")
-    doc = wait_job_state(store, filename="dropped.mp4", daemon=daemon)
+    # The same bytes as the file there at start-up: named to be analysed afresh.
+    _drop(media / "single_shot.mp4", inbox, "dropped.reanalyze.mp4")
+    doc = wait_job_state(store, filename="dropped.reanalyze.mp4", daemon=daemon)
     took = time.monotonic() - dropped
     assert doc["state"] == "completed", doc["error"]
     job_id = doc["job_id"]
     assert doc["source"]["origin"] == "inbox" and doc["stage"] == "done"
+    assert doc["reanalyze"] is True and doc["duplicate_of"] is None
     assert doc["source"]["key"] == keys.source_key(job_id, "mp4")
     assert doc["source"]["sha256"] == sha256_of(media / "single_shot.mp4")
     assert doc["progress"]["frames_done"] == doc["progress"]["frames_total"] == 48
@@ -86,7 +88,7 @@ def test_a_dropped_video_completes_with_the_full_layout(running, media):
         store.get_bytes(keys.source_key(job_id, "mp4")) == (media / "single_shot.mp4").read_bytes()
     )
     # Moved out of the inbox; the staged copy is gone after the verified upload (default).
-    assert not (inbox / "dropped.mp4").exists()
+    assert not (inbox / "dropped.reanalyze.mp4").exists()
     assert not (daemon.root / "tmp_media" / job_id).exists()
     # Every line of the job names it; its stage lines name the stage.
     lines = [e for e in daemon.events() if e.get("job_id") == job_id]

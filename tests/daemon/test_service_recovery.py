@@ -65,8 +65,8 @@ def test_kill_9_mid_job_then_restart_completes_with_the_same_artifacts(
     assert second.find("job_found", job_id=job_id)
 
     # The same video, uninterrupted, on the same daemon: the same artifacts, key for key.
-    shutil.copyfile(media / "cuts_h264.mp4", tmp_path / "inbox" / "reference.mp4")
-    reference = wait_job_state(store, filename="reference.mp4", daemon=second)
+    shutil.copyfile(media / "cuts_h264.mp4", tmp_path / "inbox" / "reference.reanalyze.mp4")
+    reference = wait_job_state(store, filename="reference.reanalyze.mp4", daemon=second)
     assert reference["state"] == "completed"
     assert relative_keys(store, job_id) == relative_keys(store, reference["job_id"])
     resumed = json.loads(store.get_bytes(keys.results_key(job_id)))

@@ -12,6 +12,7 @@ from vidwatch.config import load_settings
 from vidwatch.r2.cli import add_r2_parser, run_r2
 from vidwatch.r2.lifecycle import (
     ABORT_MULTIPART_RULE_ID,
+    EXPIRE_INDEX_RULE_ID,
     EXPIRE_JOBS_RULE_ID,
     build_rules,
     merge_rules,
@@ -116,16 +117,22 @@ def test_cli_apply(s3_bucket: S3Bucket) -> None:
         assert (code, err) == (0, "")
         rules = client.get_bucket_lifecycle_configuration(Bucket=s3_bucket.name)["Rules"]
         assert sorted(r["ID"] for r in rules) == sorted(
-            ["someone-elses", ABORT_MULTIPART_RULE_ID, EXPIRE_JOBS_RULE_ID]
+            ["someone-elses", ABORT_MULTIPART_RULE_ID, EXPIRE_JOBS_RULE_ID, EXPIRE_INDEX_RULE_ID]
         )
         by_id = {r["ID"]: r for r in rules}
         assert by_id[EXPIRE_JOBS_RULE_ID]["Expiration"] == {"Days": 9}
         assert by_id[EXPIRE_JOBS_RULE_ID]["Filter"]["Prefix"] == "jobs/"
+        assert by_id[EXPIRE_INDEX_RULE_ID]["Filter"]["Prefix"] == "index/"
+        assert by_id[EXPIRE_INDEX_RULE_ID]["Expiration"] == {"Days": 9}
         assert by_id[ABORT_MULTIPART_RULE_ID]["AbortIncompleteMultipartUpload"] == {
             "DaysAfterInitiation": 3
         }
         assert by_id["someone-elses"]["Expiration"] == {"Days": 90}
-        assert json.loads(out)["applied"] == [ABORT_MULTIPART_RULE_ID, EXPIRE_JOBS_RULE_ID]
+        assert json.loads(out)["applied"] == [
+            ABORT_MULTIPART_RULE_ID,
+            EXPIRE_JOBS_RULE_ID,
+            EXPIRE_INDEX_RULE_ID,
+        ]
     client.close()
 
 

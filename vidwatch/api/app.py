@@ -6,11 +6,14 @@ in the daemon's process, so an upload enters the same runner as inbox and bucket
 Routes (every error is ``{"error": {"code", "message", "request_id"}}``):
 
 - ``POST /analyze-video``: multipart ``file`` (the video) and optional
-  ``cleanup_local_video_after_upload`` (``true``/``false``); 202 ``{job_id, state,
-  status_url, results_url, filename, bytes}``. 413 over MAX_UPLOAD_BYTES, 415 not
-  multipart, 422 a bad field, 503 queue full or store down.
+  ``cleanup_local_video_after_upload`` and ``reanalyze`` (``true``/``false``); 202
+  ``{job_id, state, status_url, results_url, filename, bytes}``. 413 over
+  MAX_UPLOAD_BYTES, 415 not multipart, 422 a bad field, 503 queue full or store down.
+  ``Idempotency-Key``: the same key with the same bytes within 24 h answers the first
+  job again (``Idempotent-Replayed: true``); with other bytes 422.
 - ``GET /status/{job_id}``: status.json as stored; 404 unknown id, 422 malformed id.
-- ``GET /results/{job_id}``: results.json with every artifact key turned into ``{"key",
+- ``GET /results/{job_id}``: results.json (a duplicate's: the earlier job's, with
+  ``duplicate_of``) with every artifact key turned into ``{"key",
   "url"}`` (signed, R2_URL_TTL_SECONDS) plus ``links: {ttl_s, expires_at}``; 409 with
   ``status`` while the job is queued or running (``job_not_finished``) or when it failed
   (``job_failed``, the job's own error in ``error.job_error``).
@@ -24,6 +27,7 @@ proof) needs ``Authorization: Bearer <API_TOKEN>``, compared in constant time.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import re
@@ -57,12 +61,18 @@ from vidwatch.api.links import (
 from vidwatch.api.upload import (
     CLEANUP_FIELD,
     FILE_FIELD,
+    REANALYZE_FIELD,
     UploadError,
     receive_upload,
     remove_staging,
 )
 from vidwatch.config import Settings
 from vidwatch.errors import QueueFull, VidwatchError
+from vidwatch.jobs.dedupe import (
+    IDEMPOTENCY_TTL_S,
+    forget_idempotency,
+    remember_idempotency,
+)
 from vidwatch.jobs.manifest import Manifest, write_manifest
 from vidwatch.jobs.staging import JobSpec, new_job_id, resolve_cleanup, staging_dir
 from vidwatch.r2 import keys
@@ -176,6 +186,13 @@ _UPLOAD_BODY = {
                             "enum": ["true", "false"],
                             "description": "override CLEANUP_LOCAL_VIDEO_AFTER_UPLOAD_"
                             "DEFAULT for this job's staged copy",
+                        },
+                        REANALYZE_FIELD: {
+                            "type": "string",
+                            "enum": ["true", "false"],
+                            "description": "analyse afresh even when the same content "
+                            "was analysed before (default false: such a job completes "
+                            "at once with duplicate_of)",
                         },
                     },
                 }
@@ -383,6 +400,7 @@ def create_app(
         responses=_errors(400, 401, 408, 413, 415, 422, 503),
     )
     async def analyze_video(request: Request) -> JSONResponse:
+        idem = _idempotency_header(request)
         job_id = new_job_id()
         folder = staging_dir(settings, job_id)
         structlog.contextvars.bind_contextvars(job_id=job_id)
@@ -414,9 +432,67 @@ def create_app(
             except BaseException:
                 remove_staging(folder)  # cancelled: no more awaiting
                 raise
-            return await _accept(request, job_id, folder, upload)
+            if idem is not None:
+                replay = await _idempotent(request, idem, job_id, folder, upload)
+                if replay is not None:
+                    return replay
+            try:
+                return await _accept(request, job_id, folder, upload)
+            except BaseException:
+                if idem is not None:
+                    with contextlib.suppress(StoreError):
+                        await anyio.to_thread.run_sync(forget_idempotency, store, idem, job_id)
+                raise
         finally:
             structlog.contextvars.unbind_contextvars("job_id")
+
+    async def _idempotent(
+        request: Request, idem: str, job_id: str, folder: Path, upload
+    ) -> JSONResponse | None:
+        """None: the key is new (now bound to this job). Else the answer: the earlier job
+        for the same bytes, 422 for other bytes."""
+        try:
+            found = await anyio.to_thread.run_sync(
+                lambda: remember_idempotency(
+                    store, idem, job_id=job_id, sha256=upload.sha256, now=time.time()
+                )
+            )
+        except StoreError as exc:
+            await anyio.to_thread.run_sync(remove_staging, folder)
+            raise _store_unavailable(exc) from None
+        if found.outcome == "new":
+            return None
+        await anyio.to_thread.run_sync(remove_staging, folder)
+        if found.outcome == "conflict":
+            metrics.API_UPLOADS.labels(outcome="idempotency_conflict").inc()
+            raise ApiError(
+                422,
+                "idempotency_key_reused",
+                f"this Idempotency-Key was used within {IDEMPOTENCY_TTL_S / 3600:g} h for "
+                f"other bytes (job {found.job_id}); use a new key for a new upload",
+                details={"job_id": found.job_id},
+            )
+        metrics.API_UPLOADS.labels(outcome="idempotent_replay").inc()
+        log.info("upload_replayed", earlier_job_id=found.job_id)
+        try:
+            state = json.loads(read_status(found.job_id)).get("state", "queued")
+        except ApiError:
+            state = "queued"
+        base = base_url(request)
+        status_url = f"{base}/status/{found.job_id}"
+        body = {
+            "job_id": found.job_id,
+            "state": state,
+            "status_url": status_url,
+            "results_url": f"{base}/results/{found.job_id}",
+            "filename": upload.filename,
+            "bytes": upload.size,
+        }
+        return JSONResponse(
+            body,
+            status_code=202,
+            headers={"Location": status_url, "Idempotent-Replayed": "true"},
+        )
 
     async def _accept(request: Request, job_id: str, folder: Path, upload) -> JSONResponse:
         manifest = Manifest(
@@ -425,6 +501,8 @@ def create_app(
             filename=upload.filename,
             source_key=keys.source_key(job_id, upload.ext),
             source_bytes=upload.size,
+            source_sha256=upload.sha256 or None,
+            reanalyze=upload.reanalyze,
             cleanup_local_source=resolve_cleanup(
                 upload.cleanup_override, settings.cleanup_local_video_after_upload_default
             ),
@@ -435,6 +513,7 @@ def create_app(
             origin="api",
             filename=upload.filename,
             cleanup_override=upload.cleanup_override,
+            reanalyze=upload.reanalyze,
         )
         try:
             await anyio.to_thread.run_sync(write_manifest, store, manifest)
@@ -537,18 +616,23 @@ def create_app(
                 f"{progress.get('percent', 0)}%); poll /status/{job_id}",
                 extra={"status": status},
             )
+        original = status.get("duplicate_of")
+        made_by = original if isinstance(original, str) and keys.is_job_id(original) else job_id
         try:
-            doc = json.loads(store.get_bytes(keys.results_key(job_id)))
+            doc = json.loads(store.get_bytes(keys.results_key(made_by)))
         except ObjectNotFound:
             raise ApiError(
                 404,
                 "results_not_found",
-                f"job {job_id} completed but its results.json is gone (removed by retention?)",
+                f"job {made_by} completed but its results.json is gone (removed by retention?)",
             ) from None
         except StoreError as exc:
             raise _store_unavailable(exc) from None
         with request_base_url(base_url(request)):
-            doc = link_results(doc, job_id, lambda key: store.signed_url(key, ttl_s), ttl_s)
+            doc = link_results(doc, made_by, lambda key: store.signed_url(key, ttl_s), ttl_s)
+        if made_by != job_id:
+            # The same content was analysed by an earlier job: its results, its links.
+            doc["job_id"], doc["duplicate_of"] = job_id, made_by
         return JSONResponse(doc, headers={"Cache-Control": "no-store"})
 
     if signer is not None:
@@ -631,6 +715,25 @@ def create_app(
     app.state.settings = settings
     app.state.store = store
     return app
+
+
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def _idempotency_header(request: Request) -> str | None:
+    """The ``Idempotency-Key`` header (1-255 visible ASCII characters), checked before a
+    byte of the body is read."""
+    value = request.headers.get("idempotency-key")
+    if value is None:
+        return None
+    value = value.strip().strip('"')
+    if not _IDEMPOTENCY_KEY.match(value):
+        raise ApiError(
+            422,
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters (a UUID is usual)",
+        )
+    return value
 
 
 def _store_unavailable(exc: StoreError) -> ApiError:

@@ -13,6 +13,7 @@ digits taken from that name, else sniffed from the first bytes (``bin`` when unk
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import unicodedata
@@ -29,6 +30,7 @@ from vidwatch.jobs.staging import safe_ext
 
 FILE_FIELD = "file"
 CLEANUP_FIELD = "cleanup_local_video_after_upload"
+REANALYZE_FIELD = "reanalyze"
 ENVELOPE_ALLOWANCE = 64 * 1024
 """Bytes of multipart framing (boundaries, part headers, the form field) allowed on top of
 MAX_UPLOAD_BYTES, so that a video of exactly the limit is accepted."""
@@ -58,6 +60,9 @@ class Upload:
     ext: str
     size: int
     cleanup_override: bool | None
+    sha256: str = ""
+    """sha256 of the video's bytes, computed as they streamed in."""
+    reanalyze: bool = False
 
 
 def sanitize_filename(raw: str | None) -> str | None:
@@ -98,15 +103,13 @@ def sniff_ext(head: bytes) -> str | None:
     return None
 
 
-def parse_bool_field(value: bytes) -> bool:
+def parse_bool_field(value: bytes, name: str = CLEANUP_FIELD) -> bool:
     text = value.decode("utf-8", errors="replace").strip().lower()
     if text == "true":
         return True
     if text == "false":
         return False
-    raise UploadError(
-        422, "invalid_field", f"{CLEANUP_FIELD} must be 'true' or 'false', not {text[:20]!r}"
-    )
+    raise UploadError(422, "invalid_field", f"{name} must be 'true' or 'false', not {text[:20]!r}")
 
 
 def _decode_header(value: bytes) -> str:
@@ -127,13 +130,14 @@ class _Receiver:
         self.headers: dict[str, bytes] = {}
         self._field = b""
         self._value = b""
-        self.kind: str | None = None  # "file" | "cleanup"
+        self.kind: str | None = None  # "file" | "cleanup" | "reanalyze"
         self.field_value = bytearray()
         self.file_seen = False
         self.file_done = False
         self.filename: str | None = None
         self.raw_name_ext = ""
         self.cleanup: bool | None = None
+        self.reanalyze: bool | None = None
         self.size = 0
         self.head = bytearray()
         self.pending = bytearray()
@@ -192,12 +196,17 @@ class _Receiver:
             if self.cleanup is not None:
                 raise UploadError(422, "invalid_field", f"{CLEANUP_FIELD} is given twice")
             self.kind = "cleanup"
+        elif name == REANALYZE_FIELD:
+            if self.reanalyze is not None:
+                raise UploadError(422, "invalid_field", f"{REANALYZE_FIELD} is given twice")
+            self.kind = "reanalyze"
         else:
             raise UploadError(
                 422,
                 "unknown_field",
                 f"unknown form field {name[:40]!r}; the fields are "
-                f"'{FILE_FIELD}' (the video) and '{CLEANUP_FIELD}' (true/false)",
+                f"'{FILE_FIELD}' (the video), '{CLEANUP_FIELD}' and '{REANALYZE_FIELD}' "
+                "(true/false)",
             )
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
@@ -213,18 +222,19 @@ class _Receiver:
             if len(self.head) < 512:
                 self.head += data[start : min(end, start + 512 - len(self.head))]
             self.pending += data[start:end]
-        elif self.kind == "cleanup":
+        elif self.kind in ("cleanup", "reanalyze"):
             self.field_value += data[start:end]
             if len(self.field_value) > MAX_FIELD_BYTES:
-                raise UploadError(
-                    422, "invalid_field", f"{CLEANUP_FIELD} must be 'true' or 'false'"
-                )
+                name = CLEANUP_FIELD if self.kind == "cleanup" else REANALYZE_FIELD
+                raise UploadError(422, "invalid_field", f"{name} must be 'true' or 'false'")
 
     def on_part_end(self) -> None:
         if self.kind == "file":
             self.file_done = True
         elif self.kind == "cleanup":
             self.cleanup = parse_bool_field(bytes(self.field_value))
+        elif self.kind == "reanalyze":
+            self.reanalyze = parse_bool_field(bytes(self.field_value), REANALYZE_FIELD)
         self.kind = None
 
     def on_end(self) -> None:
@@ -280,6 +290,7 @@ async def receive_upload(
     receiver = _Receiver(max_file_bytes)
     parser = MultipartParser(boundary, receiver.callbacks())
     fh = await anyio.to_thread.run_sync(open, partial, "wb")
+    digest = hashlib.sha256()
     body_bytes = 0
     try:
         more = True
@@ -307,7 +318,7 @@ async def receive_upload(
                     ) from None
             if len(receiver.pending) >= FLUSH_BYTES or (not more and receiver.pending):
                 data, receiver.pending = bytes(receiver.pending), bytearray()
-                await anyio.to_thread.run_sync(fh.write, data)
+                await anyio.to_thread.run_sync(_write_hashed, fh, digest, data)
         parser.finalize()
         if not receiver.ended:
             raise UploadError(
@@ -329,7 +340,14 @@ async def receive_upload(
         ext=ext,
         size=receiver.size,
         cleanup_override=receiver.cleanup,
+        sha256=digest.hexdigest(),
+        reanalyze=bool(receiver.reanalyze),
     )
+
+
+def _write_hashed(fh, digest, data: bytes) -> None:
+    digest.update(data)
+    fh.write(data)
 
 
 def _flush_and_sync(fh) -> None:

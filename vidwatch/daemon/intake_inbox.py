@@ -30,6 +30,7 @@ import structlog
 
 from vidwatch.config import Settings
 from vidwatch.errors import QueueFull, VidwatchError
+from vidwatch.jobs.dedupe import REANALYZE_MARKER
 from vidwatch.jobs.manifest import Manifest, utc_now, write_manifest
 from vidwatch.jobs.staging import JobSpec, new_job_id, safe_ext, staged_source_path
 from vidwatch.r2.store import ObjectStore, StoreError
@@ -335,7 +336,14 @@ class InboxIntake:
         self._retry_after.pop(name, None)
         self.claimed += 1
         bound.info("inbox_file_claimed", bytes=sig.size, staged=str(dest))
-        manifest = Manifest(job_id=job_id, origin="inbox", filename=name, source_bytes=sig.size)
+        reanalyze = REANALYZE_MARKER in name.lower()
+        manifest = Manifest(
+            job_id=job_id,
+            origin="inbox",
+            filename=name,
+            source_bytes=sig.size,
+            reanalyze=reanalyze,
+        )
         try:
             write_manifest(self.store, manifest)
         except StoreError as exc:  # run_job writes it again; the staged file is safe
@@ -344,7 +352,13 @@ class InboxIntake:
             if self.notify is not None:
                 self.notify("job.queued", manifest)
         self._backlog.append(
-            JobSpec(job_id=job_id, staged_source=dest, origin="inbox", filename=name)
+            JobSpec(
+                job_id=job_id,
+                staged_source=dest,
+                origin="inbox",
+                filename=name,
+                reanalyze=reanalyze,
+            )
         )
         self._flush_backlog()
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import queue
 import threading
@@ -191,7 +192,7 @@ class Runner:
         models: Any,
         toon: Any,
         owner: str | None = None,
-        job_fn: JobFn = run_job,
+        job_fn: JobFn | None = None,
         clock: Callable[[], float] = time.time,
         notify: Notify | None = None,
     ) -> None:
@@ -201,7 +202,7 @@ class Runner:
         self.toon = toon
         self.owner = owner or new_owner_id()
         self.clock = clock
-        self._job_fn = job_fn
+        self._job_fn: JobFn = job_fn or functools.partial(run_job, dedupe=True)
         self.notify: Notify = notify or _no_events
         self._queue: queue.Queue[JobSpec] = queue.Queue(maxsize=settings.queue_max)
         self._lock = threading.Lock()
@@ -467,8 +468,11 @@ class Runner:
             self.notify("job.completed", final, summary=final.results_summary)
         elif final.state == "failed":
             self.notify("job.failed", final)
-        summary = final.extra.get("summary") or {}
-        metrics.FRAMES_ANALYZED.inc(summary.get("frames_analyzed") or 0)
+        if final.duplicate_of:
+            metrics.JOBS_DUPLICATE.inc()
+        else:
+            summary = final.extra.get("summary") or {}
+            metrics.FRAMES_ANALYZED.inc(summary.get("frames_analyzed") or 0)
 
     def _fetch_source(self, spec: JobSpec, manifest: Manifest | None, store: FencedStore) -> bool:
         """Download a source that is in the store into staging (whole, or not at all)."""

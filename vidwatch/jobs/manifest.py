@@ -17,7 +17,16 @@ from vidwatch.r2.store import ObjectStore
 
 SCHEMA_VERSION = 1
 STATES = ("queued", "running", "completed", "failed")
-STAGES = ("queued", "staging", "uploading_source", "scenes", "analyzing", "writing", "done")
+STAGES = (
+    "queued",
+    "staging",
+    "waiting",
+    "uploading_source",
+    "scenes",
+    "analyzing",
+    "writing",
+    "done",
+)
 
 
 def utc_now() -> str:

@@ -16,6 +16,7 @@ import structlog
 from vidwatch.config import Settings
 from vidwatch.detectors.registry import ModelSet
 from vidwatch.errors import JobError, JobInterrupted
+from vidwatch.jobs.dedupe import REANALYZE_METADATA, Claim, ContentIndex, content_key
 from vidwatch.jobs.manifest import Manifest, read_manifest, utc_now, write_manifest
 from vidwatch.jobs.staging import JobSpec, resolve_cleanup
 from vidwatch.jobs.webhooks import merge_notifications, stored_notifications
@@ -27,6 +28,8 @@ from vidwatch.r2.verify import file_sha256, upload_verified, verify_object
 log = structlog.get_logger("vidwatch.jobs")
 
 PROGRESS_WRITE_INTERVAL_S = 2.0
+WAIT_POLL_S = 2.0
+"""How often a job waiting for another job of the same content looks again."""
 MIN_MANIFEST_INTERVAL_S = 1.1  # R2 allows about one write per second to one key
 
 
@@ -40,8 +43,13 @@ def run_job(
     options: AnalysisOptions | None = None,
     on_progress: Callable[[Manifest], None] | None = None,
     stop: threading.Event | None = None,
+    dedupe: bool = False,
 ) -> Manifest:
     """Run one job to its end and return its final manifest (completed or failed).
+
+    ``dedupe`` (the daemon's jobs): claim the content in the index first; a job whose
+    content an earlier job analysed completes at once with ``duplicate_of`` (see
+    ``vidwatch.jobs.dedupe``). Without it (``vidwatch analyze``) the job always analyses.
 
     A JobInterrupted (the daemon is stopping) puts the manifest back to ``queued`` and is
     raised again; every other failure is recorded in the manifest, never raised.
@@ -64,6 +72,7 @@ def run_job(
     )
     verified = False
     interrupted = False
+    claimed: Claim | None = None
     last_write = float("-inf")
 
     def save(stage: str | None = None, *, force: bool = False) -> None:
@@ -96,6 +105,11 @@ def run_job(
         )
         manifest.source_bytes = source.stat().st_size
         manifest.source_sha256 = file_sha256(source)
+        if dedupe:
+            claim = _claim_content(spec, manifest, store, settings, models, stop, save, bound)
+            claimed = claim if claim.outcome == "claimed" else None
+        else:
+            claim = Claim("claimed")
         save("uploading_source")
         if spec.source_in_store:
             # A user's own upload carries no sha256; the downloaded copy was hashed.
@@ -116,35 +130,39 @@ def run_job(
                 content_type=keys.content_type_for(source.name),
             )
         verified = True
-        save("analyzing")
-        results = analyze(
-            source,
-            job_id=spec.job_id,
-            store=store,
-            models=models,
-            options=options,
-            toon=toon,
-            source_sha256=manifest.source_sha256,
-            progress=progress,
-            stop=stop,
-        )
-        save("writing")
-        store.put_bytes(
-            keys.results_key(spec.job_id),
-            json.dumps(results, indent=1, ensure_ascii=False).encode(),
-            content_type="application/json",
-        )
-        manifest.frames_total = results["video"]["frames"]
-        manifest.frames_done = manifest.frames_total
-        manifest.state, manifest.finished_at = "completed", utc_now()
-        manifest.extra = {"summary": _short_summary(results)}
-        manifest.results_summary = results.get("summary")
-        bound.info(
-            "job_completed",
-            frames=manifest.frames_total,
-            scenes=len(results["scenes"]),
-            sampled=len(results["frames"]),
-        )
+        if claim.outcome == "duplicate":
+            assert claim.original is not None
+            _complete_as_duplicate(manifest, store, claim.original, bound)
+        else:
+            save("analyzing")
+            results = analyze(
+                source,
+                job_id=spec.job_id,
+                store=store,
+                models=models,
+                options=options,
+                toon=toon,
+                source_sha256=manifest.source_sha256,
+                progress=progress,
+                stop=stop,
+            )
+            save("writing")
+            store.put_bytes(
+                keys.results_key(spec.job_id),
+                json.dumps(results, indent=1, ensure_ascii=False).encode(),
+                content_type="application/json",
+            )
+            manifest.frames_total = results["video"]["frames"]
+            manifest.frames_done = manifest.frames_total
+            manifest.state, manifest.finished_at = "completed", utc_now()
+            manifest.extra = {"summary": _short_summary(results)}
+            manifest.results_summary = results.get("summary")
+            bound.info(
+                "job_completed",
+                frames=manifest.frames_total,
+                scenes=len(results["scenes"]),
+                sampled=len(results["frames"]),
+            )
     except JobInterrupted:
         interrupted = True
         manifest.state, manifest.stage = "queued", "queued"
@@ -161,6 +179,13 @@ def run_job(
         _fail(manifest, "internal_error", f"{type(exc).__name__}: {exc}")
         bound.exception("job_failed", code="internal_error")
     finally:
+        if claimed is not None and manifest.state in ("completed", "failed"):
+            try:
+                ContentIndex(store).settle(
+                    manifest.content_key or "", spec.job_id, manifest.state, claimed.etag
+                )
+            except StoreError as exc:  # a later arrival re-checks the job's own status
+                bound.warning("content_index_write_failed", error=str(exc))
         if not interrupted:
             _cleanup_local(spec, manifest, verified, bound)
         # Webhook delivery states written meanwhile by the sender stay in the manifest.
@@ -176,6 +201,59 @@ def run_job(
     if interrupted:
         raise JobInterrupted(spec.job_id)
     return manifest
+
+
+def _claim_content(
+    spec: JobSpec,
+    manifest: Manifest,
+    store: ObjectStore,
+    settings: Settings,
+    models: ModelSet,
+    stop: threading.Event | None,
+    save: Callable[..., None],
+    bound: Any,
+) -> Claim:
+    """The job's content key, claimed in the index: analyse it (``claimed``), or answer
+    with an earlier job's results (``duplicate``). While another live job analyses the same
+    content, wait for it (stage ``waiting``), so that the two never run side by side."""
+    infos = getattr(models, "infos", {}) or {}
+    manifest.content_key = content_key(
+        manifest.source_sha256 or "", settings, {r: i.to_json() for r, i in infos.items()}
+    )
+    if spec.reanalyze:
+        manifest.reanalyze = True
+    if spec.source_in_store and not manifest.reanalyze and manifest.source_key:
+        info = store.head(manifest.source_key)
+        meta = {k.lower(): v for k, v in (info.metadata if info else {}).items()}
+        manifest.reanalyze = meta.get(REANALYZE_METADATA, "").strip().lower() == "true"
+    index = ContentIndex(store)
+    waiting_for: str | None = None
+    while True:
+        claim = index.claim(manifest.content_key, spec.job_id, force=manifest.reanalyze)
+        if claim.outcome != "wait":
+            if claim.outcome == "duplicate":
+                bound.info("job_duplicate", duplicate_of=claim.original)
+            elif manifest.reanalyze:
+                bound.info("job_reanalyze", content_key=manifest.content_key)
+            return claim
+        if claim.original != waiting_for:
+            waiting_for = claim.original
+            bound.info("job_waiting", waiting_for=claim.original, reason="same content")
+            save("waiting", force=True)
+        if stop is not None and stop.wait(WAIT_POLL_S):
+            raise JobInterrupted(spec.job_id)
+        if stop is None:
+            time.sleep(WAIT_POLL_S)
+
+
+def _complete_as_duplicate(manifest: Manifest, store: ObjectStore, original: str, bound) -> None:
+    results = json.loads(store.get_bytes(keys.results_key(original)))
+    manifest.duplicate_of = original
+    manifest.frames_total = manifest.frames_done = results["video"]["frames"]
+    manifest.state, manifest.finished_at = "completed", utc_now()
+    manifest.extra = {"summary": _short_summary(results)}
+    manifest.results_summary = results.get("summary")
+    bound.info("job_completed", duplicate_of=original, frames=manifest.frames_total)
 
 
 def _fail(manifest: Manifest, code: str, message: str) -> None:

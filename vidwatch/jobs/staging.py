@@ -64,3 +64,5 @@ class JobSpec:
     """Bucket jobs: the source is already in the store (it was downloaded into staging)."""
     source_key: str | None = None
     """The source's key where it is already in the store (default: the layout's key)."""
+    reanalyze: bool = False
+    """Analyse afresh even when a job of the same content exists."""

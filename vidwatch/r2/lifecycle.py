@@ -1,7 +1,10 @@
 """The bucket lifecycle rules of the user's document, built from the settings.
 
 - abort incomplete multipart uploads after ``R2_ABORT_MULTIPART_DAYS``;
-- expire objects under ``jobs/`` after ``R2_RETENTION_DAYS``.
+- expire objects under ``jobs/`` after ``R2_RETENTION_DAYS``;
+- expire the content and Idempotency-Key index (``index/``) after ``R2_RETENTION_DAYS`` too:
+  an entry names a job whose artifacts expire then (``outbox/`` is not expired by a rule:
+  its records are deleted when delivered or given up).
 
 The payload is the S3 ``PutBucketLifecycleConfiguration`` body, as
 ``config/r2-lifecycle.example.json`` shows it for the default settings (it also works with
@@ -23,7 +26,9 @@ from vidwatch.r2.store import StoreError
 
 ABORT_MULTIPART_RULE_ID = "vidwatch-abort-incomplete-multipart-uploads"
 EXPIRE_JOBS_RULE_ID = "vidwatch-expire-job-artifacts"
-OUR_RULE_IDS = (ABORT_MULTIPART_RULE_ID, EXPIRE_JOBS_RULE_ID)
+EXPIRE_INDEX_RULE_ID = "vidwatch-expire-content-index"
+INDEX_PREFIX = "index/"
+OUR_RULE_IDS = (ABORT_MULTIPART_RULE_ID, EXPIRE_JOBS_RULE_ID, EXPIRE_INDEX_RULE_ID)
 
 
 def build_rules(*, retention_days: int, abort_multipart_days: int) -> dict[str, Any]:
@@ -43,6 +48,12 @@ def build_rules(*, retention_days: int, abort_multipart_days: int) -> dict[str, 
                 "ID": EXPIRE_JOBS_RULE_ID,
                 "Status": "Enabled",
                 "Filter": {"Prefix": JOBS_PREFIX},
+                "Expiration": {"Days": int(retention_days)},
+            },
+            {
+                "ID": EXPIRE_INDEX_RULE_ID,
+                "Status": "Enabled",
+                "Filter": {"Prefix": INDEX_PREFIX},
                 "Expiration": {"Days": int(retention_days)},
             },
         ]
