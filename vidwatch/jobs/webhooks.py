@@ -54,7 +54,10 @@ JITTER = 0.2
 """Each delay is drawn from [1 - JITTER, 1 + JITTER] times the doubled delay."""
 CLAIM_MARGIN_S = 30.0
 """A claim lasts the request's timeout plus this: then another daemon may take the record."""
-SCAN_INTERVAL_S = 10.0
+SCAN_INTERVAL_S = 30.0
+"""How often ``outbox/`` is listed for records this process does not know of (left by a
+restart or a crash); its own records are scheduled from memory, so one LIST every 30 s
+(and one at start) is all the outbox costs while nothing is pending."""
 WORKERS = 4
 STATUS_WRITE_INTERVAL_S = 1.1
 """R2 takes about one write per second to one key: status.json updates are coalesced."""
@@ -278,7 +281,7 @@ class WebhookSender:
         self.endpoints = settings.webhook_endpoints()
         secret = settings.webhook_secret
         self._secret = secret.get_secret_value() if secret is not None else ""
-        self.scan_interval_s = min(scan_interval_s, settings.webhook_retry_base_s)
+        self.scan_interval_s = scan_interval_s
         self.workers = workers
         self._lock = threading.Condition()
         self._due: list[tuple[float, str]] = []
