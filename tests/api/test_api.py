@@ -825,7 +825,7 @@ def test_openapi_documents_the_routes(api):
     schema = doc["paths"]["/analyze-video"]["post"]["requestBody"]["content"][
         "multipart/form-data"
     ]["schema"]
-    assert set(schema["properties"]) == {"file", "cleanup_local_video_after_upload"}
+    assert set(schema["properties"]) == {"file", "cleanup_local_video_after_upload", "reanalyze"}
 
 
 def test_concurrent_uploads_do_not_mix_up(api, video):
