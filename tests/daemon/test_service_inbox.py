@@ -161,3 +161,41 @@ def test_http_api_is_served_by_the_daemon(running, media):
             daemon=daemon,
         )
     assert doc["state"] == "completed" and doc["source"]["origin"] == "api"
+
+
+def test_the_same_bytes_twice_in_the_inbox_and_by_the_api_are_not_analysed_again(running, media):
+    """The file present at start-up was analysed; the same bytes dropped twice more (other
+    names) and POSTed complete as duplicates of that job, without a new analysis."""
+    import httpx
+
+    daemon, store, inbox = running
+    first = wait_job_state(store, filename="there_at_start.mp4", daemon=daemon)
+    analyses_before = len(daemon.find("job_stage", stage="analyzing"))
+    _drop(media / "single_shot.mp4", inbox, "again_1.mp4")
+    _drop(media / "single_shot.mp4", inbox, "again 2.mp4")
+    port = daemon.wait_for("http_listening")["port"]
+    with open(media / "single_shot.mp4", "rb") as fh:
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/analyze-video",
+            files={"file": ("again_3.mp4", fh, "video/mp4")},
+            timeout=30,
+        )
+    assert answer.status_code == 202, answer.text
+    docs = [
+        wait_job_state(store, filename=name, daemon=daemon)
+        for name in ("again_1.mp4", "again 2.mp4", "again_3.mp4")
+    ]
+    # The original: the first analysis, or the latest one asked for with `.reanalyze.`.
+    original = docs[0]["duplicate_of"]
+    assert original is not None
+    earlier = json.loads(store.get_bytes(keys.status_key(original)))
+    assert earlier["duplicate_of"] is None and earlier["state"] == "completed"
+    assert earlier["source"]["sha256"] == first["source"]["sha256"]
+    for doc in docs:
+        assert doc["state"] == "completed", doc["error"]
+        assert doc["duplicate_of"] == original
+        assert doc["results_key"] == keys.results_key(original)
+        assert store.head(doc["source"]["key"])  # the source is kept all the same
+    assert {d["source"]["origin"] for d in docs} == {"inbox", "api"}
+    assert len(daemon.find("job_stage", stage="analyzing")) == analyses_before
+    assert len(daemon.find("job_duplicate")) >= 3
