@@ -148,7 +148,7 @@ def _wait(check, timeout_s=20.0, what="condition"):
         if value:
             return value
         time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
 
 
 def _notifications(store):
@@ -304,7 +304,14 @@ def test_two_senders_on_one_store_deliver_each_event_once(tmp_path, receiver, se
     b.start()
     for n in range(10):
         (a if n % 2 else b).emit("job.started", _job(store, "running", attempts=n + 1))
-    _wait(lambda: not _outbox(store) and len(rec.at("/hook")) >= 10, what="all delivered")
+    _wait(
+        lambda: not _outbox(store) and len(rec.at("/hook")) >= 10,
+        timeout_s=60,
+        what=lambda: (
+            f"all delivered: {len(rec.at('/hook'))} hits, outbox "
+            + str([json.loads(store.get_bytes(k)) for k in _outbox(store)])[:3000]
+        ),
+    )
     time.sleep(0.5)
     ids = [h.headers["webhook-id"] for h in rec.at("/hook")]
     assert len(ids) == 10 and len(set(ids)) == 10
