@@ -112,7 +112,7 @@ class Retention:
         now = self.clock() if now is None else now
         report = RetentionReport()
         started = time.monotonic()
-        for step in (self.sweep_staging, self.expire_store):
+        for step in (self.sweep_staging, self.expire_store, self.expire_index):
             try:
                 step(now, report)
             except Exception:  # noqa: BLE001 - a scheduled job must not die
@@ -227,6 +227,24 @@ class Retention:
                 job_id=job_id,
                 objects=len(objects),
                 newest=newest.isoformat(),
+                retention_days=self.settings.r2_retention_days,
+            )
+
+    def expire_index(self, now: float, report: RetentionReport) -> None:
+        """On the local store, what the bucket's ``index/`` lifecycle rule does on R2:
+        content-index and Idempotency-Key records older than R2_RETENTION_DAYS go (the jobs
+        they name are expired by then; a later arrival just analyses again)."""
+        if not isinstance(self.store, LocalStore):
+            return
+        limit = timedelta(days=self.settings.r2_retention_days)
+        when = datetime.fromtimestamp(now, UTC)
+        old = [i.key for i in self.store.list("index/") if when - i.last_modified > limit]
+        if old:
+            self.store.delete_many(old)
+            self.log.info(
+                "retention_deleted",
+                kind="index",
+                objects=len(old),
                 retention_days=self.settings.r2_retention_days,
             )
 
