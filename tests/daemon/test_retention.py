@@ -42,10 +42,12 @@ def _facts(state, *, policy=True, in_store=True, active=False, age_h=30.0, extra
     [
         (_facts("completed"), ["src"]),
         (_facts("failed"), ["src"]),  # the source is in the store beside the failed manifest
-        (_facts("completed", age_h=23.9), []),  # not stale yet
+        (_facts("completed", age_h=0.1), ["src"]),  # ended: no need to wait out the age
         (_facts("completed", policy=False), []),  # cleanup off: the source is kept
         (_facts("completed", policy=False, extra_age_h=25), ["other"]),  # ...stale others not
-        (_facts("completed", policy=False, extra_age_h=1), []),
+        (_facts("completed", policy=False, extra_age_h=1), ["other"]),  # ended: no writer
+        (_facts("queued", extra_age_h=0.1), []),  # a pending job's fresh partial may be live
+        (_facts(None, extra_age_h=0.2), ["other"]),  # no manifest, no writer here, 12 min old
         (_facts("completed", in_store=False), []),  # never verified in the store: the only copy
         (_facts("queued", extra_age_h=48), ["other"]),  # pending: its source is untouchable
         (_facts("running"), []),
@@ -180,9 +182,9 @@ def test_staging_pass_removes_exactly_what_the_policy_says(tmp_path):
     assert not done_dir.exists()  # cleanup on, verified in the store, stale
     assert sorted(
         p.relative_to(kept_dir).as_posix() for p in kept_dir.rglob("*") if p.is_file()
-    ) == ["input/source.mp4", "scratch/fresh.jpg"]
+    ) == ["input/source.mp4"]
     assert (lost_dir / "input" / "source.mp4").is_file()  # the only copy
-    assert (fresh_dir / "input" / "source.mp4").is_file()
+    assert not fresh_dir.exists()  # ended: judged by the manifest, not by the age
     assert sorted(p.name for p in pending_dir.rglob("*") if p.is_file()) == ["source.mp4"]
     assert (busy_dir / "input" / "source.mp4").is_file()
     assert not empty_dir.exists()
@@ -192,8 +194,10 @@ def test_staging_pass_removes_exactly_what_the_policy_says(tmp_path):
     ) == sorted(
         [
             f"{done}/input/source.mp4",
+            f"{fresh}/input/source.mp4",
             f"{kept}/input/source.mp4.download",
             f"{kept}/scratch/frame.jpg",
+            f"{kept}/scratch/fresh.jpg",
             f"{pending}/input/source.mp4.download",
         ]
     )
@@ -203,6 +207,7 @@ def test_staging_pass_removes_exactly_what_the_policy_says(tmp_path):
     assert logged == {str(p) for p in report.staging_deleted}
     assert {e["job_id"] for e in logs if e.get("kind") == "staging_folder"} == {
         done,
+        fresh,
         empty_dir.name,
     }
 

@@ -70,12 +70,11 @@ def test_unit_essentials():
     watchdog = int(re.search(r"^WatchdogSec=(\d+)$", text, re.M)[1])
     stop_timeout = int(re.search(r"^TimeoutStopSec=(\d+)$", text, re.M)[1])
     assert watchdog > 0
-    # The shutdown bound (grace plus the time an interrupted job takes to write itself
-    # back) must fit in the stop timeout, or systemd kills the drain.
-    from vidwatch.daemon.runner import INTERRUPT_WAIT_S
+    # The stop budget the daemon enforces must fit in the stop timeout with margin, or
+    # systemd kills the drain.
+    from vidwatch.daemon.service import stop_budget_s
 
-    grace_s = Settings.model_fields["shutdown_grace_s"].default
-    assert grace_s + INTERRUPT_WAIT_S < stop_timeout
+    assert stop_budget_s(load_settings({})) + 20 <= stop_timeout
     assert re.search(r"^ReadWritePaths=.*/var/lib/vidwatch", text, re.M)
 
 
@@ -123,3 +122,33 @@ def test_notifier_is_silent_without_systemd():
         ).watchdog_s
         is None
     )
+
+
+def test_the_start_limit_trips_for_a_daemon_that_crashes_at_start():
+    """systemd counts starts within StartLimitIntervalSec; restarts come RestartSec apart,
+    so the limit trips only where StartLimitBurst restarts fit in the interval with room for
+    the start itself (the default 10 s / 5 never trips with RestartSec=5)."""
+    text = UNIT.read_text()
+    unit = text.split("[Service]")[0]
+    interval = int(re.search(r"^StartLimitIntervalSec=(\d+)$", unit, re.M)[1])
+    burst = int(re.search(r"^StartLimitBurst=(\d+)$", unit, re.M)[1])
+    restart = int(re.search(r"^RestartSec=(\d+)$", text, re.M)[1])
+    assert 2 <= burst <= 10
+    # Each failed start: its own time (say 60 s to load models and fail) plus RestartSec.
+    assert burst * (restart + 60) <= interval
+
+
+def test_readme_and_unit_state_the_watchdog_interval_the_code_keeps():
+    from vidwatch.daemon.service import watchdog_tick_s
+
+    text = UNIT.read_text()
+    watchdog = int(re.search(r"^WatchdogSec=(\d+)$", text, re.M)[1])
+    tick = watchdog_tick_s(float(watchdog))
+    readme = (REPO / "README.md").read_text()
+    stated = re.search(r"`WATCHDOG=1` every (\d+) s \(`WatchdogSec=(\d+)`", readme)
+    assert stated is not None
+    assert float(stated[1]) == tick and int(stated[2]) == watchdog
+    in_unit = re.search(r"WATCHDOG=1 every (\d+) s", text)
+    assert in_unit is not None and float(in_unit[1]) == tick
+    stop_timeout = int(re.search(r"^TimeoutStopSec=(\d+)$", text, re.M)[1])
+    assert f"`TimeoutStopSec={stop_timeout}`" in readme

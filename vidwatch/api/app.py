@@ -74,8 +74,8 @@ from vidwatch.jobs.dedupe import (
     remember_idempotency,
 )
 from vidwatch.jobs.manifest import Manifest, write_manifest
-from vidwatch.jobs.staging import JobSpec, new_job_id, resolve_cleanup, staging_dir
-from vidwatch.r2 import keys
+from vidwatch.jobs.staging import ARRIVING, JobSpec, new_job_id, resolve_cleanup, staging_dir
+from vidwatch.r2 import keys, quick_view
 from vidwatch.r2.local import LocalStore
 from vidwatch.r2.store import ObjectNotFound, ObjectStore, StoreError
 
@@ -335,9 +335,13 @@ def create_app(
             )
         return normalised
 
+    # Reads a client waits on give up within STORE_PROBE_TIMEOUT_S (503), not after the
+    # minute of retries that job writes use to ride out an outage.
+    reads = quick_view(store, settings.store_probe_timeout_s)
+
     def read_status(job_id: str) -> bytes:
         try:
-            return store.get_bytes(keys.status_key(job_id))
+            return reads.get_bytes(keys.status_key(job_id))
         except ObjectNotFound:
             raise ApiError(404, "job_not_found", f"no job {job_id}") from None
         except StoreError as exc:
@@ -404,6 +408,8 @@ def create_app(
         job_id = new_job_id()
         folder = staging_dir(settings, job_id)
         structlog.contextvars.bind_contextvars(job_id=job_id)
+        arriving = ARRIVING.hold(job_id)  # the staging sweep leaves it alone meanwhile
+        arriving.__enter__()
         try:
             try:
                 upload = await receive_upload(
@@ -444,6 +450,7 @@ def create_app(
                         await anyio.to_thread.run_sync(forget_idempotency, store, idem, job_id)
                 raise
         finally:
+            arriving.__exit__(None, None, None)
             structlog.contextvars.unbind_contextvars("job_id")
 
     async def _idempotent(
@@ -619,7 +626,7 @@ def create_app(
         original = status.get("duplicate_of")
         made_by = original if isinstance(original, str) and keys.is_job_id(original) else job_id
         try:
-            doc = json.loads(store.get_bytes(keys.results_key(made_by)))
+            doc = json.loads(reads.get_bytes(keys.results_key(made_by)))
         except ObjectNotFound:
             raise ApiError(
                 404,

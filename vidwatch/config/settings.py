@@ -64,6 +64,8 @@ class Settings(BaseModel):
     r2_region: str = "auto"
     local_store_dir: Path = Path("store")
     """The embedded store's folder, used when no R2 settings are given."""
+    store_probe_timeout_s: float = Field(3.0, gt=0, le=60)
+    """Bound of the store calls someone waits on: /healthz's probe, GET /status, /results."""
 
     # --- analysis -------------------------------------------------------------------------
     sample_fps: float = Field(1.0, gt=0, le=240)

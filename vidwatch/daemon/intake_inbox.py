@@ -32,7 +32,7 @@ from vidwatch.config import Settings
 from vidwatch.errors import QueueFull, VidwatchError
 from vidwatch.jobs.dedupe import REANALYZE_MARKER
 from vidwatch.jobs.manifest import Manifest, utc_now, write_manifest
-from vidwatch.jobs.staging import JobSpec, new_job_id, safe_ext, staged_source_path
+from vidwatch.jobs.staging import ARRIVING, JobSpec, new_job_id, safe_ext, staged_source_path
 from vidwatch.r2.store import ObjectStore, StoreError
 
 log = structlog.get_logger("vidwatch.intake.inbox")
@@ -309,7 +309,8 @@ class InboxIntake:
         dest = staged_source_path(self.settings, job_id, safe_ext(name))
         bound = log.bind(job_id=job_id, filename=name)
         try:
-            self.stage(path, dest)
+            with ARRIVING.hold(job_id):
+                self.stage(path, dest)
         except SourceGone:
             self._candidates.discard(name)
             self.settler.forget(name)

@@ -29,6 +29,7 @@ from vidwatch.config import Settings
 from vidwatch.daemon.intake_bucket import list_job_ids, staged_source
 from vidwatch.daemon.runner import TERMINAL
 from vidwatch.jobs.manifest import read_manifest
+from vidwatch.jobs.staging import ARRIVING
 from vidwatch.r2 import keys
 from vidwatch.r2.leases import read_lease
 from vidwatch.r2.local import LocalStore
@@ -59,29 +60,61 @@ class StagingFacts:
     """Queued or running in this process."""
 
 
+ORPHAN_GRACE_S = 600.0
+"""A non-source staged file (``upload.partial``, a ``.download`` or ``.partial`` copy) of a
+job no writer of this process holds goes once it is this old, or at once when its job has
+ended: such files are only ever written by a live upload, copy or download."""
+
+
 def plan_staging(
-    facts: StagingFacts, *, now: float, stale_after_s: float, default_cleanup: bool
+    facts: StagingFacts,
+    *,
+    now: float,
+    stale_after_s: float,
+    default_cleanup: bool,
+    orphan_grace_s: float = ORPHAN_GRACE_S,
 ) -> list[Path]:
-    """The staged files to delete now."""
+    """The staged files to delete now. Judged by the job's manifest and by whether a writer
+    of this process holds the folder (``facts.active``), not by age alone:
+
+    - nothing of an active job (queued or running here, or an upload still arriving);
+    - the source of a job that has ended (here or on another host) once the store holds it
+      and the cleanup policy is on, whatever its age; never the only copy, never with
+      cleanup off, never of a pending job;
+    - other files (partial uploads, copies, downloads) when their job has ended, or once
+      older than ``min(stale_after_s, orphan_grace_s)``: no live writer has them."""
     if facts.active:
         return []
     ended = facts.state in TERMINAL
     policy = default_cleanup if facts.cleanup_policy is None else facts.cleanup_policy
     doomed = []
     for staged in facts.files:
-        if now - staged.mtime < stale_after_s:
-            continue
-        if not staged.is_source or (ended and policy and facts.source_in_store):
+        if staged.is_source:
+            if ended and policy and facts.source_in_store:
+                doomed.append(staged.path)
+        elif ended or now - staged.mtime >= min(stale_after_s, orphan_grace_s):
             doomed.append(staged.path)
     return doomed
 
 
+PENDING_STATES = ("queued", "running")
+
+
 def store_job_expired(
-    *, newest: datetime, now: datetime, retention_days: int, leased: bool
+    *,
+    newest: datetime,
+    now: datetime,
+    retention_days: int,
+    leased: bool,
+    state: str | None = None,
 ) -> bool:
     """Whether a local-store job is past retention: its newest object is older than
-    ``retention_days`` and nobody holds a live lease on it."""
-    return not leased and now - newest > timedelta(days=retention_days)
+    ``retention_days``, nobody holds a live lease on it, and its manifest does not say it
+    is still to run (``queued`` or ``running``: a job waiting in a full queue, or one whose
+    daemon died, is kept whatever its age). ``state`` None: no manifest."""
+    if leased or state in PENDING_STATES:
+        return False
+    return now - newest > timedelta(days=retention_days)
 
 
 # --- the sweep ------------------------------------------------------------------------------
@@ -161,9 +194,12 @@ class Retention:
             if source is not None and manifest.source_key:
                 info = self.store.head(manifest.source_key)
                 in_store = info is not None and info.size == source.stat().st_size
-        return StagingFacts(job_id, tuple(files), state, policy, in_store, self.is_active(job_id))
+        active = self.is_active(job_id) or job_id in ARRIVING
+        return StagingFacts(job_id, tuple(files), state, policy, in_store, active)
 
     def _sweep_job(self, folder: Path, job_id: str, now: float, report: RetentionReport) -> None:
+        if self.is_active(job_id) or job_id in ARRIVING:
+            return  # in hand here: not even its manifest needs reading
         facts = self.staging_facts(folder, job_id)
         if facts.active:
             return
@@ -187,7 +223,7 @@ class Retention:
             )
         emptied = bool(doomed) and len(doomed) == len(facts.files)
         try:
-            folder_stale = now - folder.stat().st_mtime >= stale_after_s
+            folder_stale = now - folder.stat().st_mtime >= min(stale_after_s, ORPHAN_GRACE_S)
         except FileNotFoundError:
             return
         if (emptied or (not facts.files and folder_stale)) and not any(
@@ -212,12 +248,23 @@ class Retention:
             newest = max(info.last_modified for info in objects)
             lease, _, exists = read_lease(self.store, job_id)
             leased = exists and lease is not None and not lease.released and now < lease.expires_at
+            try:
+                manifest = read_manifest(self.store, job_id)
+            except (StoreError, ValueError, KeyError, TypeError) as exc:
+                self.log.warning("retention_manifest_unreadable", job_id=job_id, error=str(exc))
+                continue  # what cannot be judged is kept
+            state = manifest.state if manifest is not None else None
             if not store_job_expired(
                 newest=newest,
                 now=when,
                 retention_days=self.settings.r2_retention_days,
                 leased=leased,
+                state=state,
             ):
+                if state in PENDING_STATES and now - newest.timestamp() > 86400 * (
+                    self.settings.r2_retention_days
+                ):
+                    self.log.info("retention_kept", kind="store_job", job_id=job_id, state=state)
                 continue
             self.store.delete_many(info.key for info in objects)
             report.jobs_expired.append(job_id)
@@ -225,6 +272,7 @@ class Retention:
                 "retention_deleted",
                 kind="store_job",
                 job_id=job_id,
+                state=state,
                 objects=len(objects),
                 newest=newest.isoformat(),
                 retention_days=self.settings.r2_retention_days,

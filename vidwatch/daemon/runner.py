@@ -15,6 +15,7 @@ downloaded into staging after the claim. A job that fails is recorded as failed 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import functools
 import os
@@ -22,6 +23,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +48,7 @@ from vidwatch.r2.store import (
 log = structlog.get_logger("vidwatch.runner")
 
 TERMINAL = ("completed", "failed")
-INTERRUPT_WAIT_S = 20.0
+INTERRUPT_WAIT_S = 15.0
 """After the grace period, how long an interrupted job may take to write itself back."""
 
 JobFn = Callable[..., Manifest]
@@ -140,8 +142,31 @@ class FencedStore:
         return self._store.put_file(key, path, **kwargs)
 
     def put_many(self, items: Iterable[PutItem]) -> list[ObjectInfo]:
+        """Concurrent puts, each fenced on its own: once the lease is lost, no item still
+        waiting for a thread reaches the store (a check per batch let items queued behind
+        the pool be written long after the loss). Raises the first error after all ended."""
+        items = list(items)
+        if not items:
+            return []
         self._guard.check()
-        return self._store.put_many(items)
+        size = getattr(self._store, "workers", None) or getattr(self._store, "_workers", None)
+        workers = max(1, min(len(items), int(size or 8)))
+        with ThreadPoolExecutor(workers, thread_name_prefix="vidwatch-fenced-put") as pool:
+            futures = [
+                pool.submit(
+                    contextvars.copy_context().run,
+                    self.put_bytes,
+                    i.key,
+                    i.data,
+                    content_type=i.content_type,
+                )
+                for i in items
+            ]
+        errors = [f.exception() for f in futures if f.exception() is not None]
+        if errors:
+            lost = [e for e in errors if isinstance(e, LeaseLost)]
+            raise lost[0] if lost else errors[0]
+        return [f.result() for f in futures]
 
     def delete(self, key: str) -> None:
         self._guard.check()
@@ -296,13 +321,20 @@ class Runner:
         """Take no more jobs (intake stops first; a late submit gets QueueFull)."""
         self._closed.set()
 
-    def shutdown(self, grace_s: float, *, hurry: threading.Event | None = None) -> None:
+    def shutdown(
+        self,
+        grace_s: float,
+        *,
+        hurry: threading.Event | None = None,
+        interrupt_wait_s: float = INTERRUPT_WAIT_S,
+    ) -> bool:
         """Stop taking jobs, give running jobs ``grace_s`` seconds to finish, then interrupt
         them (they go back to ``queued``, their lease released) and wait for that.
 
         Jobs still queued are dropped: each is recoverable where it came from (a staged
         source with a queued manifest, or a source in the bucket). ``hurry`` (a second
-        signal) cuts the grace period short."""
+        signal) cuts the grace period short. Returns within ``grace_s + interrupt_wait_s``
+        (plus a tenth of a second); False when a job's thread is still alive then."""
         self._closed.set()
         self._halt.set()
         left_queued = []
@@ -333,13 +365,14 @@ class Runner:
                     after_s=round(time.monotonic() - job.started, 1),
                 )
                 job.stop.set()
-            end = time.monotonic() + INTERRUPT_WAIT_S
+            end = time.monotonic() + interrupt_wait_s
             while self._any_worker_alive() and time.monotonic() < end:
-                self._join_all(0.1)
+                self._join_all(min(0.1, max(0.0, end - time.monotonic())))
         if self._any_worker_alive():
-            log.error("runner_stop_timeout", waited_s=INTERRUPT_WAIT_S)
-        else:
-            log.info("runner_stopped")
+            log.error("runner_stop_timeout", waited_s=interrupt_wait_s)
+            return False
+        log.info("runner_stopped")
+        return True
 
     def _any_worker_alive(self) -> bool:
         return any(w.is_alive() for w in self._workers)

@@ -32,8 +32,22 @@ log = structlog.get_logger("vidwatch.service")
 
 HTTP_START_TIMEOUT_S = 30.0
 HTTP_STOP_TIMEOUT_S = 5.0
-STORE_PROBE_INTERVAL_S = 15.0
+STOP_TAIL_S = 10.0
+"""What the stop may spend after the runner's drain: intake threads, the HTTP server, the
+monitor, the TOON helper and the store together, each step cut off at what is left."""
+STORE_PROBE_INTERVAL_S = 2.0
+"""How often the monitor probes the store (a HEAD of the bucket, bounded by
+STORE_PROBE_TIMEOUT_S): /healthz turns unhealthy within about the sum of the two."""
 ONCE_MAX_ROUNDS = 1000
+
+
+def stop_budget_s(settings: Settings) -> float:
+    """The longest a stop may take, enforced by ``Service.stop``: the grace period, the wait
+    for an interrupted job to write itself back, and the rest of the stop. systemd's
+    ``TimeoutStopSec`` must be larger, with margin (90 s against 55 s by default)."""
+    from vidwatch.daemon.runner import INTERRUPT_WAIT_S
+
+    return settings.shutdown_grace_s + INTERRUPT_WAIT_S + STOP_TAIL_S
 
 
 class StartupError(VidwatchError):
@@ -69,25 +83,42 @@ def run_service(args: argparse.Namespace, settings: Settings) -> int:
         service.request_stop(signal.Signals(signum).name)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    code = 1
     try:
         service.start()
-        return service.wait()
+        code = service.wait()
     except _Stopping:
-        return 0
+        code = 0
     except (ConfigError, PermanentStoreError) as exc:
         setting = getattr(exc, "setting", None)
         log.error("start_failed", error=str(exc), setting=setting, exit_code=2)
-        return 2
+        code = 2
     except (StoreError, StartupError, OSError) as exc:
         log.error("start_failed", error=str(exc), exit_code=1)
-        return 1
+        code = 1
     except Exception:  # noqa: BLE001 - logged whole; systemd restarts us
         log.exception("service_crashed", exit_code=1)
-        return 1
+        code = 1
     finally:
-        service.stop()
+        clean = service.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if not clean:
+        # A thread that ignored its stop (a job stuck in a library call) would hold the
+        # interpreter's exit past the budget: leave now, as the budget promises.
+        log.error("stop_budget_exceeded", budget_s=stop_budget_s(settings), exit_code=code)
+        _flush_std_streams()
+        os._exit(code)
+    return code
+
+
+def _flush_std_streams() -> None:
+    import contextlib
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
 
 
 class Service:
@@ -154,6 +185,7 @@ class Service:
             once=self.once,
             inbox=str(s.inbox_dir),
             temp_media_dir=str(s.temp_media_dir),
+            stop_budget_s=stop_budget_s(s),
         )
         self.notifier.status("starting")
         _prepare_folder(s.temp_media_dir, "TEMP_MEDIA_DIR")
@@ -336,16 +368,20 @@ class Service:
         )
 
     # --- stop -----------------------------------------------------------------------------
-    def stop(self) -> None:
+    def stop(self) -> bool:
         """Intake first (nothing new is taken), then the drain of the jobs in hand, then the
-        rest. Only the drain may take long: SHUTDOWN_GRACE_S plus the time an interrupted
-        job needs to write itself back (at most runner.INTERRUPT_WAIT_S)."""
+        rest, all within ``stop_budget_s``: the drain takes at most SHUTDOWN_GRACE_S plus
+        runner.INTERRUPT_WAIT_S, every later step is cut off at what is left of STOP_TAIL_S.
+        False when something was still running when its bound ran out."""
         if self._stopped:
-            return
+            return True
         self._stopped = True
         started = time.monotonic()
+        budget_s = stop_budget_s(self.settings)
+        deadline = started + budget_s
+        clean = True
         self.notifier.stopping()
-        log.info("service_stopping")
+        log.info("service_stopping", budget_s=budget_s)
         if self.inbox is not None:
             self.inbox.halt()
         if self.scanner is not None:
@@ -357,22 +393,39 @@ class Service:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
         if self.runner is not None:
-            self.runner.shutdown(self.settings.shutdown_grace_s, hurry=self.hurry)
-        if self.webhooks is not None:
-            self.webhooks.stop()  # after the drain: the drained jobs' events are recorded
-        for stop in (getattr(self.inbox, "stop", None), getattr(self.scanner, "stop", None)):
-            if stop is not None:
-                stop()
-        if self.http_thread is not None:
-            self.http_thread.join(HTTP_STOP_TIMEOUT_S)
-        if self._monitor is not None:
-            self._monitor.stop()
-        if self.toon is not None:
-            self.toon.close()
-        if self.store is not None:
-            self.store.close()
-        log.info("service_stopped", took_s=round(time.monotonic() - started, 2))
+            from vidwatch.daemon import runner as runner_module
+
+            clean = self.runner.shutdown(
+                self.settings.shutdown_grace_s,
+                hurry=self.hurry,
+                interrupt_wait_s=runner_module.INTERRUPT_WAIT_S,
+            )
+        tail_end = min(deadline, time.monotonic() + STOP_TAIL_S)
+        steps = [
+            # after the drain: the drained jobs' events are recorded
+            ("webhooks", getattr(self.webhooks, "stop", None)),
+            ("inbox", getattr(self.inbox, "stop", None)),
+            ("scanner", getattr(self.scanner, "stop", None)),
+            (
+                "http",
+                (lambda t=self.http_thread: t.join(HTTP_STOP_TIMEOUT_S))
+                if self.http_thread is not None
+                else None,
+            ),
+            ("monitor", getattr(self._monitor, "stop", None)),
+            ("toon", getattr(self.toon, "close", None)),
+            ("store", getattr(self.store, "close", None)),
+        ]
+        for name, step in steps:
+            if step is not None and not _bounded(step, tail_end - time.monotonic()):
+                log.warning("stop_step_cut_off", step=name)
+                clean = False
+        if self.http_thread is not None and self.http_thread.is_alive():
+            clean = False
+        took_s = time.monotonic() - started
+        log.info("service_stopped", took_s=round(took_s, 2), budget_s=budget_s, clean=clean)
         self.notifier.close()
+        return clean
 
 
 class _Monitor:
@@ -382,8 +435,7 @@ class _Monitor:
 
     def __init__(self, service: Service) -> None:
         self.service = service
-        watchdog_s = service.notifier.watchdog_s
-        self.tick_s = min(5.0, watchdog_s / 2) if watchdog_s else 5.0
+        self.tick_s = watchdog_tick_s(service.notifier.watchdog_s)
         self._stop = threading.Event()
         self._store_ok: bool | None = True  # start() checked it just before
         self._store_error: str | None = None
@@ -422,16 +474,38 @@ class _Monitor:
                 return
 
     def _probe(self) -> None:
+        from vidwatch.r2 import quick_view
+
+        probe = quick_view(self.service.store, self.service.settings.store_probe_timeout_s)
         while True:
             try:
-                self.service.store.check()
+                probe.check()
                 self._store_ok, self._store_error = True, None
             except StoreError as exc:
                 if self._store_ok is not False:
                     log.warning("store_unhealthy", error=str(exc))
                 self._store_ok, self._store_error = False, str(exc)
             if self._stop.wait(STORE_PROBE_INTERVAL_S):
+                if probe is not self.service.store:
+                    probe.close()
                 return
+
+
+WATCHDOG_TICK_S = 5.0
+
+
+def watchdog_tick_s(watchdog_s: float | None) -> float:
+    """How often WATCHDOG=1 is sent: every 5 s, or half of WatchdogSec where that is less."""
+    return min(WATCHDOG_TICK_S, watchdog_s / 2) if watchdog_s else WATCHDOG_TICK_S
+
+
+def _bounded(step: Any, left_s: float) -> bool:
+    """Run ``step`` in a thread of its own and wait at most ``left_s`` seconds for it;
+    False when it was still running then (it is left behind, a daemon thread)."""
+    thread = threading.Thread(target=step, name="vidwatch-stop-step", daemon=True)
+    thread.start()
+    thread.join(max(0.0, left_s))
+    return not thread.is_alive()
 
 
 def _prepare_folder(path, setting: str) -> None:

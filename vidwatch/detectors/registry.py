@@ -15,6 +15,14 @@ from vidwatch.detectors.types import ModelInfo
 log = structlog.get_logger("vidwatch.detectors")
 
 
+MODEL_OFF = "none"
+"""DETECT_MODEL / SEGMENT_MODEL value that turns that model off."""
+
+
+def model_off(value: str) -> bool:
+    return value.strip().lower() == MODEL_OFF
+
+
 @dataclass
 class ModelSet:
     """Everything a job needs from the models, loaded once per process."""
@@ -25,7 +33,17 @@ class ModelSet:
 
     @property
     def infos(self) -> dict[str, ModelInfo]:
-        return {info.role: info for d in self.detectors for info in d.infos}
+        found = {info.role: info for d in self.detectors for info in d.infos}
+        # A model turned off says so in the provenance instead of vanishing from it.
+        for role, setting in (
+            ("objects", self.settings.detect_model),
+            ("segments", self.settings.segment_model),
+        ):
+            if role not in found and model_off(setting):
+                found[role] = ModelInfo(
+                    role, MODEL_OFF, None, {"enabled": False, "reason": _off_reason(role)}
+                )
+        return found
 
     def scene_tracker(self, fps: float) -> SceneTracker:
         return ContentSceneTracker(
@@ -52,11 +70,19 @@ def load_models(settings: Settings) -> ModelSet:
     # Weights first, so a missing file fails before the slow imports.
     from vidwatch.detectors.weights import resolve_yolo_weights
 
-    detect_path = resolve_yolo_weights(
-        settings.detect_model, "DETECT_MODEL", allow_download=settings.allow_model_download
+    detect_path = (
+        None
+        if model_off(settings.detect_model)
+        else resolve_yolo_weights(
+            settings.detect_model, "DETECT_MODEL", allow_download=settings.allow_model_download
+        )
     )
-    segment_path = resolve_yolo_weights(
-        settings.segment_model, "SEGMENT_MODEL", allow_download=settings.allow_model_download
+    segment_path = (
+        None
+        if model_off(settings.segment_model)
+        else resolve_yolo_weights(
+            settings.segment_model, "SEGMENT_MODEL", allow_download=settings.allow_model_download
+        )
     )
     import torch
 
@@ -69,19 +95,23 @@ def load_models(settings: Settings) -> ModelSet:
 
     common = {"confidence": settings.object_min_confidence, "device": device}
     detectors: list[Detector] = []
-    if detect_path == segment_path:
+    if detect_path is not None and detect_path == segment_path:
         detectors.append(
             YoloDetector(
                 detect_path, name=settings.detect_model, roles=("objects", "segments"), **common
             )
         )
     else:
-        detectors.append(
-            YoloDetector(detect_path, name=settings.detect_model, roles=("objects",), **common)
-        )
-        detectors.append(
-            YoloDetector(segment_path, name=settings.segment_model, roles=("segments",), **common)
-        )
+        if detect_path is not None:
+            detectors.append(
+                YoloDetector(detect_path, name=settings.detect_model, roles=("objects",), **common)
+            )
+        if segment_path is not None:
+            detectors.append(
+                YoloDetector(
+                    segment_path, name=settings.segment_model, roles=("segments",), **common
+                )
+            )
     if settings.faces_enabled:
         detectors.append(
             MtcnnFaceDetector(min_confidence=settings.face_min_confidence, device=device)
@@ -94,3 +124,8 @@ def load_models(settings: Settings) -> ModelSet:
         faces=settings.faces_enabled,
     )
     return ModelSet(detectors=detectors, device=device, settings=settings)
+
+
+def _off_reason(role: str) -> str:
+    setting = "DETECT_MODEL" if role == "objects" else "SEGMENT_MODEL"
+    return f"{setting}=none: turned off by the operator; the {role} lists are empty"

@@ -25,20 +25,22 @@ def resolve_yolo_weights(value: str, setting: str, *, allow_download: bool) -> P
     path = Path(value).expanduser()
     if path.is_file():
         return path.resolve()
+    off = f"{setting}=none to run without this model"
     looks_like_path = os.sep in value or "/" in value or not value.endswith(".pt")
     if looks_like_path:
         raise ConfigError(
-            f"{setting}={value!r}: no such weights file; set {setting} to the "
-            "path of a .pt file or to an Ultralytics model name such as "
-            "yolo11n.pt"
+            f"{setting}={value!r}: no such weights file {str(path.resolve())!r}; set {setting} "
+            "to the path of a .pt file or to an Ultralytics model name such as "
+            f"yolo11n.pt, or set {off}"
         )
     hint = (
-        f"set {setting} to the path of a .pt file (the weights of {value}, copied onto this host)"
+        f"set {setting} to the path of a .pt file (the weights of {value}, copied onto this "
+        f"host), or set {off}"
     )
     if not allow_download:
         raise ConfigError(
-            f"{setting}={value!r}: weights not found on this host and "
-            f"ALLOW_MODEL_DOWNLOAD=false; {hint}"
+            f"{setting}={value!r}: weights not found on this host (looked for "
+            f"{str(path.resolve())!r}) and ALLOW_MODEL_DOWNLOAD=false; {hint}"
         )
     from ultralytics.utils import SETTINGS
 

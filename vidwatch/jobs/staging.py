@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import re
 import shutil
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,3 +70,34 @@ class JobSpec:
     """The source's key where it is already in the store (default: the layout's key)."""
     reanalyze: bool = False
     """Analyse afresh even when a job of the same content exists."""
+
+
+class Arriving:
+    """The jobs whose staging folder is being written in this process right now (an upload
+    streaming in, an inbox file being copied), so that the staging sweep never takes a file
+    from under its writer. TEMP_MEDIA_DIR belongs to one daemon: what no writer of this
+    process holds is nobody's."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: Counter[str] = Counter()
+
+    @contextmanager
+    def hold(self, job_id: str) -> Iterator[None]:
+        with self._lock:
+            self._held[job_id] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held[job_id] -= 1
+                if self._held[job_id] <= 0:
+                    del self._held[job_id]
+
+    def __contains__(self, job_id: object) -> bool:
+        with self._lock:
+            return job_id in self._held
+
+
+ARRIVING = Arriving()
+"""The process's registry of staging folders being written."""

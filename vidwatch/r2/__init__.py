@@ -30,6 +30,7 @@ __all__ = [
     "TransientStoreError",
     "UploadVerificationError",
     "open_store",
+    "quick_view",
 ]
 
 log = structlog.get_logger("vidwatch.r2")
@@ -57,3 +58,11 @@ def open_store(settings: Settings) -> ObjectStore:
     from vidwatch.r2.s3 import S3Store
 
     return S3Store.from_settings(settings)
+
+
+def quick_view(store: ObjectStore, deadline_s: float) -> ObjectStore:
+    """The store for reads someone waits on (health, the API's reads): calls give up within
+    about ``deadline_s`` seconds. A store without such a view (the local folder, which
+    answers at once or not at all) is returned as it is."""
+    quick = getattr(store, "quick", None)
+    return quick(deadline_s) if callable(quick) else store

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import contextvars
+import copy
 import email.utils
 import hashlib
 import threading
@@ -225,6 +226,8 @@ class S3Store:
             "aws_access_key_id": access_key_id,
             "aws_secret_access_key": secret_access_key,
         }
+        self._common, self._credentials = common, credentials
+        self._owns_transfer_client = True
         with _SESSION_LOCK:  # a Session is not thread-safe; the clients it makes are
             # Single calls: one attempt each, the retries are ours (call()).
             self._client = _session().client(
@@ -285,6 +288,37 @@ class S3Store:
         }
         kwargs.update(overrides)
         return cls(**kwargs)
+
+    def quick(self, deadline_s: float) -> S3Store:
+        """A view of this store for reads that someone waits on (health checks, the API's
+        status and results reads): the same bucket, but every call gives up within about
+        ``deadline_s`` seconds (short connect and read timeouts, retries bounded by the
+        deadline) instead of riding out an outage for a minute as job writes do. Its
+        ``close`` closes only its own client."""
+        view = copy.copy(self)
+        view.retry = RetryPolicy(
+            base_delay_s=0.1, max_delay_s=min(0.5, deadline_s), deadline_s=deadline_s
+        )
+        common = {
+            **self._common,
+            "connect_timeout": min(2.0, deadline_s),
+            "read_timeout": deadline_s,
+        }
+        with _SESSION_LOCK:
+            view._client = _session().client(
+                "s3",
+                **self._credentials,
+                config=Config(
+                    **common,
+                    max_pool_connections=16,
+                    retries={"total_max_attempts": 1, "mode": "standard"},
+                ),
+            )
+        for operation in ("DeleteObjects", "PutBucketLifecycleConfiguration"):
+            view._client.meta.events.register(f"before-sign.s3.{operation}", _add_content_md5)
+        view._owns_transfer_client = False
+        view._closed = threading.Event()
+        return view
 
     @property
     def client(self) -> Any:
@@ -582,7 +616,8 @@ class S3Store:
         if not self._closed.is_set():
             self._closed.set()
             self._client.close()
-            self._transfer_client.close()
+            if self._owns_transfer_client:
+                self._transfer_client.close()
 
 
 def _add_content_md5(request: Any, **_: Any) -> None:

@@ -1,0 +1,71 @@
+"""Issue 16, case 4: a dead store is seen within seconds. ``/healthz`` and ``GET /status``
+use short timeouts of their own (STORE_PROBE_TIMEOUT_S), not the minute of retries that job
+writes use to ride out an outage. A real daemon on a moto server that really goes away."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from tests.daemon.service_harness import daemon_env, wait_until
+from tests.s3_servers import free_port
+from vidwatch.jobs.manifest import Manifest, write_manifest
+from vidwatch.jobs.staging import new_job_id
+
+MODELS_OFF = {"DETECT_MODEL": "none", "SEGMENT_MODEL": "none", "FACES_ENABLED": "false"}
+
+
+def test_healthz_and_status_answer_503_within_seconds_of_the_store_dying(
+    tmp_path, daemons, restartable_moto
+):
+    server = restartable_moto.server()
+    bucket = server.create_bucket()
+    store = server.store(bucket)
+    job_id = new_job_id()
+    write_manifest(store, Manifest(job_id=job_id, state="completed"))
+    store.close()
+    port = free_port()
+    env = daemon_env(
+        tmp_path,
+        MODELS_OFF,
+        **server.env(bucket),
+        HTTP_ENABLED="true",
+        HTTP_PORT=str(port),
+        BUCKET_POLL_S="30",
+    )
+    daemon = daemons(tmp_path, env).start()
+    daemon.wait_ready()
+    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=90)
+    assert http.get("/healthz").status_code == 200
+    assert http.get(f"/status/{job_id}").status_code == 200
+
+    restartable_moto.stop()
+    died = time.monotonic()
+    wait_until(
+        lambda: http.get("/healthz").status_code == 503,
+        timeout_s=15,
+        what="/healthz to answer 503",
+        daemon=daemon,
+        interval_s=0.2,
+    )
+    unhealthy_after_s = time.monotonic() - died
+    asked = time.monotonic()
+    answer = http.get(f"/status/{job_id}")
+    status_after_s = time.monotonic() - asked
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["error"]["code"] == "store_unavailable"
+    assert unhealthy_after_s < 10, unhealthy_after_s
+    assert status_after_s < 8, status_after_s
+    body = http.get("/healthz").json()
+    assert body["store_ok"] is False and body["store_error"]
+
+    restartable_moto.start()
+    wait_until(
+        lambda: http.get("/healthz").status_code == 200,
+        timeout_s=15,
+        what="/healthz to recover",
+        daemon=daemon,
+        interval_s=0.2,
+    )
+    http.close()

@@ -1,0 +1,57 @@
+"""DETECT_MODEL=none / SEGMENT_MODEL=none: the models are off explicitly (no weights are
+looked for), results carry empty lists and the provenance says why; the start-up error for
+missing weights names this way out beside the weights path."""
+
+from __future__ import annotations
+
+import pytest
+
+from vidwatch.config import ConfigError, load_settings
+from vidwatch.detectors.registry import load_models
+from vidwatch.pipeline.analysis import AnalysisOptions, analyze
+from vidwatch.r2.local import LocalStore
+
+
+def test_models_off_give_empty_lists_and_say_so(tmp_path, media):
+    settings = load_settings(
+        {
+            "DETECT_MODEL": "none",
+            "SEGMENT_MODEL": "NONE",
+            "FACES_ENABLED": "false",
+            "ALLOW_MODEL_DOWNLOAD": "false",
+            "TEMP_MEDIA_DIR": str(tmp_path / "tmp"),
+            "SAMPLE_FPS": "1",
+        }
+    )
+    models = load_models(settings)
+    assert models.detectors == []
+    store = LocalStore(tmp_path / "store")
+    results = analyze(
+        media / "single_shot.mp4",
+        job_id="01JD3W5Q6Y7Z8A9B0C1D2E3F4G",
+        store=store,
+        models=models,
+        options=AnalysisOptions.from_settings(settings),
+        toon=None,
+    )
+    assert results["frames"]
+    for frame in results["frames"]:
+        assert frame["objects"] == [] and frame["segments"] == [] and frame["faces"] == []
+    provenance = results["provenance"]["models"]
+    for role, setting in (("objects", "DETECT_MODEL"), ("segments", "SEGMENT_MODEL")):
+        assert provenance[role]["name"] == "none"
+        assert provenance[role]["enabled"] is False
+        assert f"{setting}=none" in provenance[role]["reason"]
+
+
+@pytest.mark.parametrize("value", ["missing/yolo11n.pt", "yolo11n.pt"])
+def test_missing_weights_name_the_way_out_beside_the_path(tmp_path, value, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(
+        {"DETECT_MODEL": value, "SEGMENT_MODEL": "none", "ALLOW_MODEL_DOWNLOAD": "false"}
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_models(settings)
+    message = str(caught.value)
+    assert str(tmp_path / value) in message
+    assert "DETECT_MODEL=none" in message
