@@ -81,3 +81,8 @@ JOBS_DUPLICATE = Counter(
     "Jobs completed as duplicates of an earlier job of the same content (not analysed)",
     registry=REGISTRY,
 )
+INBOX_STAGE_FAILURES = Counter(
+    "vidwatch_inbox_stage_failures_total",
+    "Failed tries to stage an inbox file (disk full, staging not writable)",
+    registry=REGISTRY,
+)

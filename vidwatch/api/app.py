@@ -144,6 +144,7 @@ _HTTP_CODES = {
     422: "invalid_request",
     500: "internal_error",
     503: "unavailable",
+    507: "storage_full",
 }
 
 
@@ -401,7 +402,7 @@ def create_app(
         response_model=JobAccepted,
         openapi_extra=_UPLOAD_BODY,
         summary="Upload a video for analysis",
-        responses=_errors(400, 401, 408, 413, 415, 422, 503),
+        responses=_errors(400, 401, 408, 413, 415, 422, 503, 507),
     )
     async def analyze_video(request: Request) -> JSONResponse:
         idem = _idempotency_header(request)

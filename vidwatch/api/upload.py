@@ -13,6 +13,8 @@ digits taken from that name, else sniffed from the first bytes (``bin`` when unk
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
 import shutil
@@ -285,7 +287,50 @@ async def receive_upload(
     max_body_bytes = max_file_bytes + ENVELOPE_ALLOWANCE
     check_declared_length(request, max_body_bytes)
     boundary = boundary_of(request)
+    try:
+        return await _receive(
+            request, boundary, input_dir, max_file_bytes, max_body_bytes, idle_timeout_s
+        )
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise UploadError(
+                507,
+                "storage_full",
+                "the daemon's staging disk (TEMP_MEDIA_DIR) has no room for this upload "
+                f"({exc.strerror}); nothing was kept, try again later",
+            ) from None
+        raise
+
+
+def check_free_space(request: Request, folder: Path) -> None:
+    """507 at once, before a byte is read, when Content-Length says more than the staging
+    disk has free."""
+    declared = request.headers.get("content-length")
+    if declared is None or not declared.isdigit():
+        return
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    if int(declared) > free:
+        raise UploadError(
+            507,
+            "storage_full",
+            f"the upload of {int(declared)} bytes does not fit in the {free} bytes free on "
+            "the daemon's staging disk (TEMP_MEDIA_DIR); nothing was kept, try again later",
+        )
+
+
+async def _receive(
+    request: Request,
+    boundary: bytes,
+    input_dir: Path,
+    max_file_bytes: int,
+    max_body_bytes: int,
+    idle_timeout_s: float,
+) -> Upload:
     await anyio.to_thread.run_sync(lambda: input_dir.mkdir(parents=True, exist_ok=True))
+    await anyio.to_thread.run_sync(check_free_space, request, input_dir)
     partial = input_dir / PARTIAL_NAME
     receiver = _Receiver(max_file_bytes)
     parser = MultipartParser(boundary, receiver.callbacks())
@@ -330,7 +375,8 @@ async def receive_upload(
             )
         await anyio.to_thread.run_sync(_flush_and_sync, fh)
     finally:
-        fh.close()
+        with contextlib.suppress(OSError):  # flushed above; on an error path it is moot
+            fh.close()
     ext = receiver.raw_name_ext or sniff_ext(bytes(receiver.head)) or "bin"
     dest = input_dir / f"source.{ext}"
     await anyio.to_thread.run_sync(os.replace, partial, dest)

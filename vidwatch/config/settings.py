@@ -97,6 +97,9 @@ class Settings(BaseModel):
     inbox_dir: Path = Path("inbox")
     inbox_settle_s: float = Field(2.0, ge=0)
     inbox_rescan_s: float = Field(30.0, gt=0)
+    inbox_stage_attempts: int = Field(6, ge=1, le=100)
+    """Tries to stage an inbox file (disk full, staging not writable) before it goes to
+    failed/; the waits between tries double from 2 x INBOX_SETTLE_S (at least 1 s)."""
     inbox_force_polling: bool = False
     """Poll the inbox instead of inotify (network mounts, where no events arrive)."""
     bucket_poll_s: float = Field(10.0, gt=0)

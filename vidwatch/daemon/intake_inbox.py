@@ -28,6 +28,7 @@ from pathlib import Path
 
 import structlog
 
+from vidwatch import metrics
 from vidwatch.config import Settings
 from vidwatch.errors import QueueFull, VidwatchError
 from vidwatch.jobs.dedupe import REANALYZE_MARKER
@@ -174,6 +175,7 @@ class InboxIntake:
         self._candidates: set[str] = set()
         self._backlog: list[JobSpec] = []
         self._retry_after: dict[str, float] = {}
+        self._failures: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._next_rescan = 0.0
@@ -325,16 +327,39 @@ class InboxIntake:
         except OSError as exc:
             _remove_empty_staging(dest)
             self.settler.forget(name)
-            self._retry_after[name] = self.clock() + max(5.0, self.settings.inbox_settle_s)
+            failures = self._failures.get(name, 0) + 1
+            self._failures[name] = failures
+            metrics.INBOX_STAGE_FAILURES.inc()
+            if failures >= self.settings.inbox_stage_attempts:
+                self._candidates.discard(name)
+                self._failures.pop(name, None)
+                self._retry_after.pop(name, None)
+                bound.error(
+                    "inbox_stage_failed",
+                    error=str(exc),
+                    attempt=failures,
+                    effect="moved to failed/ after the last attempt",
+                )
+                self._move_to_failed(
+                    path,
+                    f"could not be staged in {failures} attempts: {exc.strerror or exc} "
+                    f"(TEMP_MEDIA_DIR {self.settings.temp_media_dir}; a full disk?)",
+                )
+                return
+            wait_s = stage_backoff_s(failures, self.settings.inbox_settle_s)
+            self._retry_after[name] = self.clock() + wait_s
             bound.error(
                 "inbox_stage_failed",
                 error=str(exc),
+                attempt=failures,
+                retry_in_s=wait_s,
                 effect="file left in the inbox, tried again later",
             )
             return
         self._candidates.discard(name)
         self.settler.forget(name)
         self._retry_after.pop(name, None)
+        self._failures.pop(name, None)
         self.claimed += 1
         bound.info("inbox_file_claimed", bytes=sig.size, staged=str(dest))
         reanalyze = REANALYZE_MARKER in name.lower()
@@ -388,6 +413,16 @@ class InboxIntake:
             log.error("inbox_failed_move_failed", filename=path.name, error=str(exc))
             return
         log.warning("inbox_file_failed", filename=path.name, reason=reason, moved_to=str(target))
+
+
+STAGE_BACKOFF_MAX_S = 300.0
+
+
+def stage_backoff_s(failures: int, settle_s: float) -> float:
+    """The wait before the next try to stage a file after ``failures`` failed tries:
+    doubling from ``2 x settle_s`` (at least 1 s), at most 5 minutes."""
+    base = max(1.0, 2 * settle_s)
+    return min(STAGE_BACKOFF_MAX_S, base * 2 ** (failures - 1))
 
 
 def _remove_empty_staging(dest: Path) -> None:

@@ -22,7 +22,8 @@ from vidwatch.jobs.staging import JobSpec, resolve_cleanup
 from vidwatch.jobs.webhooks import merge_notifications, stored_notifications
 from vidwatch.pipeline.analysis import AnalysisOptions, TextEncoder, analyze
 from vidwatch.r2 import keys
-from vidwatch.r2.store import ObjectStore, StoreError
+from vidwatch.r2.local import DISK_FULL_ERRNOS
+from vidwatch.r2.store import ObjectStore, StorageFull, StoreError
 from vidwatch.r2.verify import file_sha256, upload_verified, verify_object
 
 log = structlog.get_logger("vidwatch.jobs")
@@ -171,10 +172,28 @@ def run_job(
     except JobError as exc:
         _fail(manifest, exc.code, exc.message)
         bound.warning("job_failed", code=exc.code, message=exc.message)
+    except StorageFull as exc:
+        _fail(
+            manifest,
+            "storage_full",
+            _storage_full_message(store, spec, exc, verified, manifest.source_key),
+        )
+        bound.error("job_failed", code="storage_full", message=str(exc))
     except StoreError as exc:
         message = str(exc) + (f" (check {exc.setting})" if exc.setting else "")
         _fail(manifest, exc.code, message)
         bound.error("job_failed", code=exc.code, message=message)
+    except OSError as exc:
+        if exc.errno not in DISK_FULL_ERRNOS:
+            _fail(manifest, "internal_error", f"{type(exc).__name__}: {exc}")
+            bound.exception("job_failed", code="internal_error")
+        else:
+            _fail(
+                manifest,
+                "storage_full",
+                _storage_full_message(store, spec, exc, verified, manifest.source_key),
+            )
+            bound.error("job_failed", code="storage_full", message=str(exc))
     except Exception as exc:  # noqa: BLE001 - a job's failure is data; the daemon goes on
         _fail(manifest, "internal_error", f"{type(exc).__name__}: {exc}")
         bound.exception("job_failed", code="internal_error")
@@ -254,6 +273,32 @@ def _complete_as_duplicate(manifest: Manifest, store: ObjectStore, original: str
     manifest.extra = {"summary": _short_summary(results)}
     manifest.results_summary = results.get("summary")
     bound.info("job_completed", duplicate_of=original, frames=manifest.frames_total)
+
+
+def _storage_full_message(
+    store: ObjectStore, spec: JobSpec, exc: BaseException, verified: bool, source_key: str | None
+) -> str:
+    """Free what the job wrote (its partial frames and documents are useless, and the
+    failed manifest needs room) and say where the source is."""
+    keep = {keys.status_key(spec.job_id), keys.lease_key(spec.job_id)}
+    try:
+        doomed = [
+            info.key
+            for info in store.list(keys.job_prefix(spec.job_id))
+            if info.key not in keep and not keys.is_source_key(info.key)
+        ]
+        store.delete_many(doomed)
+        dropped = f"its {len(doomed)} partial artifacts were removed"
+    except StoreError as err:
+        dropped = f"its partial artifacts could not be removed ({err})"
+    if verified:
+        where = f"the source is in the store at {source_key}"
+    else:
+        where = f"the source is kept in staging at {spec.staged_source}"
+    return (
+        f"out of storage space: {exc}; {dropped}; {where}. Free some space, then submit "
+        "the video again"
+    )
 
 
 def _fail(manifest: Manifest, code: str, message: str) -> None:

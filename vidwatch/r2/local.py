@@ -7,6 +7,7 @@ host may share the folder. Object metadata lives in a sidecar folder ``.meta``.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -20,7 +21,32 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from vidwatch.r2.keys import content_type_for
-from vidwatch.r2.store import ObjectInfo, ObjectNotFound, PreconditionFailed, PutItem, StoreError
+from vidwatch.r2.store import (
+    ObjectInfo,
+    ObjectNotFound,
+    PreconditionFailed,
+    PutItem,
+    StorageFull,
+    StoreError,
+)
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextmanager
+def _disk_full_is_storage_full(key: str, root: Path) -> Iterator[None]:
+    """A write that finds the disk full raises StorageFull (code ``storage_full``), a
+    StoreError like every other store failure, instead of a bare OSError."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in DISK_FULL_ERRNOS:
+            raise StorageFull(
+                f"no space left for {key} in the store folder {root} ({exc.strerror})",
+                setting="LOCAL_STORE_DIR",
+            ) from None
+        raise
+
 
 _META = ".meta"
 _TMP = ".tmp"
@@ -140,8 +166,9 @@ class LocalStore:
         if_match: str | None = None,
     ) -> ObjectInfo:
         self.path_for(key)
-        tmp = self._stage(lambda fd: _write_all(fd, data))
-        return self._commit(key, tmp, content_type, metadata, if_none_match, if_match)
+        with _disk_full_is_storage_full(key, self.root):
+            tmp = self._stage(lambda fd: _write_all(fd, data))
+            return self._commit(key, tmp, content_type, metadata, if_none_match, if_match)
 
     def put_file(
         self,
@@ -157,8 +184,9 @@ class LocalStore:
             with open(path, "rb") as src, os.fdopen(os.dup(fd), "wb") as dst:
                 shutil.copyfileobj(src, dst, 1024 * 1024)
 
-        tmp = self._stage(copy)
-        return self._commit(key, tmp, content_type, metadata, False, None)
+        with _disk_full_is_storage_full(key, self.root):
+            tmp = self._stage(copy)
+            return self._commit(key, tmp, content_type, metadata, False, None)
 
     def put_many(self, items: Iterable[PutItem]) -> list[ObjectInfo]:
         items = list(items)

@@ -43,6 +43,12 @@ class PermanentStoreError(StoreError):
     code = "store_misconfigured"
 
 
+class StorageFull(StoreError):
+    """The store's disk is full (the local store: ENOSPC or a quota)."""
+
+    code = "storage_full"
+
+
 class UploadVerificationError(StoreError):
     """The stored object does not match what was staged (size or checksum)."""
 
