@@ -86,3 +86,19 @@ INBOX_STAGE_FAILURES = Counter(
     "Failed tries to stage an inbox file (disk full, staging not writable)",
     registry=REGISTRY,
 )
+STORE_RETRIES = Counter(
+    "vidwatch_store_retries_total",
+    "Store calls retried after a transient failure (outage, timeout, 5xx), by operation",
+    ["op"],
+    registry=REGISTRY,
+)
+LEASES_LOST = Counter(
+    "vidwatch_leases_lost_total",
+    "Job leases this daemon lost (renewals failed until expiry, or taken over)",
+    registry=REGISTRY,
+)
+ATTEMPTS_ABANDONED = Counter(
+    "vidwatch_job_attempts_abandoned_total",
+    "Job attempts found cut off (daemon died or lost the lease) by the attempt taking over",
+    registry=REGISTRY,
+)

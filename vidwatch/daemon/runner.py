@@ -105,7 +105,8 @@ class LeaseGuard:
     def _lose(self, reason: str) -> None:
         if not self.lost.is_set():
             self.lost.set()
-            log.error("lease_lost", reason=reason)
+            metrics.LEASES_LOST.inc()
+            log.error("lease_lost", job_id=self.held.lease.job_id, reason=reason)
             self._on_lost()
 
     def _keep(self) -> None:

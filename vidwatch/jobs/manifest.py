@@ -62,6 +62,11 @@ class Manifest:
     """Asked to be analysed afresh even when a job of the same content exists."""
     notifications: list[dict[str, Any]] = field(default_factory=list)
     """Webhook delivery state, one entry per event and endpoint (kept by jobs.webhooks)."""
+    attempt_history: list[dict[str, Any]] = field(default_factory=list)
+    """One entry per attempt: ``{attempt, worker, started_at, ended_at, outcome}``; outcome
+    ``completed``, ``failed``, ``interrupted`` (a stop sent it back to the queue),
+    ``abandoned`` (its daemon died or lost the lease; seen by the next attempt), or None
+    while it runs."""
     extra: dict[str, Any] = field(default_factory=dict)
     results_summary: dict[str, Any] | None = field(default=None, repr=False, compare=False)
     """results.json's ``summary`` of the run that just ended (not written: for events)."""
@@ -103,6 +108,7 @@ class Manifest:
                 "local_source_deleted": self.local_source_deleted,
             },
             "attempts": self.attempts,
+            "attempt_history": self.attempt_history,
             "results_key": self.results_key(),
             "duplicate_of": self.duplicate_of,
             "content_key": self.content_key,
@@ -147,7 +153,12 @@ class Manifest:
             reanalyze=bool(doc.get("reanalyze")),
             notifications=list(doc.get("notifications") or []),
             extra={"summary": doc["summary"]} if doc.get("summary") else {},
+            attempt_history=list(doc.get("attempt_history") or []),
         )
+
+
+def worker_id() -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid()}
 
 
 def write_manifest(store: ObjectStore, manifest: Manifest) -> None:

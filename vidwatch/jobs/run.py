@@ -13,16 +13,18 @@ from typing import Any
 
 import structlog
 
+from vidwatch import metrics
 from vidwatch.config import Settings
 from vidwatch.detectors.registry import ModelSet
 from vidwatch.errors import JobError, JobInterrupted
 from vidwatch.jobs.dedupe import REANALYZE_METADATA, Claim, ContentIndex, content_key
-from vidwatch.jobs.manifest import Manifest, read_manifest, utc_now, write_manifest
+from vidwatch.jobs.manifest import Manifest, read_manifest, utc_now, worker_id, write_manifest
 from vidwatch.jobs.staging import JobSpec, resolve_cleanup
 from vidwatch.jobs.webhooks import merge_notifications, stored_notifications
 from vidwatch.pipeline.analysis import AnalysisOptions, TextEncoder, analyze
 from vidwatch.r2 import keys
 from vidwatch.r2.local import DISK_FULL_ERRNOS
+from vidwatch.r2.retry import RETRY_TALLY, RetryTally
 from vidwatch.r2.store import ObjectStore, StorageFull, StoreError
 from vidwatch.r2.verify import file_sha256, upload_verified, verify_object
 
@@ -63,10 +65,21 @@ def run_job(
     )
     manifest.origin = spec.origin
     manifest.filename = spec.filename or manifest.filename
+    earlier = _earlier_attempts(manifest)
     manifest.state, manifest.stage = "running", "staging"
     manifest.started_at, manifest.finished_at = utc_now(), None
-    manifest.error, manifest.warnings = None, []
+    manifest.error, manifest.warnings = None, earlier
     manifest.attempts += 1
+    attempt = {
+        "attempt": manifest.attempts,
+        "worker": worker_id(),
+        "started_at": manifest.started_at,
+        "ended_at": None,
+        "outcome": None,
+    }
+    manifest.attempt_history.append(attempt)
+    tally = RetryTally()
+    tally_token = RETRY_TALLY.set(tally)
     manifest.frames_done, manifest.frames_total = 0, None
     manifest.cleanup_local_source = resolve_cleanup(
         spec.cleanup_override, settings.cleanup_local_video_after_upload_default
@@ -80,6 +93,7 @@ def run_job(
         """Record a stage; the manifest is written at most once a second (R2 takes about
         one write per second to a key), except when ``force``: the final state always is."""
         nonlocal last_write
+        _note_retries(manifest, tally, attempt["attempt"])
         if stage is not None:
             manifest.stage = stage
             structlog.contextvars.bind_contextvars(stage=stage)
@@ -198,6 +212,8 @@ def run_job(
         _fail(manifest, "internal_error", f"{type(exc).__name__}: {exc}")
         bound.exception("job_failed", code="internal_error")
     finally:
+        attempt["ended_at"] = utc_now()
+        attempt["outcome"] = "interrupted" if interrupted else manifest.state
         if claimed is not None and manifest.state in ("completed", "failed"):
             try:
                 ContentIndex(store).settle(
@@ -217,6 +233,7 @@ def run_job(
         except StoreError as exc:
             bound.error("manifest_write_failed", error=str(exc))
         structlog.contextvars.unbind_contextvars("job_id", "stage")
+        RETRY_TALLY.reset(tally_token)
     if interrupted:
         raise JobInterrupted(spec.job_id)
     return manifest
@@ -273,6 +290,49 @@ def _complete_as_duplicate(manifest: Manifest, store: ObjectStore, original: str
     manifest.extra = {"summary": _short_summary(results)}
     manifest.results_summary = results.get("summary")
     bound.info("job_completed", duplicate_of=original, frames=manifest.frames_total)
+
+
+def _earlier_attempts(manifest: Manifest) -> list[dict[str, Any]]:
+    """The warnings to keep from earlier attempts (each tagged with its attempt), plus one
+    for an attempt that was cut off: the manifest still says ``running`` when its daemon
+    died or lost the job's lease before it could write its end."""
+    kept = []
+    for warning in manifest.warnings:
+        if isinstance(warning, dict):
+            kept.append({"attempt": manifest.attempts or None, **warning})
+    last = manifest.attempt_history[-1] if manifest.attempt_history else None
+    if manifest.state == "running" and manifest.attempts:
+        if last is not None and last.get("outcome") is None:
+            last["outcome"] = "abandoned"
+        worker = (last or {}).get("worker") or {}
+        where = f" on {worker.get('host')}:{worker.get('pid')}" if worker else ""
+        metrics.ATTEMPTS_ABANDONED.inc()
+        log.warning("job_attempt_abandoned", job_id=manifest.job_id, attempt=manifest.attempts)
+        kept.append(
+            {
+                "attempt": manifest.attempts + 1,
+                "code": "attempt_abandoned",
+                "message": f"attempt {manifest.attempts}{where} stopped before its end: its "
+                "daemon died, or lost the job's lease (the store unreachable for longer than "
+                f"LEASE_TTL_S); attempt {manifest.attempts + 1} took the job over",
+            }
+        )
+    elif last is not None and last.get("outcome") is None:
+        last["outcome"] = "interrupted"
+    return kept
+
+
+def _note_retries(manifest: Manifest, tally: RetryTally, attempt: int) -> None:
+    """Keep the attempt's store retries in its warnings (one entry, kept current)."""
+    warning = tally.warning()
+    if warning is None:
+        return
+    warning = {"attempt": attempt, **warning}
+    for i, existing in enumerate(manifest.warnings):
+        if existing.get("code") == "store_retries" and existing.get("attempt") == attempt:
+            manifest.warnings[i] = warning
+            return
+    manifest.warnings.append(warning)
 
 
 def _storage_full_message(

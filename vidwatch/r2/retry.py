@@ -11,10 +11,14 @@ the loop around it.
 
 from __future__ import annotations
 
+import contextvars
 import random
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -92,3 +96,51 @@ def call_with_retry(
             if on_retry is not None:
                 on_retry(attempt, delay, exc)
             sleep(delay)
+
+
+class RetryTally:
+    """The store retries of one job, collected from every thread that works for it (the
+    job's context travels into its pools). Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.retries = 0
+        self.by_op: Counter[str] = Counter()
+        self.first: str | None = None
+        self.last: str | None = None
+        self.last_error: str | None = None
+
+    def note(self, op: str, error: BaseException) -> None:
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        with self._lock:
+            self.retries += 1
+            self.by_op[op] += 1
+            self.first = self.first or now
+            self.last = now
+            self.last_error = str(error)[:300]
+
+    def warning(self) -> dict[str, object] | None:
+        """The status.json warning that sums the retries up, or None when there were none."""
+        with self._lock:
+            if not self.retries:
+                return None
+            ops = ", ".join(f"{op} x{n}" for op, n in sorted(self.by_op.items()))
+            return {
+                "code": "store_retries",
+                "message": f"the store failed {self.retries} times between {self.first} and "
+                f"{self.last} and each call was retried until it went through ({ops}); "
+                f"last error: {self.last_error}",
+                "retries": self.retries,
+            }
+
+
+RETRY_TALLY: contextvars.ContextVar[RetryTally | None] = contextvars.ContextVar(
+    "vidwatch_retry_tally", default=None
+)
+"""The tally of the job the current thread works for, if any (set by run_job)."""
+
+
+def note_retry(op: str, error: BaseException) -> None:
+    tally = RETRY_TALLY.get()
+    if tally is not None:
+        tally.note(op, error)

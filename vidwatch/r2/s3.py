@@ -45,8 +45,9 @@ from botocore.exceptions import (
 )
 from s3transfer.exceptions import RetriesExceededError
 
+from vidwatch import metrics
 from vidwatch.r2.keys import content_type_for
-from vidwatch.r2.retry import RetryPolicy, call_with_retry
+from vidwatch.r2.retry import RetryPolicy, call_with_retry, note_retry
 from vidwatch.r2.store import (
     ObjectInfo,
     ObjectNotFound,
@@ -365,6 +366,8 @@ class S3Store:
         def on_retry(n: int, delay: float, exc: BaseException) -> None:
             if on_transient is not None:
                 on_transient()
+            note_retry(op, exc)
+            metrics.STORE_RETRIES.labels(op=op).inc()
             log.warning(
                 "r2_retry", op=op, target=target, attempt=n, delay_s=round(delay, 3), error=str(exc)
             )
