@@ -329,8 +329,8 @@ def create_app(
         return (settings.public_base_url or str(request.base_url)).rstrip("/")
 
     def job_id_param(job_id: str) -> str:
-        normalised = job_id.strip().upper()
-        if not keys.is_job_id(normalised):
+        normalised = keys.normalize_job_id(job_id)
+        if normalised is None:
             raise ApiError(
                 422, "invalid_job_id", f"{job_id[:40]!r} is not a job id (a 26-character ULID)"
             )

@@ -26,6 +26,7 @@ from typing import Any
 import structlog
 
 from vidwatch.config import Settings
+from vidwatch.daemon.intake_keys import BadKeys, failed_at_intake
 from vidwatch.daemon.runner import TERMINAL, job_spec_for_store_source
 from vidwatch.errors import QueueFull
 from vidwatch.jobs.manifest import Manifest, read_manifest
@@ -40,11 +41,14 @@ _STAGED_SOURCE = re.compile(r"^source\.[a-z0-9]{1,8}$")
 
 
 # --- listing jobs ---------------------------------------------------------------------------
-def list_job_ids(store: ObjectStore, *, page_size: int = 1000) -> Iterator[str]:
+def list_job_ids(
+    store: ObjectStore, *, page_size: int = 1000, others: list[str] | None = None
+) -> Iterator[str]:
     """Every job id under ``jobs/``, one listing entry per job rather than per object.
 
     On S3/R2 this is a delimiter listing (``CommonPrefixes``), page after page; on the local
     store, the ``jobs`` folder's entries; any other store falls back to a full listing.
+    Folder names that are not canonical job ids are appended to ``others`` when given.
     """
     from vidwatch.r2.local import LocalStore
 
@@ -54,7 +58,11 @@ def list_job_ids(store: ObjectStore, *, page_size: int = 1000) -> Iterator[str]:
             names = sorted(entry.name for entry in _scandir(folder) if entry.is_dir())
         except FileNotFoundError:
             return
-        yield from (name for name in names if keys.is_job_id(name))
+        for name in names:
+            if keys.is_job_id(name):
+                yield name
+            elif others is not None and not name.startswith("."):
+                others.append(name)
         return
     client = getattr(store, "client", None)
     bucket = getattr(store, "bucket", None)
@@ -82,6 +90,8 @@ def list_job_ids(store: ObjectStore, *, page_size: int = 1000) -> Iterator[str]:
             job_id = prefix["Prefix"][len(keys.JOBS_PREFIX) :].rstrip("/")
             if keys.is_job_id(job_id):
                 yield job_id
+            elif others is not None and job_id:
+                others.append(job_id)
         token = page.get("NextContinuationToken")
         if not page.get("IsTruncated") or not token:
             return
@@ -150,6 +160,7 @@ class JobScanner:
         self._not_before: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.bad_keys = BadKeys(settings, store)
         self.polls = 0
         self.last_error: str | None = None
         self.last_found: set[str] = set()
@@ -216,13 +227,16 @@ class JobScanner:
     def _scan_store(self) -> int:
         submitted = 0
         listed: set[str] = set()
-        for job_id in list_job_ids(self.store, page_size=self.page_size):
+        others: list[str] = []
+        for job_id in list_job_ids(self.store, page_size=self.page_size, others=others):
             listed.add(job_id)
             if self._skip(job_id, self.clock()):
                 continue
             spec, why = self.inspect(job_id)
             if spec is not None:
                 submitted += self._offer(spec, why)
+        if self.new_sources and others:
+            submitted += self.bad_keys.folders(others, self._offer)
         # Forget jobs that are gone (expired), so memory stays bounded by the bucket.
         self._terminal &= listed | self._staged_ids()
         return submitted
@@ -251,6 +265,14 @@ class JobScanner:
         if not readable:
             return None, "unreadable manifest"
         if manifest is not None and manifest.state in TERMINAL:
+            if self.new_sources and failed_at_intake(manifest):
+                # Refused at intake (a misnamed source): taken once the right key appears.
+                key = find_source_key(self.store, job_id)
+                if key is None:
+                    return None, "refused at intake"
+                return job_spec_for_store_source(self.settings, job_id, key, manifest=None), (
+                    "source uploaded under the right key"
+                )
             self._terminal.add(job_id)
             return None, manifest.state
         if manifest is None and not self.new_sources:
@@ -262,6 +284,8 @@ class JobScanner:
         else:
             key = find_source_key(self.store, job_id)
         if key is None:
+            if manifest is None and self.bad_keys.misnamed_input(job_id):
+                return None, "misnamed source"
             return None, "no source in the store yet"
         why = "new source in the bucket" if manifest is None else f"resume {manifest.state}"
         return job_spec_for_store_source(self.settings, job_id, key, manifest=manifest), why

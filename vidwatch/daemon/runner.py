@@ -448,8 +448,11 @@ class Runner:
             log.warning("job_manifest_unreadable", error=str(exc))
             return
         if manifest is not None and manifest.state in TERMINAL:
-            log.info("job_skipped", reason=f"already {manifest.state}")
-            return
+            from vidwatch.daemon.intake_keys import failed_at_intake
+
+            if not (failed_at_intake(manifest) and spec.source_key):
+                log.info("job_skipped", reason=f"already {manifest.state}")
+                return
         store = FencedStore(self.store, guard)
         with self._lock:
             self._running[spec.job_id] = _Running(spec, stop)

@@ -28,6 +28,13 @@ def is_job_id(value: str) -> bool:
     return bool(_JOB_ID.match(value))
 
 
+def normalize_job_id(value: str) -> str | None:
+    """The one id rule of intake, keys and the API: a ULID in either case is the same job
+    id, written upper case (``01jd3...`` is ``01JD3...``). None for anything else."""
+    candidate = value.strip().upper()
+    return candidate if is_job_id(candidate) else None
+
+
 def _check_job_id(job_id: str) -> str:
     if not is_job_id(job_id):
         raise ValueError(f"not a job id: {job_id!r}")
