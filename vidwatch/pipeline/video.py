@@ -51,6 +51,11 @@ class VideoInfo:
     codec: str
     container: str
     rotation: int = 0
+    """Degrees clockwise (0, 90, 180, 270) the coded frames are turned to show upright,
+    from the container's display matrix; ``width`` and ``height`` are the upright size."""
+    coded_width: int | None = None
+    coded_height: int | None = None
+    """The size of the frames as stored (before the rotation); the upright size if None."""
 
     def to_json(self, frames: int | None = None) -> dict:
         return {
@@ -62,6 +67,8 @@ class VideoInfo:
             "codec": self.codec,
             "container": self.container,
             "rotation": self.rotation,
+            "coded_width": self.coded_width if self.coded_width is not None else self.width,
+            "coded_height": self.coded_height if self.coded_height is not None else self.height,
         }
 
 
@@ -157,19 +164,37 @@ def probe(path: Path, *, max_pixels: int, max_duration_s: float) -> VideoInfo:
                 f"the video lasts {duration:.0f} s, over MAX_VIDEO_DURATION_S={max_duration_s:.0f}",
                 code="video_too_long",
             )
-        rotation = 0
+        rotation = _display_rotation(container, stream)
+        upright = (height, width) if rotation in (90, 270) else (width, height)
         return VideoInfo(
             fps=fps,
             frames_expected=int(stream.frames) or None,
-            width=width,
-            height=height,
+            width=upright[0],
+            height=upright[1],
             duration_s=duration,
             codec=codec,
             container=fmt,
             rotation=rotation,
+            coded_width=width,
+            coded_height=height,
         )
     finally:
         container.close()
+
+
+def _display_rotation(container: av.container.InputContainer, stream: av.VideoStream) -> int:
+    """The clockwise turn (0, 90, 180, 270) that shows the frames upright. PyAV gives the
+    display matrix per frame (``frame.rotation``, counter-clockwise, -90 for a phone video
+    recorded upright), so the first frame is decoded to read it; a file whose first frame
+    does not decode counts as unrotated here (decoding reports it later)."""
+    try:
+        frame = next(container.decode(stream), None)
+    except (av.error.FFmpegError, ValueError):
+        return 0
+    if frame is None:
+        return 0
+    degrees = int(round(float(getattr(frame, "rotation", 0) or 0)))
+    return (-degrees) % 360 // 90 * 90
 
 
 def decode(
