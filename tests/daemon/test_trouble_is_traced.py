@@ -44,8 +44,9 @@ def test_retries_a_lost_lease_and_a_second_attempt_show_in_status_and_metrics(
     store = server.store(bucket)
     inbox = tmp_path / "inbox"
 
-    def outage_at_upload(filename: str, seconds: float) -> None:
-        shutil.copyfile(media / "cuts_h264.mp4", inbox / f".{filename}")
+    def outage_at_upload(filename: str, seconds: float, video: str) -> None:
+        # Two different videos: the second is not a duplicate completed without analysis.
+        shutil.copyfile(media / video, inbox / f".{filename}")
         (inbox / f".{filename}").rename(inbox / filename)
         claimed = daemon.wait_for("inbox_file_claimed", filename=filename)
         daemon.wait_for("job_stage", job_id=claimed["job_id"], stage="uploading_source")
@@ -54,12 +55,12 @@ def test_retries_a_lost_lease_and_a_second_attempt_show_in_status_and_metrics(
         restartable_moto.start()
 
     # 1. A short outage (well inside the 4 s lease): the job retries and completes.
-    outage_at_upload("short.mp4", 1.5)
+    outage_at_upload("short.mp4", 1.5, "cuts_h264.mp4")
     short = wait_job_state(store, filename="short.mp4", daemon=daemon, timeout_s=120)
     # 2. A long outage: renewals fail until the lease runs out, attempt 1 is abandoned,
     #    attempt 2 takes the job up once the store is back.
-    outage_at_upload("long.mp4", 9)
-    long = wait_job_state(store, filename="long.mp4", daemon=daemon, timeout_s=180)
+    outage_at_upload("long.webm", 9, "cuts_vp9.webm")
+    long = wait_job_state(store, filename="long.webm", daemon=daemon, timeout_s=180)
     metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
     store.close()
 
