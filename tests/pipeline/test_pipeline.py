@@ -110,9 +110,34 @@ def test_every_key_of_the_layout_exists_and_json_agrees(h264_job):
         doc = json.loads(store.get_bytes(keys.frame_json_key(job_id, n)))
         assert doc["job_id"] == job_id
         assert {k: v for k, v in doc.items() if k not in ("schema_version", "job_id")} == frame
-    # Nothing beyond the layout: images, documents, source, manifest, results.
-    expected = 3 + len(results["frames"]) * 5
+    for person in results["people"]:
+        assert person["thumbnail"] == keys.person_thumbnail_key(job_id, person["person"])
+        assert store.get_bytes(person["thumbnail"])[:3] == b"\xff\xd8\xff"
+    # Nothing beyond the layout: images, documents, source, manifest, results, thumbnails.
+    expected = 3 + len(results["frames"]) * 5 + len(results["people"])
     assert len(present) == expected
+
+
+def test_the_astronaut_and_the_cameraman_are_two_people(h264_job, media):
+    """cuts_h264: the astronaut's scene comes first, the cameraman's last; no other face."""
+    results = h264_job["results"]
+    photos = [s["photo"] for s in _truth(media, "cuts_h264.mp4")["scenes"]]
+    cast = {photos[s["index"]]: s["people"] for s in results["scenes"]}
+    assert cast == {
+        "astronaut": [0],
+        "chelsea": [],
+        "coffee": [],
+        "motorcycle": [],
+        "rocket": [],
+        "camera": [1],
+    }
+    assert results["summary"]["people"] == 2
+    assert [p["scenes"] for p in results["people"]] == [[0], [5]]
+    for person in results["people"]:
+        assert person["faces"] == len(person["frames"])
+        scene = results["scenes"][person["scenes"][0]]
+        in_scene = [f["frame"] for f in results["frames"] if f["scene"] == scene["index"]]
+        assert person["frames"] == in_scene
 
 
 def test_manifest_fields(h264_job):

@@ -125,8 +125,9 @@ def link_results(
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """results.json with each artifact key (``frames[*].images.*``, ``frames[*].json``,
-    ``frames[*].toon``) replaced by ``{"key": key, "url": signed URL}``; null stays null.
-    Adds ``links: {ttl_s, expires_at}``. Keys outside the job's prefix are not signed."""
+    ``frames[*].toon``, ``people[*].thumbnail``) replaced by
+    ``{"key": key, "url": signed URL}``; null stays null. Adds ``links: {ttl_s, expires_at}``.
+    Keys outside the job's prefix are not signed."""
     prefix = keys.job_prefix(job_id)
 
     def link(key: Any) -> Any:
@@ -142,6 +143,9 @@ def link_results(
         for field in ("json", "toon"):
             if field in frame:
                 frame[field] = link(frame[field])
+    for person in doc.get("people") or []:
+        if isinstance(person, dict) and "thumbnail" in person:
+            person["thumbnail"] = link(person["thumbnail"])
     now = now or datetime.now(UTC)
     doc["links"] = {
         "ttl_s": int(ttl_s),

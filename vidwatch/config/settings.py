@@ -81,6 +81,15 @@ class Settings(BaseModel):
     scene_min_len_frames: int = Field(15, ge=0)
     scene_downscale_width: int = Field(256, ge=16)
     faces_enabled: bool = True
+    face_identities: bool = True
+    """Group the faces of a job into people (dlib descriptors on the MTCNN boxes)."""
+    face_identity_threshold: float = Field(0.6, gt=0, le=2)
+    """Largest descriptor distance at which two faces are the same person (dlib's 0.6)."""
+    face_identity_min_px: int = Field(32, ge=8)
+    """Smallest face side (px) that gets a descriptor; smaller faces have person null."""
+    face_identity_reuse_iou: float = Field(0.5, ge=0, le=1)
+    """A face overlapping (IoU at least this) a face of the previous sampled frame of the same
+    scene keeps that face's person without a new descriptor; 0 describes every face."""
     max_video_pixels: int = Field(8192 * 8192, ge=1)
     max_video_duration_s: float = Field(6 * 3600, gt=0)
     jpeg_quality: int = Field(85, ge=10, le=100)

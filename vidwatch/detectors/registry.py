@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -11,6 +12,9 @@ from vidwatch.config import Settings
 from vidwatch.detectors.base import Detector, resolve_device
 from vidwatch.detectors.scenes import ContentSceneTracker, SceneTracker
 from vidwatch.detectors.types import ModelInfo
+
+if TYPE_CHECKING:
+    from vidwatch.detectors.identities import DlibFaceDescriber
 
 log = structlog.get_logger("vidwatch.detectors")
 
@@ -30,10 +34,13 @@ class ModelSet:
     detectors: list[Detector]
     device: str
     settings: Settings
+    describer: DlibFaceDescriber | None = None
+    """Face descriptors for identities (None: FACE_IDENTITIES or faces off)."""
 
     @property
     def infos(self) -> dict[str, ModelInfo]:
-        found = {info.role: info for d in self.detectors for info in d.infos}
+        describers = [self.describer] if self.describer is not None else []
+        found = {info.role: info for d in [*self.detectors, *describers] for info in d.infos}
         # A model turned off says so in the provenance instead of vanishing from it.
         for role, setting in (
             ("objects", self.settings.detect_model),
@@ -116,14 +123,20 @@ def load_models(settings: Settings) -> ModelSet:
         detectors.append(
             MtcnnFaceDetector(min_confidence=settings.face_min_confidence, device=device)
         )
+    describer = None
+    if settings.faces_enabled and settings.face_identities:
+        from vidwatch.detectors.identities import DlibFaceDescriber
+
+        describer = DlibFaceDescriber()
     log.info(
         "models_loaded",
         device=device,
         detect=settings.detect_model,
         segment=settings.segment_model,
         faces=settings.faces_enabled,
+        identities=describer is not None,
     )
-    return ModelSet(detectors=detectors, device=device, settings=settings)
+    return ModelSet(detectors=detectors, device=device, settings=settings, describer=describer)
 
 
 def _off_reason(role: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 Point = tuple[float, float]
@@ -62,20 +62,28 @@ class ObjectDetection:
 
 @dataclass(frozen=True, slots=True)
 class FaceDetection:
+    """One face: MTCNN's box and five landmarks, and the person it belongs to within the job
+    (``None``: identities off, or the face too small or cut by the frame edge)."""
+
     confidence: float
     box_xyxy: Box
     landmarks: tuple[Point, ...] = ()
+    person: int | None = None
 
     @classmethod
     def make(cls, confidence: float, box: Any, landmarks: Any = ()) -> FaceDetection:
         points = tuple((_r(x), _r(y)) for x, y in (landmarks if landmarks is not None else ()))
         return cls(_confidence(confidence), _box(box), points)
 
+    def with_person(self, person: int | None) -> FaceDetection:
+        return replace(self, person=person)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "confidence": self.confidence,
             "box_xyxy": list(self.box_xyxy),
             "landmarks": [list(p) for p in self.landmarks],
+            "person": self.person,
         }
 
 

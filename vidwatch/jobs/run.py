@@ -387,4 +387,5 @@ def _short_summary(results: dict[str, Any]) -> dict[str, Any]:
         "frames_analyzed": len(results["frames"]),
         "labels": sorted(results["summary"]["labels"]),
         "faces": results["summary"]["faces"],
+        "people": results["summary"].get("people", 0),
     }

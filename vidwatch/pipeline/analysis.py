@@ -25,7 +25,8 @@ from vidwatch import __version__
 from vidwatch.detectors.registry import ModelSet
 from vidwatch.detectors.types import Detections
 from vidwatch.errors import JobInterrupted, VideoError
-from vidwatch.pipeline import draw
+from vidwatch.pipeline import draw, timeline
+from vidwatch.pipeline.identities import IdentityTracker
 from vidwatch.pipeline.stages import threaded
 from vidwatch.pipeline.video import Frame, VideoInfo, decode, probe
 from vidwatch.r2 import keys
@@ -53,10 +54,18 @@ class AnalysisOptions:
     write_workers: int = 4
     max_pixels: int = 8192 * 8192
     max_duration_s: float = 6 * 3600
+    face_identities: bool = True
+    face_identity_threshold: float = 0.6
+    face_identity_min_px: int = 32
+    face_identity_reuse_iou: float = 0.5
 
     @classmethod
     def from_settings(cls, settings, **overrides) -> AnalysisOptions:
         values = {
+            "face_identities": settings.face_identities,
+            "face_identity_threshold": settings.face_identity_threshold,
+            "face_identity_min_px": settings.face_identity_min_px,
+            "face_identity_reuse_iou": settings.face_identity_reuse_iou,
             "sample_fps": settings.sample_fps,
             "jpeg_quality": settings.jpeg_quality,
             "batch_size": settings.model_batch_size,
@@ -74,6 +83,7 @@ class _Timings:
     model_stage_wait: float = 0.0
     scenes: float = 0.0
     models: float = 0.0
+    identities: float = 0.0
     write: float = 0.0
     drain: float = 0.0
 
@@ -227,6 +237,14 @@ def analyze(
     sampler = _Sampler(models.scene_tracker(info.fps), 1.0 / options.sample_fps)
     writer = _Writer(store, job_id, options.jpeg_quality, toon, options.write_workers, timings)
     frames_out: list[dict[str, Any]] = []
+    tracker = None
+    if options.face_identities and models.describer is not None:
+        tracker = IdentityTracker(
+            models.describer,
+            threshold=options.face_identity_threshold,
+            min_px=options.face_identity_min_px,
+            reuse_iou=options.face_identity_reuse_iou,
+        )
     counts = {"decoded": 0}
     clock: dict[str, float] = {}
 
@@ -248,6 +266,12 @@ def analyze(
             for i, extra in enumerate(detector.detect(images)):
                 found[i] = found[i].merge(extra)
         timings.models += time.perf_counter() - started
+        if tracker is not None:
+            # In frame order, after the models: a face's person is final when assigned.
+            found = [
+                Detections(d.objects, d.segments, tracker.assign(frame.image, scene, d.faces))
+                for (frame, scene), d in zip(batch, found, strict=True)
+            ]
         for (frame, scene), dets in zip(batch, found, strict=True):
             doc = _frame_doc(job_id, frame, scene, dets, toon is not None)
             frames_out.append(doc)
@@ -270,6 +294,7 @@ def analyze(
             raise VideoError("the video stream holds no decodable frame", code="undecodable")
         if batch:
             run_batch(batch)
+        thumbnails = _write_thumbnails(store, job_id, tracker, options.jpeg_quality)
         drain_started = time.perf_counter()
         writer.finish()
         timings.drain = time.perf_counter() - drain_started
@@ -279,6 +304,8 @@ def analyze(
             writer.finish()
         raise
     timings.scenes = sampler.scene_s
+    if tracker is not None:
+        timings.identities = tracker.seconds
     timings.decode = clock.get("decode", 0.0)
     wall = time.perf_counter() - started_all
 
@@ -303,6 +330,11 @@ def analyze(
                 "keyframe": start,
             }
         )
+    for scene, cast in zip(scenes, timeline.scene_people(frames_out, len(scenes)), strict=True):
+        scene["people"] = cast
+    people = timeline.people(frames_out, thumbnails)
+    summary = _summary(frames_out)
+    summary["people"] = len(people)
     frames_total = last.index + 1
     return {
         "schema_version": SCHEMA_VERSION,
@@ -310,11 +342,17 @@ def analyze(
         "video": info.to_json(frames=frames_total),
         "scenes": scenes,
         "frames": frames_out,
-        "summary": _summary(frames_out),
+        "people": people,
+        "label_segments": timeline.label_segments(frames_out, scenes),
+        "summary": summary,
         "provenance": {
             "vidwatch_version": __version__,
             "source_sha256": source_sha256,
-            "models": {role: i.to_json() for role, i in models.infos.items()},
+            "models": {
+                role: i.to_json()
+                for role, i in models.infos.items()
+                if role != "identities" or tracker is not None
+            },
             "settings": {
                 "sample_fps": options.sample_fps,
                 "object_min_confidence": models.settings.object_min_confidence,
@@ -322,6 +360,10 @@ def analyze(
                 "scene_detector": sampler.tracker.name,
                 "scene_threshold": models.settings.scene_threshold,
                 "scene_min_len_frames": models.settings.scene_min_len_frames,
+                "face_identities": tracker is not None,
+                "face_identity_threshold": options.face_identity_threshold,
+                "face_identity_min_px": options.face_identity_min_px,
+                "face_identity_reuse_iou": options.face_identity_reuse_iou,
             },
             "device": models.device,
             "toon": {
@@ -334,8 +376,25 @@ def analyze(
             "frames_decoded": counts["decoded"],
             "decodes_per_frame": round(counts["decoded"] / frames_total, 3),
             "frames_analyzed": len(frames_out),
+            "face_descriptors": tracker.descriptors if tracker is not None else 0,
+            "faces_reused": tracker.reused if tracker is not None else 0,
         },
     }
+
+
+def _write_thumbnails(
+    store: ObjectStore, job_id: str, tracker: IdentityTracker | None, quality: int
+) -> dict[int, str | None]:
+    """Each person's best face crop, ``jobs/<job_id>/people/person_<k>.jpg``; by person."""
+    if tracker is None:
+        return {}
+    items = [
+        PutItem(keys.person_thumbnail_key(job_id, k), draw.encode_jpeg(crop, quality), "image/jpeg")
+        for k, crop in tracker.thumbnails()
+    ]
+    if items:
+        store.put_many(items)
+    return {k: keys.person_thumbnail_key(job_id, k) for k, _ in tracker.thumbnails()}
 
 
 def _frame_doc(

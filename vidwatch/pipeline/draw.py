@@ -69,7 +69,9 @@ def draw_faces(frame: np.ndarray, found: Detections) -> np.ndarray:
         cv2.rectangle(out, (x1, y1), (x2, y2), green, thickness)
         for x, y in face.landmarks:
             cv2.circle(out, (round(x), round(y)), thickness + 1, red, -1, cv2.LINE_AA)
-        _label(out, f"face {face.confidence:.2f}", x1, y1, green)
+        # The person id (per job) beside the box; "face" where there is none.
+        name = "face" if face.person is None else f"person {face.person}"
+        _label(out, f"{name} {face.confidence:.2f}", x1, y1, green)
     return out
 
 

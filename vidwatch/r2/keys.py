@@ -5,6 +5,7 @@
     jobs/<job_id>/analysis/json/frame_<N>.json
     jobs/<job_id>/analysis/toon/frame_<N>.toon
     jobs/<job_id>/analysis/results.json
+    jobs/<job_id>/people/person_<k>.jpg
     jobs/<job_id>/status.json
     jobs/<job_id>/lease.json
 
@@ -68,6 +69,13 @@ def frame_json_key(job_id: str, frame: int) -> str:
 
 def frame_toon_key(job_id: str, frame: int) -> str:
     return f"{job_prefix(job_id)}analysis/toon/frame_{int(frame)}.toon"
+
+
+def person_thumbnail_key(job_id: str, person: int) -> str:
+    """The best face crop of person ``<k>`` (ids are per job and anonymous)."""
+    if int(person) < 0:
+        raise ValueError(f"not a person id: {person!r}")
+    return f"{job_prefix(job_id)}people/person_{int(person)}.jpg"
 
 
 def results_key(job_id: str) -> str:
