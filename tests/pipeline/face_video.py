@@ -22,7 +22,8 @@ _CUTOUTS = {
 @dataclass(frozen=True)
 class Placement:
     """One person in a scene: face side ``face_px`` (the face box's width), face centre at
-    (``cx``, ``cy``) in the first frame, moving ``dx``, ``dy`` px a frame."""
+    (``cx``, ``cy``) in the first frame, moving ``dx``, ``dy`` px and growing ``grow`` px a
+    frame."""
 
     who: str
     face_px: float
@@ -31,6 +32,7 @@ class Placement:
     mirror: bool = False
     dx: float = 0.0
     dy: float = 0.0
+    grow: float = 0.0
 
 
 @dataclass
@@ -57,7 +59,7 @@ def paste(canvas: np.ndarray, p: Placement, t: int) -> tuple[float, float, float
     cut = _CUTOUTS[p.who]
     rx1, ry1, rx2, ry2 = cut["region"]
     fx1, fy1, fx2, fy2 = cut["face"]
-    scale = p.face_px / (fx2 - fx1)
+    scale = (p.face_px + p.grow * t) / (fx2 - fx1)
     region = _photo(p.who)[ry1:ry2, rx1:rx2]
     # Face centre within the region, before scaling.
     fcx, fcy = (fx1 + fx2) / 2 - rx1, (fy1 + fy2) / 2 - ry1
