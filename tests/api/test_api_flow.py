@@ -99,6 +99,7 @@ def _links(doc: dict[str, Any]) -> list[dict[str, str]]:
     for frame in doc["frames"]:
         out += list(frame["images"].values())
         out += [frame[f] for f in ("json", "toon") if frame[f] is not None]
+    out += [person["thumbnail"] for person in doc["people"]]
     return out
 
 
@@ -114,6 +115,10 @@ def _check_results(flow: Flow, job_id: str) -> dict[str, Any]:
         assert set(got["images"]) == set(keys.IMAGE_KINDS)
         assert got["json"]["key"] == want["json"] and got["toon"] == want["toon"] is None
         assert got["objects"] == want["objects"] and got["faces"] == want["faces"]
+    assert [p["thumbnail"]["key"] for p in doc["people"]] == [
+        p["thumbnail"] for p in stored["people"]
+    ]
+    assert doc["label_segments"] == stored["label_segments"]
     for link in _links(doc):
         assert set(link) == {"key", "url"} and link["url"].startswith("http://127.0.0.1:")
     return doc
@@ -147,6 +152,12 @@ def test_upload_poll_results_and_download_through_the_files_route(make_flow, med
     image = doc["frames"][0]["images"]["det"]
     got = httpx.get(image["url"])
     assert got.headers["content-type"] == "image/jpeg" and got.content[:2] == b"\xff\xd8"
+    # The astronaut and the cameraman: each thumbnail downloads through its signed link.
+    assert len(doc["people"]) == 2
+    for person in doc["people"]:
+        got = httpx.get(person["thumbnail"]["url"], timeout=30)
+        assert got.status_code == 200 and got.headers["content-type"] == "image/jpeg"
+        assert got.content == flow.store.get_bytes(person["thumbnail"]["key"])
 
 
 def test_the_same_flow_on_the_s3_store_with_presigned_links(make_flow, media, moto_bucket):
@@ -166,8 +177,32 @@ def test_the_same_flow_on_the_s3_store_with_presigned_links(make_flow, media, mo
     for link in doc["frames"][0]["images"].values():
         got = httpx.get(link["url"], timeout=30)
         assert got.status_code == 200 and got.content == store.get_bytes(link["key"])
+    assert doc["people"] == []  # a coffee cup
     # No /files route without the local store.
     assert flow.client.get(f"/files/{doc['frames'][0]['json']['key']}").status_code == 404
+
+
+def test_people_thumbnails_on_the_s3_store_are_presigned_links(make_flow, moto_bucket, tmp_path):
+    from tests.pipeline.face_video import Placement, Scene, make_video
+
+    video = tmp_path / "two.mp4"
+    pair = [Placement("astronaut", 70, 200, 180), Placement("camera", 70, 440, 180)]
+    make_video(video, [Scene(3, (90, 90, 90), pair)])
+    store = moto_bucket.store()
+    flow = make_flow(store=store, **moto_bucket.env())
+    job_id = flow.upload(video)
+    manifest = poll_status(flow.client, job_id, ("completed", "failed"), JOB_TIMEOUT_S)
+    assert manifest["state"] == "completed", manifest["error"]
+    doc = _check_results(flow, job_id)
+    assert [p["person"] for p in doc["people"]] == [0, 1]
+    endpoint = moto_bucket.server.endpoint_url
+    for person in doc["people"]:
+        link = person["thumbnail"]
+        assert link["key"] == keys.person_thumbnail_key(job_id, person["person"])
+        assert link["url"].startswith(f"{endpoint}/{moto_bucket.name}/{link['key']}?")
+        got = httpx.get(link["url"], timeout=30)
+        assert got.status_code == 200 and got.content[:3] == b"\xff\xd8\xff"
+        assert store.head(link["key"]).content_type == "image/jpeg"
 
 
 BAD = {
