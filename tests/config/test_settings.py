@@ -16,6 +16,8 @@ def test_defaults_of_the_users_document_and_ours():
     assert (s.object_min_confidence, s.face_min_confidence) == (0.25, 0.9)
     assert s.local_store_dir == Path("store") and s.inbox_dir == Path("inbox")
     assert not s.r2_requested()
+    assert s.face_identities is True and s.face_identity_threshold == 0.6
+    assert (s.face_identity_min_px, s.face_identity_reuse_iou) == (32, 0.5)
 
 
 @pytest.mark.parametrize(
@@ -28,6 +30,10 @@ def test_defaults_of_the_users_document_and_ours():
         ("R2_URL_TTL_SECONDS", "-3"),
         ("CLEANUP_LOCAL_VIDEO_AFTER_UPLOAD_DEFAULT", "maybe"),
         ("DETECT_MODEL", " "),
+        ("FACE_IDENTITIES", "perhaps"),
+        ("FACE_IDENTITY_THRESHOLD", "0"),
+        ("FACE_IDENTITY_MIN_PX", "2"),
+        ("FACE_IDENTITY_REUSE_IOU", "1.5"),
     ],
 )
 def test_invalid_values_name_the_setting_in_one_line(name, value):
