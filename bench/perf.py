@@ -17,7 +17,10 @@ It reports, as JSON (bench/out/perf.json) and as a markdown table:
     pipeline's own per-stage breakdown;
   - the realtime factor at SAMPLE_FPS 1 and 5; peak RSS of the 1- and 5-minute jobs;
   - decodes per frame (must be 1.0) and the plain frame-by-frame loop most hand-written
-    pipelines use, as the model-stage peer.
+    pipelines use, as the model-stage peer;
+  - face identities: the cost of one descriptor (dlib alignment + ResNet) on the faces of the
+    sampled frames, and the realtime factor of the 1-minute job with and without
+    FACE_IDENTITIES, alternated ``--repeat`` times (``--identities`` runs only this part).
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 MEDIA = Path(os.environ.get("VIDWATCH_TEST_MEDIA", REPO.parent / "shared" / "media"))
@@ -219,6 +224,76 @@ def bench_one_pass(weights_seg: Path, weights_det: Path, frames: list, device: s
     }
 
 
+def bench_descriptors(models, frames: list) -> dict:
+    """ms per descriptor (alignment + ResNet) on the MTCNN faces of ``frames``."""
+    from vidwatch.detectors.identities import DlibFaceDescriber
+    from vidwatch.pipeline.identities import IdentityTracker
+
+    faces_detector = next(d for d in models.detectors if "faces" in [i.role for i in d.infos])
+    describer = models.describer or DlibFaceDescriber()
+    found = [(img, [f.box_xyxy for f in dets.faces]) for img, dets in
+             zip(frames, faces_detector.detect(frames), strict=True) if dets.faces]  # fmt: skip
+    if not found:
+        return {"faces": 0}
+    describer.describe(*found[0])  # warm-up
+    times = []
+    for img, boxes in found:
+        started = time.perf_counter()
+        describer.describe(img, boxes)
+        times.append((time.perf_counter() - started) / len(boxes))
+    times.sort()
+    # The bookkeeping of the online assignment alone (a describer that costs nothing).
+    zero = [np.zeros(128, np.float32)]
+
+    class Free:
+        def describe(self, image, boxes):
+            return zero * len(boxes)
+
+    tracker = IdentityTracker(Free(), threshold=0.6, min_px=32, reuse_iou=0)
+    started = time.perf_counter()
+    n = 0
+    for scene, (img, dets) in enumerate(zip(frames, faces_detector.detect(frames), strict=True)):
+        tracker.assign(img, scene, dets.faces)
+        n += len(dets.faces)
+    return {
+        "faces": sum(len(b) for _, b in found),
+        "ms_per_descriptor_median": round(1000 * times[len(times) // 2], 1),
+        "ms_per_descriptor_min": round(1000 * times[0], 1),
+        "ms_per_face_assignment_without_descriptor": round(
+            1000 * (time.perf_counter() - started) / max(n, 1), 2
+        ),
+    }
+
+
+def bench_identities_jobs(path: Path, env: dict, repeat: int) -> dict:
+    """The 1-minute job with and without identities, alternated; medians."""
+    runs: dict[str, list[dict]] = {"on": [], "off": []}
+    for _ in range(repeat):
+        for mode in ("off", "on"):
+            flag = "true" if mode == "on" else "false"
+            runs[mode].append(run_job_subprocess(path, {**env, "FACE_IDENTITIES": flag}, 1.0))
+    out: dict = {}
+    for mode, jobs in runs.items():
+        walls = sorted(j["wall_s"] for j in jobs)
+        wall = walls[len(walls) // 2]
+        out[mode] = {
+            "wall_s_runs": [j["wall_s"] for j in jobs],
+            "wall_s_median": wall,
+            "realtime_factor": round(jobs[0]["duration_s"] / wall, 2),
+            "identities_s": [j["timings_s"].get("identities", 0.0) for j in jobs],
+            "stats": jobs[-1]["stats"],
+            "people": jobs[-1]["people"],
+        }
+    out["realtime_factor_ratio_on_over_off"] = round(
+        out["on"]["realtime_factor"] / out["off"]["realtime_factor"], 3
+    )
+    return out
+
+
+def _load() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
 def plain_loop(path: Path, models, sample_fps: float) -> dict:
     """The peer: OpenCV reads every frame, models called one frame at a time."""
     import cv2
@@ -292,6 +367,8 @@ def _job_main(path: Path, sample_fps: float) -> None:
                 "duration_s": results["video"]["duration_s"],
                 "timings_s": results["timings_s"],
                 "decodes_per_frame": results.get("stats", {}).get("decodes_per_frame"),
+                "stats": results.get("stats", {}),
+                "people": len(results.get("people", [])),
                 "artifacts": sum(1 for _ in store.list(keys.job_prefix(job_id))),
                 "rss_models_mb": round(rss_before / 1024, 1),
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -334,6 +411,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out")
     parser.add_argument("--skip-moto", action="store_true")
     parser.add_argument(
+        "--identities",
+        action="store_true",
+        help="only the face-identities figures (descriptor cost, 1-minute job on and off)",
+    )
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each identities job")
+    parser.add_argument(
         "--report",
         action="store_true",
         help="recompute the ratios and the table from OUT/perf.json",
@@ -372,6 +455,21 @@ def main(argv: list[str] | None = None) -> int:
 
     report["machine"]["torch"] = torch.__version__
     report["machine"]["cuda"] = torch.cuda.is_available()
+    if args.identities:
+        path, _ = build_input(1.0, args.out)
+        from vidwatch.config import load_settings
+        from vidwatch.detectors.registry import load_models
+
+        models = load_models(load_settings())
+        ident = {"load_before": _load()}
+        ident["descriptor"] = bench_descriptors(models, _sample_frames(path, 60))
+        del models
+        ident["jobs_1min"] = bench_identities_jobs(path, env, args.repeat)
+        ident["load_after"] = _load()
+        report["identities"] = ident
+        (args.out / "identities.json").write_text(json.dumps(report, indent=2))
+        print(json.dumps(report, indent=2))
+        return 0
     inputs = {m: build_input(m, args.out) for m in args.minutes}
     first = inputs[args.minutes[0]][0]
     report["decode"] = bench_decode(first)
@@ -388,6 +486,8 @@ def main(argv: list[str] | None = None) -> int:
         Path(env["SEGMENT_MODEL"]), Path(env["DETECT_MODEL"]), frames, models.device
     )
     report["plain_loop_peer"] = plain_loop(first, models, 1.0)
+    report["identities"] = {"load_before": _load()}
+    report["identities"]["descriptor"] = bench_descriptors(models, frames)
 
     jobs = {}
     for minutes, (path, _) in inputs.items():
@@ -396,6 +496,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_moto:
         jobs[f"{args.minutes[0]:g}min_moto_fps1"] = _moto_job(inputs[args.minutes[0]][0], env)
     report["jobs"] = jobs
+    report["identities"]["jobs_1min"] = bench_identities_jobs(
+        inputs[args.minutes[0]][0], env, args.repeat
+    )
+    report["identities"]["load_after"] = _load()
 
     report["model_batch_size"] = settings.model_batch_size
     derive(report)
@@ -495,6 +599,24 @@ def markdown(r: dict) -> str:
             f"{j['artifacts_per_s']} artifacts/s, "
             f"drain {j['drain_after_last_frame_s']} s; "
             f"decodes/frame {j['decodes_per_frame']} |"
+        )
+    ident = r.get("identities", {})
+    if "descriptor" in ident and ident["descriptor"].get("faces"):
+        d = ident["descriptor"]
+        lines.append(
+            f"| face descriptor (dlib alignment + ResNet), ms/face, median / min | "
+            f"{d['ms_per_descriptor_median']} / {d['ms_per_descriptor_min']} "
+            f"({d['faces']} faces) |"
+        )
+    if "jobs_1min" in ident:
+        j = ident["jobs_1min"]
+        lines.append(
+            f"| 1-min job, realtime factor without / with identities | "
+            f"x{j['off']['realtime_factor']} / x{j['on']['realtime_factor']} "
+            f"(ratio {j['realtime_factor_ratio_on_over_off']}; "
+            f"{j['on']['stats'].get('face_descriptors')} descriptors, "
+            f"{j['on']['stats'].get('faces_reused')} faces reused, "
+            f"{j['on']['people']} people) |"
         )
     if "peak_rss_ratio_long_over_short" in r:
         lines.append(f"| peak RSS 5 min / 1 min | {r['peak_rss_ratio_long_over_short']} |")

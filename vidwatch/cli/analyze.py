@@ -107,7 +107,7 @@ def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
         print(f"  labels: {labels}")
         print(
             f"  faces: in {faces.get('frames', 0)} frames, at most "
-            f"{faces.get('max_in_frame', 0)} in one"
+            f"{faces.get('max_in_frame', 0)} in one; {summary.get('people', 0)} people"
         )
         print(f"  results: {where}analysis/results.json")
     return 0

@@ -80,13 +80,14 @@ def frame_document(
             }
         )
     faces = []
-    for _ in range(rng.choice([0, 0, 1, 1, 2, 3])):
+    for i in range(rng.choice([0, 0, 1, 1, 2, 3])):
         box = _box(rng, width, height)
         faces.append(
             {
                 "confidence": round(rng.uniform(0.9, 0.9999), 3),
                 "box_xyxy": box,
                 "landmarks": _polygon(rng, box, 5),
+                "person": None if i == 2 else i,  # a third face too small for a person
             }
         )
     base = f"jobs/{job_id}/frames"
