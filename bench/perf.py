@@ -249,18 +249,65 @@ def bench_descriptors(models, frames: list) -> dict:
         def describe(self, image, boxes):
             return zero * len(boxes)
 
+    detected = faces_detector.detect(frames)
     tracker = IdentityTracker(Free(), threshold=0.6, min_px=32, reuse_iou=0)
     started = time.perf_counter()
     n = 0
-    for scene, (img, dets) in enumerate(zip(frames, faces_detector.detect(frames), strict=True)):
+    for scene, (img, dets) in enumerate(zip(frames, detected, strict=True)):
         tracker.assign(img, scene, dets.faces)
         n += len(dets.faces)
+    assign_ms = 1000 * (time.perf_counter() - started) / max(n, 1)
     return {
         "faces": sum(len(b) for _, b in found),
         "ms_per_descriptor_median": round(1000 * times[len(times) // 2], 1),
         "ms_per_descriptor_min": round(1000 * times[0], 1),
-        "ms_per_face_assignment_without_descriptor": round(
-            1000 * (time.perf_counter() - started) / max(n, 1), 2
+        "ms_per_face_assignment_without_descriptor": round(assign_ms, 2),
+        "online_against_chinese_whispers": _against_chinese_whispers(describer, frames, detected),
+    }
+
+
+def _against_chinese_whispers(describer, frames: list, detected: list) -> dict:
+    """Online assignment (every face described) against dlib's Chinese Whispers over all the
+    same descriptors at the same threshold: the frames whose ids a clustering settled at the
+    end would have changed (documents to rewrite)."""
+    import dlib
+
+    from vidwatch.pipeline.identities import IdentityTracker
+
+    kept: list[np.ndarray] = []
+
+    class Recording:
+        def describe(self, image, boxes):
+            out = describer.describe(image, boxes)
+            kept.extend(out)
+            return out
+
+    tracker = IdentityTracker(Recording(), threshold=0.6, min_px=32, reuse_iou=0)
+    online: list[list[int | None]] = []
+    order: list[tuple[int, int]] = []  # (frame, face) of each kept descriptor
+    for n, (img, dets) in enumerate(zip(frames, detected, strict=True)):
+        before = len(kept)
+        got = tracker.assign(img, n, dets.faces)
+        online.append([f.person for f in got])
+        described = sorted(
+            (i for i, f in enumerate(got) if f.person is not None),
+            key=lambda i: (got[i].box_xyxy[0], got[i].box_xyxy[1]),
+        )
+        assert len(described) == len(kept) - before  # without reuse, each is described
+        order += [(n, i) for i in described]
+    if not kept:
+        return {"faces": 0}
+    labels = dlib.chinese_whispers_clustering([dlib.vector(v.tolist()) for v in kept], 0.6)
+    renumber: dict[int, int] = {}
+    settled = [row[:] for row in online]
+    for (n, i), label in zip(order, labels, strict=True):
+        settled[n][i] = renumber.setdefault(label, len(renumber))
+    return {
+        "faces": len(kept),
+        "people_online": len(tracker.people),
+        "people_chinese_whispers": len(renumber),
+        "frames_that_would_be_rewritten": sum(
+            1 for a, b in zip(online, settled, strict=True) if a != b
         ),
     }
 
@@ -608,6 +655,13 @@ def markdown(r: dict) -> str:
             f"{d['ms_per_descriptor_median']} / {d['ms_per_descriptor_min']} "
             f"({d['faces']} faces) |"
         )
+        cw = d.get("online_against_chinese_whispers", {})
+        if cw.get("faces"):
+            lines.append(
+                f"| online people / Chinese Whispers people; frames a settled-at-end "
+                f"clustering would rewrite | {cw['people_online']} / "
+                f"{cw['people_chinese_whispers']}; {cw['frames_that_would_be_rewritten']} |"
+            )
     if "jobs_1min" in ident:
         j = ident["jobs_1min"]
         lines.append(

@@ -10,6 +10,7 @@ never imported: ``importlib.util.find_spec`` gives its folder without running it
 from __future__ import annotations
 
 import importlib.util
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -44,7 +45,8 @@ def model_files() -> tuple[Path, Path]:
 
 
 class DlibFaceDescriber:
-    """Loads both dlib models once; ``describe`` is called from one thread at a time."""
+    """Loads both dlib models once per process. A dlib network keeps its layer outputs in
+    the object itself, so jobs running at once (JOB_CONCURRENCY > 1) take turns."""
 
     def __init__(self) -> None:
         import dlib
@@ -53,6 +55,7 @@ class DlibFaceDescriber:
         self._dlib = dlib
         self._predictor = dlib.shape_predictor(str(predictor))
         self._model = dlib.face_recognition_model_v1(str(recognition))
+        self._lock = threading.Lock()
         self.infos = (
             ModelInfo(
                 role="identities",
@@ -72,8 +75,9 @@ class DlibFaceDescriber:
             return []
         rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])  # dlib wants RGB
         shapes = self._dlib.full_object_detections()
-        for x1, y1, x2, y2 in boxes:
-            rect = self._dlib.rectangle(round(x1), round(y1), round(x2), round(y2))
-            shapes.append(self._predictor(rgb, rect))
-        found = self._model.compute_face_descriptor(rgb, shapes, 0)
+        with self._lock:
+            for x1, y1, x2, y2 in boxes:
+                rect = self._dlib.rectangle(round(x1), round(y1), round(x2), round(y2))
+                shapes.append(self._predictor(rgb, rect))
+            found = self._model.compute_face_descriptor(rgb, shapes, 0)
         return [np.asarray(d, dtype=np.float32) for d in found]
