@@ -326,6 +326,7 @@ def bench_identities_jobs(path: Path, env: dict, repeat: int) -> dict:
         out[mode] = {
             "wall_s_runs": [j["wall_s"] for j in jobs],
             "wall_s_median": wall,
+            "cpu_s_runs": [j.get("cpu_s") for j in jobs],
             "realtime_factor": round(jobs[0]["duration_s"] / wall, 2),
             "identities_s": [j["timings_s"].get("identities", 0.0) for j in jobs],
             "stats": jobs[-1]["stats"],
@@ -334,6 +335,9 @@ def bench_identities_jobs(path: Path, env: dict, repeat: int) -> dict:
     out["realtime_factor_ratio_on_over_off"] = round(
         out["on"]["realtime_factor"] / out["off"]["realtime_factor"], 3
     )
+    # CPU seconds of the job process (every thread): what identities add, whatever the load.
+    cpu = {m: sorted(j["cpu_s"] for j in runs[m])[len(runs[m]) // 2] for m in runs}
+    out["cpu_s_ratio_on_over_off"] = round(cpu["on"] / cpu["off"], 3)
     return out
 
 
@@ -391,6 +395,7 @@ def _job_main(path: Path, sample_fps: float) -> None:
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     job_id = new_job_id()
     staged = stage_copy(settings, job_id, path)
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     manifest = run_job(
         JobSpec(job_id, staged, "cli", path.name),
@@ -401,6 +406,8 @@ def _job_main(path: Path, sample_fps: float) -> None:
         options=AnalysisOptions.from_settings(settings),
     )
     wall = time.perf_counter() - started
+    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_s = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     if toon is not None:
         toon.close()
     results = json.loads(store.get_bytes(keys.results_key(job_id)))
@@ -409,6 +416,7 @@ def _job_main(path: Path, sample_fps: float) -> None:
             {
                 "state": manifest.state,
                 "wall_s": round(wall, 3),
+                "cpu_s": round(cpu_s, 3),
                 "frames": results["video"]["frames"],
                 "sampled": len(results["frames"]),
                 "duration_s": results["video"]["duration_s"],
@@ -667,7 +675,8 @@ def markdown(r: dict) -> str:
         lines.append(
             f"| 1-min job, realtime factor without / with identities | "
             f"x{j['off']['realtime_factor']} / x{j['on']['realtime_factor']} "
-            f"(ratio {j['realtime_factor_ratio_on_over_off']}; "
+            f"(ratio {j['realtime_factor_ratio_on_over_off']}; CPU time ratio "
+            f"{j['cpu_s_ratio_on_over_off']}; "
             f"{j['on']['stats'].get('face_descriptors')} descriptors, "
             f"{j['on']['stats'].get('faces_reused')} faces reused, "
             f"{j['on']['people']} people) |"

@@ -56,7 +56,7 @@ class DlibFaceDescriber:
         self._predictor = dlib.shape_predictor(str(predictor))
         self._model = dlib.face_recognition_model_v1(str(recognition))
         self._lock = threading.Lock()
-        self.infos = (
+        self.infos: tuple[ModelInfo, ...] = (
             ModelInfo(
                 role="identities",
                 name=RECOGNITION_MODEL,
