@@ -283,6 +283,8 @@ def analyze(
         wait_started = time.perf_counter()
         for item in threaded(frame_stage, maxsize=2 * options.batch_size, name="vidwatch-frames"):
             timings.model_stage_wait += time.perf_counter() - wait_started
+            if stop is not None and stop.is_set():
+                break  # frames already queued are not worth a model call each
             batch.append(item)
             if len(batch) >= options.batch_size:
                 run_batch(batch)
