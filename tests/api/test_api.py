@@ -1,8 +1,9 @@
 """The HTTP API against a real uvicorn on 127.0.0.1, without models: uploads, limits,
 hostile names, ids, results links, signed files, auth, health, metrics, CORS.
 
-The runner is a stand-in queue here (``api_harness.Worker``); tests/daemon/test_api_flow.py
-runs real jobs."""
+Uploads go to the daemon's real runner with its workers not started, so every job the API
+hands over stays in the runner's queue to be looked at (``Runner.queued()``), and a full
+queue is the runner's own QueueFull; tests/api/test_api_flow.py runs real jobs."""
 
 from __future__ import annotations
 
@@ -20,13 +21,13 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import structlog
+from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from tests.api.api_harness import (
     BOUNDARY,
     MULTIPART_TYPE,
     Served,
-    Worker,
     files_under,
     multipart_body,
     part_header,
@@ -37,11 +38,13 @@ from tests.api.api_harness import (
     wait_for,
 )
 from vidwatch.api.app import create_app
-from vidwatch.api.links import SECRET_FILE, load_signing_secret
+from vidwatch.api.context import ApiContext
+from vidwatch.api.links import SECRET_FILE, FileLinkSigner, load_signing_secret
 from vidwatch.api.upload import ENVELOPE_ALLOWANCE, sanitize_filename, sniff_ext
 from vidwatch.config import Settings, load_settings
+from vidwatch.daemon.runner import Runner
 from vidwatch.jobs.manifest import Manifest, write_manifest
-from vidwatch.jobs.staging import new_job_id
+from vidwatch.jobs.staging import JobSpec, new_job_id
 from vidwatch.r2 import keys
 from vidwatch.r2.local import LocalStore
 from vidwatch.r2.signing import signed_file_url
@@ -52,13 +55,18 @@ TOKEN = "test-token-5f1c"
 
 class Api:
     def __init__(
-        self, served: Served, settings: Settings, store: LocalStore, worker: Worker
+        self, served: Served, settings: Settings, store: LocalStore, runner: Runner
     ) -> None:
         self.served = served
         self.settings = settings
         self.store = store
-        self.worker = worker
+        self.runner = runner
         self.client = served.client()
+
+    @property
+    def submitted(self) -> list[JobSpec]:
+        """The jobs the API handed to the runner (which runs none here)."""
+        return self.runner.queued()
 
     @property
     def staging(self) -> Path:
@@ -82,9 +90,8 @@ def make_api(tmp_path: Path) -> Iterator[Any]:
 
         def make(
             *,
-            worker: Worker | None = None,
             health=None,
-            store: LocalStore | None = None,
+            store: type[LocalStore] | None = None,
             app_kwargs: dict | None = None,
             **env: Any,
         ) -> Api:
@@ -95,17 +102,21 @@ def make_api(tmp_path: Path) -> Iterator[Any]:
             }
             values.update({k.upper(): str(v) for k, v in env.items()})
             settings = load_settings(values)
-            store = store or LocalStore(settings.local_store_dir)
-            worker = worker or Worker()
+            signer = FileLinkSigner.from_settings(settings)
+            store = (store or LocalStore)(settings.local_store_dir, url_signer=signer)
+            runner = Runner(settings=settings, store=store, models=None, toon=None)
             app = create_app(
-                settings=settings,
-                store=store,
-                submit=worker.submit,
-                health=health or (lambda: {"ok": True}),
-                **(app_kwargs or {}),
+                ApiContext(
+                    settings=settings,
+                    store=store,
+                    submit=runner.submit,
+                    health=health or (lambda: {"ok": True}),
+                    signer=signer,
+                    **(app_kwargs or {}),
+                )
             )
             served = stack.enter_context(serve(app))
-            api = Api(served, settings, store, worker)
+            api = Api(served, settings, store, runner)
             stack.callback(api.client.close)
             return api
 
@@ -138,7 +149,7 @@ def test_upload_stages_the_video_writes_a_queued_manifest_and_submits(api, video
     staged = api.staging / job_id / "input" / "source.mp4"
     assert api.staged_files() == {f"{job_id}/input/source.mp4"}
     assert staged.read_bytes() == video
-    [spec] = api.worker.submitted
+    [spec] = api.submitted
     assert (spec.job_id, spec.staged_source, spec.origin) == (job_id, staged, "api")
     assert spec.filename == "holiday.mp4" and spec.cleanup_override is None
 
@@ -157,7 +168,7 @@ def test_upload_stages_the_video_writes_a_queued_manifest_and_submits(api, video
 def test_cleanup_field_overrides_the_policy(api, video, value, expected):
     resp = api.upload(video, cleanup_local_video_after_upload=value)
     assert resp.status_code == 202, resp.text
-    [spec] = api.worker.submitted
+    [spec] = api.submitted
     assert spec.cleanup_override is expected
     manifest = api.client.get(f"/status/{spec.job_id}").json()
     assert manifest["cleanup"]["local_source_policy"] is expected
@@ -179,7 +190,7 @@ def test_a_bad_form_field_is_422_and_leaves_nothing(api, video, fields, code):
     assert error["code"] == code and "cleanup" in error["message"]
     assert error["request_id"] == resp.headers["x-request-id"]
     assert api.staged_files() == set() and not list(api.staging.glob("0*"))
-    assert api.job_keys() == set() and api.worker.submitted == []
+    assert api.job_keys() == set() and api.submitted == []
 
 
 def test_the_field_may_come_after_the_file(api, video):
@@ -188,7 +199,7 @@ def test_the_field_may_come_after_the_file(api, video):
     body += f"--{BOUNDARY}--\r\n".encode()
     resp = api.client.post("/analyze-video", content=body, headers={"content-type": MULTIPART_TYPE})
     assert resp.status_code == 202, resp.text
-    assert api.worker.submitted[0].cleanup_override is False
+    assert api.submitted[0].cleanup_override is False
 
 
 @pytest.mark.parametrize(
@@ -216,7 +227,7 @@ def test_malformed_uploads_get_a_clear_4xx_and_leave_nothing(api, content, ctype
     assert resp.status_code == status, resp.text
     assert resp.json()["error"]["code"] == code
     assert api.staged_files() == set() and not list(api.staging.glob("0*"))
-    assert api.job_keys() == set() and api.worker.submitted == []
+    assert api.job_keys() == set() and api.submitted == []
 
 
 # --- size limit -------------------------------------------------------------------------------
@@ -230,7 +241,7 @@ def test_over_the_limit_with_a_content_length_is_413_at_once(make_api):
     error = resp.json()["error"]
     assert error["code"] == "upload_too_large" and f"MAX_UPLOAD_BYTES={LIMIT}" in error["message"]
     assert api.staged_files() == set() and not list(api.staging.glob("0*"))
-    assert api.job_keys() == set() and api.worker.submitted == []
+    assert api.job_keys() == set() and api.submitted == []
     assert api.client.get("/healthz").status_code == 200  # the connection and server go on
     with raw_connect(api.served.port) as sock:  # the answer needs no byte of the body
         sock.sendall(
@@ -248,7 +259,7 @@ def test_a_video_of_exactly_the_limit_is_accepted_one_byte_more_is_not(make_api)
     assert api.upload(b"\1" * LIMIT).status_code == 202
     resp = api.upload(b"\1" * (LIMIT + 1))
     assert resp.status_code == 413 and resp.json()["error"]["code"] == "upload_too_large"
-    assert len(api.worker.submitted) == 1
+    assert len(api.submitted) == 1
 
 
 def test_a_chunked_upload_over_the_limit_is_413_while_it_streams(make_api):
@@ -265,7 +276,7 @@ def test_a_chunked_upload_over_the_limit_is_413_while_it_streams(make_api):
     )
     assert resp.status_code == 413, resp.text
     assert api.staged_files() == set() and not list(api.staging.glob("0*"))
-    assert api.worker.submitted == []
+    assert api.submitted == []
 
 
 def test_the_413_comes_before_the_body_ends(make_api):
@@ -282,7 +293,7 @@ def test_the_413_comes_before_the_body_ends(make_api):
         sock.sendall(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
         status, body = read_response(sock)  # no terminating chunk was sent
     assert status == 413 and body["error"]["code"] == "upload_too_large"
-    assert api.staged_files() == set() and api.worker.submitted == []
+    assert api.staged_files() == set() and api.submitted == []
 
 
 def test_a_client_that_disconnects_mid_upload_leaves_no_job_and_no_file(api):
@@ -311,7 +322,7 @@ def test_a_client_that_disconnects_mid_upload_leaves_no_job_and_no_file(api):
         10,
         "the staging folder to be removed",
     )
-    assert api.job_keys() == set() and api.worker.submitted == []
+    assert api.job_keys() == set() and api.submitted == []
     assert api.client.get("/healthz").status_code == 200
 
 
@@ -327,7 +338,7 @@ def test_a_stalled_upload_is_dropped_with_408(make_api):
         status, body = read_response(sock)
     assert status == 408 and body["error"]["code"] == "upload_timeout"
     assert api.staged_files() == set() and not list(api.staging.glob("0*"))
-    assert api.worker.submitted == []
+    assert api.submitted == []
 
 
 # --- names and extensions ---------------------------------------------------------------------
@@ -411,7 +422,7 @@ def test_the_extension_comes_from_the_name_else_the_sniffed_container(
     assert resp.status_code == 202, resp.text
     job_id = resp.json()["job_id"]
     assert api.staged_files() == {f"{job_id}/input/source.{ext}"}
-    assert api.worker.submitted[0].staged_source.name == f"source.{ext}"
+    assert api.submitted[0].staged_source.name == f"source.{ext}"
 
 
 def test_sniff_ext_known_containers():
@@ -423,7 +434,7 @@ def test_sniff_ext_known_containers():
 
 # --- queue full, store down -----------------------------------------------------------------
 def test_a_full_queue_is_503_and_withdraws_the_job(make_api, video):
-    api = make_api(worker=Worker(maxsize=1))
+    api = make_api(queue_max=1)
     first = api.upload(video)
     assert first.status_code == 202
     second = api.upload(video)
@@ -441,12 +452,12 @@ class BrokenStore(LocalStore):
 
 
 def test_a_store_that_cannot_take_the_manifest_is_503_and_leaves_nothing(make_api, video, tmp_path):
-    api = make_api(store=BrokenStore(tmp_path / "store"))
+    api = make_api(store=BrokenStore)
     resp = api.upload(video)
     assert resp.status_code == 503, resp.text
     error = resp.json()["error"]
     assert error["code"] == "store_unavailable" and "R2_ENDPOINT_URL" in error["message"]
-    assert api.staged_files() == set() and api.worker.submitted == []
+    assert api.staged_files() == set() and api.submitted == []
 
 
 # --- status and ids ---------------------------------------------------------------------------
@@ -632,7 +643,7 @@ def test_links_survive_a_restart(make_api, tmp_path):
     first = make_api()
     job_id, blobs = _completed_job(first.store)
     link = first.client.get(f"/results/{job_id}").json()["frames"][1]["json"]
-    second = make_api(store=LocalStore(tmp_path / "store"))  # a new process, same folders
+    second = make_api()  # a new process, same folders
     url = urlsplit(link["url"])
     resp = httpx.get(f"{second.served.base_url}{url.path}?{url.query}")
     assert resp.status_code == 200 and resp.content == blobs[link["key"]]
@@ -684,7 +695,7 @@ def test_with_a_token_every_route_but_healthz_needs_it(make_api, video):
             assert resp.status_code == 401, (method, path, headers)
             assert resp.json()["error"]["code"] == "unauthorized"
             assert resp.headers["www-authenticate"] == "Bearer"
-    assert api.staged_files() == set() and api.worker.submitted == []
+    assert api.staged_files() == set() and api.submitted == []
     good = {"Authorization": f"Bearer {TOKEN}"}
     assert api.client.get("/healthz").status_code == 200
     assert api.client.get("/metrics", headers=good).status_code == 200
@@ -740,20 +751,37 @@ def test_healthz_reports_what_health_says(make_api):
     assert resp.status_code == 503 and time.monotonic() - started < 2.5
 
 
-def test_metrics_are_prometheus_text_with_the_api_and_job_metrics(api):
-    api.client.get(f"/status/{new_job_id()}")
-    resp = api.client.get("/metrics")
+def _samples(client: httpx.Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    resp = client.get("/metrics")
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/plain")
-    text = resp.text
-    assert 'vidwatch_http_requests_total{route="/status/{job_id}",status="404"}' in text
-    for name in (
-        "vidwatch_jobs_running",
-        "vidwatch_queue_depth",
-        "vidwatch_stage_seconds",
-        "vidwatch_frames_analyzed_total",
-        "vidwatch_http_request_seconds_bucket",
-    ):
-        assert name in text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(resp.text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_count_requests_by_route_and_status(api, video):
+    """Each request moves its route's counters (the metrics are process-wide, so the test
+    compares before and after)."""
+    route = ("route", "/status/{job_id}")
+    status_404 = ("vidwatch_http_requests_total", (route, ("status", "404")))
+    timed = ("vidwatch_http_request_seconds_count", (route,))
+    accepted = ("vidwatch_api_uploads_total", (("outcome", "accepted"),))
+    before = _samples(api.client)
+    for _ in range(3):
+        api.client.get(f"/status/{new_job_id()}")
+    assert api.upload(video).status_code == 202
+    upload_bytes = ("vidwatch_api_upload_bytes_total", ())
+    want = {status_404: 3, timed: 3, accepted: 1, upload_bytes: len(video)}
+
+    def moved() -> dict:
+        # A request is counted once its answer is sent: the last one may still be counting.
+        after = _samples(api.client)
+        got = {name: after.get(name, 0) - before.get(name, 0) for name in want}
+        return got if got == want else {}
+
+    wait_for(moved, 5, "the request counters")
 
 
 def test_errors_are_json_with_a_code_and_the_request_id(api):

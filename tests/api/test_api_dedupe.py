@@ -14,6 +14,8 @@ import pytest
 
 from tests.api.api_harness import poll_status, serve
 from vidwatch.api.app import create_app
+from vidwatch.api.context import ApiContext
+from vidwatch.api.links import FileLinkSigner
 from vidwatch.config import load_settings
 from vidwatch.daemon.runner import Runner
 from vidwatch.r2 import keys
@@ -33,11 +35,18 @@ def api(tmp_path: Path, models, model_env):
             "JOB_CONCURRENCY": "2",
         }
     )
-    store = LocalStore(settings.local_store_dir)
+    signer = FileLinkSigner.from_settings(settings)
+    store = LocalStore(settings.local_store_dir, url_signer=signer)
     runner = Runner(settings=settings, store=store, models=models, toon=None)
     runner.start()
     app = create_app(
-        settings=settings, store=store, submit=runner.submit, health=lambda: {"ok": True}
+        ApiContext(
+            settings=settings,
+            store=store,
+            submit=runner.submit,
+            health=lambda: {"ok": True},
+            signer=signer,
+        )
     )
     with serve(app) as served, served.client(timeout=60) as client:
         yield client, store

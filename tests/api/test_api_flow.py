@@ -2,7 +2,8 @@
 through their signed links (the API's own /files route for the local store, the moto
 server for the S3 store); the bad media; a small run of the bounded load test.
 
-The runner is a worker thread calling ``run_job`` from a queue, as the daemon's will."""
+The jobs run in the daemon's real runner (lease, fenced store, the real ``run_job``) with
+the session's random-weight models, as ``vidwatch run`` wires them."""
 
 from __future__ import annotations
 
@@ -18,11 +19,12 @@ import httpx
 import pytest
 
 from bench.api_load import run_load
-from tests.api.api_harness import Served, Worker, files_under, poll_status, serve
+from tests.api.api_harness import Served, files_under, poll_status, serve
 from vidwatch.api.app import create_app
-from vidwatch.api.links import SECRET_FILE
+from vidwatch.api.context import ApiContext
+from vidwatch.api.links import SECRET_FILE, FileLinkSigner
 from vidwatch.config import Settings, load_settings
-from vidwatch.jobs.run import run_job
+from vidwatch.daemon.runner import Runner
 from vidwatch.r2 import keys
 from vidwatch.r2.local import LocalStore
 from vidwatch.r2.store import ObjectStore, StoreError
@@ -34,9 +36,9 @@ JOB_TIMEOUT_S = 120
 
 class Flow:
     def __init__(
-        self, served: Served, settings: Settings, store: ObjectStore, worker: Worker
+        self, served: Served, settings: Settings, store: ObjectStore, runner: Runner
     ) -> None:
-        self.served, self.settings, self.store, self.worker = served, settings, store, worker
+        self.served, self.settings, self.store, self.runner = served, settings, store, runner
         self.client = served.client()
 
     def upload(self, path: Path, **fields: str) -> str:
@@ -65,13 +67,11 @@ def make_flow(tmp_path: Path, models, model_env) -> Iterator[Any]:
                     **env,
                 }
             )
-            store = store or LocalStore(settings.local_store_dir)
-            worker = Worker(
-                run=lambda spec: run_job(
-                    spec, store=store, settings=settings, models=models, toon=None
-                )
-            )
-            stack.callback(worker.stop)
+            signer = FileLinkSigner.from_settings(settings)
+            store = store or LocalStore(settings.local_store_dir, url_signer=signer)
+            runner = Runner(settings=settings, store=store, models=models, toon=None)
+            runner.start()
+            stack.callback(runner.shutdown, 10.0)
 
             def health() -> dict[str, Any]:
                 try:
@@ -79,15 +79,19 @@ def make_flow(tmp_path: Path, models, model_env) -> Iterator[Any]:
                     store_ok = True
                 except StoreError:
                     store_ok = False
-                return {
-                    "ok": store_ok and worker.alive(),
-                    "store": store_ok,
-                    "runner": worker.alive(),
-                }
+                return {"ok": store_ok and runner.alive(), "store": store_ok, **runner.health()}
 
-            app = create_app(settings=settings, store=store, submit=worker.submit, health=health)
+            app = create_app(
+                ApiContext(
+                    settings=settings,
+                    store=store,
+                    submit=runner.submit,
+                    health=health,
+                    signer=signer,
+                )
+            )
             served = stack.enter_context(serve(app))
-            flow = Flow(served, settings, store, worker)
+            flow = Flow(served, settings, store, runner)
             stack.callback(flow.client.close)
             return flow
 
@@ -234,7 +238,7 @@ def test_each_bad_file_is_accepted_then_failed_with_a_clear_error(make_flow, med
         poll_status(flow.client, good, ("completed", "failed"), JOB_TIMEOUT_S)["state"]
         == "completed"
     )
-    assert flow.worker.errors == []
+    assert flow.runner.alive()
 
 
 def test_a_small_load_while_a_job_runs_has_no_errors(make_flow, media):

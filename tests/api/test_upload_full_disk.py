@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from tests.api.api_harness import BOUNDARY, MULTIPART_TYPE, part_header, serve
 from tests.full_disk import small_tmpfs
 from vidwatch.api.app import create_app
+from vidwatch.api.context import ApiContext
+from vidwatch.api.links import FileLinkSigner
 from vidwatch.config import load_settings
 from vidwatch.r2.local import LocalStore
 
@@ -21,14 +23,17 @@ def test_an_upload_that_does_not_fit_is_507_and_leaves_nothing(tmp_path):
         settings = load_settings(
             {"TEMP_MEDIA_DIR": str(staging), "LOCAL_STORE_DIR": str(tmp_path / "store")}
         )
-        store = LocalStore(settings.local_store_dir)
+        signer = FileLinkSigner.from_settings(settings, secret=b"k" * 32)
+        store = LocalStore(settings.local_store_dir, url_signer=signer)
         submitted = []
         app = create_app(
-            settings=settings,
-            store=store,
-            submit=submitted.append,
-            health=lambda: {"ok": True},
-            signing_secret=b"k" * 32,
+            ApiContext(
+                settings=settings,
+                store=store,
+                submit=submitted.append,
+                health=lambda: {"ok": True},
+                signer=signer,
+            )
         )
         video = os.urandom(3 * MiB)
 

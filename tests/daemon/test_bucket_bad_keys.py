@@ -14,6 +14,7 @@ from structlog.testing import capture_logs
 from tests.api.api_harness import serve
 from vidwatch import metrics
 from vidwatch.api.app import create_app
+from vidwatch.api.context import ApiContext
 from vidwatch.config import load_settings
 from vidwatch.daemon.intake_bucket import JobScanner
 from vidwatch.daemon.runner import Runner
@@ -100,7 +101,9 @@ def test_every_object_under_jobs_is_taken_or_answered(tmp_path, seaweedfs_bucket
 
         # The API answers for the lower-case id intake accepted (no 404).
         app = create_app(
-            settings=settings, store=store, submit=runner.submit, health=lambda: {"ok": True}
+            ApiContext(
+                settings=settings, store=store, submit=runner.submit, health=lambda: {"ok": True}
+            )
         )
         with serve(app) as served:
             for asked in (lower, job_id):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from vidwatch.config import load_settings
-from vidwatch.daemon.intake_bucket import JobScanner, list_job_ids
+from vidwatch.daemon.intake_bucket import JobScanner
 from vidwatch.daemon.runner import Runner
 from vidwatch.jobs.manifest import Manifest, write_manifest
 from vidwatch.jobs.staging import new_job_id
@@ -63,41 +63,6 @@ def _scanner(
         clock=clock,
         page_size=page_size,
     )
-
-
-def test_list_job_ids_pages_through_the_bucket(moto_bucket):
-    store = moto_bucket.store()
-    ids = sorted(new_job_id() for _ in range(5))
-    for job_id in ids:
-        for key in (
-            keys.source_key(job_id, "mp4"),
-            keys.status_key(job_id),
-            keys.frame_json_key(job_id, 0),
-        ):
-            store.put_bytes(key, b"{}")
-    store.put_bytes("jobs/not-a-job/input/source.mp4", b"x")
-    store.put_bytes("elsewhere/file", b"x")
-    pages = []
-    real_call = store.call
-
-    def counting(op, target, fn, *args):
-        pages.append(op)
-        return real_call(op, target, fn, *args)
-
-    store.call = counting
-    assert list(list_job_ids(store, page_size=2)) == ids
-    assert pages.count("list") == 3  # 6 prefixes (5 jobs, 1 not a job id), 2 a page
-    store.close()
-
-
-def test_list_job_ids_on_the_local_store(tmp_path):
-    store = LocalStore(tmp_path / "store")
-    assert list(list_job_ids(store)) == []
-    ids = sorted(new_job_id() for _ in range(3))
-    for job_id in ids:
-        store.put_bytes(keys.status_key(job_id), b"{}")
-    store.put_bytes("jobs/junk/x", b"x")
-    assert list(list_job_ids(store)) == ids
 
 
 def _put_source(store, job_id: str, ext: str = "mp4", data: bytes = b"video") -> str:

@@ -139,7 +139,6 @@ def test_bad_videos_fail_clearly_and_the_next_good_one_completes(running, media)
 
 
 def test_http_api_is_served_by_the_daemon(running, media):
-    pytest.importorskip("vidwatch.api.app")
     import httpx
 
     daemon, store, inbox = running
@@ -160,7 +159,12 @@ def test_http_api_is_served_by_the_daemon(running, media):
             what="API job",
             daemon=daemon,
         )
-    assert doc["state"] == "completed" and doc["source"]["origin"] == "api"
+        assert doc["state"] == "completed" and doc["source"]["origin"] == "api"
+        # The daemon opened its local store with the API's signer: links are /files links.
+        link = client.get(f"/results/{job_id}").json()["frames"][0]["json"]
+        assert link["url"].startswith(f"http://127.0.0.1:{port}/files/{link['key']}?expires=")
+        got = httpx.get(link["url"], timeout=30)
+        assert got.status_code == 200 and got.content == store.get_bytes(link["key"])
 
 
 def test_the_same_bytes_twice_in_the_inbox_and_by_the_api_are_not_analysed_again(running, media):

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from tests.api.api_harness import BOUNDARY, MULTIPART_TYPE, part_header, serve
 from vidwatch.api.app import create_app
+from vidwatch.api.context import ApiContext
+from vidwatch.api.links import FileLinkSigner
 from vidwatch.config import load_settings
 from vidwatch.daemon.retention import Retention
 from vidwatch.jobs.manifest import Manifest, write_manifest
@@ -85,14 +87,17 @@ def test_a_killed_daemons_source_and_a_cut_off_upload_go_once_their_jobs_are_ove
 
 def test_an_upload_still_arriving_is_never_swept(tmp_path):
     settings = _settings(tmp_path, STAGING_STALE_HOURS="0.0001")  # 0.36 s
-    store = LocalStore(settings.local_store_dir)
+    signer = FileLinkSigner.from_settings(settings, secret=b"k" * 32)
+    store = LocalStore(settings.local_store_dir, url_signer=signer)
     submitted = []
     app = create_app(
-        settings=settings,
-        store=store,
-        submit=submitted.append,
-        health=lambda: {"ok": True},
-        signing_secret=b"k" * 32,
+        ApiContext(
+            settings=settings,
+            store=store,
+            submit=submitted.append,
+            health=lambda: {"ok": True},
+            signer=signer,
+        )
     )
     first_part_sent = threading.Event()
     go_on = threading.Event()

@@ -36,7 +36,11 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStor
     if request.param == "local":
         yield LocalStore(tmp_path / "store", workers=8)
         return
-    bucket = request.getfixturevalue(f"{request.param}_bucket")
+    yield from _s3_store(request, request.param)
+
+
+def _s3_store(request: pytest.FixtureRequest, server: str) -> Iterator[ObjectStore]:
+    bucket = request.getfixturevalue(f"{server}_bucket")
     s3 = bucket.store(
         workers=16,
         multipart_threshold=5 * MiB,
@@ -61,9 +65,70 @@ def count_calls(store: ObjectStore, operation: str) -> list[str]:
     return seen
 
 
-def test_protocol(store: ObjectStore) -> None:
-    assert isinstance(store, ObjectStore)
-    assert store.name in ("local", "s3")
+def test_capabilities(store: ObjectStore, tmp_path: Path) -> None:
+    """What callers ask instead of the store's class: who expires jobs, whether others drop
+    sources in, whether objects are files here; and where a prefix lives, for people."""
+    key = f"jobs/{JOB}/analysis/results.json"
+    store.put_bytes(key, b"{}")
+    path = store.local_path(key)
+    if store.name == "local":
+        assert (store.expires_jobs, store.shared, store.local_files) == (False, False, True)
+        assert path is not None and path.read_bytes() == b"{}"
+        assert path.is_relative_to(tmp_path / "store")
+        assert store.local_path(f"jobs/{JOB}/absent.json") is None
+        assert store.local_path("../outside.txt") is None
+        assert store.location(f"jobs/{JOB}/") == f"{path.parent.parent}/"
+    else:
+        assert (store.expires_jobs, store.shared, store.local_files) == (True, True, False)
+        assert path is None
+        assert store.location(f"jobs/{JOB}/") == f"s3://{store.bucket}/jobs/{JOB}/"
+
+
+def _job_ids(n: int) -> list[str]:
+    from vidwatch.jobs.staging import new_job_id
+
+    return sorted(new_job_id() for _ in range(n))
+
+
+def test_list_job_ids(store: ObjectStore) -> None:
+    assert list(store.list_job_ids()) == []
+    ids = _job_ids(7)
+    items = []
+    for job_id in ids:
+        for key in (
+            f"jobs/{job_id}/input/source.mp4",
+            f"jobs/{job_id}/status.json",
+            f"jobs/{job_id}/analysis/json/frame_0.json",
+        ):
+            items.append(PutItem(key, b"{}"))
+    items += [
+        PutItem("jobs/not-a-job/input/source.mp4", b"x"),
+        PutItem(f"jobs/{ids[2].lower()}/status.json", b"x"),  # ids are upper case
+        PutItem(f"jobs/{ids[3]}X/status.json", b"x"),
+        PutItem("jobs/loose-file.json", b"x"),
+        PutItem("elsewhere/file", b"x"),
+    ]
+    store.put_many(items)
+    pages = count_calls(store, "ListObjectsV2") if isinstance(store, S3Store) else None
+    assert list(store.list_job_ids(page_size=2)) == ids
+    if pages is not None:  # 10 prefixes (7 jobs, 3 not job ids) and 1 loose key, 2 a page
+        assert len(pages) == 6
+    others: list[str] = []
+    assert list(store.list_job_ids(others=others)) == ids
+    assert sorted(others) == sorted(["not-a-job", ids[2].lower(), f"{ids[3]}X"])
+    # A cursor for windowed polls: only ids after it, at most ``limit``, across pages.
+    assert list(store.list_job_ids(start_after=ids[2])) == ids[3:]
+    assert list(store.list_job_ids(start_after=ids[2], limit=3, page_size=2)) == ids[3:6]
+    assert list(store.list_job_ids(start_after=ids[-1])) == []
+    assert list(store.list_job_ids(start_after="0" * 26, limit=1)) == ids[:1]
+    assert list(store.list_job_ids(limit=0)) == []
+    # Walking the windows visits every job once.
+    seen: list[str] = []
+    cursor = None
+    while window := list(store.list_job_ids(start_after=cursor, limit=3)):
+        seen += window
+        cursor = window[-1]
+    assert seen == ids
 
 
 def test_put_get_head(store: ObjectStore) -> None:
@@ -265,10 +330,46 @@ def test_if_match_on_absent_key(store: ObjectStore) -> None:
 
 
 # --- signed URLs ---------------------------------------------------------------------------
-LOCAL_LINKS = pytest.mark.skip(
-    reason="the local store's links are served by vidwatch's own HTTP API (signing.py); "
-    "fetching them is the API tests' part"
-)
+@pytest.fixture
+def linked(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStore]:
+    """The store whose links are fetched: S3 presigns; the local store signs links to the
+    HTTP API's ``/files`` route, served here on loopback by the API itself."""
+    if request.param != "local":
+        yield from _s3_store(request, request.param)
+        return
+    from tests.api.api_harness import serve
+    from tests.s3_servers import free_port
+    from vidwatch.api.app import create_app
+    from vidwatch.api.context import ApiContext
+    from vidwatch.api.links import FileLinkSigner
+    from vidwatch.config import load_settings
+
+    port = free_port()  # links made outside a request name HTTP_HOST:HTTP_PORT
+    settings = load_settings(
+        {
+            "TEMP_MEDIA_DIR": str(tmp_path / "tmp"),
+            "LOCAL_STORE_DIR": str(tmp_path / "store"),
+            "HTTP_HOST": "127.0.0.1",
+            "HTTP_PORT": str(port),
+        }
+    )
+    signer = FileLinkSigner.from_settings(settings)
+    local = LocalStore(settings.local_store_dir, url_signer=signer)
+
+    def refuse(spec: object) -> None:
+        raise AssertionError("no uploads here")
+
+    app = create_app(
+        ApiContext(
+            settings=settings,
+            store=local,
+            submit=refuse,
+            health=lambda: {"ok": True},
+            signer=signer,
+        )
+    )
+    with serve(app, port):
+        yield local
 
 
 def _fetch(url: str) -> tuple[int, bytes]:
@@ -279,25 +380,28 @@ def _fetch(url: str) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-@pytest.mark.parametrize(
-    "store", [pytest.param("local", marks=LOCAL_LINKS), "moto", "seaweedfs"], indirect=True
-)
-def test_signed_url_fetched_over_http(store: ObjectStore) -> None:
+@pytest.mark.parametrize("linked", STORES, indirect=True)
+def test_signed_url_fetched_over_http(linked: ObjectStore) -> None:
+    store = linked
     key = f"jobs/{JOB}/frames/face/frame_7.jpg"
     data = os.urandom(5000)
     store.put_bytes(key, data)
     url = store.signed_url(key, 300)
     parts = urlsplit(url)
-    assert parts.hostname == "127.0.0.1"
-    assert parse_qs(parts.query)["X-Amz-Expires"] == ["300"]
+    assert parts.scheme == "http" and parts.hostname == "127.0.0.1"
+    query = parse_qs(parts.query)
+    if store.local_files:
+        assert int(query["expires"][0]) - time.time() == pytest.approx(300, abs=5)
+    else:
+        assert query["X-Amz-Expires"] == ["300"]
     status, body = _fetch(url)
     assert status == 200 and body == data
 
 
 @pytest.mark.parametrize(
-    "store",
+    "linked",
     [
-        pytest.param("local", marks=LOCAL_LINKS),
+        "local",
         pytest.param(
             "moto",
             marks=pytest.mark.xfail(
@@ -308,7 +412,8 @@ def test_signed_url_fetched_over_http(store: ObjectStore) -> None:
     ],
     indirect=True,
 )
-def test_signed_url_expires_and_cannot_be_tampered(store: ObjectStore) -> None:
+def test_signed_url_expires_and_cannot_be_tampered(linked: ObjectStore) -> None:
+    store = linked
     key = f"jobs/{JOB}/frames/seg/frame_1.jpg"
     store.put_bytes(key, b"jpeg bytes")
     other = store.signed_url(key, 300).replace("frame_1.jpg", "frame_2.jpg")

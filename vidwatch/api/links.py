@@ -14,6 +14,7 @@ import contextlib
 import hmac
 import os
 import secrets
+import threading
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
@@ -88,11 +89,31 @@ def request_base_url(base_url: str) -> Iterator[None]:
 
 
 class FileLinkSigner:
-    """The LocalStore's URL signer: links to ``{base}/files/{key}?expires=&signature=``."""
+    """The local store's URL signer: links to ``{base}/files/{key}?expires=&signature=``,
+    which the API's ``/files`` route checks. ``secret`` may be a function, called once at
+    first use (an S3 daemon never signs a file link and so never makes a secret)."""
 
-    def __init__(self, secret: bytes, fallback_base_url: str) -> None:
-        self._secret = secret
+    def __init__(self, secret: bytes | Callable[[], bytes], fallback_base_url: str) -> None:
+        self._secret_source = secret
+        self._secret_value: bytes | None = secret if isinstance(secret, bytes) else None
+        self._lock = threading.Lock()
         self._fallback = fallback_base_url.rstrip("/")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, secret: bytes | None = None) -> FileLinkSigner:
+        """The signer the settings describe: ``secret``, else URL_SIGNING_SECRET, else the
+        one persisted in TEMP_MEDIA_DIR; links to PUBLIC_BASE_URL, else HTTP_HOST:HTTP_PORT
+        (a request's own address wins inside ``request_base_url``)."""
+        return cls(secret or (lambda: load_signing_secret(settings)), default_base_url(settings))
+
+    @property
+    def _secret(self) -> bytes:
+        if self._secret_value is None:
+            with self._lock:
+                if self._secret_value is None:
+                    source = self._secret_source
+                    self._secret_value = source if isinstance(source, bytes) else source()
+        return self._secret_value
 
     def __call__(self, key: str, ttl_s: int) -> str:
         base = _request_base_url.get() or self._fallback

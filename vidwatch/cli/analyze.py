@@ -25,7 +25,7 @@ def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
     from vidwatch.jobs.run import run_job
     from vidwatch.jobs.staging import JobSpec, new_job_id, stage_copy
     from vidwatch.pipeline.toon import open_toon
-    from vidwatch.r2 import StoreError, open_store
+    from vidwatch.r2 import StoreError, keys, open_store
 
     toon = None
     try:
@@ -87,7 +87,7 @@ def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
         store.close()
     if args.json:
         print(json.dumps(manifest.to_json(), indent=2))
-    where = _location(store, settings, job_id)
+    where = store.location(keys.job_prefix(job_id))
     if manifest.state != "completed":
         err = manifest.error or {}
         print(
@@ -111,12 +111,3 @@ def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
         )
         print(f"  results: {where}analysis/results.json")
     return 0
-
-
-def _location(store, settings: Settings, job_id: str) -> str:
-    from vidwatch.r2 import keys
-
-    prefix = keys.job_prefix(job_id)
-    if store.name == "local":
-        return str(Path(settings.local_store_dir).resolve() / prefix) + "/"
-    return f"s3://{settings.r2_bucket}/{prefix}"

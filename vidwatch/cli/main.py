@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+import traceback
 from pathlib import Path
 
 from vidwatch import __version__
 from vidwatch.config import ConfigError, load_settings
+
+_SUBCOMMANDS = (
+    ("run", "vidwatch.daemon.service", "add_parser"),
+    ("r2", "vidwatch.r2.cli", "add_r2_parser"),
+)
+"""Sub-commands whose modules add their own arguments: (name, module, function)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,17 +46,36 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     analyze.add_argument("-v", "--verbose", action="store_true", help="log at info level")
 
-    for name, module in (("run", "vidwatch.daemon.service"), ("r2", "vidwatch.r2.cli")):
+    for name, module, add in _SUBCOMMANDS:
         try:
-            mod = __import__(module, fromlist=["add_parser"])
-        except ImportError:
+            mod = importlib.import_module(module)
+        except ImportError as exc:
+            # Still a known command: running it shows the import error, not "invalid choice".
+            broken = sub.add_parser(name, help=f"unavailable: {exc}", add_help=False)
+            broken.set_defaults(import_error=exc, import_module=module)
             continue
-        mod.add_parser(sub) if name == "run" else mod.add_r2_parser(sub)
+        getattr(mod, add)(sub)
     return parser
 
 
+def _import_failed(args: argparse.Namespace) -> int:
+    exc: ImportError = args.import_error
+    traceback.print_exception(exc, file=sys.stderr)
+    print(
+        f"vidwatch: the '{args.command}' command is unavailable: importing {args.import_module} "
+        f"failed: {type(exc).__name__}: {exc} (reinstall with `uv sync`)",
+        file=sys.stderr,
+    )
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    if getattr(args, "import_error", None) is not None:
+        return _import_failed(args)  # its arguments are unknown: the module never loaded
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     overrides: dict[str, object] = {}
     if args.command == "analyze":
         for attr, setting in (

@@ -2,11 +2,12 @@
 
 Every ``BUCKET_POLL_S`` seconds (and once at start-up, before the daemon says it is ready):
 
-- the bucket (or the local store) is listed one ``jobs/<job_id>/`` folder at a time; a job
+- the store is listed one ``jobs/<job_id>/`` folder at a time (``list_job_ids``); a job
   ``completed`` or ``failed`` is remembered and never looked at again; a job ``queued`` or
   ``running`` whose lease is free (expired after a crash, released at a stop) and whose source
-  is in the store is taken up again; on an S3/R2 store, ``jobs/<job_id>/input/source.<ext>``
-  without a ``status.json`` is a new job with ``origin: bucket``;
+  is in the store is taken up again; on a shared store (R2/S3: ``store.shared``),
+  ``jobs/<job_id>/input/source.<ext>`` without a ``status.json`` is a new job with
+  ``origin: bucket``;
 - the staging folder ``TEMP_MEDIA_DIR`` is scanned for sources whose job is still pending
   (a job queued when the daemon stopped, or one whose upload never finished).
 
@@ -19,9 +20,8 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import structlog
 
@@ -41,62 +41,6 @@ _STAGED_SOURCE = re.compile(r"^source\.[a-z0-9]{1,8}$")
 
 
 # --- listing jobs ---------------------------------------------------------------------------
-def list_job_ids(
-    store: ObjectStore, *, page_size: int = 1000, others: list[str] | None = None
-) -> Iterator[str]:
-    """Every job id under ``jobs/``, one listing entry per job rather than per object.
-
-    On S3/R2 this is a delimiter listing (``CommonPrefixes``), page after page; on the local
-    store, the ``jobs`` folder's entries; any other store falls back to a full listing.
-    Folder names that are not canonical job ids are appended to ``others`` when given.
-    """
-    from vidwatch.r2.local import LocalStore
-
-    if isinstance(store, LocalStore):
-        folder = store.root / "jobs"
-        try:
-            names = sorted(entry.name for entry in _scandir(folder) if entry.is_dir())
-        except FileNotFoundError:
-            return
-        for name in names:
-            if keys.is_job_id(name):
-                yield name
-            elif others is not None and not name.startswith("."):
-                others.append(name)
-        return
-    client = getattr(store, "client", None)
-    bucket = getattr(store, "bucket", None)
-    call = getattr(store, "call", None)
-    if client is None or bucket is None or call is None:
-        seen: set[str] = set()
-        for info in store.list(keys.JOBS_PREFIX):
-            job_id = keys.job_id_of(info.key)
-            if job_id and job_id not in seen:
-                seen.add(job_id)
-                yield job_id
-        return
-    token: str | None = None
-    while True:
-        params: dict[str, Any] = {
-            "Bucket": bucket,
-            "Prefix": keys.JOBS_PREFIX,
-            "Delimiter": "/",
-            "MaxKeys": page_size,
-        }
-        if token:
-            params["ContinuationToken"] = token
-        page = call("list", keys.JOBS_PREFIX, lambda p=params: client.list_objects_v2(**p))
-        for prefix in page.get("CommonPrefixes", []) or []:
-            job_id = prefix["Prefix"][len(keys.JOBS_PREFIX) :].rstrip("/")
-            if keys.is_job_id(job_id):
-                yield job_id
-            elif others is not None and job_id:
-                others.append(job_id)
-        token = page.get("NextContinuationToken")
-        if not page.get("IsTruncated") or not token:
-            return
-
-
 def _scandir(folder: Path):
     import os
 
@@ -228,7 +172,7 @@ class JobScanner:
         submitted = 0
         listed: set[str] = set()
         others: list[str] = []
-        for job_id in list_job_ids(self.store, page_size=self.page_size, others=others):
+        for job_id in self.store.list_job_ids(page_size=self.page_size, others=others):
             listed.add(job_id)
             if self._skip(job_id, self.clock()):
                 continue

@@ -5,8 +5,9 @@
   cleanup-on and the store holds the source (same size). With cleanup off the source is kept
   for good and only stale non-source files (partial downloads, leftovers) are removed. A
   pending job's source (queued, running, or no manifest yet) is never touched.
-- The local store: a job whose newest object is older than ``R2_RETENTION_DAYS`` and whose
-  lease is not live is removed whole. On R2 the bucket's lifecycle rules do this.
+- A store that does not expire jobs itself (the local folder; ``store.expires_jobs``): a job
+  whose newest object is older than ``R2_RETENTION_DAYS`` and whose lease is not live is
+  removed whole. On R2 the bucket's lifecycle rules do this.
 
 The keep-or-delete decisions are pure functions of the facts and of ``now``; every deletion
 is logged.
@@ -26,13 +27,12 @@ from typing import Any
 import structlog
 
 from vidwatch.config import Settings
-from vidwatch.daemon.intake_bucket import list_job_ids, staged_source
+from vidwatch.daemon.intake_bucket import staged_source
 from vidwatch.daemon.runner import TERMINAL
 from vidwatch.jobs.manifest import read_manifest
 from vidwatch.jobs.staging import ARRIVING
 from vidwatch.r2 import keys
 from vidwatch.r2.leases import read_lease
-from vidwatch.r2.local import LocalStore
 from vidwatch.r2.store import ObjectStore, StoreError
 
 log = structlog.get_logger("vidwatch.retention")
@@ -236,10 +236,10 @@ class Retention:
 
     # --- the local store ------------------------------------------------------------------
     def expire_store(self, now: float, report: RetentionReport) -> None:
-        if not isinstance(self.store, LocalStore):
+        if self.store.expires_jobs:
             return  # R2/S3: the bucket's lifecycle rules expire jobs/
         when = datetime.fromtimestamp(now, UTC)
-        for job_id in list_job_ids(self.store):
+        for job_id in self.store.list_job_ids():
             if self.is_active(job_id):
                 continue
             objects = list(self.store.list(keys.job_prefix(job_id)))
@@ -279,11 +279,12 @@ class Retention:
             )
 
     def expire_index(self, now: float, report: RetentionReport) -> None:
-        """On the local store, what the bucket's ``index/`` lifecycle rule does on R2:
-        content-index and Idempotency-Key records older than R2_RETENTION_DAYS go (the jobs
-        they name are expired by then; a later arrival just analyses again)."""
-        if not isinstance(self.store, LocalStore):
-            return
+        """On a store that does not expire jobs itself (the local folder), what the bucket's
+        ``index/`` lifecycle rule does on R2: content-index and Idempotency-Key records older
+        than R2_RETENTION_DAYS go (the jobs they name are expired by then; a later arrival
+        just analyses again)."""
+        if self.store.expires_jobs:
+            return  # R2/S3: the bucket's lifecycle rules expire index/
         limit = timedelta(days=self.settings.r2_retention_days)
         when = datetime.fromtimestamp(now, UTC)
         old = [i.key for i in self.store.list("index/") if when - i.last_modified > limit]
@@ -327,8 +328,6 @@ class Retention:
             interval_s=interval_s,
             first_in_s=first,
             staging_stale_hours=self.settings.staging_stale_hours,
-            store_expiry_days=self.settings.r2_retention_days
-            if isinstance(self.store, LocalStore)
-            else None,
+            store_expiry_days=None if self.store.expires_jobs else self.settings.r2_retention_days,
         )
         return scheduler

@@ -133,6 +133,9 @@ class FencedStore:
         self._store = store
         self._guard = guard
         self.name = store.name
+        self.expires_jobs = store.expires_jobs
+        self.shared = store.shared
+        self.local_files = store.local_files
 
     def put_bytes(self, key: str, data: bytes, **kwargs: Any) -> ObjectInfo:
         self._guard.check()
@@ -189,8 +192,26 @@ class FencedStore:
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         return self._store.list(prefix)
 
+    def list_job_ids(
+        self,
+        *,
+        start_after: str | None = None,
+        limit: int | None = None,
+        page_size: int = 1000,
+        others: list[str] | None = None,
+    ) -> Iterator[str]:
+        return self._store.list_job_ids(
+            start_after=start_after, limit=limit, page_size=page_size, others=others
+        )
+
     def signed_url(self, key: str, ttl_s: int) -> str:
         return self._store.signed_url(key, ttl_s)
+
+    def local_path(self, key: str) -> Path | None:
+        return self._store.local_path(key)
+
+    def location(self, prefix: str) -> str:
+        return self._store.location(prefix)
 
     def check(self) -> None:
         self._store.check()
@@ -276,6 +297,11 @@ class Runner:
 
     def has_room(self) -> bool:
         return not self._closed.is_set() and not self._queue.full()
+
+    def queued(self) -> list[JobSpec]:
+        """The jobs waiting for a worker, oldest first (a snapshot)."""
+        with self._queue.mutex:
+            return list(self._queue.queue)
 
     def is_active(self, job_id: str) -> bool:
         """Queued or running in this process."""

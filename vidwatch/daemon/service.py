@@ -131,6 +131,7 @@ class Service:
         self.stop_requested = threading.Event()
         self.hurry = threading.Event()
         self.store = None
+        self.url_signer = None
         self.models = None
         self.toon = None
         self.runner = None
@@ -167,6 +168,7 @@ class Service:
 
     # --- start ----------------------------------------------------------------------------
     def start(self) -> None:
+        from vidwatch.api.links import FileLinkSigner
         from vidwatch.daemon.intake_bucket import JobScanner
         from vidwatch.daemon.intake_inbox import InboxIntake
         from vidwatch.daemon.retention import Retention
@@ -191,7 +193,9 @@ class Service:
         _prepare_folder(s.temp_media_dir, "TEMP_MEDIA_DIR")
         _prepare_folder(s.inbox_dir, "INBOX_DIR")
 
-        self.store = open_store(s)
+        # The local store's links point at the API's /files route (an S3 store presigns).
+        self.url_signer = FileLinkSigner.from_settings(s)
+        self.store = open_store(s, url_signer=self.url_signer)
         self.store.check()
         self._check_stop()
 
@@ -222,7 +226,7 @@ class Service:
             is_active=self.runner.is_active,
             has_room=self.runner.has_room,
             owner=self.runner.owner,
-            new_sources=self.store.name != "local",
+            new_sources=self.store.shared,
         )
         self.scanner.poll_once(startup=True)
         self.inbox = InboxIntake(
@@ -257,22 +261,21 @@ class Service:
         )
 
     def _start_http(self) -> None:
-        try:
-            from vidwatch.api.app import create_app
-        except ModuleNotFoundError as exc:
-            if exc.name != "vidwatch.api.app":
-                raise
-            log.warning("http_unavailable", reason="vidwatch.api.app is not installed")
-            return
         import uvicorn
+
+        from vidwatch.api.app import create_app
+        from vidwatch.api.context import ApiContext
 
         s = self.settings
         app = create_app(
-            settings=s,
-            store=self.store,
-            submit=self.runner.submit,
-            health=self.health,
-            notify=self.webhooks.emit if self.webhooks is not None else None,
+            ApiContext(
+                settings=s,
+                store=self.store,
+                submit=self.runner.submit,
+                health=self.health,
+                signer=self.url_signer,
+                notify=self.webhooks.emit if self.webhooks is not None else None,
+            )
         )
         config = uvicorn.Config(
             app,

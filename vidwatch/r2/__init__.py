@@ -17,6 +17,7 @@ from vidwatch.r2.store import (
     StoreError,
     TransientStoreError,
     UploadVerificationError,
+    UrlSigner,
 )
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "StoreError",
     "TransientStoreError",
     "UploadVerificationError",
+    "UrlSigner",
     "open_store",
     "quick_view",
 ]
@@ -38,8 +40,11 @@ __all__ = [
 log = structlog.get_logger("vidwatch.r2")
 
 
-def open_store(settings: Settings) -> ObjectStore:
+def open_store(settings: Settings, *, url_signer: UrlSigner | None = None) -> ObjectStore:
     """R2 (or any S3 endpoint) when R2 settings are given, the local folder otherwise.
+
+    ``url_signer`` makes the local folder's links (the HTTP API's ``/files`` route, see
+    ``vidwatch.api.links.FileLinkSigner``); an S3 store presigns its own and ignores it.
 
     Start-up logs name each missing required R2 setting; a partial R2 configuration stops
     the start rather than silently writing to the local folder.
@@ -52,7 +57,9 @@ def open_store(settings: Settings) -> ObjectStore:
             store="local",
             local_store_dir=str(settings.local_store_dir),
         )
-        return LocalStore(settings.local_store_dir, workers=settings.write_workers)
+        return LocalStore(
+            settings.local_store_dir, url_signer=url_signer, workers=settings.write_workers
+        )
     if missing:
         for name in missing:
             log.error("r2_setting_missing", setting=name)

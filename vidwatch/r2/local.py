@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from vidwatch.r2.keys import content_type_for
+from vidwatch.r2.keys import content_type_for, is_job_id
 from vidwatch.r2.store import (
     ObjectInfo,
     ObjectNotFound,
@@ -28,6 +28,7 @@ from vidwatch.r2.store import (
     PutItem,
     StorageFull,
     StoreError,
+    UrlSigner,
 )
 
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
@@ -53,13 +54,19 @@ _TMP = ".tmp"
 
 
 class LocalStore:
+    """An ObjectStore in a folder of this host. ``url_signer`` makes its links (the HTTP
+    API's ``/files`` route); without one, links are ``file://`` URIs, for this host only."""
+
     name = "local"
+    expires_jobs = False  # the daemon's retention removes old jobs
+    shared = False
+    local_files = True
 
     def __init__(
         self,
         root: Path,
         *,
-        url_signer: Callable[[str, int], str] | None = None,
+        url_signer: UrlSigner | None = None,
         workers: int = 8,
     ) -> None:
         self.root = Path(root).resolve()
@@ -81,9 +88,6 @@ class LocalStore:
 
     def _meta_path(self, key: str) -> Path:
         return self.root / _META / (key + ".json")
-
-    def set_url_signer(self, signer: Callable[[str, int], str] | None) -> None:
-        self._url_signer = signer
 
     @contextmanager
     def _file_lock(self):
@@ -263,11 +267,43 @@ class LocalStore:
         for key in keys:
             self.delete(key)
 
+    def list_job_ids(
+        self,
+        *,
+        start_after: str | None = None,
+        limit: int | None = None,
+        page_size: int = 1000,
+        others: list[str] | None = None,
+    ) -> Iterator[str]:
+        """The ``jobs`` folder's entries that are job ids (``page_size`` has no use here)."""
+        try:
+            with os.scandir(self.root / "jobs") as entries:
+                folders = sorted(e.name for e in entries if e.is_dir())
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        names = [n for n in folders if is_job_id(n)]
+        if others is not None:
+            others.extend(n for n in folders if not is_job_id(n) and not n.startswith("."))
+        if start_after is not None:
+            names = [n for n in names if n > start_after]
+        yield from names if limit is None else names[: max(0, limit)]
+
     # --- links ----------------------------------------------------------------------------
     def signed_url(self, key: str, ttl_s: int) -> str:
         if self._url_signer is not None:
             return self._url_signer(key, ttl_s)
         return self.path_for(key).as_uri()
+
+    def local_path(self, key: str) -> Path | None:
+        try:
+            path = self.path_for(key)
+        except StoreError:
+            return None
+        return path if path.is_file() else None
+
+    def location(self, prefix: str) -> str:
+        where = str(self.root.joinpath(*[p for p in prefix.split("/") if p]))
+        return where + "/" if prefix.endswith("/") else where
 
     def check(self) -> None:
         if not os.access(self.root, os.W_OK):

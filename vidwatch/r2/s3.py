@@ -46,7 +46,7 @@ from botocore.exceptions import (
 from s3transfer.exceptions import RetriesExceededError
 
 from vidwatch import metrics
-from vidwatch.r2.keys import content_type_for
+from vidwatch.r2.keys import JOBS_PREFIX, content_type_for, is_job_id
 from vidwatch.r2.retry import RetryPolicy, call_with_retry, note_retry
 from vidwatch.r2.store import (
     ObjectInfo,
@@ -176,6 +176,9 @@ class S3Store:
     (single calls; transfers) are shared by all threads."""
 
     name = "s3"
+    expires_jobs = True  # the bucket's lifecycle rules (``vidwatch r2 lifecycle --apply``)
+    shared = True
+    local_files = False
 
     def __init__(
         self,
@@ -564,6 +567,54 @@ class S3Store:
             if not page.get("IsTruncated") or not token:
                 return
 
+    def list_job_ids(
+        self,
+        *,
+        start_after: str | None = None,
+        limit: int | None = None,
+        page_size: int = 1000,
+        others: list[str] | None = None,
+    ) -> Iterator[str]:
+        """A delimiter listing of ``jobs/`` (``CommonPrefixes``): one entry per job, page
+        after page, each page retried on its own."""
+        remaining = None if limit is None else max(0, int(limit))
+        params: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Prefix": JOBS_PREFIX,
+            "Delimiter": "/",
+        }
+        if start_after is not None:
+            # '0' is the character after '/': this key sorts after every key of that job
+            # (``jobs/<id>/...``) and before the next job id of the same length.
+            params["StartAfter"] = f"{JOBS_PREFIX}{start_after}0"
+        token: str | None = None
+        while remaining is None or remaining > 0:
+            params["MaxKeys"] = page_size if remaining is None else min(page_size, remaining)
+            if token:
+                params["ContinuationToken"] = token
+            request = dict(params)
+
+            def list_page(request: dict[str, Any] = request) -> dict[str, Any]:
+                return self._client.list_objects_v2(**request)
+
+            page = self.call("list", JOBS_PREFIX, list_page)
+            for prefix in page.get("CommonPrefixes", []) or []:
+                job_id = prefix["Prefix"][len(JOBS_PREFIX) :].rstrip("/")
+                if not is_job_id(job_id):
+                    if others is not None and job_id:
+                        others.append(job_id)
+                    continue
+                if start_after is not None and job_id <= start_after:
+                    continue
+                yield job_id
+                if remaining is not None:
+                    remaining -= 1
+                    if remaining == 0:
+                        return
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+
     # --- deletes ------------------------------------------------------------------------------
     def delete(self, key: str) -> None:
         self.call("delete", key, lambda: self._client.delete_object(Bucket=self.bucket, Key=key))
@@ -599,6 +650,12 @@ class S3Store:
         return self._client.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=ttl_s
         )
+
+    def local_path(self, key: str) -> Path | None:
+        return None  # objects live in the bucket
+
+    def location(self, prefix: str) -> str:
+        return f"s3://{self.bucket}/{prefix}"
 
     def check(self) -> None:
         """HEAD the bucket: raises PermanentStoreError naming R2_BUCKET or the credentials,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 from vidwatch.errors import VidwatchError
 
@@ -72,12 +72,33 @@ class PutItem:
     content_type: str | None = None
 
 
-@runtime_checkable
+UrlSigner = Callable[[str, int], str]
+"""``signer(key, ttl_s)``: a URL any HTTP client can GET for ``ttl_s`` seconds. The local
+store is given one at construction (the HTTP API's ``/files`` route); S3 presigns itself."""
+
+
 class ObjectStore(Protocol):
-    """What vidwatch needs of a bucket. Keys are ``/``-separated, without a leading ``/``."""
+    """What vidwatch needs of a bucket. Keys are ``/``-separated, without a leading ``/``.
+
+    Callers ask the store what it can do (the attributes below), never which class it is.
+    """
 
     name: str
     """``local`` or ``s3``: shown in logs and manifests."""
+
+    expires_jobs: bool
+    """True when the store removes old jobs on its own (the bucket's lifecycle rules on
+    R2/S3, set by ``vidwatch r2 lifecycle --apply``); False when the daemon's retention must
+    remove jobs older than ``R2_RETENTION_DAYS`` (the local folder)."""
+
+    shared: bool
+    """True when others write into the store too (a bucket): a source put under
+    ``jobs/<job_id>/input/`` without a ``status.json`` is then a new job. The local folder
+    belongs to this host's vidwatch alone."""
+
+    local_files: bool
+    """True when objects are files on this host (``local_path`` gives them) and links point
+    at the URL signer given at construction: the HTTP API then serves ``/files``."""
 
     def put_bytes(
         self,
@@ -128,8 +149,31 @@ class ObjectStore(Protocol):
 
     def delete_many(self, keys: Iterable[str]) -> None: ...
 
+    def list_job_ids(
+        self,
+        *,
+        start_after: str | None = None,
+        limit: int | None = None,
+        page_size: int = 1000,
+        others: list[str] | None = None,
+    ) -> Iterator[str]:
+        """The job ids under ``jobs/`` in ascending order, one listing entry per job (not per
+        object), page after page. ``start_after``: only ids after this one (a cursor for
+        windowed polls); ``limit``: at most this many. Folders that are not job ids are
+        left out, and appended to ``others`` when it is given."""
+        ...
+
     def signed_url(self, key: str, ttl_s: int) -> str:
         """A URL any HTTP client can GET for ``ttl_s`` seconds."""
+        ...
+
+    def local_path(self, key: str) -> Path | None:
+        """The file that holds ``key`` on this host, or None (absent, not a valid key, or
+        a store whose objects are not local files)."""
+        ...
+
+    def location(self, prefix: str) -> str:
+        """Where ``prefix`` lives, for people: a folder path or ``s3://bucket/prefix``."""
         ...
 
     def check(self) -> None:

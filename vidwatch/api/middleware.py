@@ -1,0 +1,105 @@
+"""Request ids, the bearer token, one log line per request and the HTTP metrics."""
+
+from __future__ import annotations
+
+import hmac
+import re
+import time
+import uuid
+
+import structlog
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from vidwatch import metrics
+from vidwatch.api.errors import error_response
+
+log = structlog.get_logger("vidwatch.api")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_UNAUTHENTICATED_PATHS = ("/healthz",)
+_UNAUTHENTICATED_PREFIXES = ("/files/",)  # a signed link's signature is its proof
+_QUIET_ROUTES = ("/metrics", "/healthz")
+_DOC_PATHS = ("/docs", "/openapi.json", "/docs/oauth2-redirect")
+
+
+class RequestContextMiddleware:
+    """Request ids (``X-Request-ID``, taken from the client when sane), the bearer token,
+    one log line per request and the HTTP metrics."""
+
+    def __init__(self, app: ASGIApp, *, api_token: str | None) -> None:
+        self.app = app
+        self.token = api_token.encode() if api_token else None
+
+    def _authorized(self, scope: Scope) -> bool:
+        path = scope["path"]
+        if (
+            self.token is None
+            or path in _UNAUTHENTICATED_PATHS
+            or path.startswith(_UNAUTHENTICATED_PREFIXES)
+        ):
+            return True
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, given = value.partition(b" ")
+                if scheme.lower() == b"bearer":
+                    return hmac.compare_digest(given.strip(), self.token)
+        return False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                candidate = value.decode("latin-1")
+                if _REQUEST_ID.match(candidate):
+                    request_id = candidate
+                break
+        request_id = request_id or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message).append("X-Request-ID", request_id)
+            await send(message)
+
+        # A keep-alive connection's callbacks can carry an earlier request's context into
+        # this task (CPython gh-140947): start each request from an empty log context.
+        structlog.contextvars.clear_contextvars()
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            try:
+                if self._authorized(scope):
+                    await self.app(scope, receive, send_with_id)
+                else:
+                    response = error_response(
+                        scope,
+                        401,
+                        "unauthorized",
+                        "this route needs 'Authorization: Bearer <API_TOKEN>'",
+                        headers={"WWW-Authenticate": "Bearer"},
+                    )
+                    await response(scope, receive, send_with_id)
+            finally:
+                elapsed = time.perf_counter() - started
+                route = scope.get("route")
+                label = getattr(route, "path", None) or (
+                    scope["path"] if scope["path"] in _DOC_PATHS else "unmatched"
+                )
+                metrics.HTTP_REQUESTS.labels(route=label, status=str(status)).inc()
+                metrics.HTTP_REQUEST_SECONDS.labels(route=label).observe(elapsed)
+                quiet = scope["method"] in ("GET", "HEAD") and status < 400
+                level = log.debug if quiet or label in _QUIET_ROUTES else log.info
+                level(
+                    "http_request",
+                    method=scope["method"],
+                    route=label,
+                    path=scope["path"][:200],
+                    status=status,
+                    duration_ms=round(elapsed * 1000, 1),
+                )
