@@ -186,8 +186,8 @@ def test_bad_inputs_fail_with_a_code_and_keep_the_source(
     settings = make_settings()
     store, job_id, manifest = _run(media / "bad" / name, settings, models)
     assert manifest.state == "failed"
-    assert manifest.error["code"] == code
-    assert words in manifest.error["message"]
+    assert manifest.error.code == code
+    assert words in manifest.error.message
     doc = json.loads(store.get_bytes(keys.status_key(job_id)))
     assert doc["state"] == "failed" and doc["error"]["code"] == code
     # The source stays where the user can find it: in the store, beside the manifest.

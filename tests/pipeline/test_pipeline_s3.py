@@ -91,8 +91,8 @@ def test_source_cut_short_in_upload_is_kept_locally_and_the_job_says_why(
     store = _CutShortStore(moto_bucket.store())
     _, job_id, manifest = _run(media / "single_shot.mp4", settings, models, store=store)
     assert manifest.state == "failed"
-    assert manifest.error["code"] == "upload_not_verified"
-    assert "bytes after upload" in manifest.error["message"]
+    assert manifest.error.code == "upload_not_verified"
+    assert "bytes after upload" in manifest.error.message
     staged = Path(settings.temp_media_dir) / job_id / "input" / "source.mp4"
     assert staged.read_bytes() == (media / "single_shot.mp4").read_bytes()
     assert manifest.local_source_deleted is False

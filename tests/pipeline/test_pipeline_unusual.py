@@ -130,5 +130,5 @@ def test_cut_off_mp4_whose_index_opens_still_fails_as_truncated(
     assert manifest.state == "completed", manifest.error
     _, _, manifest = _run(cut, settings, models)
     assert manifest.state == "failed"
-    assert manifest.error["code"] == "truncated_video"
-    assert "cut off" in manifest.error["message"]
+    assert manifest.error.code == "truncated_video"
+    assert "cut off" in manifest.error.message

@@ -89,25 +89,22 @@ def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(manifest.to_json(), indent=2))
     where = store.location(keys.job_prefix(job_id))
     if manifest.state != "completed":
-        err = manifest.error or {}
-        print(
-            f"vidwatch: job {job_id} failed: {err.get('code')}: {err.get('message')}",
-            file=sys.stderr,
-        )
+        err = manifest.error
+        why = f"{err.code}: {err.message}" if err is not None else "no error recorded"
+        print(f"vidwatch: job {job_id} failed: {why}", file=sys.stderr)
         print(f"status: {where}status.json", file=sys.stderr)
         return 1
-    summary = manifest.extra.get("summary", {})
-    if not args.json:
-        faces = summary.get("faces", {})
-        labels = ", ".join(summary.get("labels", [])) or "none"
+    summary = manifest.summary
+    if not args.json and summary is not None:
+        labels = ", ".join(summary.labels) or "none"
         print(
             f"job {job_id} completed: {manifest.frames_total} frames, "
-            f"{summary.get('scenes')} scenes, {summary.get('frames_analyzed')} frames analysed"
+            f"{summary.scenes} scenes, {summary.frames_analyzed} frames analysed"
         )
         print(f"  labels: {labels}")
         print(
-            f"  faces: in {faces.get('frames', 0)} frames, at most "
-            f"{faces.get('max_in_frame', 0)} in one; {summary.get('people', 0)} people"
+            f"  faces: in {summary.faces.frames} frames, at most "
+            f"{summary.faces.max_in_frame} in one; {summary.people} people"
         )
         print(f"  results: {where}analysis/results.json")
     return 0

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import dataclasses
 import functools
 import os
 import queue
@@ -33,7 +32,14 @@ import structlog
 from vidwatch import metrics
 from vidwatch.config import Settings
 from vidwatch.errors import JobInterrupted, QueueFull
-from vidwatch.jobs.manifest import Manifest, read_manifest, utc_now, write_manifest
+from vidwatch.jobs.manifest import (
+    ErrorInfo,
+    Manifest,
+    SourceInfo,
+    read_manifest,
+    utc_now,
+    write_manifest,
+)
 from vidwatch.jobs.run import run_job
 from vidwatch.jobs.staging import JobSpec
 from vidwatch.r2.leases import HeldLease, LeaseLost, claim, new_owner_id, release, renew
@@ -489,9 +495,9 @@ class Runner:
                 "job.queued",
                 Manifest(
                     job_id=spec.job_id,
-                    origin=spec.origin,
-                    filename=spec.filename,
-                    source_key=spec.source_key,
+                    source=SourceInfo(
+                        origin=spec.origin, filename=spec.filename, key=spec.source_key
+                    ),
                 ),
             )
         if spec.source_in_store and not self._fetch_source(spec, manifest, store):
@@ -533,9 +539,8 @@ class Runner:
             self.notify("job.failed", final)
         if final.duplicate_of:
             metrics.JOBS_DUPLICATE.inc()
-        else:
-            summary = final.extra.get("summary") or {}
-            metrics.FRAMES_ANALYZED.inc(summary.get("frames_analyzed") or 0)
+        elif final.summary is not None:
+            metrics.FRAMES_ANALYZED.inc(final.summary.frames_analyzed)
 
     def _fetch_source(self, spec: JobSpec, manifest: Manifest | None, store: FencedStore) -> bool:
         """Download a source that is in the store into staging (whole, or not at all)."""
@@ -558,10 +563,9 @@ class Runner:
                 job_id=spec.job_id, origin=spec.origin, filename=spec.filename
             )
             failed.state, failed.stage, failed.finished_at = "failed", "done", utc_now()
-            failed.error = {
-                "code": "source_missing",
-                "message": f"the source {key} is no longer in the store",
-            }
+            failed.error = ErrorInfo(
+                code="source_missing", message=f"the source {key} is no longer in the store"
+            )
             with contextlib.suppress(StoreError):
                 write_manifest(store, failed)
             metrics.JOBS.labels(state="failed", origin=spec.origin).inc()
@@ -582,16 +586,15 @@ class Runner:
 
 def _started(spec: JobSpec, manifest: Manifest | None, attempt: int) -> Manifest:
     """The manifest as job.started reports it (run_job writes the same state)."""
-    base = manifest or Manifest(job_id=spec.job_id, origin=spec.origin, filename=spec.filename)
-    return dataclasses.replace(
-        base,
-        state="running",
-        origin=spec.origin,
-        filename=spec.filename or base.filename,
-        source_key=spec.source_key or base.source_key,
-        attempts=attempt,
-        notifications=[],
+    base = manifest or Manifest(
+        job_id=spec.job_id, source=SourceInfo(origin=spec.origin, filename=spec.filename)
     )
+    started = base.model_copy(deep=True)
+    started.state, started.attempts, started.notifications = "running", attempt, []
+    started.origin = spec.origin
+    started.filename = spec.filename or base.filename
+    started.source_key = spec.source_key or base.source_key
+    return started
 
 
 class _ProgressMetrics:

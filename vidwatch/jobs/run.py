@@ -18,10 +18,20 @@ from vidwatch.config import Settings
 from vidwatch.detectors.registry import ModelSet
 from vidwatch.errors import JobError, JobInterrupted
 from vidwatch.jobs.dedupe import REANALYZE_METADATA, Claim, ContentIndex, content_key
-from vidwatch.jobs.manifest import Manifest, read_manifest, utc_now, worker_id, write_manifest
+from vidwatch.jobs.manifest import (
+    ErrorInfo,
+    JobSummary,
+    Manifest,
+    Stage,
+    read_manifest,
+    utc_now,
+    worker_id,
+    write_manifest,
+)
 from vidwatch.jobs.staging import JobSpec, resolve_cleanup
 from vidwatch.jobs.webhooks import merge_notifications, stored_notifications
-from vidwatch.pipeline.analysis import AnalysisOptions, TextEncoder, analyze
+from vidwatch.pipeline.analysis import AnalysisContext, AnalysisOptions, TextEncoder, analyze
+from vidwatch.pipeline.documents import Results
 from vidwatch.r2 import keys
 from vidwatch.r2.local import DISK_FULL_ERRNOS
 from vidwatch.r2.retry import RETRY_TALLY, RetryTally
@@ -89,7 +99,7 @@ def run_job(
     claimed: Claim | None = None
     last_write = float("-inf")
 
-    def save(stage: str | None = None, *, force: bool = False) -> None:
+    def save(stage: Stage | None = None, *, force: bool = False) -> None:
         """Record a stage; the manifest is written at most once a second (R2 takes about
         one write per second to a key), except when ``force``: the final state always is."""
         nonlocal last_write
@@ -150,33 +160,32 @@ def run_job(
             _complete_as_duplicate(manifest, store, claim.original, bound)
         else:
             save("analyzing")
-            results = analyze(
-                source,
+            context = AnalysisContext(
                 job_id=spec.job_id,
                 store=store,
                 models=models,
-                options=options,
                 toon=toon,
                 source_sha256=manifest.source_sha256,
                 progress=progress,
                 stop=stop,
             )
+            results = analyze(source, context, options)
             save("writing")
             store.put_bytes(
                 keys.results_key(spec.job_id),
-                json.dumps(results, indent=1, ensure_ascii=False).encode(),
+                json.dumps(results.to_json(), indent=1, ensure_ascii=False).encode(),
                 content_type="application/json",
             )
-            manifest.frames_total = results["video"]["frames"]
-            manifest.frames_done = manifest.frames_total
+            manifest.frames_total = results.video.frames
+            manifest.frames_done = manifest.frames_total or 0
             manifest.state, manifest.finished_at = "completed", utc_now()
-            manifest.extra = {"summary": _short_summary(results)}
-            manifest.results_summary = results.get("summary")
+            manifest.summary = _short_summary(results)
+            manifest.results_summary = results.summary.to_json()
             bound.info(
                 "job_completed",
                 frames=manifest.frames_total,
-                scenes=len(results["scenes"]),
-                sampled=len(results["frames"]),
+                scenes=len(results.scenes),
+                sampled=len(results.frames),
             )
     except JobInterrupted:
         interrupted = True
@@ -283,11 +292,18 @@ def _claim_content(
 
 
 def _complete_as_duplicate(manifest: Manifest, store: ObjectStore, original: str, bound) -> None:
+    # Read as plain JSON: the original may have been written by another version.
     results = json.loads(store.get_bytes(keys.results_key(original)))
     manifest.duplicate_of = original
     manifest.frames_total = manifest.frames_done = results["video"]["frames"]
     manifest.state, manifest.finished_at = "completed", utc_now()
-    manifest.extra = {"summary": _short_summary(results)}
+    manifest.summary = JobSummary(
+        scenes=len(results["scenes"]),
+        frames_analyzed=len(results["frames"]),
+        labels=sorted(results["summary"]["labels"]),
+        faces=results["summary"]["faces"],
+        people=results["summary"].get("people", 0),
+    )
     manifest.results_summary = results.get("summary")
     bound.info("job_completed", duplicate_of=original, frames=manifest.frames_total)
 
@@ -363,7 +379,7 @@ def _storage_full_message(
 
 def _fail(manifest: Manifest, code: str, message: str) -> None:
     manifest.state, manifest.finished_at = "failed", utc_now()
-    manifest.error = {"code": code, "message": message}
+    manifest.error = ErrorInfo(code=code, message=message)
 
 
 def _cleanup_local(spec: JobSpec, manifest: Manifest, verified: bool, bound) -> None:
@@ -381,11 +397,11 @@ def _cleanup_local(spec: JobSpec, manifest: Manifest, verified: bool, bound) -> 
             bound.warning("local_source_kept", reason="upload not verified", path=str(source))
 
 
-def _short_summary(results: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "scenes": len(results["scenes"]),
-        "frames_analyzed": len(results["frames"]),
-        "labels": sorted(results["summary"]["labels"]),
-        "faces": results["summary"]["faces"],
-        "people": results["summary"].get("people", 0),
-    }
+def _short_summary(results: Results) -> JobSummary:
+    return JobSummary(
+        scenes=len(results.scenes),
+        frames_analyzed=len(results.frames),
+        labels=sorted(results.summary.labels),
+        faces=results.summary.faces,
+        people=results.summary.people,
+    )

@@ -156,11 +156,11 @@ def event_data(
     if type_ in ("job.completed", "job.failed"):
         data["finished_at"] = manifest.finished_at
     if type_ == "job.completed":
-        data["results_key"] = manifest.results_key()
+        data["results_key"] = manifest.current_results_key()
         data["summary"] = summary
         data["duplicate_of"] = manifest.duplicate_of
     if type_ == "job.failed":
-        data["error"] = manifest.error
+        data["error"] = manifest.error.to_json() if manifest.error is not None else None
     return data
 
 

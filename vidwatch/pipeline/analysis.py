@@ -2,39 +2,71 @@
 sampled frames (every 1/SAMPLE_FPS seconds and the first frame of each scene) go to the
 models in batches; their images and documents are written by a pool that overlaps the next
 frames' work. Nothing holds all frames: memory stays flat however long the video is.
+
+The stages, in the order ``analyze`` runs them: ``probe``; ``_detect_and_write`` (decode,
+scenes and sampling in a thread of their own, the models here, the writer pool behind);
+then ``_results`` assembles results.json from the frame entries (``_scenes``, ``_summary``,
+``_provenance``). The documents' types are in ``vidwatch.pipeline.documents``.
 """
 
 from __future__ import annotations
 
 import bisect
-import contextlib
 import contextvars
 import json
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
 from vidwatch import __version__
 from vidwatch.detectors.registry import ModelSet
+from vidwatch.detectors.scenes import SceneTracker
 from vidwatch.detectors.types import Detections
 from vidwatch.errors import JobInterrupted, VideoError
 from vidwatch.pipeline import draw, timeline
+from vidwatch.pipeline.documents import (
+    SCHEMA_VERSION,
+    FaceEntry,
+    FaceSummary,
+    FrameDocument,
+    FrameEntry,
+    FrameImages,
+    LabelSegment,
+    LabelSummary,
+    ModelEntry,
+    ObjectEntry,
+    PersonEntry,
+    Provenance,
+    ProvenanceSettings,
+    Results,
+    SceneEntry,
+    SegmentEntry,
+    Stats,
+    Summary,
+    Timings,
+    ToonProvenance,
+    VideoEntry,
+)
 from vidwatch.pipeline.identities import IdentityTracker
 from vidwatch.pipeline.stages import threaded
 from vidwatch.pipeline.video import Frame, VideoInfo, decode, probe
 from vidwatch.r2 import keys
 from vidwatch.r2.store import ObjectStore, PutItem
 
+if TYPE_CHECKING:
+    from vidwatch.config import Settings
+
 log = structlog.get_logger("vidwatch.pipeline")
 
-SCHEMA_VERSION = 1
+__all__ = ["SCHEMA_VERSION", "AnalysisContext", "AnalysisOptions", "TextEncoder", "analyze"]
+
 ProgressFn = Callable[[int, int | None], None]
 
 
@@ -48,6 +80,8 @@ class TextEncoder(Protocol):
 
 @dataclass(frozen=True)
 class AnalysisOptions:
+    """How to analyse: the numbers the settings give."""
+
     sample_fps: float
     jpeg_quality: int = 85
     batch_size: int = 4
@@ -60,8 +94,8 @@ class AnalysisOptions:
     face_identity_reuse_iou: float = 0.5
 
     @classmethod
-    def from_settings(cls, settings, **overrides) -> AnalysisOptions:
-        values = {
+    def from_settings(cls, settings: Settings, **overrides: Any) -> AnalysisOptions:
+        values: dict[str, Any] = {
             "face_identities": settings.face_identities,
             "face_identity_threshold": settings.face_identity_threshold,
             "face_identity_min_px": settings.face_identity_min_px,
@@ -77,6 +111,321 @@ class AnalysisOptions:
         return cls(**values)
 
 
+@dataclass(frozen=True)
+class AnalysisContext:
+    """What one analysis works for: the job, where its artifacts go, the loaded models,
+    and the caller's hooks (progress, a stop flag, the probed video)."""
+
+    job_id: str
+    store: ObjectStore
+    models: ModelSet
+    toon: TextEncoder | None = None
+    source_sha256: str | None = None
+    progress: ProgressFn | None = None
+    """Called with (frames decoded, frames expected) after every decoded frame."""
+    stop: threading.Event | None = None
+    """Set by the owner to interrupt: ``analyze`` then raises JobInterrupted."""
+    on_probe: Callable[[VideoInfo], None] | None = None
+
+    def stopped(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+
+def analyze(source: Path, ctx: AnalysisContext, options: AnalysisOptions) -> Results:
+    """Analyse ``source`` and write every artifact of ``ctx.job_id``; returns results.json.
+
+    Three stages overlap: decoding (its own thread), scenes and sampling (the frame stage,
+    its own thread, running ahead of the models by a bounded number of sampled frames),
+    and the models in this thread; drawing, encoding and uploads run in the writer pool.
+    """
+    info = probe(source, max_pixels=options.max_pixels, max_duration_s=options.max_duration_s)
+    if ctx.on_probe is not None:
+        ctx.on_probe(info)
+    started = time.perf_counter()
+    timings = _Timings()
+    sampler = _Sampler(ctx.models.scene_tracker(info.fps), 1.0 / options.sample_fps)
+    people = _identity_tracker(ctx.models, options)
+    frames = _detect_and_write(source, info, ctx, options, sampler, people, timings)
+    thumbnails = _write_thumbnails(ctx.store, ctx.job_id, people, options.jpeg_quality)
+    timings.wall = time.perf_counter() - started
+    return _results(ctx, options, info, sampler, people, frames, thumbnails, timings)
+
+
+def _identity_tracker(models: ModelSet, options: AnalysisOptions) -> IdentityTracker | None:
+    """Who is who across the job's faces, where identities are on and a describer loaded."""
+    if not options.face_identities or models.describer is None:
+        return None
+    return IdentityTracker(
+        models.describer,
+        threshold=options.face_identity_threshold,
+        min_px=options.face_identity_min_px,
+        reuse_iou=options.face_identity_reuse_iou,
+    )
+
+
+# --- stage: decode, scenes, sampling, models, writer ----------------------------------------
+def _detect_and_write(
+    source: Path,
+    info: VideoInfo,
+    ctx: AnalysisContext,
+    options: AnalysisOptions,
+    sampler: _Sampler,
+    people: IdentityTracker | None,
+    timings: _Timings,
+) -> list[FrameEntry]:
+    """Run every sampled frame through the models and hand it to the writer; the frame
+    entries of results.json, in the order the frames were sampled."""
+    clock: dict[str, float] = {}
+
+    def frame_stage() -> Iterator[tuple[Frame, int]]:
+        for frame in decode(source, stop=ctx.stop, clock=clock):
+            yield from sampler.push(frame)
+            if ctx.progress is not None:
+                ctx.progress(sampler.seen, info.frames_expected)
+        if not ctx.stopped():
+            yield from sampler.finish()
+
+    writer = _Writer(ctx.store, ctx.job_id, options.jpeg_quality, ctx.toon, options, timings)
+    entries: list[FrameEntry] = []
+
+    def run_batch(batch: list[tuple[Frame, int]]) -> None:
+        found_all = _detect(ctx.models, batch, timings)
+        if people is not None:
+            # In frame order, after the models: a face's person is final when assigned.
+            found_all = [
+                Detections(d.objects, d.segments, people.assign(frame.image, scene, d.faces))
+                for (frame, scene), d in zip(batch, found_all, strict=True)
+            ]
+        for (frame, scene), found in zip(batch, found_all, strict=True):
+            entry = frame_entry(ctx.job_id, frame, scene, found, toon=ctx.toon is not None)
+            entries.append(entry)
+            writer.submit(frame, found, entry)
+
+    try:
+        batch: list[tuple[Frame, int]] = []
+        wait_started = time.perf_counter()
+        for item in threaded(frame_stage, maxsize=2 * options.batch_size, name="vidwatch-frames"):
+            timings.model_stage_wait += time.perf_counter() - wait_started
+            batch.append(item)
+            if len(batch) >= options.batch_size:
+                run_batch(batch)
+                batch = []
+            wait_started = time.perf_counter()
+        if ctx.stopped():
+            raise JobInterrupted(ctx.job_id)
+        if sampler.last is None:
+            raise VideoError("the video stream holds no decodable frame", code="undecodable")
+        if batch:
+            run_batch(batch)
+        drain_started = time.perf_counter()
+        writer.finish()
+        timings.drain = time.perf_counter() - drain_started
+    except BaseException:
+        writer.abort()  # the first error is the one raised; the writer's are logged
+        raise
+    timings.scenes = sampler.scene_s
+    timings.decode = clock.get("decode", 0.0)
+    if people is not None:
+        timings.identities = people.seconds
+    return entries
+
+
+def _write_thumbnails(
+    store: ObjectStore, job_id: str, people: IdentityTracker | None, quality: int
+) -> dict[int, str | None]:
+    """Each person's best face crop, ``jobs/<job_id>/people/person_<k>.jpg``; by person."""
+    if people is None:
+        return {}
+    items = [
+        PutItem(keys.person_thumbnail_key(job_id, k), draw.encode_jpeg(crop, quality), "image/jpeg")
+        for k, crop in people.thumbnails()
+    ]
+    if items:
+        store.put_many(items)
+    return {k: keys.person_thumbnail_key(job_id, k) for k, _ in people.thumbnails()}
+
+
+def _detect(
+    models: ModelSet, batch: list[tuple[Frame, int]], timings: _Timings
+) -> list[Detections]:
+    """Every detector over one batch of frames; their findings merged per frame."""
+    started = time.perf_counter()
+    images = [f.image for f, _ in batch]
+    found = [Detections() for _ in batch]
+    for detector in models.detectors:
+        for i, extra in enumerate(detector.detect(images)):
+            found[i] = found[i].merge(extra)
+    timings.models += time.perf_counter() - started
+    return found
+
+
+def frame_entry(
+    job_id: str, frame: Frame, scene: int, found: Detections, *, toon: bool
+) -> FrameEntry:
+    """A sampled frame's entry in results.json (its document adds the header)."""
+    n = frame.index
+    return FrameEntry(
+        frame=n,
+        time_s=round(frame.time_s, 4),
+        scene=scene,
+        objects=[
+            ObjectEntry(
+                label=o.label, class_id=o.class_id, confidence=o.confidence, box_xyxy=o.box_xyxy
+            )
+            for o in found.objects
+        ],
+        segments=[
+            SegmentEntry(
+                label=s.label,
+                class_id=s.class_id,
+                confidence=s.confidence,
+                box_xyxy=s.box_xyxy,
+                polygon=list(s.polygon or ()),
+            )
+            for s in found.segments
+        ],
+        faces=[
+            FaceEntry(
+                confidence=f.confidence,
+                box_xyxy=f.box_xyxy,
+                landmarks=list(f.landmarks),
+                person=f.person,
+            )
+            for f in found.faces
+        ],
+        images=FrameImages(
+            **{kind: keys.frame_image_key(job_id, kind, n) for kind in keys.IMAGE_KINDS}
+        ),
+        json=keys.frame_json_key(job_id, n),
+        toon=keys.frame_toon_key(job_id, n) if toon else None,
+    )
+
+
+# --- stage: results.json --------------------------------------------------------------------
+def _results(
+    ctx: AnalysisContext,
+    options: AnalysisOptions,
+    info: VideoInfo,
+    sampler: _Sampler,
+    people: IdentityTracker | None,
+    entries: list[FrameEntry],
+    thumbnails: dict[int, str | None],
+    timings: _Timings,
+) -> Results:
+    assert sampler.last is not None  # _detect_and_write raised otherwise
+    frames = sorted(entries, key=lambda e: e.frame)
+    frames_total = sampler.last.index + 1
+    scenes = _scenes(sampler, frames, info)
+    # Whole-video views (vidwatch.pipeline.timeline) read the frames as documents.
+    docs = [e.to_json() for e in frames]
+    for scene, cast in zip(scenes, timeline.scene_people(docs, len(scenes)), strict=True):
+        scene.people = cast
+    persons = [PersonEntry.model_validate(p) for p in timeline.people(docs, thumbnails)]
+    segments = timeline.label_segments(docs, [s.to_json() for s in scenes])
+    summary = _summary(frames)
+    summary.people = len(persons)
+    return Results(
+        job_id=ctx.job_id,
+        video=VideoEntry.model_validate(info.to_json(frames=frames_total)),
+        scenes=scenes,
+        frames=frames,
+        people=persons,
+        label_segments=[LabelSegment.model_validate(r) for r in segments],
+        summary=summary,
+        provenance=_provenance(ctx, options, sampler.tracker.name, people),
+        timings_s=timings.to_model(),
+        stats=Stats(
+            frames_decoded=sampler.seen,
+            decodes_per_frame=round(sampler.seen / frames_total, 3),
+            frames_analyzed=len(frames),
+            face_descriptors=people.descriptors if people is not None else 0,
+            faces_reused=people.reused if people is not None else 0,
+        ),
+    )
+
+
+def _scenes(sampler: _Sampler, frames: list[FrameEntry], info: VideoInfo) -> list[SceneEntry]:
+    """Scenes from the cuts: half-open frame ranges, times from the frames' timestamps."""
+    assert sampler.last is not None
+    last, cut_times = sampler.last, sampler.cut_times
+    end_s = last.time_s + 1.0 / (info.fps or 25.0)
+    starts = [0, *sampler.cuts]
+    scenes = []
+    for i, start in enumerate(starts):
+        following = starts[i + 1] if i + 1 < len(starts) else None
+        start_s = frames[0].time_s if start == 0 else cut_times[start]
+        scenes.append(
+            SceneEntry(
+                index=i,
+                start_frame=start,
+                end_frame=last.index + 1 if following is None else following,
+                start_s=round(start_s, 4),
+                end_s=round(end_s if following is None else cut_times[following], 4),
+                keyframe=start,
+                people=[],
+            )
+        )
+    return scenes
+
+
+def _summary(frames: list[FrameEntry]) -> Summary:
+    labels: dict[str, LabelSummary] = {}
+    face_frames, max_faces = 0, 0
+    for entry in frames:
+        seen = {o.label for o in entry.objects} | {s.label for s in entry.segments}
+        for label in seen:
+            summary = labels.setdefault(
+                label, LabelSummary(frames=0, first_s=entry.time_s, last_s=entry.time_s)
+            )
+            summary.frames += 1
+            summary.last_s = entry.time_s
+        if entry.faces:
+            face_frames += 1
+            max_faces = max(max_faces, len(entry.faces))
+    return Summary(
+        labels=dict(sorted(labels.items())),
+        faces=FaceSummary(frames=face_frames, max_in_frame=max_faces),
+        frames_analyzed=len(frames),
+        people=0,
+    )
+
+
+def _provenance(
+    ctx: AnalysisContext,
+    options: AnalysisOptions,
+    scene_detector: str,
+    people: IdentityTracker | None,
+) -> Provenance:
+    settings = ctx.models.settings
+    return Provenance(
+        vidwatch_version=__version__,
+        source_sha256=ctx.source_sha256,
+        models={
+            role: ModelEntry.model_validate(i.to_json())
+            for role, i in ctx.models.infos.items()
+            if role != "identities" or people is not None
+        },
+        settings=ProvenanceSettings(
+            sample_fps=options.sample_fps,
+            object_min_confidence=settings.object_min_confidence,
+            face_min_confidence=settings.face_min_confidence,
+            scene_detector=scene_detector,
+            scene_threshold=settings.scene_threshold,
+            scene_min_len_frames=settings.scene_min_len_frames,
+            face_identities=people is not None,
+            face_identity_threshold=options.face_identity_threshold,
+            face_identity_min_px=options.face_identity_min_px,
+            face_identity_reuse_iou=options.face_identity_reuse_iou,
+        ),
+        device=ctx.models.device,
+        toon=ToonProvenance(
+            enabled=ctx.toon is not None,
+            library=f"@toon-format/toon {ctx.toon.version}" if ctx.toon is not None else None,
+        ),
+    )
+
+
+# --- the parts ------------------------------------------------------------------------------
 @dataclass
 class _Timings:
     decode: float = 0.0
@@ -86,34 +435,84 @@ class _Timings:
     identities: float = 0.0
     write: float = 0.0
     drain: float = 0.0
+    wall: float = 0.0
 
-    def to_json(self) -> dict[str, float]:
-        return {k: round(v, 3) for k, v in self.__dict__.items()}
+    def to_model(self) -> Timings:
+        return Timings(**{k: round(v, 3) for k, v in self.__dict__.items()})
 
 
 @dataclass
 class _Writer:
-    """Draws, encodes and uploads sampled frames in a pool, a bounded number in flight."""
+    """Draws, encodes and uploads sampled frames in a pool, a bounded number in flight.
+
+    A failed write is logged (``frame_write_failed``, with the frame) and raised in the
+    owner at its next ``submit`` or at ``finish``; ``abort`` (the owner is raising an error
+    of its own) cancels what has not started and logs the failures of the rest."""
 
     store: ObjectStore
     job_id: str
     quality: int
     toon: TextEncoder | None
-    workers: int
+    options: AnalysisOptions
     timings: _Timings
     _pool: ThreadPoolExecutor = field(init=False)
-    _inflight: deque[Future] = field(init=False, default_factory=deque)
+    _inflight: deque[tuple[int, Future[None]]] = field(init=False, default_factory=deque)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="vidwatch-write")
+        self._pool = ThreadPoolExecutor(
+            self.options.write_workers, thread_name_prefix="vidwatch-write"
+        )
 
-    def submit(self, frame: Frame, found: Detections, doc: dict[str, Any]) -> None:
-        while len(self._inflight) >= 2 * self.workers:
-            self._inflight.popleft().result()  # back-pressure; raises a worker's error here
+    def submit(self, frame: Frame, found: Detections, entry: FrameEntry) -> None:
+        limit = 2 * self.options.write_workers
+        while self._inflight and (len(self._inflight) >= limit or self._inflight[0][1].done()):
+            error = self._settle(*self._inflight.popleft())  # back-pressure
+            if error is not None:
+                raise error
+        doc = FrameDocument.of(self.job_id, entry).to_json()
         # The job's log context (job_id, stage) travels with the work into the pool.
         context = contextvars.copy_context()
-        self._inflight.append(self._pool.submit(context.run, self._write, frame, found, doc))
+        future = self._pool.submit(context.run, self._write, frame, found, doc)
+        self._inflight.append((frame.index, future))
+
+    def finish(self) -> None:
+        """Wait for every write; raise the first failure (every one is logged)."""
+        first: BaseException | None = None
+        try:
+            while self._inflight:
+                n, future = self._inflight.popleft()
+                if first is not None:
+                    future.cancel()
+                error = self._settle(n, future)
+                first = first or error
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        if first is not None:
+            raise first
+
+    def abort(self) -> None:
+        """Cancel the writes not started, wait for the running ones, log their failures."""
+        for _, future in self._inflight:
+            future.cancel()
+        while self._inflight:
+            self._settle(*self._inflight.popleft())
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _settle(self, frame: int, future: Future[None]) -> BaseException | None:
+        try:
+            future.result()
+        except CancelledError:
+            return None
+        except Exception as exc:  # noqa: BLE001 - logged here, raised by the caller
+            log.error(
+                "frame_write_failed",
+                frame=frame,
+                error=f"{type(exc).__name__}: {exc}",
+                code=getattr(exc, "code", None),
+            )
+            return exc
+        return None
 
     def _write(self, frame: Frame, found: Detections, doc: dict[str, Any]) -> None:
         started = time.perf_counter()
@@ -153,20 +552,13 @@ class _Writer:
         with self._lock:
             self.timings.write += time.perf_counter() - started
 
-    def finish(self) -> None:
-        try:
-            while self._inflight:
-                self._inflight.popleft().result()
-        finally:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-
 
 class _Sampler:
     """Sees every frame in order: feeds the scene tracker, holds frames in a delay line
     until every cut that could fall on them is known, and picks the sampled ones (every
     ``period`` seconds of presentation time, and the first frame of each scene)."""
 
-    def __init__(self, tracker, period: float) -> None:
+    def __init__(self, tracker: SceneTracker, period: float) -> None:
         self.tracker = tracker
         self.period = period
         self.cuts: list[int] = []
@@ -174,6 +566,8 @@ class _Sampler:
         self.pending: deque[Frame] = deque()
         self.next_tick: float | None = None
         self.last: Frame | None = None
+        self.seen = 0
+        """Frames decoded so far."""
         self.scene_s = 0.0
 
     def _add_cuts(self, found: list[int]) -> None:
@@ -183,6 +577,7 @@ class _Sampler:
                 self.cut_times[c] = float("nan")
 
     def push(self, frame: Frame) -> Iterator[tuple[Frame, int]]:
+        self.seen += 1
         started = time.perf_counter()
         self._add_cuts(self.tracker.push(frame.index, frame.image))
         self.scene_s += time.perf_counter() - started
@@ -209,229 +604,3 @@ class _Sampler:
                 self.next_tick += self.period
         if starts_scene or tick:
             yield frame, bisect.bisect_right(self.cuts, frame.index)
-
-
-def analyze(
-    source: Path,
-    *,
-    job_id: str,
-    store: ObjectStore,
-    models: ModelSet,
-    options: AnalysisOptions,
-    toon: TextEncoder | None,
-    source_sha256: str | None = None,
-    progress: ProgressFn | None = None,
-    stop: threading.Event | None = None,
-    on_probe: Callable[[VideoInfo], None] | None = None,
-) -> dict[str, Any]:
-    """Analyse ``source`` and write every artifact of ``job_id``; returns results.json.
-
-    Three stages overlap: decoding (its own thread), scenes and sampling (the frame stage,
-    its own thread, running ahead of the models by a bounded number of sampled frames),
-    and the models in this thread; drawing, encoding and uploads run in the writer pool.
-    """
-    info = probe(source, max_pixels=options.max_pixels, max_duration_s=options.max_duration_s)
-    if on_probe is not None:
-        on_probe(info)
-    timings = _Timings()
-    sampler = _Sampler(models.scene_tracker(info.fps), 1.0 / options.sample_fps)
-    writer = _Writer(store, job_id, options.jpeg_quality, toon, options.write_workers, timings)
-    frames_out: list[dict[str, Any]] = []
-    tracker = None
-    if options.face_identities and models.describer is not None:
-        tracker = IdentityTracker(
-            models.describer,
-            threshold=options.face_identity_threshold,
-            min_px=options.face_identity_min_px,
-            reuse_iou=options.face_identity_reuse_iou,
-        )
-    counts = {"decoded": 0}
-    clock: dict[str, float] = {}
-
-    def frame_stage() -> Iterator[tuple[Frame, int]]:
-        for frame in decode(source, stop=stop, clock=clock):
-            counts["decoded"] += 1
-            yield from sampler.push(frame)
-            if progress is not None:
-                progress(counts["decoded"], info.frames_expected)
-        if stop is not None and stop.is_set():
-            return
-        yield from sampler.finish()
-
-    def run_batch(batch: list[tuple[Frame, int]]) -> None:
-        started = time.perf_counter()
-        images = [f.image for f, _ in batch]
-        found = [Detections() for _ in batch]
-        for detector in models.detectors:
-            for i, extra in enumerate(detector.detect(images)):
-                found[i] = found[i].merge(extra)
-        timings.models += time.perf_counter() - started
-        if tracker is not None:
-            # In frame order, after the models: a face's person is final when assigned.
-            found = [
-                Detections(d.objects, d.segments, tracker.assign(frame.image, scene, d.faces))
-                for (frame, scene), d in zip(batch, found, strict=True)
-            ]
-        for (frame, scene), dets in zip(batch, found, strict=True):
-            doc = _frame_doc(job_id, frame, scene, dets, toon is not None)
-            frames_out.append(doc)
-            writer.submit(frame, dets, {"schema_version": SCHEMA_VERSION, "job_id": job_id, **doc})
-
-    started_all = time.perf_counter()
-    try:
-        batch: list[tuple[Frame, int]] = []
-        wait_started = time.perf_counter()
-        for item in threaded(frame_stage, maxsize=2 * options.batch_size, name="vidwatch-frames"):
-            timings.model_stage_wait += time.perf_counter() - wait_started
-            if stop is not None and stop.is_set():
-                break  # frames already queued are not worth a model call each
-            batch.append(item)
-            if len(batch) >= options.batch_size:
-                run_batch(batch)
-                batch = []
-            wait_started = time.perf_counter()
-        if stop is not None and stop.is_set():
-            raise JobInterrupted(job_id)
-        if sampler.last is None:
-            raise VideoError("the video stream holds no decodable frame", code="undecodable")
-        if batch:
-            run_batch(batch)
-        thumbnails = _write_thumbnails(store, job_id, tracker, options.jpeg_quality)
-        drain_started = time.perf_counter()
-        writer.finish()
-        timings.drain = time.perf_counter() - drain_started
-    except BaseException:
-        # The first error is the one that matters; the writer's own is dropped.
-        with contextlib.suppress(Exception):
-            writer.finish()
-        raise
-    timings.scenes = sampler.scene_s
-    if tracker is not None:
-        timings.identities = tracker.seconds
-    timings.decode = clock.get("decode", 0.0)
-    wall = time.perf_counter() - started_all
-
-    last = sampler.last
-    cuts, cut_times = sampler.cuts, sampler.cut_times
-    frames_out.sort(key=lambda d: d["frame"])
-    fps = info.fps or 25.0
-    end_s = last.time_s + 1.0 / fps
-    starts = [0, *cuts]
-    scenes = []
-    for i, start in enumerate(starts):
-        stop_frame = starts[i + 1] if i + 1 < len(starts) else last.index + 1
-        start_s = frames_out[0]["time_s"] if start == 0 else cut_times[start]
-        stop_s = cut_times[starts[i + 1]] if i + 1 < len(starts) else end_s
-        scenes.append(
-            {
-                "index": i,
-                "start_frame": start,
-                "end_frame": stop_frame,
-                "start_s": round(start_s, 4),
-                "end_s": round(stop_s, 4),
-                "keyframe": start,
-            }
-        )
-    for scene, cast in zip(scenes, timeline.scene_people(frames_out, len(scenes)), strict=True):
-        scene["people"] = cast
-    people = timeline.people(frames_out, thumbnails)
-    summary = _summary(frames_out)
-    summary["people"] = len(people)
-    frames_total = last.index + 1
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "job_id": job_id,
-        "video": info.to_json(frames=frames_total),
-        "scenes": scenes,
-        "frames": frames_out,
-        "people": people,
-        "label_segments": timeline.label_segments(frames_out, scenes),
-        "summary": summary,
-        "provenance": {
-            "vidwatch_version": __version__,
-            "source_sha256": source_sha256,
-            "models": {
-                role: i.to_json()
-                for role, i in models.infos.items()
-                if role != "identities" or tracker is not None
-            },
-            "settings": {
-                "sample_fps": options.sample_fps,
-                "object_min_confidence": models.settings.object_min_confidence,
-                "face_min_confidence": models.settings.face_min_confidence,
-                "scene_detector": sampler.tracker.name,
-                "scene_threshold": models.settings.scene_threshold,
-                "scene_min_len_frames": models.settings.scene_min_len_frames,
-                "face_identities": tracker is not None,
-                "face_identity_threshold": options.face_identity_threshold,
-                "face_identity_min_px": options.face_identity_min_px,
-                "face_identity_reuse_iou": options.face_identity_reuse_iou,
-            },
-            "device": models.device,
-            "toon": {
-                "enabled": toon is not None,
-                "library": f"@toon-format/toon {toon.version}" if toon is not None else None,
-            },
-        },
-        "timings_s": {**timings.to_json(), "wall": round(wall, 3)},
-        "stats": {
-            "frames_decoded": counts["decoded"],
-            "decodes_per_frame": round(counts["decoded"] / frames_total, 3),
-            "frames_analyzed": len(frames_out),
-            "face_descriptors": tracker.descriptors if tracker is not None else 0,
-            "faces_reused": tracker.reused if tracker is not None else 0,
-        },
-    }
-
-
-def _write_thumbnails(
-    store: ObjectStore, job_id: str, tracker: IdentityTracker | None, quality: int
-) -> dict[int, str | None]:
-    """Each person's best face crop, ``jobs/<job_id>/people/person_<k>.jpg``; by person."""
-    if tracker is None:
-        return {}
-    items = [
-        PutItem(keys.person_thumbnail_key(job_id, k), draw.encode_jpeg(crop, quality), "image/jpeg")
-        for k, crop in tracker.thumbnails()
-    ]
-    if items:
-        store.put_many(items)
-    return {k: keys.person_thumbnail_key(job_id, k) for k, _ in tracker.thumbnails()}
-
-
-def _frame_doc(
-    job_id: str, frame: Frame, scene: int, found: Detections, toon: bool
-) -> dict[str, Any]:
-    n = frame.index
-    return {
-        "frame": n,
-        "time_s": round(frame.time_s, 4),
-        "scene": scene,
-        "objects": [o.to_json() for o in found.objects],
-        "segments": [s.to_json() for s in found.segments],
-        "faces": [f.to_json() for f in found.faces],
-        "images": {kind: keys.frame_image_key(job_id, kind, n) for kind in keys.IMAGE_KINDS},
-        "json": keys.frame_json_key(job_id, n),
-        "toon": keys.frame_toon_key(job_id, n) if toon else None,
-    }
-
-
-def _summary(frames: list[dict[str, Any]]) -> dict[str, Any]:
-    labels: dict[str, dict[str, Any]] = {}
-    face_frames, max_faces = 0, 0
-    for doc in frames:
-        seen = {o["label"] for o in doc["objects"]} | {s["label"] for s in doc["segments"]}
-        for label in seen:
-            entry = labels.setdefault(
-                label, {"frames": 0, "first_s": doc["time_s"], "last_s": doc["time_s"]}
-            )
-            entry["frames"] += 1
-            entry["last_s"] = doc["time_s"]
-        if doc["faces"]:
-            face_frames += 1
-            max_faces = max(max_faces, len(doc["faces"]))
-    return {
-        "labels": dict(sorted(labels.items())),
-        "faces": {"frames": face_frames, "max_in_frame": max_faces},
-        "frames_analyzed": len(frames),
-    }
