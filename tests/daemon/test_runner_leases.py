@@ -189,3 +189,62 @@ def test_shutdown_interrupts_a_long_job_after_the_grace_and_loses_nothing(tmp_pa
     assert jobs.runs[waiting.job_id] == 0  # still waiting: left for the next start
     with pytest.raises(QueueFull):
         runner.submit(_spec(settings))
+
+
+class _StuckRenewals(LocalStore):
+    """A store whose lease writes, after the claim, hang as a renewal in a minute of retries
+    would, until ``unstick`` is set."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.claimed = False
+        self.stuck = threading.Event()
+        self.unstick = threading.Event()
+
+    def put_bytes(self, key: str, data: bytes, **kwargs):
+        if key.endswith("/lease.json") and self.claimed:
+            self.stuck.set()
+            self.unstick.wait(60)
+        return super().put_bytes(key, data, **kwargs)
+
+
+def test_stopping_a_lease_guard_does_not_wait_for_a_stuck_renewal(tmp_path):
+    from vidwatch.daemon.runner import LEASE_STOP_WAIT_S, LeaseGuard
+    from vidwatch.r2.leases import claim
+
+    store = _StuckRenewals(tmp_path)
+    job_id = new_job_id()
+    held = claim(store, job_id, "A", ttl_s=30, now=time.time())
+    store.claimed = True
+    guard = LeaseGuard(store, held, ttl_s=30, renew_s=0.05, clock=time.time, on_lost=lambda: None)
+    guard.start()
+    try:
+        assert store.stuck.wait(5)  # a renewal is in its retries
+        stopper = threading.Thread(target=guard.stop)
+        started = time.monotonic()
+        stopper.start()
+        stopper.join(LEASE_STOP_WAIT_S + 3)
+        assert not stopper.is_alive(), "stop() waited for the stuck renewal"
+        assert time.monotonic() - started < LEASE_STOP_WAIT_S + 1
+        assert not guard.lost.is_set()
+    finally:
+        store.unstick.set()
+
+
+def test_a_job_whose_renewal_is_stuck_at_its_end_frees_its_worker(tmp_path):
+    settings = _settings(tmp_path, LEASE_RENEW_S="0.05", LEASE_TTL_S="30")
+    store = _StuckRenewals(settings.local_store_dir)
+    jobs = FakeJobs(hold=threading.Event())
+    runner = _runner(settings, store, jobs)
+    spec = _spec(settings)
+    try:
+        runner.submit(spec)
+        assert jobs.started.wait(5)
+        store.claimed = True
+        assert store.stuck.wait(5)
+        jobs.hold.set()  # the job ends while its lease keeper is stuck
+        assert runner.wait_idle(8), "the worker waited for the stuck renewal"
+        assert read_manifest(store, spec.job_id).state == "completed"
+    finally:
+        store.unstick.set()
+        runner.shutdown(5)

@@ -6,11 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -249,6 +251,37 @@ def test_put_many(store: ObjectStore) -> None:
     head = store.head(f"jobs/{JOB}/frames/original/frame_5.jpg")
     assert head is not None and head.content_type == "image/jpeg"
     assert store.put_many([]) == []
+
+
+def test_put_many_keeps_one_pool_for_the_store(store: ObjectStore) -> None:
+    """The pipeline calls put_many once per frame from several writer threads: the calls
+    share the store's pool instead of each starting (and joining) threads of its own."""
+    putting: set[threading.Thread] = set()
+    put_bytes = store.put_bytes
+
+    def recording_put(key: str, data: bytes, **kwargs: Any) -> ObjectInfo:
+        putting.add(threading.current_thread())
+        return put_bytes(key, data, **kwargs)
+
+    store.put_bytes = recording_put  # type: ignore[method-assign]
+
+    def frames(first: int) -> None:
+        for n in range(first, first + 10):
+            store.put_many(
+                [PutItem(f"jobs/{JOB}/frames/{kind}/frame_{n}.jpg", b"x") for kind in "abcdef"]
+            )
+
+    writers = [threading.Thread(target=frames, args=(k * 10,)) for k in range(4)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(30)
+    assert len(list(store.list(f"jobs/{JOB}/frames/"))) == 240
+    # 40 calls: a pool per call would have started (and ended) 40 or more threads.
+    assert all(t.is_alive() for t in putting), "put_many's threads ended with its call"
+    assert len(putting) < 40
+    store.close()
+    assert not any(t.is_alive() for t in putting), "close() leaves put_many's threads"
 
 
 def test_list_prefix_and_order(store: ObjectStore) -> None:

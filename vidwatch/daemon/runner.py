@@ -56,6 +56,9 @@ log = structlog.get_logger("vidwatch.runner")
 TERMINAL = ("completed", "failed")
 INTERRUPT_WAIT_S = 15.0
 """After the grace period, how long an interrupted job may take to write itself back."""
+LEASE_STOP_WAIT_S = 2.0
+"""How long a finished job waits for its lease keeper; a renewal may sit in the store's
+retries for a minute, and the lease expires on its own."""
 
 JobFn = Callable[..., Manifest]
 Notify = Callable[..., None]
@@ -96,9 +99,19 @@ class LeaseGuard:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = LEASE_STOP_WAIT_S) -> bool:
+        """Stop renewing. Waits at most ``timeout_s`` for a renewal in progress; False when
+        the keeper is still busy (it ends on its own and renews no more)."""
         self._done.set()
-        self._thread.join()
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            log.warning(
+                "lease_keeper_busy",
+                waited_s=timeout_s,
+                effect="a renewal is still retrying; the lease expires on its own",
+            )
+            return False
+        return True
 
     def check(self) -> None:
         """Raise LeaseLost once the lease is lost or its last confirmed term is over: a
@@ -122,9 +135,12 @@ class LeaseGuard:
                 self.held = renew(self.store, self.held, ttl_s=self.ttl_s, now=self.clock())
                 wait = self.renew_s
             except LeaseLost:
-                self._lose("taken over by another worker")
+                if not self._done.is_set():  # after stop, the lease was released: not lost
+                    self._lose("taken over by another worker")
                 return
             except StoreError as exc:
+                if self._done.is_set():
+                    return
                 log.warning("lease_renew_failed", error=str(exc))
                 wait = min(self.renew_s, 1.0)
                 if self.clock() + wait >= self.held.lease.expires_at - self.margin_s:
@@ -466,8 +482,7 @@ class Runner:
         try:
             self._run_claimed(spec, guard, stop)
         finally:
-            guard.stop()
-            if not guard.lost.is_set():
+            if guard.stop() and not guard.lost.is_set():
                 try:
                     release(self.store, guard.held, now=self.clock())
                 except StoreError as exc:  # it expires on its own

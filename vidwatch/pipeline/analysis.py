@@ -206,6 +206,8 @@ def _detect_and_write(
         wait_started = time.perf_counter()
         for item in threaded(frame_stage, maxsize=2 * options.batch_size, name="vidwatch-frames"):
             timings.model_stage_wait += time.perf_counter() - wait_started
+            if ctx.stopped():
+                break  # the frames already sampled are not worth the models' time
             batch.append(item)
             if len(batch) >= options.batch_size:
                 run_batch(batch)

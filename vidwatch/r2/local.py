@@ -15,12 +15,12 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 from vidwatch.r2.keys import content_type_for, is_job_id
+from vidwatch.r2.putpool import PUT_POOL_PER_WORKER, PutPool
 from vidwatch.r2.store import (
     ObjectInfo,
     ObjectNotFound,
@@ -73,7 +73,7 @@ class LocalStore:
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / _TMP).mkdir(exist_ok=True)
         self._url_signer = url_signer
-        self._workers = workers
+        self._puts = PutPool(PUT_POOL_PER_WORKER * workers, name="local_put")
         self._lock = threading.Lock()
 
     # --- paths ----------------------------------------------------------------------------
@@ -193,13 +193,9 @@ class LocalStore:
             return self._commit(key, tmp, content_type, metadata, False, None)
 
     def put_many(self, items: Iterable[PutItem]) -> list[ObjectInfo]:
-        items = list(items)
-        with ThreadPoolExecutor(self._workers) as pool:
-            futures = [
-                pool.submit(self.put_bytes, i.key, i.data, content_type=i.content_type)
-                for i in items
-            ]
-        return [f.result() for f in futures]
+        return self._puts.map(
+            lambda i: self.put_bytes(i.key, i.data, content_type=i.content_type), list(items)
+        )
 
     # --- reads ----------------------------------------------------------------------------
     def get_bytes(self, key: str) -> bytes:
@@ -310,7 +306,7 @@ class LocalStore:
             raise StoreError(f"store folder {self.root} is not writable", setting="LOCAL_STORE_DIR")
 
     def close(self) -> None:
-        pass
+        self._puts.close()
 
 
 def _write_all(fd: int, data: bytes) -> None:

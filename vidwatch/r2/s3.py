@@ -18,14 +18,12 @@ ETags are kept as S3 sends them (quoted) in every ObjectInfo, so an ETag from ``
 from __future__ import annotations
 
 import base64
-import contextvars
 import copy
 import email.utils
 import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -47,6 +45,7 @@ from s3transfer.exceptions import RetriesExceededError
 
 from vidwatch import metrics
 from vidwatch.r2.keys import JOBS_PREFIX, content_type_for, is_job_id
+from vidwatch.r2.putpool import PUT_POOL_PER_WORKER, PutPool
 from vidwatch.r2.retry import RetryPolicy, call_with_retry, note_retry
 from vidwatch.r2.store import (
     ObjectInfo,
@@ -206,6 +205,9 @@ class S3Store:
         self.endpoint_url = endpoint_url
         self.region = region
         self.workers = max(1, int(workers))
+        # put_many runs in one pool for the store's life; several writer threads share it,
+        # as wide as their calls were when each made a pool of its own.
+        self._puts = PutPool(PUT_POOL_PER_WORKER * self.workers, name="r2_put")
         self.retry = retry or RetryPolicy()
         self.endpoint_setting = endpoint_setting
         self._transfer_config = TransferConfig(
@@ -239,7 +241,7 @@ class S3Store:
                 **credentials,
                 config=Config(
                     **common,
-                    max_pool_connections=self.workers + 16,
+                    max_pool_connections=self._puts.workers + 16,
                     retries={"total_max_attempts": 1, "mode": "standard"},
                 ),
             )
@@ -322,6 +324,7 @@ class S3Store:
             view._client.meta.events.register(f"before-sign.s3.{operation}", _add_content_md5)
         view._owns_transfer_client = False
         view._closed = threading.Event()
+        view._puts = PutPool(self._puts.workers, name="r2_put")  # its close leaves ours
         return view
 
     @property
@@ -481,27 +484,9 @@ class S3Store:
         return info
 
     def put_many(self, items: Iterable[PutItem]) -> list[ObjectInfo]:
-        items = list(items)
-        if not items:
-            return []
-        with ThreadPoolExecutor(min(self.workers, len(items)), thread_name_prefix="s3-put") as pool:
-            # Each upload carries the caller's log context (job_id, stage) into the pool.
-            futures = [
-                pool.submit(
-                    contextvars.copy_context().run,
-                    self.put_bytes,
-                    i.key,
-                    i.data,
-                    content_type=i.content_type,
-                )
-                for i in items
-            ]
-        errors = [f.exception() for f in futures if f.exception() is not None]
-        if errors:
-            if len(errors) > 1:
-                log.error("r2_put_many_failed", failed=len(errors), total=len(items))
-            raise errors[0]
-        return [f.result() for f in futures]
+        return self._puts.map(
+            lambda i: self.put_bytes(i.key, i.data, content_type=i.content_type), list(items)
+        )
 
     # --- reads --------------------------------------------------------------------------------
     def get_bytes(self, key: str) -> bytes:
@@ -675,6 +660,7 @@ class S3Store:
     def close(self) -> None:
         if not self._closed.is_set():
             self._closed.set()
+            self._puts.close()
             self._client.close()
             if self._owns_transfer_client:
                 self._transfer_client.close()
