@@ -8,7 +8,7 @@ import pytest
 
 from vidwatch.config import ConfigError, load_settings
 from vidwatch.detectors.registry import load_models
-from vidwatch.pipeline.analysis import AnalysisOptions, analyze
+from vidwatch.pipeline.analysis import AnalysisContext, AnalysisOptions, analyze
 from vidwatch.r2.local import LocalStore
 
 
@@ -26,14 +26,10 @@ def test_models_off_give_empty_lists_and_say_so(tmp_path, media):
     models = load_models(settings)
     assert models.detectors == []
     store = LocalStore(tmp_path / "store")
+    context = AnalysisContext(job_id="01JD3W5Q6Y7Z8A9B0C1D2E3F4G", store=store, models=models)
     results = analyze(
-        media / "single_shot.mp4",
-        job_id="01JD3W5Q6Y7Z8A9B0C1D2E3F4G",
-        store=store,
-        models=models,
-        options=AnalysisOptions.from_settings(settings),
-        toon=None,
-    )
+        media / "single_shot.mp4", context, AnalysisOptions.from_settings(settings)
+    ).to_json()
     assert results["frames"]
     for frame in results["frames"]:
         assert frame["objects"] == [] and frame["segments"] == [] and frame["faces"] == []

@@ -41,7 +41,7 @@ def test_a_job_that_fills_the_store_fails_storage_full_and_keeps_its_source(tmp_
         left = sorted(info.key for info in store.list(keys.job_prefix(job_id)))
         source_in_store = store.head(keys.source_key(job_id, "mp4"))
 
-    assert final.state == "failed" and final.error["code"] == "storage_full"
+    assert final.state == "failed" and final.error.code == "storage_full"
     assert stored["state"] == "failed" and stored["error"]["code"] == "storage_full"
     message = stored["error"]["message"]
     assert "partial artifacts were removed" in message

@@ -17,7 +17,7 @@ import pytest
 from vidwatch.config import load_settings
 from vidwatch.detectors.registry import ModelSet
 from vidwatch.detectors.types import Detections, ModelInfo, ObjectDetection
-from vidwatch.pipeline.analysis import AnalysisOptions, analyze
+from vidwatch.pipeline.analysis import AnalysisContext, AnalysisOptions, analyze
 from vidwatch.r2 import keys
 from vidwatch.r2.local import LocalStore
 
@@ -69,14 +69,12 @@ def test_a_rotated_phone_video_is_reported_upright(tmp_path):
     settings = load_settings({"TEMP_MEDIA_DIR": str(tmp_path / "tmp"), "SAMPLE_FPS": "25"})
     store = LocalStore(tmp_path / "store")
     job_id = "01JD3W5Q6Y7Z8A9B0C1D2E3F4G"
-    results = analyze(
-        source,
+    context = AnalysisContext(
         job_id=job_id,
         store=store,
         models=ModelSet(detectors=[BrightBlock()], device="cpu", settings=settings),
-        options=AnalysisOptions.from_settings(settings),
-        toon=None,
     )
+    results = analyze(source, context, AnalysisOptions.from_settings(settings)).to_json()
     video = results["video"]
     assert (video["width"], video["height"], video["rotation"]) == (CODED_H, CODED_W, 90)
     assert (video["coded_width"], video["coded_height"]) == (CODED_W, CODED_H)
