@@ -115,3 +115,16 @@ def test_every_object_under_jobs_is_taken_or_answered(tmp_path, seaweedfs_bucket
     finally:
         runner.shutdown(5)
         store.close()
+
+
+def test_a_job_refused_at_intake_is_told_apart_by_its_error_code():
+    from vidwatch.daemon.intake_keys import INTAKE_CODES, failed_at_intake
+    from vidwatch.jobs.manifest import ErrorInfo, Manifest
+
+    code = sorted(INTAKE_CODES)[0]
+    refused = Manifest(job_id="01JD3W5Q6Y7Z8A9B0C1D2E3F4G", state="failed")
+    refused.error = ErrorInfo(code=code, message="m")
+    assert failed_at_intake(refused)
+    refused.error = ErrorInfo(code="invalid_video", message="m")
+    assert not failed_at_intake(refused)
+    assert not failed_at_intake(Manifest(job_id="01JD3W5Q6Y7Z8A9B0C1D2E3F4G", state="queued"))

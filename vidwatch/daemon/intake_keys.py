@@ -51,7 +51,8 @@ BUCKET_KEYS = Counter(
 
 def failed_at_intake(manifest: Manifest) -> bool:
     """Whether the job was refused at intake (never run): a corrected upload is taken."""
-    return manifest.state == "failed" and (manifest.error or {}).get("code") in INTAKE_CODES
+    error = manifest.error
+    return manifest.state == "failed" and error is not None and error.code in INTAKE_CODES
 
 
 def expected_key(job_id: str, found_key: str) -> str:
