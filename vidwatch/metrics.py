@@ -102,3 +102,38 @@ ATTEMPTS_ABANDONED = Counter(
     "Job attempts found cut off (daemon died or lost the lease) by the attempt taking over",
     registry=REGISTRY,
 )
+BUCKET_POLL_SECONDS = Histogram(
+    "vidwatch_bucket_poll_seconds",
+    "Time of one bucket poll (pending markers, the recent window, staging)",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
+BUCKET_POLL_CALLS = Gauge(
+    "vidwatch_bucket_poll_store_calls",
+    "Store requests of the last bucket poll, by kind (list, get, head, put, delete)",
+    ["op"],
+    registry=REGISTRY,
+)
+BUCKET_STORE_CALLS = Counter(
+    "vidwatch_bucket_store_calls_total",
+    "Store requests of the bucket scanner, by scan (poll or sweep) and kind",
+    ["scan", "op"],
+    registry=REGISTRY,
+)
+BUCKET_PENDING_MARKERS = Gauge(
+    "vidwatch_bucket_pending_markers",
+    "Pending markers (queued or running jobs) seen by the last poll",
+    registry=REGISTRY,
+)
+BUCKET_SWEEP_SECONDS = Histogram(
+    "vidwatch_bucket_sweep_seconds",
+    "Time of one full sweep of jobs/",
+    buckets=(1, 5, 15, 60, 300, 900, 1800, 3600, 7200),
+    registry=REGISTRY,
+)
+BUCKET_SWEEP_FOLDERS = Gauge(
+    "vidwatch_bucket_sweep_folders",
+    "Job folders listed by the last full sweep, by what the sweep did with them",
+    ["outcome"],
+    registry=REGISTRY,
+)

@@ -387,6 +387,8 @@ def test_a_hostile_file_name_cannot_write_outside_its_staging_folder(
         f"tmp_media/{job_id}/input/source.mp4",
         f"store/jobs/{job_id}/status.json",
         f"store/.meta/jobs/{job_id}/status.json.json",
+        f"store/pending/{job_id}",  # the queued job's marker
+        f"store/.meta/pending/{job_id}.json",
         f"tmp_media/{SECRET_FILE}",
     }
     assert not (tmp_path.parent / "etc").exists()

@@ -56,6 +56,7 @@ def test_kill_9_mid_job_then_restart_completes_with_the_same_artifacts(
     at_kill = read_status(store, job_id)
     assert at_kill["state"] == "running", "the job ended before the kill"
     assert "analysis/results.json" not in relative_keys(store, job_id)
+    assert store.head(keys.pending_key(job_id)) is not None  # what the restart finds
 
     second = daemons(tmp_path, env, name="second").start()
     done = wait_job_state(store, job_id=job_id, daemon=second)
@@ -63,6 +64,10 @@ def test_kill_9_mid_job_then_restart_completes_with_the_same_artifacts(
     assert done["attempts"] == 2
     assert done["source"]["sha256"] == sha256_of(media / "cuts_h264.mp4")
     assert second.find("job_found", job_id=job_id)
+    # The marker goes right after the final manifest.
+    wait_until(
+        lambda: store.head(keys.pending_key(job_id)) is None, timeout_s=10, what="marker gone"
+    )
 
     # The same video, uninterrupted, on the same daemon: the same artifacts, key for key.
     shutil.copyfile(media / "cuts_h264.mp4", tmp_path / "inbox" / "reference.reanalyze.mp4")

@@ -112,6 +112,13 @@ class Settings(BaseModel):
     inbox_force_polling: bool = False
     """Poll the inbox instead of inotify (network mounts, where no events arrive)."""
     bucket_poll_s: float = Field(10.0, gt=0)
+    bucket_window_s: float = Field(1800.0, gt=0)
+    """A poll lists the job folders whose ids were made in the last BUCKET_WINDOW_S."""
+    bucket_full_sweep_s: float = Field(3600.0, ge=0)
+    """Every BUCKET_FULL_SWEEP_S the whole of jobs/ is listed (0: only at start-up)."""
+    bucket_sweep_concurrency: int = Field(8, ge=1, le=64)
+    bucket_sweep_reads_per_s: float = Field(50.0, ge=0)
+    """The pace of a full sweep's manifest reads (0: as fast as the concurrency allows)."""
     job_concurrency: int = Field(1, ge=1, le=32)
     queue_max: int = Field(100, ge=1)
     lease_ttl_s: float = Field(30.0, gt=0)
@@ -146,6 +153,15 @@ class Settings(BaseModel):
     # --- logging ----------------------------------------------------------------------------
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @model_validator(mode="after")
+    def _window_covers_polls(self) -> Settings:
+        if self.bucket_window_s < 2 * self.bucket_poll_s:
+            raise ValueError(
+                "BUCKET_WINDOW_S must be at least twice BUCKET_POLL_S, so that every new "
+                "upload falls into some poll's window"
+            )
+        return self
 
     @field_validator("model_device")
     @classmethod

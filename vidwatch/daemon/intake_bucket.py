@@ -1,15 +1,22 @@
 """The job scanner: new sources in the bucket, and jobs to take up again.
 
-Every ``BUCKET_POLL_S`` seconds (and once at start-up, before the daemon says it is ready):
+Every ``BUCKET_POLL_S`` seconds (and once at start-up, before the daemon says it is ready) a
+poll looks at what is pending, and nothing else:
 
-- the store is listed one ``jobs/<job_id>/`` folder at a time (``list_job_ids``); a job
-  ``completed`` or ``failed`` is remembered and never looked at again; a job ``queued`` or
-  ``running`` whose lease is free (expired after a crash, released at a stop) and whose source
-  is in the store is taken up again; on a shared store (R2/S3: ``store.shared``),
-  ``jobs/<job_id>/input/source.<ext>`` without a ``status.json`` is a new job with
-  ``origin: bucket``;
-- the staging folder ``TEMP_MEDIA_DIR`` is scanned for sources whose job is still pending
-  (a job queued when the daemon stopped, or one whose upload never finished).
+- the pending markers (``pending/<job_id>``, written with every job and deleted when it
+  ends): a job ``queued`` or ``running`` whose lease is free (expired after a crash,
+  released at a stop) and whose source is in the store is taken up again;
+- the job folders made in the last ``BUCKET_WINDOW_S`` (job ids are ULIDs, which sort by
+  creation time: a listing from ``StartAfter=jobs/<id of now - window>``): on a store others
+  write into, ``jobs/<job_id>/input/source.<ext>`` without a ``status.json`` is a new job
+  with ``origin: bucket``;
+- the staging folder ``TEMP_MEDIA_DIR``, for sources whose job is still pending (a job
+  queued when the daemon stopped, or one whose upload never finished).
+
+A job ``completed`` or ``failed`` is remembered and never looked at again. A full sweep of
+all of ``jobs/`` (at start-up in the background, then every ``BUCKET_FULL_SWEEP_S``) finds
+what the window and the markers miss: an upload under an id older than the window, a job
+whose marker was lost.
 
 The runner's lease makes a job found twice (here and on another host, or by two scans) run
 once. A job held by a live lease is left alone until its lease would expire.
@@ -17,22 +24,29 @@ once. A job held by a live lease is left alone until its lease would expire.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 
+from vidwatch import metrics
 from vidwatch.config import Settings
 from vidwatch.daemon.intake_keys import BadKeys, failed_at_intake
 from vidwatch.daemon.runner import TERMINAL, job_spec_for_store_source
 from vidwatch.errors import QueueFull
 from vidwatch.jobs.manifest import Manifest, read_manifest
 from vidwatch.jobs.staging import JobSpec
-from vidwatch.r2 import keys
+from vidwatch.r2 import calls, keys
+from vidwatch.r2.calls import CallCounts
 from vidwatch.r2.leases import Verdict, decide, read_lease
+from vidwatch.r2.pending import clear_pending, list_pending, mark_pending
 from vidwatch.r2.store import ObjectStore, StoreError
 
 log = structlog.get_logger("vidwatch.intake.bucket")
@@ -41,6 +55,20 @@ _STAGED_SOURCE = re.compile(r"^source\.[a-z0-9]{1,8}$")
 
 
 # --- listing jobs ---------------------------------------------------------------------------
+def list_job_ids(
+    store: ObjectStore,
+    *,
+    start_after: str | None = None,
+    page_size: int = 1000,
+    others: list[str] | None = None,
+) -> Iterator[str]:
+    """Job ids under ``jobs/`` in ascending order (the store's own ``list_job_ids``: one
+    listing entry per job); ``start_after``: only ids after this one (ids sort by creation
+    time, so this is a window of recent jobs); folder names that are not canonical job ids
+    are appended to ``others`` when given."""
+    yield from store.list_job_ids(start_after=start_after, page_size=page_size, others=others)
+
+
 def _scandir(folder: Path):
     import os
 
@@ -75,8 +103,61 @@ def staged_source(settings: Settings, job_id: str) -> Path | None:
 
 
 # --- the scanner ----------------------------------------------------------------------------
+ORPHAN_MARKER_GRACE_S = 3600.0
+"""A marker whose job has neither a manifest nor a source is deleted once it is this old (an
+intake writes the marker just before the manifest; the job folder may have expired)."""
+
+WAIT_FOR_ROOM_S = 0.5
+
+
+@dataclass
+class Finding:
+    """What one look at a job found: a job to submit (``spec``), or why not."""
+
+    job_id: str
+    spec: JobSpec | None
+    why: str
+    state: str | None = None
+    """The manifest's state; None without a (readable) manifest."""
+    source: bool = False
+    """Whether the job's source was found in the store."""
+
+    @property
+    def ended(self) -> bool:
+        return self.state in TERMINAL
+
+
+@dataclass
+class ScanReport:
+    """One poll or sweep: its store requests, its time, what it saw."""
+
+    kind: str
+    calls: CallCounts = field(default_factory=CallCounts)
+    seconds: float = 0.0
+    markers: int = 0
+    folders: int = 0
+    """Job folders listed (the window's for a poll, all of ``jobs/`` for a sweep)."""
+    inspected: int = 0
+    submitted: int = 0
+    markers_written: int = 0
+    markers_deleted: int = 0
+
+
 class JobScanner:
-    """Finds jobs to run in the store and in staging and submits them to the runner."""
+    """Finds jobs to run in the store and in staging and submits them to the runner.
+
+    A poll (every ``BUCKET_POLL_S``, and at start-up) costs what is pending, not what the
+    bucket holds: the pending markers (``pending/``), the job folders made in the last
+    ``BUCKET_WINDOW_S`` (a listing from ``StartAfter``) that this process has not settled
+    yet, and the staging folder. A full sweep (``sweep_once``: at start-up in the
+    background, then every ``BUCKET_FULL_SWEEP_S``) lists all of ``jobs/`` and reads the
+    manifests of the folders this process has not seen end, concurrently and at a bounded
+    pace: it finds what the window and the markers miss (an upload under an old id, a marker
+    lost to a crash) and writes missing markers again.
+
+    Ended jobs are remembered (about 120 bytes each), so a later sweep reads no manifest of
+    a job already seen ended; the memory is pruned at each sweep to what the bucket holds.
+    """
 
     def __init__(
         self,
@@ -102,18 +183,34 @@ class JobScanner:
         self.page_size = page_size
         self._terminal: set[str] = set()
         self._not_before: dict[str, float] = {}
+        self._settled: set[str] = set()
+        """Window folders without a marker that need nothing now (looked at again by the
+        next sweep): no manifest and no source, or an unreadable manifest."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._sweeper: threading.Thread | None = None
+        self._sweep_lock = threading.Lock()
         self.bad_keys = BadKeys(settings, store)
         self.polls = 0
+        self.sweeps = 0
         self.last_error: str | None = None
         self.last_found: set[str] = set()
         """The jobs the last poll submitted."""
+        self.last_poll: ScanReport | None = None
+        self.last_sweep: ScanReport | None = None
+        calls.watch(store)
 
-    # --- the loop -------------------------------------------------------------------------
-    def start(self) -> None:
+    # --- the loops ------------------------------------------------------------------------
+    def start(self, *, sweep: bool = True) -> None:
+        """Poll every ``BUCKET_POLL_S``; with ``sweep``, sweep now (in the background) and
+        then every ``BUCKET_FULL_SWEEP_S``."""
         self._thread = threading.Thread(target=self._loop, name="vidwatch-scanner", daemon=True)
         self._thread.start()
+        if sweep:
+            self._sweeper = threading.Thread(
+                target=self._sweep_loop, name="vidwatch-sweeper", daemon=True
+            )
+            self._sweeper.start()
 
     def halt(self) -> None:
         """Submit nothing more (only sets a flag)."""
@@ -121,24 +218,40 @@ class JobScanner:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        for thread in (self._thread, self._sweeper):
+            if thread is not None:
+                thread.join(timeout=5)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.settings.bucket_poll_s):
             self.poll_once()
 
+    def _sweep_loop(self) -> None:
+        period = self.settings.bucket_full_sweep_s
+        while not self._stop.is_set():
+            try:
+                self.sweep_once()
+            except Exception:  # noqa: BLE001 - the next sweep tries again
+                log.exception("sweep_failed")
+            if period <= 0 or self._stop.wait(period):
+                return
+
+    # --- a poll ---------------------------------------------------------------------------
     def poll_once(self, *, startup: bool = False) -> int:
-        """One scan of staging and of the store; the number of jobs submitted.
+        """One poll of staging, the pending markers and the recent window; the number of
+        jobs submitted.
 
         ``startup``: staged sources without any manifest (their intake was cut short before
-        it wrote one) are taken too; later scans leave those alone, since an intake may be
+        it wrote one) are taken too; later polls leave those alone, since an intake may be
         between staging a source and writing its manifest."""
-        submitted = 0
+        report = ScanReport("poll")
+        started = time.monotonic()
         self.last_found = set()
         try:
-            submitted += self._scan_staging(startup=startup)
-            submitted += self._scan_store()
+            with calls.counting(report.calls):
+                self._scan_staging(startup=startup, report=report)
+                markers = self._scan_markers(report)
+                self._scan_window(markers, report)
             self.last_error = None
         except QueueFull:
             log.info("scan_paused", reason="queue full or stopping")
@@ -148,12 +261,47 @@ class JobScanner:
         except Exception as exc:  # noqa: BLE001 - the next poll tries again
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.exception("scan_failed")
+        report.seconds = time.monotonic() - started
+        self._record(report)
         self.polls += 1
-        return submitted
+        self.last_poll = report
+        return report.submitted
 
-    def _offer(self, spec: JobSpec, why: str) -> int:
-        if self._stop.is_set() or not self.has_room():
-            raise QueueFull("runner queue full")
+    def _record(self, report: ScanReport) -> None:
+        counted = report.calls.as_dict()
+        for op, n in counted.items():
+            metrics.BUCKET_STORE_CALLS.labels(scan=report.kind, op=op).inc(n)
+        if report.kind == "poll":
+            metrics.BUCKET_POLL_SECONDS.observe(report.seconds)
+            metrics.BUCKET_PENDING_MARKERS.set(report.markers)
+            for op in ("list", "get", "head", "put", "delete"):
+                metrics.BUCKET_POLL_CALLS.labels(op=op).set(counted.get(op, 0))
+            if report.submitted or report.inspected > report.markers:
+                log.info("bucket_poll", **self._summary(report))
+            else:
+                log.debug("bucket_poll", **self._summary(report))
+        else:
+            metrics.BUCKET_SWEEP_SECONDS.observe(report.seconds)
+            log.info("bucket_sweep", **self._summary(report))
+
+    @staticmethod
+    def _summary(report: ScanReport) -> dict[str, Any]:
+        return {
+            "took_s": round(report.seconds, 3),
+            "calls": report.calls.as_dict(),
+            "markers": report.markers,
+            "folders": report.folders,
+            "inspected": report.inspected,
+            "submitted": report.submitted,
+        }
+
+    def _offer(self, spec: JobSpec, why: str, *, wait: bool = False) -> int:
+        while not self._stop.is_set() and not self.has_room():
+            if not wait:
+                raise QueueFull("runner queue full")
+            self._stop.wait(WAIT_FOR_ROOM_S)
+        if self._stop.is_set():
+            raise QueueFull("stopping")
         if self.submit(spec):
             self.last_found.add(spec.job_id)
             log.info("job_found", job_id=spec.job_id, why=why, origin=spec.origin)
@@ -167,24 +315,188 @@ class JobScanner:
             or now < self._not_before.get(job_id, 0.0)
         )
 
-    # --- the store ------------------------------------------------------------------------
-    def _scan_store(self) -> int:
-        submitted = 0
-        listed: set[str] = set()
-        others: list[str] = []
-        for job_id in self.store.list_job_ids(page_size=self.page_size, others=others):
-            listed.add(job_id)
-            if self._skip(job_id, self.clock()):
-                continue
-            spec, why = self.inspect(job_id)
-            if spec is not None:
-                submitted += self._offer(spec, why)
-        if self.new_sources and others:
-            submitted += self.bad_keys.folders(others, self._offer)
-        # Forget jobs that are gone (expired), so memory stays bounded by the bucket.
-        self._terminal &= listed | self._staged_ids()
-        return submitted
+    def _scan_markers(self, report: ScanReport) -> set[str]:
+        """The pending markers: each job not settled here is looked at (its manifest, its
+        lease); a marker whose job ended, or an orphan, is deleted."""
+        listed = list(list_pending(self.store))
+        report.markers = len(listed)
+        now = self.clock()
+        # A marker is looked at even for a job seen ended: its delete was lost, or the job
+        # was queued again.
+        todo = [
+            m
+            for m in listed
+            if not self.is_active(m.job_id) and now >= self._not_before.get(m.job_id, 0.0)
+        ]
+        written = {m.job_id: m.written_at for m in listed}
+        for found in self._examine_all([m.job_id for m in todo]):
+            report.inspected += 1
+            if found.spec is not None:
+                report.submitted += self._submit_found(found, report)
+            elif found.ended or (
+                found.state is None
+                and not found.source
+                and found.why in ("no source in the store yet", "no manifest")
+                and now - written[found.job_id].timestamp() > ORPHAN_MARKER_GRACE_S
+            ):
+                self._drop_marker(found, report)
+        return set(written)
 
+    def _scan_window(self, markers: set[str], report: ScanReport) -> None:
+        """The job folders made in the last ``BUCKET_WINDOW_S`` that are neither marked nor
+        settled here: new uploads, above all. Newest first."""
+        start = keys.job_id_floor(self.clock() - self.settings.bucket_window_s)
+        now = self.clock()
+        todo = []
+        others: list[str] = []
+        for job_id in list_job_ids(
+            self.store, start_after=start, page_size=self.page_size, others=others
+        ):
+            report.folders += 1
+            if job_id in markers or job_id in self._settled or self._skip(job_id, now):
+                continue
+            todo.append(job_id)
+        for found in self._examine_all(todo[::-1]):
+            report.inspected += 1
+            if found.spec is not None:
+                report.submitted += self._submit_found(found, report)
+            elif found.why in ("no source in the store yet", "no manifest"):
+                self._settled.add(found.job_id)  # the next sweep looks again
+        if self.new_sources and others:  # keys outside the layout (answered once each)
+            report.submitted += self.bad_keys.folders(others, self._offer)
+
+    def _submit_found(self, found: Finding, report: ScanReport, *, wait: bool = False) -> int:
+        assert found.spec is not None
+        if found.state is None:
+            # A new upload gets its marker before anyone runs it: from now on a restart or
+            # another host finds it by the markers, whatever its id's age.
+            try:
+                mark_pending(self.store, found.job_id, origin="bucket")
+                report.markers_written += 1
+            except StoreError as exc:
+                log.warning("pending_mark_failed", job_id=found.job_id, error=str(exc))
+        return self._offer(found.spec, found.why, wait=wait)
+
+    def _drop_marker(self, found: Finding, report: ScanReport) -> None:
+        try:
+            clear_pending(self.store, found.job_id)
+            report.markers_deleted += 1
+            log.info("pending_marker_deleted", job_id=found.job_id, why=found.why)
+        except StoreError as exc:
+            log.warning("pending_marker_delete_failed", job_id=found.job_id, error=str(exc))
+
+    def _examine_all(self, job_ids: list[str]) -> Iterator[Finding]:
+        """Look at jobs, several at once when there are several (a restart's window)."""
+        if len(job_ids) <= 1:
+            yield from (self.examine(job_id) for job_id in job_ids)
+            return
+        look = self._examiner()
+        workers = min(self.settings.bucket_sweep_concurrency, len(job_ids))
+        with ThreadPoolExecutor(workers, thread_name_prefix="vidwatch-scan") as pool:
+            yield from pool.map(look, job_ids)
+
+    def _examiner(self) -> Callable[[str], Finding]:
+        """``examine`` for a pool's threads, whose requests count for the calling scan."""
+        counts = calls.active_counts()
+
+        def look(job_id: str) -> Finding:
+            with contextlib.ExitStack() as stack:
+                for c in counts:
+                    stack.enter_context(calls.counting(c))
+                return self.examine(job_id)
+
+        return look
+
+    # --- a full sweep ---------------------------------------------------------------------
+    def sweep_once(self, *, paced: bool = True) -> ScanReport:
+        """List all of ``jobs/`` and look at every folder this process has not seen end and
+        that no marker covers; submit what is to run, write missing markers again.
+
+        Reads run ``BUCKET_SWEEP_CONCURRENCY`` at once, at most ``BUCKET_SWEEP_READS_PER_S``
+        folders a second (``paced``), so that a sweep of a large bucket leaves the store and
+        the polls their share. Only one sweep runs at a time."""
+        with self._sweep_lock:
+            report = ScanReport("sweep")
+            started = time.monotonic()
+            try:
+                with calls.counting(report.calls):
+                    self._sweep(report, paced=paced)
+            except QueueFull:
+                log.info("sweep_stopped", reason="stopping")
+            except StoreError as exc:
+                log.warning("sweep_failed", error=str(exc))
+            report.seconds = time.monotonic() - started
+            self.sweeps += 1
+            self.last_sweep = report
+            self._record(report)
+            return report
+
+    def _sweep(self, report: ScanReport, *, paced: bool) -> None:
+        markers = {m.job_id for m in list_pending(self.store)}
+        report.markers = len(markers)
+        rate = self.settings.bucket_sweep_reads_per_s if paced else 0.0
+        concurrency = self.settings.bucket_sweep_concurrency
+        look = self._examiner()
+        others: list[str] = []
+        listed: set[str] = set()
+        outcomes = {"known_ended": 0, "marked": 0, "busy": 0, "read": 0}
+        pending: set[Future[Finding]] = set()
+        next_at = time.monotonic()
+
+        def settle(done: set[Future[Finding]]) -> None:
+            for future in done:
+                found = future.result()
+                report.inspected += 1
+                if found.spec is not None:
+                    report.submitted += self._submit_found(found, report, wait=True)
+                if not found.ended and found.state is not None and found.job_id not in markers:
+                    # A pending job without its marker (lost to a crash): mark it again so
+                    # that polls and restarts find it from now on.
+                    try:
+                        mark_pending(self.store, found.job_id)
+                        report.markers_written += 1
+                        log.warning("pending_marker_restored", job_id=found.job_id)
+                    except StoreError as exc:
+                        log.warning("pending_mark_failed", job_id=found.job_id, error=str(exc))
+
+        with ThreadPoolExecutor(concurrency, thread_name_prefix="vidwatch-sweep") as pool:
+            for job_id in list_job_ids(self.store, page_size=self.page_size, others=others):
+                if self._stop.is_set():
+                    raise QueueFull("stopping")
+                listed.add(job_id)
+                report.folders += 1
+                if job_id in self._terminal:
+                    outcomes["known_ended"] += 1
+                    continue
+                if job_id in markers:
+                    outcomes["marked"] += 1  # the polls look after it
+                    continue
+                if self._skip(job_id, self.clock()):
+                    outcomes["busy"] += 1
+                    continue
+                outcomes["read"] += 1
+                if rate > 0:
+                    next_at = max(next_at + 1.0 / rate, time.monotonic())
+                    if self._stop.wait(max(0.0, next_at - time.monotonic())):
+                        raise QueueFull("stopping")
+                while len(pending) >= 2 * concurrency:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    settle(done)
+                pending.add(pool.submit(look, job_id))
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                settle(done)
+        if self.new_sources and others:
+            report.submitted += self.bad_keys.folders(
+                others, lambda spec, why: self._offer(spec, why, wait=True)
+            )
+        # Forget what the bucket no longer holds (expired), so memory follows the bucket.
+        self._terminal &= listed | self._staged_ids()
+        self._settled.clear()
+        for outcome, n in outcomes.items():
+            metrics.BUCKET_SWEEP_FOLDERS.labels(outcome=outcome).set(n)
+
+    # --- one job --------------------------------------------------------------------------
     def _lease_free(self, job_id: str) -> bool:
         lease, _, exists = read_lease(self.store, job_id)
         now = self.clock()
@@ -205,34 +517,42 @@ class JobScanner:
 
     def inspect(self, job_id: str) -> tuple[JobSpec | None, str]:
         """Whether the job in the store is one to run now, and why."""
+        found = self.examine(job_id)
+        return found.spec, found.why
+
+    def examine(self, job_id: str) -> Finding:
+        """Whether the job in the store is one to run now, and what was found."""
         manifest, readable = self._manifest(job_id)
         if not readable:
-            return None, "unreadable manifest"
+            return Finding(job_id, None, "unreadable manifest")
+        state = manifest.state if manifest is not None else None
         if manifest is not None and manifest.state in TERMINAL:
             if self.new_sources and failed_at_intake(manifest):
                 # Refused at intake (a misnamed source): taken once the right key appears.
                 key = find_source_key(self.store, job_id)
                 if key is None:
-                    return None, "refused at intake"
-                return job_spec_for_store_source(self.settings, job_id, key, manifest=None), (
-                    "source uploaded under the right key"
-                )
+                    return Finding(job_id, None, "refused at intake", state)
+                spec = job_spec_for_store_source(self.settings, job_id, key, manifest=None)
+                return Finding(job_id, spec, "source uploaded under the right key", None, True)
             self._terminal.add(job_id)
-            return None, manifest.state
+            self._not_before.pop(job_id, None)
+            return Finding(job_id, None, manifest.state, state)
+        self._terminal.discard(job_id)
         if manifest is None and not self.new_sources:
-            return None, "no manifest"
+            return Finding(job_id, None, "no manifest")
         if not self._lease_free(job_id):
-            return None, "leased"
+            return Finding(job_id, None, "leased", state)
         if manifest is not None and manifest.source_key:
             key = manifest.source_key if self.store.head(manifest.source_key) else None
         else:
             key = find_source_key(self.store, job_id)
         if key is None:
-            if manifest is None and self.bad_keys.misnamed_input(job_id):
-                return None, "misnamed source"
-            return None, "no source in the store yet"
+            if manifest is None and self.new_sources and self.bad_keys.misnamed_input(job_id):
+                return Finding(job_id, None, "misnamed source", state)
+            return Finding(job_id, None, "no source in the store yet", state)
         why = "new source in the bucket" if manifest is None else f"resume {manifest.state}"
-        return job_spec_for_store_source(self.settings, job_id, key, manifest=manifest), why
+        spec = job_spec_for_store_source(self.settings, job_id, key, manifest=manifest)
+        return Finding(job_id, spec, why, state, source=True)
 
     # --- staging --------------------------------------------------------------------------
     def _staged_ids(self) -> set[str]:
@@ -242,8 +562,7 @@ class JobScanner:
         except FileNotFoundError:
             return set()
 
-    def _scan_staging(self, *, startup: bool) -> int:
-        submitted = 0
+    def _scan_staging(self, *, startup: bool, report: ScanReport) -> None:
         for job_id in sorted(self._staged_ids()):
             if self._skip(job_id, self.clock()):
                 continue
@@ -273,5 +592,4 @@ class JobScanner:
                     cleanup_override=manifest.cleanup_local_source if manifest else None,
                 )
             why = "staged, " + (f"was {manifest.state}" if manifest else "no manifest")
-            submitted += self._offer(spec, why)
-        return submitted
+            report.submitted += self._offer(spec, why)

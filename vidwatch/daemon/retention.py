@@ -7,7 +7,9 @@
   pending job's source (queued, running, or no manifest yet) is never touched.
 - A store that does not expire jobs itself (the local folder; ``store.expires_jobs``): a job
   whose newest object is older than ``R2_RETENTION_DAYS`` and whose lease is not live is
-  removed whole. On R2 the bucket's lifecycle rules do this.
+  removed whole. Only folders whose id (a ULID: its creation time) is older than that are
+  looked at. On R2 the bucket's lifecycle rules do this, and retention lists nothing in the
+  bucket.
 
 The keep-or-delete decisions are pure functions of the facts and of ``now``; every deletion
 is logged.
@@ -239,7 +241,12 @@ class Retention:
         if self.store.expires_jobs:
             return  # R2/S3: the bucket's lifecycle rules expire jobs/
         when = datetime.fromtimestamp(now, UTC)
+        cutoff = now - self.settings.r2_retention_days * 24 * 3600
         for job_id in self.store.list_job_ids():
+            if keys.job_id_time(job_id) > cutoff:
+                # Ids sort by creation time and a job's objects are all newer than its id:
+                # from here on no job can be past retention.
+                break
             if self.is_active(job_id):
                 continue
             objects = list(self.store.list(keys.job_prefix(job_id)))
@@ -267,6 +274,7 @@ class Retention:
                     self.log.info("retention_kept", kind="store_job", job_id=job_id, state=state)
                 continue
             self.store.delete_many(info.key for info in objects)
+            self.store.delete(keys.pending_key(job_id))  # a marker left by a job never ended
             report.jobs_expired.append(job_id)
             self.log.info(
                 "retention_deleted",

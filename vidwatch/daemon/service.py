@@ -323,15 +323,20 @@ class Service:
 
     def _run_once(self) -> int:
         """Rounds of: wait until the runner is idle, look again (the bucket, staging, the
-        inbox); done when a round finds nothing it had not found before."""
+        inbox; the first round also sweeps all of ``jobs/``, unpaced); done when a round
+        finds nothing it had not found before."""
         seen = set(self.scanner.last_found)
         self.inbox.run_once()
+        swept = False
         for _ in range(ONCE_MAX_ROUNDS):
             self.runner.wait_idle(stop=self.stop_requested)
             if self.stop_requested.is_set():
                 break
             from_inbox = self.inbox.run_once()
             self.scanner.poll_once()
+            if not swept:  # once, for what no marker and no window shows (old ids)
+                self.scanner.sweep_once(paced=False)
+                swept = True
             new = self.scanner.last_found - seen
             seen |= self.scanner.last_found
             if not new and not from_inbox:

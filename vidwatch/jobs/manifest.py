@@ -260,10 +260,24 @@ def worker_id() -> dict[str, Any]:
     return {"host": socket.gethostname(), "pid": os.getpid()}
 
 
+ENDED = ("completed", "failed")
+
+
 def write_manifest(store: ObjectStore, manifest: Manifest) -> None:
+    """Write the manifest whole, and keep the job's pending marker (``pending/<job_id>``)
+    in step: a ``queued`` manifest gets its marker first (intake, or a job put back at a
+    stop), a ``completed`` or ``failed`` one loses it after. A crash between the two writes
+    leaves a marker too many, never one too few: the scanner deletes a marker whose job
+    ended."""
+    from vidwatch.r2.pending import clear_pending, mark_pending
+
     manifest.updated_at = utc_now()
     body = json.dumps(manifest.to_json(), indent=2).encode()
+    if manifest.state == "queued":
+        mark_pending(store, manifest.job_id, origin=manifest.origin)
     store.put_bytes(keys.status_key(manifest.job_id), body, content_type="application/json")
+    if manifest.state in ENDED:
+        clear_pending(store, manifest.job_id)
 
 
 def read_manifest(store: ObjectStore, job_id: str) -> Manifest | None:

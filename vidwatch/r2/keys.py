@@ -8,8 +8,13 @@
     jobs/<job_id>/people/person_<k>.jpg
     jobs/<job_id>/status.json
     jobs/<job_id>/lease.json
+    pending/<job_id>                     (a marker while the job is queued or running)
 
 ``<N>`` is the frame's 0-based index in the decoded video, so a rerun overwrites.
+
+Markers live outside ``jobs/`` on purpose: listing ``pending/`` costs one request per 1,000
+pending jobs however many finished job folders the bucket holds, and the ``jobs/`` lifecycle
+rule does not touch them (the daemon deletes a marker when its job ends).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import re
 
 JOBS_PREFIX = "jobs/"
+PENDING_PREFIX = "pending/"
 IMAGE_KINDS = ("original", "det", "seg", "face")
 
 _JOB_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
@@ -88,6 +94,39 @@ def status_key(job_id: str) -> str:
 
 def lease_key(job_id: str) -> str:
     return f"{job_prefix(job_id)}lease.json"
+
+
+def pending_key(job_id: str) -> str:
+    """The marker of a queued or running job."""
+    return f"{PENDING_PREFIX}{_check_job_id(job_id)}"
+
+
+def job_id_of_pending(key: str) -> str | None:
+    """The job id of a marker key, or None for anything else under ``pending/``."""
+    if not key.startswith(PENDING_PREFIX):
+        return None
+    job_id = key[len(PENDING_PREFIX) :]
+    return job_id if is_job_id(job_id) else None
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def job_id_floor(epoch_s: float) -> str:
+    """The smallest job id (ULID) made at ``epoch_s``: its 48-bit millisecond time in ten
+    base32 characters, then zeros. Ids sort by creation time, and so do their folders."""
+    ms = max(0, min(int(epoch_s * 1000), (1 << 48) - 1))
+    time_part = "".join(_CROCKFORD[(ms >> (5 * (9 - i))) & 31] for i in range(10))
+    return time_part + "0" * 16
+
+
+def job_id_time(job_id: str) -> float:
+    """The creation time (epoch seconds) written into a job id by whoever made it."""
+    _check_job_id(job_id)
+    ms = 0
+    for char in job_id[:10]:
+        ms = (ms << 5) | _CROCKFORD.index(char)
+    return ms / 1000.0
 
 
 def parse_source_key(key: str) -> tuple[str, str] | None:
