@@ -24,7 +24,7 @@ from vidwatch.logs import configure_logging  # noqa: E402
 
 configure_logging("json", "debug", stream=open(os.devnull, "w"))  # noqa: SIM115
 
-pytest_plugins: list[str] = ["tests.model_fixtures", "tests.s3_servers"]
+pytest_plugins: list[str] = ["tests.model_fixtures", "tests.s3_servers", "tests.report_fixtures"]
 
 
 @pytest.fixture(scope="session")

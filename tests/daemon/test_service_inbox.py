@@ -79,6 +79,7 @@ def test_a_dropped_video_completes_with_the_full_layout(running, media):
     assert doc["progress"]["frames_done"] == doc["progress"]["frames_total"] == 48
     results = json.loads(store.get_bytes(keys.results_key(job_id)))
     expected = {"status.json", "lease.json", "analysis/results.json", "input/source.mp4"}
+    expected |= {"report.html", *(f"analysis/exports/{n}" for n in keys.EXPORT_FILES.values())}
     for frame in results["frames"]:
         n = frame["frame"]
         expected |= {f"frames/{kind}/frame_{n}.jpg" for kind in keys.IMAGE_KINDS}

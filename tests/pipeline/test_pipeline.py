@@ -113,8 +113,12 @@ def test_every_key_of_the_layout_exists_and_json_agrees(h264_job):
     for person in results["people"]:
         assert person["thumbnail"] == keys.person_thumbnail_key(job_id, person["person"])
         assert store.get_bytes(person["thumbnail"])[:3] == b"\xff\xd8\xff"
-    # Nothing beyond the layout: images, documents, source, manifest, results, thumbnails.
+    # Nothing beyond the layout: images, documents, source, manifest, results, thumbnails,
+    # exports, the static page.
+    assert set(results["exports"]) == set(keys.EXPORT_FILES)
+    assert {keys.report_key(job_id), *results["exports"].values()} <= present
     expected = 3 + len(results["frames"]) * 5 + len(results["people"])
+    expected += len(keys.EXPORT_FILES) + 1
     assert len(present) == expected
 
 

@@ -17,10 +17,14 @@ jobs. The routes live in routers, one module per concern:
   files, ``GET /files/{key}?expires=&signature=`` (403 for a missing, tampered or
   expired signature).
 - ``routes_health``: ``GET /healthz`` (never needs the token), ``GET /metrics``.
+- ``pages``: ``GET /jobs``, ``GET /jobs/{job_id}`` (HTML), ``GET|POST /login``,
+  ``POST /logout`` (the browsers' sign-in: ``session``).
 
 Every error is ``{"error": {"code", "message", "request_id"}}`` (``errors``). With
-API_TOKEN set every route but ``/healthz`` and ``/files`` (whose signature is the proof)
-needs ``Authorization: Bearer <API_TOKEN>``, compared in constant time (``middleware``).
+API_TOKEN set every route but ``/healthz``, ``/login``, ``/logout`` and ``/files`` (whose
+signature is the proof) needs ``Authorization: Bearer <API_TOKEN>``, compared in constant
+time, or on GET and HEAD the pages' session cookie (``middleware``); a page asked for
+without either answers 401 with the sign-in form.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from vidwatch import __version__
-from vidwatch.api import routes_health, routes_jobs, routes_results
+from vidwatch.api import pages, routes_health, routes_jobs, routes_results
 from vidwatch.api.context import ApiContext
 from vidwatch.api.errors import install_error_handlers
 from vidwatch.api.middleware import RequestContextMiddleware
@@ -42,6 +46,7 @@ def routers(ctx: ApiContext) -> list[APIRouter]:
         routes_results.router,
         *([routes_results.files_router] if ctx.store.local_files else []),
         routes_health.router,
+        pages.router,
     ]
 
 

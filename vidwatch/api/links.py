@@ -146,9 +146,9 @@ def link_results(
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """results.json with each artifact key (``frames[*].images.*``, ``frames[*].json``,
-    ``frames[*].toon``, ``people[*].thumbnail``) replaced by
-    ``{"key": key, "url": signed URL}``; null stays null. Adds ``links: {ttl_s, expires_at}``.
-    Keys outside the job's prefix are not signed."""
+    ``frames[*].toon``, ``exports.*``, ``people[*].thumbnail``) replaced by ``{"key": key,
+    "url": signed URL}``; null stays null.
+    Adds ``links: {ttl_s, expires_at}``. Keys outside the job's prefix are not signed."""
     prefix = keys.job_prefix(job_id)
 
     def link(key: Any) -> Any:
@@ -164,6 +164,10 @@ def link_results(
         for field in ("json", "toon"):
             if field in frame:
                 frame[field] = link(frame[field])
+    exports = doc.get("exports")
+    if isinstance(exports, dict):
+        for name in list(exports):
+            exports[name] = link(exports[name])
     for person in doc.get("people") or []:
         if isinstance(person, dict) and "thumbnail" in person:
             person["thumbnail"] = link(person["thumbnail"])

@@ -13,11 +13,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vidwatch import metrics
 from vidwatch.api.errors import error_response
+from vidwatch.api.session import cookie_from_headers, session_valid
 
 log = structlog.get_logger("vidwatch.api")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_UNAUTHENTICATED_PATHS = ("/healthz",)
+_UNAUTHENTICATED_PATHS = ("/healthz", "/login", "/logout")
 _UNAUTHENTICATED_PREFIXES = ("/files/",)  # a signed link's signature is its proof
 _QUIET_ROUTES = ("/metrics", "/healthz")
 _DOC_PATHS = ("/docs", "/openapi.json", "/docs/oauth2-redirect")
@@ -44,7 +45,15 @@ class RequestContextMiddleware:
                 scheme, _, given = value.partition(b" ")
                 if scheme.lower() == b"bearer":
                     return hmac.compare_digest(given.strip(), self.token)
+        # A browser's session cookie (the pages' sign-in) stands in for the header on
+        # reads only: no cross-site request can make it upload.
+        if scope["method"] in ("GET", "HEAD"):
+            return session_valid(self.token, cookie_from_headers(scope["headers"]), time.time())
         return False
+
+    @staticmethod
+    def _is_page(path: str) -> bool:
+        return path == "/jobs" or path.startswith("/jobs/")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -76,6 +85,14 @@ class RequestContextMiddleware:
             try:
                 if self._authorized(scope):
                     await self.app(scope, receive, send_with_id)
+                elif self._is_page(scope["path"]):
+                    from vidwatch.api.pages import login_page
+
+                    query = scope.get("query_string", b"").decode("latin-1")
+                    target = scope["path"] + (f"?{query}" if query else "")
+                    page = login_page(target)
+                    page.headers["WWW-Authenticate"] = "Bearer"
+                    await page(scope, receive, send_with_id)
                 else:
                     response = error_response(
                         scope,

@@ -107,4 +107,5 @@ def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
             f"{summary.faces.max_in_frame} in one; {summary.people} people"
         )
         print(f"  results: {where}analysis/results.json")
+        print(f"  report:  {where}report.html")
     return 0

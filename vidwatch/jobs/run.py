@@ -171,9 +171,11 @@ def run_job(
             )
             results = analyze(source, context, options)
             save("writing")
+            doc = results.to_json()
+            doc["exports"] = _write_exports(store, spec.job_id, doc, manifest, bound)
             store.put_bytes(
                 keys.results_key(spec.job_id),
-                json.dumps(results.to_json(), indent=1, ensure_ascii=False).encode(),
+                json.dumps(doc, indent=1, ensure_ascii=False).encode(),
                 content_type="application/json",
             )
             manifest.frames_total = results.video.frames
@@ -181,6 +183,7 @@ def run_job(
             manifest.state, manifest.finished_at = "completed", utc_now()
             manifest.summary = _short_summary(results)
             manifest.results_summary = results.summary.to_json()
+            _write_report(store, manifest, doc, bound)
             bound.info(
                 "job_completed",
                 frames=manifest.frames_total,
@@ -375,6 +378,44 @@ def _storage_full_message(
         f"out of storage space: {exc}; {dropped}; {where}. Free some space, then submit "
         "the video again"
     )
+
+
+def _write_exports(
+    store: ObjectStore, job_id: str, results: dict[str, Any], manifest: Manifest, bound
+) -> dict[str, str]:
+    """The editors' and players' files; a failure costs them (with a warning), not the job."""
+    from vidwatch.pipeline.exports import write_exports
+
+    try:
+        return write_exports(store, job_id, results, source_key=manifest.source_key)
+    except StoreError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the analysis stands without its exports
+        bound.exception("exports_failed")
+        manifest.warnings.append(
+            {"code": "exports_failed", "message": f"{type(exc).__name__}: {exc}"}
+        )
+        return {}
+
+
+def _write_report(store: ObjectStore, manifest: Manifest, results: dict[str, Any], bound) -> None:
+    """``report.html`` beside the job's files, its links relative to them."""
+    from vidwatch.report.render import relative_link, render_job
+
+    try:
+        page = render_job(manifest.to_json(), results, relative_link(manifest.job_id))
+        store.put_bytes(
+            keys.report_key(manifest.job_id),
+            page.html.encode(),
+            content_type=keys.content_type_for("report.html"),
+        )
+    except StoreError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the results stand without their page
+        bound.exception("report_failed")
+        manifest.warnings.append(
+            {"code": "report_failed", "message": f"{type(exc).__name__}: {exc}"}
+        )
 
 
 def _fail(manifest: Manifest, code: str, message: str) -> None:

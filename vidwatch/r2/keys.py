@@ -6,6 +6,8 @@
     jobs/<job_id>/analysis/toon/frame_<N>.toon
     jobs/<job_id>/analysis/results.json
     jobs/<job_id>/people/person_<k>.jpg
+    jobs/<job_id>/analysis/exports/{chapters.vtt,scenes.csv,scenes.edl,timeline.otio}
+    jobs/<job_id>/report.html
     jobs/<job_id>/status.json
     jobs/<job_id>/lease.json
     pending/<job_id>                     (a marker while the job is queued or running)
@@ -88,6 +90,27 @@ def results_key(job_id: str) -> str:
     return f"{job_prefix(job_id)}analysis/results.json"
 
 
+EXPORT_FILES = {
+    "chapters": "chapters.vtt",
+    "scenes_csv": "scenes.csv",
+    "edl": "scenes.edl",
+    "otio": "timeline.otio",
+}
+"""results.json ``exports`` names and the file each names under ``analysis/exports/``."""
+
+
+def export_key(job_id: str, name: str) -> str:
+    """The key of one export, by its results.json name (``chapters``, ``scenes_csv``, ...)."""
+    if name not in EXPORT_FILES:
+        raise ValueError(f"not an export: {name!r}")
+    return f"{job_prefix(job_id)}analysis/exports/{EXPORT_FILES[name]}"
+
+
+def report_key(job_id: str) -> str:
+    """The static job page, beside the job's files (its links are relative)."""
+    return f"{job_prefix(job_id)}report.html"
+
+
 def status_key(job_id: str) -> str:
     return f"{job_prefix(job_id)}status.json"
 
@@ -163,6 +186,11 @@ CONTENT_TYPES = {
     ".mpg": "video/mpeg",
     ".mpeg": "video/mpeg",
     ".gif": "image/gif",
+    ".vtt": "text/vtt; charset=utf-8",
+    ".csv": "text/csv; charset=utf-8",
+    ".edl": "text/plain; charset=utf-8",
+    ".otio": "application/json",
+    ".html": "text/html; charset=utf-8",
 }
 
 

@@ -1,0 +1,261 @@
+"""The job page in a real browser: Debian's Chromium driven by Playwright (PyPI), on a real
+job of the shared cut video served by the API with API_TOKEN set, and as the static
+report.html opened from the store's folder. One browser for the module.
+
+Writes a screenshot of the job page to pytest's tmp folder (and, when
+VIDWATCH_SCREENSHOT_DIR is set, there too: how the README's picture is made)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.api.api_harness import Served, serve
+from vidwatch.api.app import create_app
+from vidwatch.api.context import ApiContext
+from vidwatch.api.links import FileLinkSigner
+from vidwatch.config import load_settings
+from vidwatch.jobs.manifest import Manifest, write_manifest
+from vidwatch.jobs.staging import new_job_id
+from vidwatch.r2 import keys
+from vidwatch.r2.local import LocalStore
+
+pytestmark = pytest.mark.models
+
+TOKEN = "browser-token-41c7"
+EVIL = "<script>alert(1)</script>.mp4"
+ALL_IMAGES_LOADED = """async () => {
+  const images = Array.from(document.images);
+  for (const img of images) {
+    img.scrollIntoView();
+    try { await img.decode(); } catch (e) { /* counted below */ }
+  }
+  window.scrollTo(0, 0);
+  return images.map(img => [img.currentSrc, img.naturalWidth]);
+}"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium")
+    if executable is None:
+        pytest.fail("Chromium not found: apt-get install chromium (as .ci/run does)")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def site(analysed_job) -> Iterator[Served]:
+    settings = load_settings(
+        {
+            "TEMP_MEDIA_DIR": str(analysed_job.settings.temp_media_dir),
+            "LOCAL_STORE_DIR": str(analysed_job.settings.local_store_dir),
+            "API_TOKEN": TOKEN,
+        }
+    )
+    signer = FileLinkSigner.from_settings(settings)
+    store = LocalStore(settings.local_store_dir, url_signer=signer)
+    app = create_app(
+        ApiContext(
+            settings=settings,
+            store=store,
+            submit=lambda spec: None,
+            health=lambda: {"ok": True},
+            signer=signer,
+        )
+    )
+    with serve(app) as served:
+        yield served
+
+
+class Watch:
+    """A page's console errors, uncaught exceptions and dialogs (an alert() would be one)."""
+
+    def __init__(self, page) -> None:
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+
+
+def _sign_in(context, site: Served, path: str):
+    page = context.new_page()
+    watch = Watch(page)
+    refused = page.goto(site.base_url + path)
+    assert refused.status == 401  # no cookie yet: the sign-in form, nothing of the job
+    assert page.locator("[data-scene]").count() == 0
+    assert watch.errors == [
+        "Failed to load resource: the server responded with a status of 401 (Unauthorized)"
+    ]
+    watch.errors.clear()
+    page.fill("#token", TOKEN)
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    assert page.url == site.base_url + path
+    return page, watch
+
+
+def _check_images(page) -> list[list[Any]]:
+    images = page.evaluate(ALL_IMAGES_LOADED)
+    assert images and all(width > 0 for _, width in images), images
+    return images
+
+
+def _seek_by_click(page, scene: dict[str, Any], fps: float) -> float:
+    page.wait_for_function("() => document.getElementById('player').readyState >= 1")
+    page.click(f'[data-scene="{scene["index"]}"]')
+    page.wait_for_function(
+        "([t, tol]) => { const v = document.getElementById('player');"
+        " return !v.seeking && Math.abs(v.currentTime - t) <= tol; }",
+        arg=[scene["start_s"], 0.5 / fps],
+        timeout=10_000,
+    )
+    return page.evaluate("document.getElementById('player').currentTime")
+
+
+def test_the_job_page_in_chromium(browser, site, analysed_job, tmp_path):
+    results = analysed_job.results
+    scenes, fps = results["scenes"], results["video"]["fps"]
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page, watch = _sign_in(context, site, f"/jobs/{analysed_job.job_id}")
+
+    assert page.locator("[data-scene]").count() == len(scenes) == 6
+    shown = page.eval_on_selector_all("[data-scene]", "els => els.map(e => +e.dataset.scene)")
+    assert shown == [s["index"] for s in scenes]
+    images = _check_images(page)
+    people = results.get("people", [])
+    assert len(images) == len(scenes) + len(results["frames"]) + len(people)
+    # The people (the astronaut and the cameraman), one element each, with their scenes.
+    shown_people = page.eval_on_selector_all(
+        "[data-person]", "els => els.map(e => +e.dataset.person)"
+    )
+    assert shown_people == [p["person"] for p in people]
+    casts = page.eval_on_selector_all(
+        "[data-scene]", "els => els.map(e => e.querySelectorAll('.chip.person').length)"
+    )
+    assert casts == [len(s.get("people", [])) for s in scenes]
+    # A click on a scene moves the video to the scene's start (the /files route answers
+    # Range requests with 206, so Chromium can seek).
+    for scene in (scenes[3], scenes[1]):
+        assert _seek_by_click(page, scene, fps) == pytest.approx(scene["start_s"], abs=0.5 / fps)
+    assert page.get_attribute('[data-scene="1"]', "class") == "scene active"
+    # The chapters track holds one cue per scene, at the scenes' times.
+    cues = page.evaluate(
+        """async () => { const t = document.getElementById('player').textTracks[0];
+        t.mode = 'hidden';
+        for (let i = 0; i < 100 && !(t.cues && t.cues.length); i++)
+          await new Promise(r => setTimeout(r, 50));
+        return Array.from(t.cues || []).map(c => [c.startTime, c.endTime, c.text]); }"""
+    )
+    assert [round(c[0], 3) for c in cues] == [round(s["start_s"], 3) for s in scenes]
+    assert cues[0][2].startswith("Scene 1")
+    # The frames' switch shows the drawn images.
+    page.check('input[name="kind"][value="det"]')
+    srcs = page.eval_on_selector_all("#frames img", "els => els.map(e => e.src)")
+    assert srcs and all("/frames/det/frame_" in s for s in srcs)
+    _check_images(page)
+    page.check('input[name="kind"][value="original"]')
+    page.set_viewport_size({"width": 1280, "height": 1500})
+    page.evaluate("() => window.scrollTo(0, 0)")
+    shot = tmp_path / "job-page.png"
+    page.screenshot(path=str(shot), full_page=False)
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("VIDWATCH_SCREENSHOT_DIR"):
+        shutil.copy(shot, Path(os.environ["VIDWATCH_SCREENSHOT_DIR"]) / "job-page.png")
+
+    # A phone's width: nothing wider than the screen, scenes still reachable and working.
+    phone = browser.new_context(
+        viewport={"width": 390, "height": 844},
+        storage_state=context.storage_state(),
+        is_mobile=True,
+        has_touch=True,
+    )
+    small = phone.new_page()
+    small_watch = Watch(small)
+    assert small.goto(f"{site.base_url}/jobs/{analysed_job.job_id}").status == 200
+    assert small.evaluate("document.documentElement.scrollWidth") <= 390
+    box = small.locator('[data-scene="0"]').bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+    small.locator('[data-scene="2"]').scroll_into_view_if_needed()
+    assert _seek_by_click(small, scenes[2], fps) == pytest.approx(
+        scenes[2]["start_s"], abs=0.5 / fps
+    )
+    small.screenshot(path=str(tmp_path / "job-page-390.png"))
+    assert small.evaluate("document.documentElement.scrollWidth") <= 390
+    assert watch.errors == [] and small_watch.errors == []
+    assert watch.dialogs == [] == small_watch.dialogs
+    phone.close()
+    context.close()
+
+
+def _copy_job(store, source_id: str, target_id: str) -> dict[str, Any]:
+    """Job ``source_id``'s artifacts under ``target_id`` (the results as they would be)."""
+    old, new = keys.job_prefix(source_id), keys.job_prefix(target_id)
+    for info in store.list(old):
+        if info.key.endswith(("status.json", "results.json", "report.html")):
+            continue
+        store.put_bytes(
+            new + info.key[len(old) :], store.get_bytes(info.key), content_type=info.content_type
+        )
+    return json.loads(store.get_bytes(keys.results_key(source_id)).decode().replace(old, new))
+
+
+def test_a_running_jobs_page_turns_into_its_results(browser, site, analysed_job):
+    store = analysed_job.store
+    job_id = new_job_id()
+    manifest = Manifest(job_id=job_id, origin="inbox", filename=EVIL, state="running")
+    manifest.stage, manifest.frames_done, manifest.frames_total = "analyzing", 70, 280
+    manifest.source_key = keys.source_key(job_id, "mp4")
+    write_manifest(store, manifest)
+    context = browser.new_context()
+    page, watch = _sign_in(context, site, f"/jobs/{job_id}")
+    assert page.inner_text("h1") == EVIL  # the name as text, no script run
+    assert page.locator("#live").is_visible() and page.locator("[data-scene]").count() == 0
+    manifest.frames_done = 210
+    write_manifest(store, manifest)
+    page.wait_for_function("() => document.getElementById('progress').value == 75", timeout=10_000)
+    results = _copy_job(store, analysed_job.job_id, job_id)
+    store.put_bytes(keys.results_key(job_id), json.dumps(results).encode())
+    manifest.state, manifest.stage, manifest.frames_done = "completed", "done", 280
+    write_manifest(store, manifest)
+    page.wait_for_selector("[data-scene]", timeout=15_000)  # reloaded into the results
+    assert page.locator("[data-scene]").count() == len(results["scenes"])
+    assert page.locator("#live").count() == 0
+    _check_images(page)
+    # The list shows the hostile name as text too.
+    page.goto(f"{site.base_url}/jobs")
+    assert page.inner_text(f'[data-job="{job_id}"] td.name a') == EVIL
+    assert watch.errors == [] and watch.dialogs == []
+    context.close()
+
+
+def test_the_static_report_opens_from_the_folder(browser, analysed_job):
+    report = analysed_job.folder / "report.html"
+    context = browser.new_context()
+    page = context.new_page()
+    watch = Watch(page)
+    page.goto(report.as_uri())
+    results = analysed_job.results
+    assert page.locator("[data-scene]").count() == len(results["scenes"])
+    images = _check_images(page)
+    assert all(src.startswith(analysed_job.folder.as_uri()) for src, _ in images)
+    scene = results["scenes"][4]
+    assert _seek_by_click(page, scene, results["video"]["fps"]) == pytest.approx(
+        scene["start_s"], abs=0.5 / results["video"]["fps"]
+    )
+    exports = page.eval_on_selector_all(".exports a", "els => els.map(e => e.href)")
+    assert len(exports) == len(keys.EXPORT_FILES)
+    assert all(Path(e.removeprefix("file://")).is_file() for e in exports)
+    assert watch.errors == [] and watch.dialogs == []
+    context.close()

@@ -1,0 +1,296 @@
+"""Renders the job page and the jobs list from status.json and results.json with one
+Jinja2 template set (autoescaped: file names and labels are user data). The page is one
+self-contained HTML document: its CSS and script are inline, the chapters track is a
+``data:`` URL, and every image and the video come from ``link(key)``: signed links for the
+API, paths relative to the job's folder for the static ``report.html``."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit
+
+import jinja2
+
+from vidwatch import __version__
+from vidwatch.r2 import keys
+from vidwatch.report.view import (
+    appearances,
+    chapters_vtt,
+    clock,
+    duration_s,
+    scene_cast,
+    scene_labels,
+)
+
+MAX_FRAMES_SHOWN = 600
+"""Sampled frames shown on the page (results.json and the frame documents hold them all)."""
+
+Link = Callable[[str], str | None]
+
+_env = jinja2.Environment(
+    loader=jinja2.PackageLoader("vidwatch.report", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_env.filters["clock"] = clock
+
+
+def _asset(name: str) -> str:
+    return resources.files("vidwatch.report").joinpath("templates", name).read_text()
+
+
+PAGE_CSS = _asset("page.css")
+PAGE_JS = _asset("page.js")
+
+
+def _render(name: str, **context: Any) -> str:
+    base = {"css": PAGE_CSS, "js": PAGE_JS, "logout": False, "jobs_url": None}
+    return _env.get_template(name).render({**base, **context})
+
+
+def _csp_hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+@dataclass
+class Rendered:
+    """An HTML page and the Content-Security-Policy that fits it (the hashes of its inline
+    style and script, the origins of its links)."""
+
+    html: str
+    origins: set[str] = field(default_factory=set)
+
+    def csp(self) -> str:
+        media = " ".join(["'self'", "data:", *sorted(self.origins)])
+        return "; ".join(
+            [
+                "default-src 'none'",
+                f"script-src {_csp_hash(PAGE_JS)}",
+                f"style-src {_csp_hash(PAGE_CSS)}",
+                f"img-src {media}",
+                f"media-src {media}",
+                "connect-src 'self'",
+                "form-action 'self'",
+                "base-uri 'none'",
+                "frame-ancestors 'none'",
+            ]
+        )
+
+
+class _Links:
+    """``link(key)`` with the origins it returned remembered (for the page's CSP)."""
+
+    def __init__(self, link: Link) -> None:
+        self._link = link
+        self.origins: set[str] = set()
+
+    def __call__(self, key: Any) -> str | None:
+        if not isinstance(key, str) or not key:
+            return None
+        url = self._link(key)
+        if url:
+            parts = urlsplit(url)
+            if parts.scheme in ("http", "https") and parts.netloc:
+                self.origins.add(f"{parts.scheme}://{parts.netloc}")
+        return url
+
+
+def relative_link(job_id: str) -> Link:
+    """Keys of the job as paths relative to ``jobs/<job_id>/`` (the static report)."""
+    prefix = keys.job_prefix(job_id)
+    return lambda key: key[len(prefix) :] if key.startswith(prefix) else None
+
+
+def _percent(status: dict[str, Any]) -> float:
+    progress = status.get("progress") or {}
+    return float(progress.get("percent") or 0.0)
+
+
+def job_view(status: dict[str, Any], results: dict[str, Any] | None, link: Link) -> dict[str, Any]:
+    """Everything the job template shows, with links made and times formatted."""
+    source = status.get("source") or {}
+    view: dict[str, Any] = {
+        "job_id": status.get("job_id"),
+        "state": status.get("state"),
+        "stage": status.get("stage"),
+        "percent": _percent(status),
+        "progress": status.get("progress") or {},
+        "filename": source.get("filename") or "(no name)",
+        "origin": source.get("origin"),
+        "source_bytes": source.get("bytes"),
+        "created_at": status.get("created_at"),
+        "finished_at": status.get("finished_at"),
+        "error": status.get("error"),
+        "duplicate_of": status.get("duplicate_of"),
+        "warnings": status.get("warnings") or [],
+        "video_url": link(source.get("key")) if source.get("key") else None,
+        "video_type": keys.content_type_for(source.get("key") or ""),
+        "results": None,
+    }
+    if results is None:
+        return view
+    video = results.get("video") or {}
+    frames = sorted(results.get("frames") or [], key=lambda f: f["frame"])
+    by_frame = {f["frame"]: f for f in frames}
+    cast, labels = scene_cast(results), scene_labels(results)
+    scenes = []
+    for scene in results.get("scenes") or []:
+        index = int(scene["index"])
+        key_frame = by_frame.get(scene.get("keyframe", scene["start_frame"])) or next(
+            (f for f in frames if f.get("scene") == index), None
+        )
+        images = (key_frame or {}).get("images") or {}
+        scenes.append(
+            {
+                "index": index,
+                "number": index + 1,
+                "start_s": float(scene["start_s"]),
+                "end_s": float(scene["end_s"]),
+                "frames": int(scene["end_frame"]) - int(scene["start_frame"]),
+                "thumb": link(images.get("original")),
+                "cast": cast.get(index, []),
+                "labels": labels.get(index, []),
+            }
+        )
+    shown = []
+    for f in frames[:MAX_FRAMES_SHOWN]:
+        images = f.get("images") or {}
+        urls = {kind: link(images.get(kind)) for kind in keys.IMAGE_KINDS}
+        shown.append(
+            {
+                "frame": f["frame"],
+                "time_s": float(f["time_s"]),
+                "scene": f.get("scene", 0),
+                "urls": urls,
+                "objects": len(f.get("objects") or []),
+                "segments": len(f.get("segments") or []),
+                "faces": len(f.get("faces") or []),
+                "labels": sorted({o.get("label") for o in f.get("objects") or []} - {None}),
+            }
+        )
+    people = [
+        {
+            "id": p.get("person"),
+            "thumb": link(p.get("thumbnail")),
+            "faces": p.get("faces"),
+            "scenes": p.get("scenes") or [],
+            "first_s": p.get("first_s"),
+            "last_s": p.get("last_s"),
+        }
+        for p in results.get("people") or []
+        if isinstance(p, dict)
+    ]
+    total_s = duration_s(results) or 1.0
+    rows: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for a in appearances(results):
+        rows.setdefault((a.kind, a.name), []).append(
+            {
+                "start_s": a.start_s,
+                "end_s": a.end_s,
+                "scene": a.scene,
+                "left": round(100.0 * a.start_s / total_s, 3),
+                "width": round(max(0.4, 100.0 * (a.end_s - a.start_s) / total_s), 3),
+            }
+        )
+    timeline = [
+        {"kind": kind, "name": f"Person {name}" if kind == "person" else name, "spans": spans}
+        for (kind, name), spans in sorted(
+            rows.items(), key=lambda kv: (kv[0][0] != "person", kv[0][1])
+        )
+    ]
+    exports = [
+        {"name": name, "file": str(key).rsplit("/", 1)[-1], "url": link(key)}
+        for name, key in (results.get("exports") or {}).items()
+        if isinstance(key, str)
+    ]
+    provenance = results.get("provenance") or {}
+    vtt = chapters_vtt(results) if results.get("scenes") else None
+    view["results"] = {
+        "video": video,
+        "duration_s": total_s,
+        "scenes": scenes,
+        "frames": shown,
+        "frames_total": len(frames),
+        "people": people,
+        "has_people": "people" in results,
+        "timeline": timeline,
+        "has_label_segments": "label_segments" in results,
+        "exports": exports,
+        "summary": results.get("summary") or {},
+        "provenance": provenance,
+        "models": provenance.get("models") or {},
+        "settings": provenance.get("settings") or {},
+        "timings": results.get("timings_s") or {},
+        "chapters": "data:text/vtt;base64," + base64.b64encode(vtt.encode()).decode()
+        if vtt
+        else None,
+    }
+    return view
+
+
+def render_job(
+    status: dict[str, Any],
+    results: dict[str, Any] | None,
+    link: Link,
+    *,
+    status_url: str | None = None,
+    jobs_url: str | None = None,
+    logout: bool = False,
+) -> Rendered:
+    """The job page. ``status_url`` (the API) makes a queued or running job's page poll its
+    status and reload when it ends; ``jobs_url`` links back to the list."""
+    links = _Links(link)
+    view = job_view(status, results, links)
+    live = status_url if status.get("state") in ("queued", "running") else None
+    html = _render(
+        "job.html.j2",
+        job=view,
+        status_url=live,
+        jobs_url=jobs_url,
+        logout=logout,
+        version=__version__,
+        image_kinds=keys.IMAGE_KINDS,
+    )
+    return Rendered(html, links.origins)
+
+
+def render_jobs(
+    rows: list[dict[str, Any]], *, older_url: str | None = None, logout: bool = False
+) -> Rendered:
+    """The jobs list: one row per status.json (newest first, as given)."""
+    items = []
+    for status in rows:
+        source = status.get("source") or {}
+        summary = status.get("summary") or {}
+        items.append(
+            {
+                "job_id": status.get("job_id"),
+                "state": status.get("state"),
+                "stage": status.get("stage"),
+                "percent": _percent(status),
+                "origin": source.get("origin"),
+                "filename": source.get("filename") or "(no name)",
+                "duration_s": summary.get("duration_s"),
+                "created_at": status.get("created_at"),
+                "error": (status.get("error") or {}).get("code"),
+            }
+        )
+    html = _render("jobs.html.j2", jobs=items, older_url=older_url, logout=logout)
+    return Rendered(html)
+
+
+def render_login(*, next_path: str, failed: bool = False) -> Rendered:
+    html = _render("login.html.j2", next_path=next_path, failed=failed)
+    return Rendered(html)
+
+
+def render_error(title: str, message: str) -> Rendered:
+    html = _render("error.html.j2", title=title, message=message)
+    return Rendered(html)
