@@ -21,6 +21,7 @@ import shutil
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 from python_multipart.exceptions import MultipartParseError
@@ -29,6 +30,9 @@ from starlette.requests import ClientDisconnect, Request
 
 from vidwatch.errors import VidwatchError
 from vidwatch.jobs.staging import safe_ext
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 FILE_FIELD = "file"
 CLEANUP_FIELD = "cleanup_local_video_after_upload"
@@ -145,7 +149,7 @@ class _Receiver:
         self.pending = bytearray()
         self.ended = False
 
-    def callbacks(self) -> dict:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self.on_part_begin,
             "on_header_field": self.on_header_field,

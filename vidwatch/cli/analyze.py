@@ -34,7 +34,8 @@ def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
         models = load_models(settings)
         toon = open_toon(settings)
     except (ConfigError, StoreError) as exc:
-        hint = f" (check {exc.setting})" if getattr(exc, "setting", None) else ""
+        setting = getattr(exc, "setting", None)
+        hint = f" (check {setting})" if setting else ""
         print(f"vidwatch: {exc}{hint}", file=sys.stderr)
         if toon is not None:
             toon.close()

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.no_toon:
             overrides["toon_enabled"] = False
     try:
-        settings = load_settings(**overrides)
+        settings = load_settings(None, **overrides)
     except ConfigError as exc:
         print(f"vidwatch: {exc}", file=sys.stderr)
         return 2

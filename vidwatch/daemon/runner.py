@@ -35,6 +35,7 @@ from vidwatch.errors import JobInterrupted, QueueFull
 from vidwatch.jobs.manifest import (
     ErrorInfo,
     Manifest,
+    Origin,
     SourceInfo,
     read_manifest,
     utc_now,
@@ -575,7 +576,7 @@ class Runner:
             partial.unlink(missing_ok=True)
             log.warning("job_failed", code="source_missing", key=key)
             failed = manifest or Manifest(
-                job_id=spec.job_id, origin=spec.origin, filename=spec.filename
+                job_id=spec.job_id, source=SourceInfo(origin=spec.origin, filename=spec.filename)
             )
             failed.state, failed.stage, failed.finished_at = "failed", "done", utc_now()
             failed.error = ErrorInfo(
@@ -642,7 +643,7 @@ def job_spec_for_store_source(
     from vidwatch.jobs.staging import staged_source_path
 
     ext = key.rsplit(".", 1)[-1].lower()
-    origin = manifest.origin if manifest else "bucket"
+    origin: Origin = manifest.origin if manifest else "bucket"
     return JobSpec(
         job_id=job_id,
         staged_source=staged_source_path(settings, job_id, ext),

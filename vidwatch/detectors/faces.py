@@ -27,7 +27,7 @@ class MtcnnFaceDetector:
         data = Path(facenet_pytorch.__file__).parent / "data"
         weights = sorted(data.glob("*.pt"))
         digest = "+".join(sha256_of(p)[:16] for p in weights) if weights else None
-        self.infos = (
+        self.infos: tuple[ModelInfo, ...] = (
             ModelInfo(
                 role="faces",
                 name="mtcnn",

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
+from pydantic.json_schema import JsonDict
 
 from vidwatch.errors import VidwatchError
 from vidwatch.pipeline.documents import Document, FaceSummary
@@ -44,7 +45,7 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-_TIME = {"format": "date-time"}
+_TIME: JsonDict = {"format": "date-time"}
 
 
 class _Part(Document):
@@ -125,10 +126,10 @@ _FLAT: dict[str, tuple[str, str]] = {
 def _flat(name: str) -> property:
     part, inner = _FLAT[name]
 
-    def get(self: Manifest) -> Any:
+    def get(self: Any) -> Any:
         return getattr(getattr(self, part), inner)
 
-    def set_(self: Manifest, value: Any) -> None:
+    def set_(self: Any, value: Any) -> None:
         setattr(getattr(self, part), inner, value)
 
     return property(get, set_, doc=f"``{part}.{inner}``")
@@ -136,7 +137,7 @@ def _flat(name: str) -> property:
 
 # What the states promise, beyond each field's type (JSON Schema only: the job's code
 # passes through states that do not hold them yet, e.g. completed before its summary).
-_STATE_RULES: dict[str, Any] = {
+_STATE_RULES: JsonDict = {
     "allOf": [
         {
             "if": {"properties": {"state": {"const": "failed"}}},
@@ -153,7 +154,21 @@ _STATE_RULES: dict[str, Any] = {
 }
 
 
-class Manifest(_Part):
+class _FlatNames:
+    """The flat names of nested fields, as properties (a plain class: they are no fields)."""
+
+    origin = _flat("origin")
+    filename = _flat("filename")
+    source_key = _flat("source_key")
+    source_bytes = _flat("source_bytes")
+    source_sha256 = _flat("source_sha256")
+    frames_done = _flat("frames_done")
+    frames_total = _flat("frames_total")
+    cleanup_local_source = _flat("cleanup_local_source")
+    local_source_deleted = _flat("local_source_deleted")
+
+
+class Manifest(_Part, _FlatNames):
     """status.json. ``percent``, ``worker`` and ``results_key`` are derived: ``to_json``
     sets them before every write. A failed job has an ``error``; a completed one a
     ``results_key`` and a ``summary``."""
@@ -199,16 +214,6 @@ class Manifest(_Part):
     """Present once completed."""
     results_summary: dict[str, Any] | None = Field(None, exclude=True, repr=False)
     """results.json's ``summary`` of the run that just ended (not written: for events)."""
-
-    origin = _flat("origin")
-    filename = _flat("filename")
-    source_key = _flat("source_key")
-    source_bytes = _flat("source_bytes")
-    source_sha256 = _flat("source_sha256")
-    frames_done = _flat("frames_done")
-    frames_total = _flat("frames_total")
-    cleanup_local_source = _flat("cleanup_local_source")
-    local_source_deleted = _flat("local_source_deleted")
 
     @model_validator(mode="before")
     @classmethod

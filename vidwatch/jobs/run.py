@@ -22,6 +22,7 @@ from vidwatch.jobs.manifest import (
     ErrorInfo,
     JobSummary,
     Manifest,
+    SourceInfo,
     Stage,
     read_manifest,
     utc_now,
@@ -71,7 +72,7 @@ def run_job(
     bound = log.bind(job_id=spec.job_id)
     structlog.contextvars.bind_contextvars(job_id=spec.job_id)
     manifest = read_manifest(store, spec.job_id) or Manifest(
-        job_id=spec.job_id, origin=spec.origin, filename=spec.filename
+        job_id=spec.job_id, source=SourceInfo(origin=spec.origin, filename=spec.filename)
     )
     manifest.origin = spec.origin
     manifest.filename = spec.filename or manifest.filename

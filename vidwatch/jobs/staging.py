@@ -17,6 +17,7 @@ from pathlib import Path
 from ulid import ULID
 
 from vidwatch.config import Settings
+from vidwatch.jobs.manifest import Origin
 from vidwatch.r2 import keys
 
 
@@ -61,7 +62,7 @@ def resolve_cleanup(override: bool | None, default: bool) -> bool:
 class JobSpec:
     job_id: str
     staged_source: Path
-    origin: str  # api | inbox | bucket | cli
+    origin: Origin
     filename: str | None = None
     cleanup_override: bool | None = None
     source_in_store: bool = False

@@ -298,7 +298,7 @@ def frame_entry(
         images=FrameImages(
             **{kind: keys.frame_image_key(job_id, kind, n) for kind in keys.IMAGE_KINDS}
         ),
-        json=keys.frame_json_key(job_id, n),
+        json_key=keys.frame_json_key(job_id, n),
         toon=keys.frame_toon_key(job_id, n) if toon else None,
     )
 

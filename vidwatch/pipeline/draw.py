@@ -13,7 +13,7 @@ _FONT = cv2.FONT_HERSHEY_SIMPLEX
 def _colour(class_id: int) -> tuple[int, int, int]:
     # A fixed, well-spread palette: the same class keeps its colour across frames and jobs.
     hue = (class_id * 47) % 180
-    hsv = np.uint8([[[hue, 200, 255]]])
+    hsv = np.array([[[hue, 200, 255]]], dtype=np.uint8)
     b, g, r = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0]
     return int(b), int(g), int(r)
 

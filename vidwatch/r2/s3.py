@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import copy
 import email.utils
+import functools
 import hashlib
 import threading
 import time
@@ -226,7 +227,7 @@ class S3Store:
             "s3": {"addressing_style": "path"},
             "user_agent_extra": "vidwatch",
         }
-        credentials = {
+        credentials: dict[str, Any] = {
             "endpoint_url": endpoint_url,
             "region_name": region,
             "aws_access_key_id": access_key_id,
@@ -422,7 +423,7 @@ class S3Store:
         conditional = if_none_match or if_match is not None
         had_transient = [False]
 
-        def put() -> dict[str, Any]:
+        def put() -> Any:
             return self._client.put_object(**params)
 
         try:
@@ -505,7 +506,7 @@ class S3Store:
         self.call("download", key, download)
 
     def head(self, key: str) -> ObjectInfo | None:
-        def head() -> dict[str, Any] | None:
+        def head() -> Any:
             try:
                 return self._client.head_object(Bucket=self.bucket, Key=key)
             except ClientError as exc:
@@ -539,7 +540,7 @@ class S3Store:
             if token:
                 params["ContinuationToken"] = token
             page = self.call(
-                "list", prefix or "/", lambda p=params: self._client.list_objects_v2(**p)
+                "list", prefix or "/", functools.partial(self._client.list_objects_v2, **params)
             )
             for obj in page.get("Contents", []) or []:
                 yield ObjectInfo(
@@ -609,11 +610,14 @@ class S3Store:
         keys = list(dict.fromkeys(keys))
         for start in range(0, len(keys), DELETE_BATCH):
             batch = keys[start : start + DELETE_BATCH]
-            request = {"Objects": [{"Key": k} for k in batch], "Quiet": True}
             resp = self.call(
                 "delete_many",
                 f"{batch[0]} (+{len(batch) - 1})",
-                lambda r=request: self._client.delete_objects(Bucket=self.bucket, Delete=r),
+                functools.partial(
+                    self._client.delete_objects,
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+                ),
             )
             failed = [
                 e for e in resp.get("Errors", []) or [] if e.get("Code") not in ("NoSuchKey",)

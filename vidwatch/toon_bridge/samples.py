@@ -56,7 +56,7 @@ def frame_document(
     height: int = 720,
 ) -> dict[str, Any]:
     """One frame's analysis document with a random but plausible set of detections."""
-    objects = []
+    objects: list[dict[str, Any]] = []
     for _ in range(rng.choice([0, 1, 2, 3, 4, 6, 9])):
         class_id, label = rng.choice(_CLASSES)
         objects.append(
@@ -67,7 +67,7 @@ def frame_document(
                 "box_xyxy": _box(rng, width, height),
             }
         )
-    segments = []
+    segments: list[dict[str, Any]] = []
     for obj in objects[: rng.randint(0, len(objects))]:
         box = [round(v + rng.uniform(-1.5, 1.5), 1) for v in obj["box_xyxy"]]
         segments.append(
