@@ -14,6 +14,7 @@ downloaded into staging after the claim. A job that fails is recorded as failed 
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import contextvars
 import functools
@@ -189,7 +190,7 @@ class FencedStore:
                 )
                 for i in items
             ]
-        errors = [f.exception() for f in futures if f.exception() is not None]
+        errors = [e for f in futures if (e := f.exception()) is not None]
         if errors:
             lost = [e for e in errors if isinstance(e, LeaseLost)]
             raise lost[0] if lost else errors[0]
@@ -221,7 +222,7 @@ class FencedStore:
         start_after: str | None = None,
         limit: int | None = None,
         page_size: int = 1000,
-        others: list[str] | None = None,
+        others: builtins.list[str] | None = None,
     ) -> Iterator[str]:
         return self._store.list_job_ids(
             start_after=start_after, limit=limit, page_size=page_size, others=others

@@ -17,7 +17,7 @@ import os
 import signal
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -27,6 +27,19 @@ from vidwatch.daemon.sdnotify import Notifier
 from vidwatch.errors import VidwatchError
 from vidwatch.logs import configure_logging
 from vidwatch.r2.store import PermanentStoreError, StoreError
+
+if TYPE_CHECKING:
+    import uvicorn
+    from apscheduler.schedulers.base import BaseScheduler
+
+    from vidwatch.api.links import FileLinkSigner
+    from vidwatch.daemon.intake_bucket import JobScanner
+    from vidwatch.daemon.intake_inbox import InboxIntake
+    from vidwatch.daemon.runner import Runner
+    from vidwatch.detectors.registry import ModelSet
+    from vidwatch.jobs.webhooks import WebhookSender
+    from vidwatch.r2.store import ObjectStore
+    from vidwatch.toon_bridge import ToonBridge
 
 log = structlog.get_logger("vidwatch.service")
 
@@ -130,16 +143,17 @@ class Service:
         self.notifier = notifier or Notifier.from_env()
         self.stop_requested = threading.Event()
         self.hurry = threading.Event()
-        self.store = None
-        self.url_signer = None
-        self.models = None
-        self.toon = None
-        self.runner = None
-        self.webhooks = None
-        self.scanner = None
-        self.inbox = None
-        self.scheduler = None
-        self.http_server = None
+        # Set by start(), step by step; stop() undoes whichever of them exist.
+        self.store: ObjectStore | None = None
+        self.url_signer: FileLinkSigner | None = None
+        self.models: ModelSet | None = None
+        self.toon: ToonBridge | None = None
+        self.runner: Runner | None = None
+        self.webhooks: WebhookSender | None = None
+        self.scanner: JobScanner | None = None
+        self.inbox: InboxIntake | None = None
+        self.scheduler: BaseScheduler | None = None
+        self.http_server: uvicorn.Server | None = None
         self.http_thread: threading.Thread | None = None
         self.http_port: int | None = None
         self._monitor: _Monitor | None = None
@@ -195,8 +209,8 @@ class Service:
 
         # The local store's links point at the API's /files route (an S3 store presigns).
         self.url_signer = FileLinkSigner.from_settings(s)
-        self.store = open_store(s, url_signer=self.url_signer)
-        self.store.check()
+        self.store = store = open_store(s, url_signer=self.url_signer)
+        store.check()
         self._check_stop()
 
         self.notifier.status("loading models")
@@ -206,35 +220,35 @@ class Service:
 
         owner = new_owner_id()
         # Webhooks first: jobs resumed below already have somewhere to tell their end.
-        self.webhooks = WebhookSender(s, self.store, owner=owner)
-        self.webhooks.start()
-        self.runner = Runner(
+        self.webhooks = webhooks = WebhookSender(s, store, owner=owner)
+        webhooks.start()
+        self.runner = runner = Runner(
             settings=s,
-            store=self.store,
+            store=store,
             models=self.models,
             toon=self.toon,
             owner=owner,
-            notify=self.webhooks.emit,
+            notify=webhooks.emit,
         )
-        self.runner.start()
+        runner.start()
 
         # Recovery first: jobs left by a crash or a stop, and bucket sources waiting.
-        self.scanner = JobScanner(
+        self.scanner = scanner = JobScanner(
             s,
-            self.store,
-            submit=self.runner.submit,
-            is_active=self.runner.is_active,
-            has_room=self.runner.has_room,
-            owner=self.runner.owner,
-            new_sources=self.store.shared,
+            store,
+            submit=runner.submit,
+            is_active=runner.is_active,
+            has_room=runner.has_room,
+            owner=runner.owner,
+            new_sources=store.shared,
         )
-        self.scanner.poll_once(startup=True)
-        self.inbox = InboxIntake(
+        scanner.poll_once(startup=True)
+        self.inbox = inbox = InboxIntake(
             s,
-            self.store,
-            submit=self.runner.submit,
-            has_room=self.runner.has_room,
-            notify=self.webhooks.emit,
+            store,
+            submit=runner.submit,
+            has_room=runner.has_room,
+            notify=webhooks.emit,
         )
         self._check_stop()
         if self.once:
@@ -242,25 +256,25 @@ class Service:
             log.info("service_ready", mode="once")
             return
 
-        self.scanner.start()
-        self.inbox.start()
-        self.scheduler = Retention(s, self.store, is_active=self.runner.is_active).schedule()
+        scanner.start()
+        inbox.start()
+        self.scheduler = Retention(s, store, is_active=runner.is_active).schedule()
         self._monitor = _Monitor(self)
         self._monitor.start()
         if s.http_enabled:
-            self._start_http()
+            self._start_http(store, runner, webhooks)
         self._check_stop()
         self.notifier.ready(self._status_text())
         log.info(
             "service_ready",
             mode="service",
-            store=self.store.name,
+            store=store.name,
             http=self.http_port is not None,
-            bucket_polling=self.scanner.new_sources,
+            bucket_polling=scanner.new_sources,
             watchdog_s=self.notifier.watchdog_s,
         )
 
-    def _start_http(self) -> None:
+    def _start_http(self, store: ObjectStore, runner: Runner, webhooks: WebhookSender) -> None:
         import uvicorn
 
         from vidwatch.api.app import create_app
@@ -270,11 +284,11 @@ class Service:
         app = create_app(
             ApiContext(
                 settings=s,
-                store=self.store,
-                submit=self.runner.submit,
+                store=store,
+                submit=runner.submit,
                 health=self.health,
                 signer=self.url_signer,
-                notify=self.webhooks.emit if self.webhooks is not None else None,
+                notify=webhooks.emit,
             )
         )
         config = uvicorn.Config(
@@ -312,8 +326,10 @@ class Service:
     def wait(self) -> int:
         if self.once:
             return self._run_once()
+        runner = self.runner
+        assert runner is not None, "wait() comes after start()"
         while not self.stop_requested.wait(1.0):
-            if not self.runner.alive():
+            if not runner.alive():
                 log.error("runner_died", effect="exit 1 for a restart")
                 return 1
             if self.http_thread is not None and not self.http_thread.is_alive():
@@ -325,26 +341,28 @@ class Service:
         """Rounds of: wait until the runner is idle, look again (the bucket, staging, the
         inbox; the first round also sweeps all of ``jobs/``, unpaced); done when a round
         finds nothing it had not found before."""
-        seen = set(self.scanner.last_found)
-        self.inbox.run_once()
+        runner, scanner, inbox = self.runner, self.scanner, self.inbox
+        assert runner and scanner and inbox, "_run_once() comes after start()"
+        seen = set(scanner.last_found)
+        inbox.run_once()
         swept = False
         for _ in range(ONCE_MAX_ROUNDS):
-            self.runner.wait_idle(stop=self.stop_requested)
+            runner.wait_idle(stop=self.stop_requested)
             if self.stop_requested.is_set():
                 break
-            from_inbox = self.inbox.run_once()
-            self.scanner.poll_once()
+            from_inbox = inbox.run_once()
+            scanner.poll_once()
             if not swept:  # once, for what no marker and no window shows (old ids)
-                self.scanner.sweep_once(paced=False)
+                scanner.sweep_once(paced=False)
                 swept = True
-            new = self.scanner.last_found - seen
-            seen |= self.scanner.last_found
+            new = scanner.last_found - seen
+            seen |= scanner.last_found
             if not new and not from_inbox:
                 break
         if self.webhooks is not None and self.webhooks.enabled:
             # Attempt what is due now once; what fails stays in the outbox for a later run.
             self.webhooks.drain(self.settings.webhook_timeout_s + 5)
-        log.info("once_done", inbox_files=self.inbox.claimed, jobs_found=len(seen))
+        log.info("once_done", inbox_files=inbox.claimed, jobs_found=len(seen))
         return 0
 
     def health(self) -> dict[str, Any]:
@@ -369,7 +387,7 @@ class Service:
         return body
 
     def _status_text(self) -> str:
-        h = self.runner.health() if self.runner is not None else {}
+        h: dict[str, Any] = self.runner.health() if self.runner is not None else {}
         return (
             f"{h.get('jobs_running', 0)} running, {h.get('queue_depth', 0)} queued; "
             f"inbox {self.settings.inbox_dir}"
@@ -484,7 +502,9 @@ class _Monitor:
     def _probe(self) -> None:
         from vidwatch.r2 import quick_view
 
-        probe = quick_view(self.service.store, self.service.settings.store_probe_timeout_s)
+        store = self.service.store
+        assert store is not None, "the monitor starts after the store"
+        probe = quick_view(store, self.service.settings.store_probe_timeout_s)
         while True:
             try:
                 probe.check()
@@ -494,7 +514,7 @@ class _Monitor:
                     log.warning("store_unhealthy", error=str(exc))
                 self._store_ok, self._store_error = False, str(exc)
             if self._stop.wait(STORE_PROBE_INTERVAL_S):
-                if probe is not self.service.store:
+                if probe is not store:
                     probe.close()
                 return
 

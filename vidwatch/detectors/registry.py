@@ -14,6 +14,8 @@ from vidwatch.detectors.scenes import ContentSceneTracker, SceneTracker
 from vidwatch.detectors.types import ModelInfo
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from vidwatch.detectors.identities import DlibFaceDescriber
 
 log = structlog.get_logger("vidwatch.detectors")
@@ -39,8 +41,10 @@ class ModelSet:
 
     @property
     def infos(self) -> dict[str, ModelInfo]:
-        describers = [self.describer] if self.describer is not None else []
-        found = {info.role: info for d in [*self.detectors, *describers] for info in d.infos}
+        models: list[Detector | DlibFaceDescriber] = [*self.detectors]
+        if self.describer is not None:
+            models.append(self.describer)
+        found = {info.role: info for m in models for info in m.infos}
         # A model turned off says so in the provenance instead of vanishing from it.
         for role, setting in (
             ("objects", self.settings.detect_model),
@@ -100,25 +104,19 @@ def load_models(settings: Settings) -> ModelSet:
     from vidwatch.detectors.faces import MtcnnFaceDetector
     from vidwatch.detectors.yolo import YoloDetector
 
-    common = {"confidence": settings.object_min_confidence, "device": device}
+    def yolo(path: Path, name: str, roles: tuple[str, ...]) -> YoloDetector:
+        return YoloDetector(
+            path, name=name, roles=roles, confidence=settings.object_min_confidence, device=device
+        )
+
     detectors: list[Detector] = []
     if detect_path is not None and detect_path == segment_path:
-        detectors.append(
-            YoloDetector(
-                detect_path, name=settings.detect_model, roles=("objects", "segments"), **common
-            )
-        )
+        detectors.append(yolo(detect_path, settings.detect_model, ("objects", "segments")))
     else:
         if detect_path is not None:
-            detectors.append(
-                YoloDetector(detect_path, name=settings.detect_model, roles=("objects",), **common)
-            )
+            detectors.append(yolo(detect_path, settings.detect_model, ("objects",)))
         if segment_path is not None:
-            detectors.append(
-                YoloDetector(
-                    segment_path, name=settings.segment_model, roles=("segments",), **common
-                )
-            )
+            detectors.append(yolo(segment_path, settings.segment_model, ("segments",)))
     if settings.faces_enabled:
         detectors.append(
             MtcnnFaceDetector(min_confidence=settings.face_min_confidence, device=device)

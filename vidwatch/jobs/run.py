@@ -81,8 +81,9 @@ def run_job(
     manifest.started_at, manifest.finished_at = utc_now(), None
     manifest.error, manifest.warnings = None, earlier
     manifest.attempts += 1
+    attempt_no = manifest.attempts
     attempt = {
-        "attempt": manifest.attempts,
+        "attempt": attempt_no,
         "worker": worker_id(),
         "started_at": manifest.started_at,
         "ended_at": None,
@@ -104,7 +105,7 @@ def run_job(
         """Record a stage; the manifest is written at most once a second (R2 takes about
         one write per second to a key), except when ``force``: the final state always is."""
         nonlocal last_write
-        _note_retries(manifest, tally, attempt["attempt"])
+        _note_retries(manifest, tally, attempt_no)
         if stage is not None:
             manifest.stage = stage
             structlog.contextvars.bind_contextvars(stage=stage)

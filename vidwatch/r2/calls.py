@@ -95,7 +95,7 @@ def watch(store: Any) -> bool:
     for name in ("client", "transfer_client"):
         client = getattr(store, name, None)
         events = getattr(getattr(client, "meta", None), "events", None)
-        if events is None:
+        if client is None or events is None:
             continue
         if getattr(client, "_vidwatch_counted", False):
             hooked = True

@@ -7,6 +7,7 @@ host may share the folder. Object metadata lives in a sidecar folder ``.meta``.
 
 from __future__ import annotations
 
+import builtins
 import errno
 import fcntl
 import json
@@ -269,7 +270,7 @@ class LocalStore:
         start_after: str | None = None,
         limit: int | None = None,
         page_size: int = 1000,
-        others: list[str] | None = None,
+        others: builtins.list[str] | None = None,
     ) -> Iterator[str]:
         """The ``jobs`` folder's entries that are job ids (``page_size`` has no use here)."""
         try:

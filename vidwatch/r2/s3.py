@@ -18,6 +18,7 @@ ETags are kept as S3 sends them (quoted) in every ObjectInfo, so an ETag from ``
 from __future__ import annotations
 
 import base64
+import builtins
 import copy
 import email.utils
 import functools
@@ -27,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 import structlog
@@ -59,6 +60,10 @@ from vidwatch.r2.store import (
 )
 
 T = TypeVar("T")
+if TYPE_CHECKING:
+    # boto3-stubs (a dev dependency): the typed shapes of the client's answers.
+    from mypy_boto3_s3.type_defs import ListObjectsV2OutputTypeDef
+
 log = structlog.get_logger("vidwatch.r2.s3")
 
 MiB = 1024 * 1024
@@ -559,7 +564,7 @@ class S3Store:
         start_after: str | None = None,
         limit: int | None = None,
         page_size: int = 1000,
-        others: list[str] | None = None,
+        others: builtins.list[str] | None = None,
     ) -> Iterator[str]:
         """A delimiter listing of ``jobs/`` (``CommonPrefixes``): one entry per job, page
         after page, each page retried on its own."""
@@ -580,7 +585,7 @@ class S3Store:
                 params["ContinuationToken"] = token
             request = dict(params)
 
-            def list_page(request: dict[str, Any] = request) -> dict[str, Any]:
+            def list_page(request: dict[str, Any] = request) -> ListObjectsV2OutputTypeDef:
                 return self._client.list_objects_v2(**request)
 
             page = self.call("list", JOBS_PREFIX, list_page)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -155,7 +156,7 @@ class ObjectStore(Protocol):
         start_after: str | None = None,
         limit: int | None = None,
         page_size: int = 1000,
-        others: list[str] | None = None,
+        others: builtins.list[str] | None = None,
     ) -> Iterator[str]:
         """The job ids under ``jobs/`` in ascending order, one listing entry per job (not per
         object), page after page. ``start_after``: only ids after this one (a cursor for
