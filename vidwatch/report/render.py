@@ -113,8 +113,11 @@ def _percent(status: dict[str, Any]) -> float:
     return float(progress.get("percent") or 0.0)
 
 
-def job_view(status: dict[str, Any], results: dict[str, Any] | None, link: Link) -> dict[str, Any]:
-    """Everything the job template shows, with links made and times formatted."""
+def job_view(
+    status: dict[str, Any], results: dict[str, Any] | None, link: _Links
+) -> dict[str, Any]:
+    """Everything the job template shows, with links made and times formatted. ``link`` is
+    a ``_Links``: it takes keys that may be missing (None) from the documents."""
     source = status.get("source") or {}
     view: dict[str, Any] = {
         "job_id": status.get("job_id"),
