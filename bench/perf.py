@@ -173,39 +173,54 @@ def _sample_frames(path: Path, n: int) -> list:
 
 
 def bench_models(models, frames: list) -> dict:
-    """ms per frame for each detector at batch sizes 1, 4, 8."""
+    """ms per frame for each detector at batch sizes 1 and 4, and where a sampled frame's
+    time goes: YOLO's pre-processing, inference and post-processing (Ultralytics' own
+    timers), MTCNN's stages (on the OpenVINO path, which times them)."""
     from vidwatch.detectors.faces import MtcnnFaceDetector
+    from vidwatch.detectors.yolo import YoloDetector
 
-    out: dict = {}
+    out: dict = {"stages_ms": {}}
     for det in models.detectors:
         name = "+".join(i.role for i in det.infos)
         det.detect(frames[:1])  # warm-up
         per_batch = {}
-        for batch in (1, 4, 8):
+        for batch in (1, 4):
             started = time.perf_counter()
             for i in range(0, len(frames), batch):
                 det.detect(frames[i : i + batch])
             per_batch[str(batch)] = round(1000 * (time.perf_counter() - started) / len(frames), 1)
         out[name] = per_batch
-        if isinstance(det, MtcnnFaceDetector):
-            det._batch = True
-            started = time.perf_counter()
+        if isinstance(det, YoloDetector):
+            speed: dict[str, float] = {}
+            for i in range(0, len(frames), 4):
+                for r in det._predict(frames[i : i + 4]):
+                    for k, v in r.speed.items():
+                        speed[k] = speed.get(k, 0.0) + v
+            out["stages_ms"][name] = {k: round(v / len(frames), 1) for k, v in speed.items()}
+        if isinstance(det, MtcnnFaceDetector) and det.backend == "openvino":
+            det.stage_times = {}
             for i in range(0, len(frames), 4):
                 det.detect(frames[i : i + 4])
-            out["faces_batched_4"] = round(1000 * (time.perf_counter() - started) / len(frames), 1)
-            det._batch = False
+            out["stages_ms"][name] = {
+                k: round(1000 * v / len(frames), 1) for k, v in det.stage_times.items()
+            }
+            det.stage_times = None
     return out
 
 
-def bench_one_pass(weights_seg: Path, weights_det: Path, frames: list, device: str) -> dict:
+def bench_one_pass(weights_seg: Path, weights_det: Path, frames: list, models) -> dict:
     """Objects + masks from one -seg pass against a detection and a segmentation model."""
     from vidwatch.detectors.yolo import YoloDetector
 
-    both = YoloDetector(
-        weights_seg, name="seg", roles=("objects", "segments"), confidence=0.25, device=device
-    )
-    det = YoloDetector(weights_det, name="det", roles=("objects",), confidence=0.25, device=device)
-    seg = YoloDetector(weights_seg, name="seg", roles=("segments",), confidence=0.25, device=device)
+    kw = {
+        "confidence": 0.25,
+        "device": models.device,
+        "backend": models.backend,
+        "cache_dir": models.settings.model_cache_dir,
+    }
+    both = YoloDetector(weights_seg, name="seg", roles=("objects", "segments"), **kw)
+    det = YoloDetector(weights_det, name="det", roles=("objects",), **kw)
+    seg = YoloDetector(weights_seg, name="seg", roles=("segments",), **kw)
     for d in (both, det, seg):
         d.detect(frames[:1])
 
@@ -368,9 +383,54 @@ def plain_loop(path: Path, models, sample_fps: float) -> dict:
     return {"seconds": round(time.perf_counter() - started, 3), "frames": n, "sampled": sampled}
 
 
+# --- whole processes: the peer script and `vidwatch analyze`, process start to exit ---------
+def _peer_main(path: Path, sample_fps: float) -> None:
+    """The plain frame-by-frame peer script most hand-written pipelines are: OpenCV reads
+    every frame; every 1/sample_fps s the frame goes to YOLO detect, YOLO segment and MTCNN
+    (PyTorch, as the libraries ship), one frame at a time. It writes nothing."""
+    import cv2
+    from facenet_pytorch import MTCNN
+    from ultralytics import YOLO
+
+    det = YOLO(os.environ["DETECT_MODEL"])
+    seg = YOLO(os.environ["SEGMENT_MODEL"])
+    mtcnn = MTCNN(keep_all=True, device="cpu", post_process=False)
+    cap = cv2.VideoCapture(str(path))
+    step = max(1, round((cap.get(cv2.CAP_PROP_FPS) or FPS) / sample_fps))
+    n = 0
+    while cap.grab():
+        if n % step == 0:
+            _, img = cap.retrieve()
+            det.predict(img, verbose=False)
+            seg.predict(img, verbose=False)
+            mtcnn.detect(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+        n += 1
+    cap.release()
+
+
+def time_process(cmd: list[str], env: dict) -> dict:
+    """Wall time of a whole process, start to exit, and its peak RSS."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    proc = subprocess.run(
+        cmd, env={**os.environ, **env}, cwd=REPO, capture_output=True, text=True, check=False
+    )
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[:4]} failed: {proc.stderr[-2000:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {
+        "wall_s": round(wall, 3),
+        "cpu_s": round(cpu, 3),
+        "load": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
 # --- whole jobs (one subprocess each, for an honest peak RSS) -------------------------------
 def run_job_subprocess(path: Path, env: dict, sample_fps: float) -> dict:
     cmd = [sys.executable, "-m", "bench.perf", "_job", str(path), "--sample-fps", str(sample_fps)]
+    env = {**env, "VIDWATCH_BENCH_T0": repr(time.time())}
     proc = subprocess.run(
         cmd, env={**os.environ, **env}, cwd=REPO, capture_output=True, text=True, check=False
     )
@@ -380,6 +440,7 @@ def run_job_subprocess(path: Path, env: dict, sample_fps: float) -> dict:
 
 
 def _job_main(path: Path, sample_fps: float) -> None:
+    t_imports = time.time()
     from vidwatch.config import load_settings
     from vidwatch.detectors.registry import load_models
     from vidwatch.jobs.run import run_job
@@ -388,15 +449,27 @@ def _job_main(path: Path, sample_fps: float) -> None:
     from vidwatch.pipeline.toon import open_toon
     from vidwatch.r2 import keys, open_store
 
+    t_models = time.time()
     settings = load_settings(sample_fps=sample_fps)
     store = open_store(settings)
     models = load_models(settings)
+    t_toon = time.time()
     toon = open_toon(settings)
+    t_ready = time.time()
+    t0 = float(os.environ.get("VIDWATCH_BENCH_T0", t_imports))
+    startup = {
+        "python_start_s": round(t_imports - t0, 3),
+        "imports_s": round(t_models - t_imports, 3),
+        "models_s": round(t_toon - t_models, 3),
+        "toon_s": round(t_ready - t_toon, 3),
+        "total_s": round(t_ready - t0, 3),
+    }
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     job_id = new_job_id()
     staged = stage_copy(settings, job_id, path)
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     manifest = run_job(
         JobSpec(job_id, staged, "cli", path.name),
         store=store,
@@ -407,7 +480,7 @@ def _job_main(path: Path, sample_fps: float) -> None:
     )
     wall = time.perf_counter() - started
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
-    cpu_s = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     if toon is not None:
         toon.close()
     results = json.loads(store.get_bytes(keys.results_key(job_id)))
@@ -415,10 +488,15 @@ def _job_main(path: Path, sample_fps: float) -> None:
         json.dumps(
             {
                 "state": manifest.state,
+                "backend": models.backend,
+                "startup_s": startup,
                 "wall_s": round(wall, 3),
-                "cpu_s": round(cpu_s, 3),
+                "cpu_s": round(cpu, 3),
                 "frames": results["video"]["frames"],
                 "sampled": len(results["frames"]),
+                "faces": sum(len(f["faces"]) for f in results["frames"]),
+                "objects": sum(len(f["objects"]) for f in results["frames"]),
+                "cuts": [s["start_frame"] for s in results["scenes"][1:]],
                 "duration_s": results["video"]["duration_s"],
                 "timings_s": results["timings_s"],
                 "decodes_per_frame": results.get("stats", {}).get("decodes_per_frame"),
@@ -451,15 +529,47 @@ def ensure_weights(out_dir: Path) -> dict[str, str]:
     return env
 
 
+def bench_face_recall(media: Path, models_by_backend: dict) -> dict:
+    """Recall at p >= 0.9 on faces of 20 to 400 px in 720p frames, for each backend's MTCNN
+    (bench/face_set.py), and the same frames' MTCNN time."""
+    from bench import face_set
+    from vidwatch.detectors.faces import MtcnnFaceDetector
+
+    faces = {
+        b: next(d for d in m.detectors if isinstance(d, MtcnnFaceDetector))
+        for b, m in models_by_backend.items()
+    }
+    first = next(iter(faces.values()))
+
+    def found(det, img):
+        keep = det._min_confidence
+        det._min_confidence = 0.0
+        try:
+            (dets,) = det.detect([img])
+        finally:
+            det._min_confidence = keep
+        return [(f.box_xyxy, f.confidence) for f in dets.faces]
+
+    crops = face_set.face_crops(media, lambda img: [b for b, p in found(first, img) if p >= 0.9])
+    cases = face_set.build(media, crops)
+    out = {}
+    for b, det in faces.items():
+        started = time.perf_counter()
+        got = [found(det, img) for img, _ in cases]
+        ms = 1000 * (time.perf_counter() - started) / len(cases)
+        out[b] = {**face_set.score(got, [t for _, t in cases]), "ms_per_frame": round(ms, 1)}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
-    if argv and argv[0] == "_job":
+    if argv and argv[0] in ("_job", "_peer"):
         p = argparse.ArgumentParser()
         p.add_argument("video", type=Path)
         p.add_argument("--sample-fps", type=float, default=1.0)
         a = p.parse_args(argv[1:])
-        _job_main(a.video, a.sample_fps)
+        (_job_main if argv[0] == "_job" else _peer_main)(a.video, a.sample_fps)
         return 0
     parser = argparse.ArgumentParser(prog="bench.perf", description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, nargs="+", default=[1.0, 5.0])
@@ -472,6 +582,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeat", type=int, default=2, help="runs of each identities job")
     parser.add_argument(
+        "--backends",
+        nargs="+",
+        default=["torch", "auto"],
+        help="MODEL_BACKEND values to compare: the first is 'before', the last 'after'",
+    )
+    parser.add_argument(
         "--report",
         action="store_true",
         help="recompute the ratios and the table from OUT/perf.json",
@@ -479,7 +595,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.report:
         report = json.loads((args.out / "perf.json").read_text())
-        report.setdefault("model_batch_size", 4)
         derive(report)
         (args.out / "perf.json").write_text(json.dumps(report, indent=2))
         print(markdown(report))
@@ -493,6 +608,7 @@ def main(argv: list[str] | None = None) -> int:
         "TOON_ENABLED": os.environ.get("TOON_ENABLED", "true"),
         "LOCAL_STORE_DIR": str(args.out / "store"),
         "TEMP_MEDIA_DIR": str(args.out / "tmp_media"),
+        "MODEL_CACHE_DIR": str(args.out / "model_cache"),
     }
     os.environ.update(env)
 
@@ -504,7 +620,9 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),
-        }
+            "load_at_start": [round(x, 2) for x in os.getloadavg()],
+        },
+        "backends_compared": args.backends,
     }
     import torch
 
@@ -526,37 +644,72 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(report, indent=2))
         return 0
     inputs = {m: build_input(m, args.out) for m in args.minutes}
-    first = inputs[args.minutes[0]][0]
+    first, first_cuts = inputs[args.minutes[0]]
     report["decode"] = bench_decode(first)
     report["scenes"] = bench_scenes(first, FPS)
-    report["scenes"]["cuts_match_truth"] = report["scenes"]["cuts"] == len(
-        inputs[args.minutes[0]][1]
-    )
+    report["scenes"]["cuts_match_truth"] = report["scenes"]["cuts"] == len(first_cuts)
 
-    settings = load_settings()
-    models = load_models(settings)
     frames = _sample_frames(first, 16)
-    report["models_ms_per_frame"] = bench_models(models, frames)
-    report["one_seg_pass"] = bench_one_pass(
-        Path(env["SEGMENT_MODEL"]), Path(env["DETECT_MODEL"]), frames, models.device
-    )
-    report["plain_loop_peer"] = plain_loop(first, models, 1.0)
+    models_by_backend = {}
+    report["backends"] = {}
+    for backend in args.backends:
+        settings = load_settings(model_backend=backend)
+        models = load_models(settings)
+        models_by_backend[backend] = models
+        entry = {"resolved": models.backend, "load": [round(x, 2) for x in os.getloadavg()]}
+        entry["models_ms_per_frame"] = bench_models(models, frames)
+        entry["one_seg_pass"] = bench_one_pass(
+            Path(env["SEGMENT_MODEL"]), Path(env["DETECT_MODEL"]), frames, models
+        )
+        if backend == args.backends[-1]:
+            entry["plain_loop_peer"] = plain_loop(first, models, 1.0)
+        report["backends"][backend] = entry
+        _save_partial(args.out, report)
+    report["face_recall"] = bench_face_recall(MEDIA, models_by_backend)
+    _save_partial(args.out, report)
+    models = models_by_backend[args.backends[-1]]
+    del models_by_backend
     report["identities"] = {"load_before": _load()}
     report["identities"]["descriptor"] = bench_descriptors(models, frames)
 
+    before, after = args.backends[0], args.backends[-1]
     jobs = {}
-    for minutes, (path, _) in inputs.items():
-        for sfps in (1.0, 5.0) if minutes == args.minutes[0] else (1.0,):
-            jobs[f"{minutes:g}min_local_fps{sfps:g}"] = run_job_subprocess(path, env, sfps)
+    for backend in args.backends:
+        benv = {**env, "MODEL_BACKEND": backend}
+        for minutes, (path, _) in inputs.items():
+            if minutes != args.minutes[0] and backend != after:
+                continue
+            for sfps in (1.0, 5.0) if minutes == args.minutes[0] else (1.0,):
+                key = f"{backend}_{minutes:g}min_local_fps{sfps:g}"
+                jobs[key] = run_job_subprocess(path, benv, sfps)
+                jobs[key]["load"] = [round(x, 2) for x in os.getloadavg()]
+                report["jobs"] = jobs
+                _save_partial(args.out, report)
     if not args.skip_moto:
-        jobs[f"{args.minutes[0]:g}min_moto_fps1"] = _moto_job(inputs[args.minutes[0]][0], env)
+        jobs[f"{after}_{args.minutes[0]:g}min_moto_fps1"] = _moto_job(
+            first, {**env, "MODEL_BACKEND": after}
+        )
     report["jobs"] = jobs
     report["identities"]["jobs_1min"] = bench_identities_jobs(
         inputs[args.minutes[0]][0], env, args.repeat
     )
     report["identities"]["load_after"] = _load()
 
-    report["model_batch_size"] = settings.model_batch_size
+    # Whole processes, start to exit: the peer script, and `vidwatch analyze` per backend.
+    vidwatch = str(Path(sys.executable).parent / "vidwatch")
+    processes = {
+        "peer_script_fps1": time_process(
+            [sys.executable, "-m", "bench.perf", "_peer", str(first)], env
+        )
+    }
+    for backend in (before, after):
+        processes[f"vidwatch_analyze_{backend}_fps1"] = time_process(
+            [vidwatch, "analyze", str(first), "-q"], {**env, "MODEL_BACKEND": backend}
+        )
+    report["processes"] = processes
+    report["machine"]["load_at_end"] = [round(x, 2) for x in os.getloadavg()]
+
+    report["model_batch_size"] = load_settings().model_batch_size
     derive(report)
     (args.out / "perf.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
@@ -564,15 +717,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _save_partial(out: Path, report: dict) -> None:
+    """What is measured so far (a long run on a shared machine may be cut short)."""
+    (out / "perf.partial.json").write_text(json.dumps(report, indent=2))
+
+
+def _per_frame_ms(report: dict, backend: str) -> float:
+    batch = str(min(report["model_batch_size"], 4))
+    per = report["backends"][backend]["models_ms_per_frame"]
+    return sum(v[batch] for k, v in per.items() if k != "stages_ms")
+
+
 def derive(report: dict) -> None:
     """The ratios, from the measurements: floor, wall/floor, realtime factor, RSS growth,
     model throughput alone against inside the pipeline, artifacts and drain."""
-    batch = report["model_batch_size"]
-    per_frame_ms = sum(
-        v[str(batch)] for v in report["models_ms_per_frame"].values() if isinstance(v, dict)
-    )
-    report["models_ms_per_sampled_frame_alone"] = round(per_frame_ms, 1)
+    for backend in report["backends"]:
+        report["backends"][backend]["models_ms_per_sampled_frame_alone"] = round(
+            _per_frame_ms(report, backend), 1
+        )
     for job in report["jobs"].values():
+        per_frame_ms = _per_frame_ms(report, _job_backend(report, job))
         decode_s = job["frames"] / report["decode"]["fps"]
         scene_s = report["scenes"]["tracker_only_s"] * job["frames"] / report["decode"]["frames"]
         floor = decode_s + scene_s + job["sampled"] * per_frame_ms / 1000
@@ -584,9 +748,26 @@ def derive(report: dict) -> None:
         job["models_alone_over_in_pipeline_throughput"] = round(in_pipeline_ms / per_frame_ms, 3)
         job["artifacts_per_s"] = round(job["artifacts"] / job["wall_s"], 1)
         job["drain_after_last_frame_s"] = job["timings_s"]["drain"]
-    rss = [j["peak_rss_mb"] for k, j in report["jobs"].items() if k.endswith("local_fps1")]
+    after = report["backends_compared"][-1]
+    rss = [
+        j["peak_rss_mb"]
+        for k, j in report["jobs"].items()
+        if k.startswith(f"{after}_") and k.endswith("local_fps1")
+    ]
     if len(rss) == 2:
         report["peak_rss_ratio_long_over_short"] = round(rss[1] / rss[0], 3)
+    procs = report.get("processes", {})
+    peer = procs.get("peer_script_fps1", {}).get("wall_s")
+    for name, p in procs.items():
+        if peer and name != "peer_script_fps1":
+            p["over_peer"] = round(p["wall_s"] / peer, 3)
+
+
+def _job_backend(report: dict, job: dict) -> str:
+    for backend, entry in report["backends"].items():
+        if entry["resolved"] == job["backend"]:
+            return backend
+    return next(iter(report["backends"]))
 
 
 def _moto_job(path: Path, env: dict) -> dict:
@@ -619,41 +800,78 @@ def _moto_job(path: Path, env: dict) -> dict:
 
 
 def markdown(r: dict) -> str:
+    before, after = r["backends_compared"][0], r["backends_compared"][-1]
+    b, a = r["backends"][before], r["backends"][after]
     lines = [
-        "| measure | value |",
-        "|---|---|",
-        f"| decode (720p H.264) | {r['decode']['fps']} frames/s |",
+        f"Load average (1, 5, 15 min) at start {r['machine']['load_at_start']}, "
+        f"at end {r['machine'].get('load_at_end')}.",
+        "",
+        f"| measure | before: MODEL_BACKEND={before} ({b['resolved']}) | "
+        f"after: MODEL_BACKEND={after} ({a['resolved']}) |",
+        "|---|---|---|",
+        f"| decode (720p H.264) | {r['decode']['fps']} frames/s | same |",
         f"| decode + scenes, ours / `scenedetect` CLI | "
         f"{r['scenes']['ours_decode_plus_scenes_s']} s / {r['scenes']['cli_s']} s "
-        f"(cuts agree: {r['scenes']['cuts_agree']}) |",
+        f"(cuts agree: {r['scenes']['cuts_agree']}) | same |",
     ]
-    for name, per in r["models_ms_per_frame"].items():
-        if isinstance(per, dict):
-            lines.append(
-                f"| {name}, ms/frame at batch 1 / 4 / 8 | {per['1']} / {per['4']} / {per['8']} |"
-            )
-        else:
-            lines.append(f"| {name}, ms/frame | {per} |")
-    o = r["one_seg_pass"]
-    lines.append(
-        f"| objects + masks: one -seg pass / two models | {o['one_seg_pass_ms']} / "
-        f"{o['two_models_ms']} ms/frame |"
-    )
-    lines.append(
-        f"| plain frame-by-frame loop (peer), 1 fps | {r['plain_loop_peer']['seconds']}"
-        f" s for {r['plain_loop_peer']['sampled']} sampled frames |"
-    )
-    for name, j in r["jobs"].items():
+    for name in b["models_ms_per_frame"]:
+        if name == "stages_ms":
+            continue
+        pb, pa = b["models_ms_per_frame"][name], a["models_ms_per_frame"].get(name, {})
         lines.append(
-            f"| job {name} ({j['frames']} frames, {j['sampled']} sampled) | "
-            f"{j['wall_s']} s wall, floor {j['floor_s']} s: "
-            f"x{j['wall_over_floor']} of floor; realtime x{j['realtime_factor']}; "
-            f"peak RSS {j['peak_rss_mb']} MB; models in pipeline "
-            f"{j['models_ms_per_sampled_frame_in_pipeline']} ms/frame "
-            f"(x{j['models_alone_over_in_pipeline_throughput']} of alone); "
-            f"{j['artifacts_per_s']} artifacts/s, "
-            f"drain {j['drain_after_last_frame_s']} s; "
-            f"decodes/frame {j['decodes_per_frame']} |"
+            f"| {name}, ms/frame at batch 1 / 4 | {pb['1']} / {pb['4']} | "
+            f"{pa.get('1')} / {pa.get('4')} |"
+        )
+    lines.append(
+        f"| models per sampled frame, alone | {b['models_ms_per_sampled_frame_alone']} ms | "
+        f"{a['models_ms_per_sampled_frame_alone']} ms |"
+    )
+    for name in sorted(
+        set(b["models_ms_per_frame"]["stages_ms"]) | set(a["models_ms_per_frame"]["stages_ms"])
+    ):
+        sb = b["models_ms_per_frame"]["stages_ms"].get(name, {})
+        sa = a["models_ms_per_frame"]["stages_ms"].get(name, {})
+        fmt = lambda d: ", ".join(f"{k} {v}" for k, v in d.items()) or "-"  # noqa: E731
+        lines.append(f"| {name}: ms per frame by stage | {fmt(sb)} | {fmt(sa)} |")
+    ob, oa = b["one_seg_pass"], a["one_seg_pass"]
+    lines.append(
+        f"| objects + masks: one -seg pass / two models | {ob['one_seg_pass_ms']} / "
+        f"{ob['two_models_ms']} ms/frame | {oa['one_seg_pass_ms']} / "
+        f"{oa['two_models_ms']} ms/frame |"
+    )
+    if "plain_loop_peer" in a:
+        lines.append(
+            f"| plain frame-by-frame loop over our models, 1 fps | - | "
+            f"{a['plain_loop_peer']['seconds']} s ({a['plain_loop_peer']['sampled']} frames) |"
+        )
+    fr = r.get("face_recall", {})
+    if fr:
+        fb, fa = fr.get(before, {}), fr.get(after, {})
+        lines.append(
+            f"| face recall at p >= 0.9, {fb.get('faces')} faces of 20-400 px in 720p "
+            f"(false positives) | {fb.get('recall')} ({fb.get('false_positives')}) | "
+            f"{fa.get('recall')} ({fa.get('false_positives')}) |"
+        )
+    jobs = r["jobs"]
+    for key in sorted({k.split("_", 1)[1] for k in jobs}):
+        jb, ja = jobs.get(f"{before}_{key}"), jobs.get(f"{after}_{key}")
+
+        def cell(j):
+            if j is None:
+                return "-"
+            return (
+                f"{j['wall_s']} s ({j.get('cpu_s')} s CPU), realtime x{j['realtime_factor']}; "
+                f"x{j['wall_over_floor']} "
+                f"of floor; models {j['models_ms_per_sampled_frame_in_pipeline']} ms/frame; "
+                f"peak RSS {j['peak_rss_mb']} MB; start-up {j['startup_s']['total_s']} s; "
+                f"decodes/frame {j['decodes_per_frame']}; faces {j['faces']}; "
+                f"load {j.get('load', ['?'])[0]}"
+            )
+
+        some = ja or jb
+        lines.append(
+            f"| job {key} ({some['frames']} frames, {some['sampled']} sampled) | "
+            f"{cell(jb)} | {cell(ja)} |"
         )
     ident = r.get("identities", {})
     if "descriptor" in ident and ident["descriptor"].get("faces"):
@@ -682,7 +900,23 @@ def markdown(r: dict) -> str:
             f"{j['on']['people']} people) |"
         )
     if "peak_rss_ratio_long_over_short" in r:
-        lines.append(f"| peak RSS 5 min / 1 min | {r['peak_rss_ratio_long_over_short']} |")
+        lines.append(f"| peak RSS 5 min / 1 min | - | {r['peak_rss_ratio_long_over_short']} |")
+    p = r.get("processes", {})
+    if p:
+        peer = p["peer_script_fps1"]
+        pb = p.get(f"vidwatch_analyze_{before}_fps1", {})
+        pa = p.get(f"vidwatch_analyze_{after}_fps1", {})
+        lines.append(
+            f"| `vidwatch analyze` 1 min, process start to exit / peer script "
+            f"({peer['wall_s']} s, {peer['cpu_s']} s CPU) | {pb.get('wall_s')} s "
+            f"({pb.get('cpu_s')} s CPU, x{pb.get('over_peer')}) | "
+            f"{pa.get('wall_s')} s ({pa.get('cpu_s')} s CPU, x{pa.get('over_peer')}) |"
+        )
+    for key in sorted(k for k in jobs if k.startswith(after) and "1min_local_fps1" in k):
+        su = jobs[key]["startup_s"]
+        sb = jobs.get(key.replace(after, before, 1), {}).get("startup_s", {})
+        fmt = lambda d: ", ".join(f"{k} {v}" for k, v in d.items()) or "-"  # noqa: E731
+        lines.append(f"| start-up to the first frame, s | {fmt(sb)} | {fmt(su)} |")
     return "\n".join(lines)
 
 

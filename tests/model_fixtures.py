@@ -26,13 +26,20 @@ def weights(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def model_env(weights) -> dict[str, str]:
+def model_cache(tmp_path_factory) -> Path:
+    """One MODEL_CACHE_DIR for the session: each export is made once, as on a host."""
+    return tmp_path_factory.mktemp("model_cache")
+
+
+@pytest.fixture(scope="session")
+def model_env(weights, model_cache) -> dict[str, str]:
     """The settings a user with their own weights would set, pointing at the test weights."""
     return {
         "DETECT_MODEL": str(weights["detect"]),
         "SEGMENT_MODEL": str(weights["segment"]),
         "ALLOW_MODEL_DOWNLOAD": "false",
         "MODEL_DEVICE": "auto",
+        "MODEL_CACHE_DIR": str(model_cache),
     }
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from vidwatch.config import ConfigError, Settings
@@ -28,17 +30,27 @@ def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
     from vidwatch.r2 import StoreError, keys, open_store
 
     toon = None
+    # The Node helper starts in a thread while the models load (both are start-up).
+    toon_pool = ThreadPoolExecutor(1, thread_name_prefix="vidwatch-toon-start")
+    toon_future = toon_pool.submit(open_toon, settings)
+    toon_pool.shutdown(wait=False)
     try:
         store = open_store(settings)
         store.check()
         models = load_models(settings)
-        toon = open_toon(settings)
     except (ConfigError, StoreError) as exc:
         setting = getattr(exc, "setting", None)
         hint = f" (check {setting})" if setting else ""
         print(f"vidwatch: {exc}{hint}", file=sys.stderr)
-        if toon is not None:
-            toon.close()
+        with contextlib.suppress(Exception):
+            started = toon_future.result()
+            if started is not None:
+                started.close()
+        return 2
+    try:
+        toon = toon_future.result()
+    except ConfigError as exc:
+        print(f"vidwatch: {exc}", file=sys.stderr)
         return 2
     job_id = new_job_id()
     try:

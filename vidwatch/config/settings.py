@@ -74,6 +74,10 @@ class Settings(BaseModel):
     object_min_confidence: float = Field(0.25, ge=0, le=1)
     face_min_confidence: float = Field(0.9, ge=0, le=1)
     model_device: str = "auto"
+    model_backend: Literal["auto", "torch", "openvino", "onnx"] = "auto"
+    """Where YOLO and MTCNN's nets run; auto: OpenVINO on the CPU, PyTorch on a GPU."""
+    model_cache_dir: Path = Path("model_cache")
+    """Exports of the weights for OpenVINO / ONNX Runtime, made once per weights sha256."""
     model_batch_size: int = Field(4, ge=1, le=64)
     allow_model_download: bool = True
     """When false, a model name whose weights are not on disk fails at once (no network)."""
@@ -162,6 +166,11 @@ class Settings(BaseModel):
                 "upload falls into some poll's window"
             )
         return self
+
+    @field_validator("model_backend", mode="before")
+    @classmethod
+    def _backend(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("model_device")
     @classmethod

@@ -1,4 +1,9 @@
-"""Faces with facenet-pytorch's MTCNN (its weights ship inside the package)."""
+"""Faces with facenet-pytorch's MTCNN (its weights ship inside the package).
+
+On the PyTorch backend, facenet-pytorch's own ``detect``; on OpenVINO (MODEL_BACKEND auto
+on a CPU), the same three nets converted to OpenVINO and driven by ``mtcnn.detect_faces``
+(the same stages, thresholds and pyramid, without facenet-pytorch's float-tensor overheads).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,15 @@ MIN_SIDE_PX = 20
 
 
 class MtcnnFaceDetector:
-    def __init__(self, *, min_confidence: float, device: str, batch: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        min_confidence: float,
+        device: str,
+        batch: bool = False,
+        backend: str = "torch",
+        cache_dir: Path | None = None,
+    ) -> None:
         import facenet_pytorch
         from facenet_pytorch import MTCNN
 
@@ -27,12 +40,27 @@ class MtcnnFaceDetector:
         data = Path(facenet_pytorch.__file__).parent / "data"
         weights = sorted(data.glob("*.pt"))
         digest = "+".join(sha256_of(p)[:16] for p in weights) if weights else None
+        self.backend = "openvino" if backend in ("openvino", "onnx") else "torch"
+        self._runners = None
+        self.stage_times: dict[str, float] | None = None
+        if self.backend == "openvino":
+            from vidwatch.detectors.backends import openvino_cache_config
+            from vidwatch.detectors.mtcnn import openvino_runners
+
+            cache = None
+            if cache_dir is not None:
+                cache = cache_dir / "mtcnn" / f"{(digest or 'mtcnn').replace('+', '-')}-openvino"
+            self._runners = openvino_runners(
+                {"pnet": self._mtcnn.pnet, "rnet": self._mtcnn.rnet, "onet": self._mtcnn.onet},
+                cache=cache,
+                config=openvino_cache_config(cache_dir),
+            )
         self.infos: tuple[ModelInfo, ...] = (
             ModelInfo(
                 role="faces",
                 name="mtcnn",
                 sha256=digest,
-                extra={"package": f"facenet-pytorch {_version()}"},
+                extra={"package": f"facenet-pytorch {_version()}", "backend": self.backend},
             ),
         )
 
@@ -42,6 +70,16 @@ class MtcnnFaceDetector:
         h, w = frames[0].shape[:2]
         if min(h, w) < MIN_SIDE_PX:
             return [Detections() for _ in frames]
+        if self._runners is not None:
+            from vidwatch.detectors.mtcnn import detect_faces
+
+            out = []
+            for frame in frames:  # BGR in: detect_faces hands the nets RGB
+                boxes, probs, points = detect_faces(
+                    frame, **self._runners, stage_times=self.stage_times
+                )
+                out.append(self._convert(boxes, probs, points) if len(boxes) else Detections())
+            return out
         rgb = [np.ascontiguousarray(f[:, :, ::-1]) for f in frames]  # MTCNN wants RGB
         if self._batch and len(rgb) > 1:
             boxes, probs, points = self._mtcnn.detect(np.stack(rgb), landmarks=True)

@@ -38,6 +38,7 @@ class ModelSet:
     settings: Settings
     describer: DlibFaceDescriber | None = None
     """Face descriptors for identities (None: FACE_IDENTITIES or faces off)."""
+    backend: str = "torch"
 
     @property
     def infos(self) -> dict[str, ModelInfo]:
@@ -100,13 +101,23 @@ def load_models(settings: Settings) -> ModelSet:
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     device = resolve_device(settings.model_device)
+    from vidwatch.detectors.backends import resolve_backend
+
+    backend = resolve_backend(settings.model_backend, device)
+    cache_dir = settings.model_cache_dir
 
     from vidwatch.detectors.faces import MtcnnFaceDetector
     from vidwatch.detectors.yolo import YoloDetector
 
     def yolo(path: Path, name: str, roles: tuple[str, ...]) -> YoloDetector:
         return YoloDetector(
-            path, name=name, roles=roles, confidence=settings.object_min_confidence, device=device
+            path,
+            name=name,
+            roles=roles,
+            confidence=settings.object_min_confidence,
+            device=device,
+            backend=backend,
+            cache_dir=cache_dir,
         )
 
     detectors: list[Detector] = []
@@ -119,7 +130,12 @@ def load_models(settings: Settings) -> ModelSet:
             detectors.append(yolo(segment_path, settings.segment_model, ("segments",)))
     if settings.faces_enabled:
         detectors.append(
-            MtcnnFaceDetector(min_confidence=settings.face_min_confidence, device=device)
+            MtcnnFaceDetector(
+                min_confidence=settings.face_min_confidence,
+                device=device,
+                backend=backend,
+                cache_dir=cache_dir,
+            )
         )
     describer = None
     if settings.faces_enabled and settings.face_identities:
@@ -129,12 +145,19 @@ def load_models(settings: Settings) -> ModelSet:
     log.info(
         "models_loaded",
         device=device,
+        backend=backend,
         detect=settings.detect_model,
         segment=settings.segment_model,
         faces=settings.faces_enabled,
         identities=describer is not None,
     )
-    return ModelSet(detectors=detectors, device=device, settings=settings, describer=describer)
+    return ModelSet(
+        detectors=detectors,
+        device=device,
+        settings=settings,
+        describer=describer,
+        backend=backend,
+    )
 
 
 def _off_reason(role: str) -> str:

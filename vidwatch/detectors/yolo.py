@@ -6,7 +6,8 @@ weights, one inference fills ``objects`` and ``segments``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import cv2
@@ -32,11 +33,24 @@ class YoloDetector:
         confidence: float,
         device: str,
         imgsz: int = 640,
+        backend: str = "torch",
+        cache_dir: Path | None = None,
     ) -> None:
         from ultralytics import YOLO
 
-        self._model = YOLO(str(weights))
-        self._task = self._model.task
+        digest = sha256_of(weights)
+        if backend == "torch":
+            self._model = YOLO(str(weights))
+            self._task = self._model.task
+        else:
+            from vidwatch.detectors.backends import exported_yolo
+
+            if cache_dir is None:
+                raise ValueError(f"the {backend} backend needs a cache folder for its export")
+            exported, task = exported_yolo(weights, digest, backend, cache_dir)
+            self._model = YOLO(str(exported), task=task)
+            self._task = task
+        self.backend = backend
         if "segments" in roles and self._task != "segment":
             raise ValueError(f"{name} is a {self._task} model, not a segmentation model")
         self._roles = roles
@@ -44,14 +58,18 @@ class YoloDetector:
         self._device = device
         self._half = device.startswith("cuda")
         self._imgsz = imgsz
+        if backend == "openvino":
+            # Ultralytics loads the runtime model on the first call (and again whenever a
+            # setup argument changes): make it now, with detect()'s own arguments, in fp32.
+            with _openvino_fp32():
+                self._predict([np.zeros((64, 64, 3), np.uint8)])
         self._names: dict[int, str] = dict(self._model.names)
-        digest = sha256_of(weights)
         self.infos = tuple(
             ModelInfo(
                 role={"objects": "detect", "segments": "segment"}[r],
                 name=name,
                 sha256=digest,
-                extra={"task": self._task},
+                extra={"task": self._task, "backend": backend},
             )
             for r in roles
         )
@@ -59,8 +77,11 @@ class YoloDetector:
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         if not frames:
             return []
+        return [self._convert(r) for r in self._predict(frames)]
+
+    def _predict(self, frames: Sequence[np.ndarray]) -> list:
         kwargs = {"half": True} if self._half else {}
-        results = self._model.predict(
+        return self._model.predict(
             list(frames),
             conf=self._confidence,
             device=self._device,
@@ -68,7 +89,14 @@ class YoloDetector:
             verbose=False,
             **kwargs,
         )
-        return [self._convert(r) for r in results]
+
+    @property
+    def openvino_precision(self) -> str | None:
+        """The precision the OpenVINO model is compiled for (None on other backends)."""
+        if self.backend != "openvino" or self._model.predictor is None:
+            return None
+        compiled = self._model.predictor.model.backend.ov_compiled_model
+        return str(compiled.get_property("INFERENCE_PRECISION_HINT"))
 
     def _convert(self, result) -> Detections:
         boxes = result.boxes
@@ -89,6 +117,31 @@ class YoloDetector:
                 if len(poly) >= 3:
                     segments.append(ObjectDetection.make(label, cls, conf, box, poly))
         return Detections(objects=tuple(objects), segments=tuple(segments))
+
+
+@contextlib.contextmanager
+def _openvino_fp32() -> Iterator[None]:
+    """While Ultralytics loads an OpenVINO model, compile it in fp32, as PyTorch runs.
+
+    OpenVINO's CPU plugin picks bf16 by itself on CPUs with bf16 instructions (AVX512-BF16,
+    AMX), and Ultralytics compiles with that default: boxes then move by more than the 0.98
+    IoU / 0.02 confidence the backends must agree to (checked in tests/detectors). Its
+    compile call is bound at load time, so later recompiles keep the pinned precision."""
+    import openvino as ov
+
+    original = ov.Core.compile_model
+
+    def compile_fp32(self, model, device_name=None, config=None, **kwargs):
+        config = {**(config or {}), "INFERENCE_PRECISION_HINT": "f32"}
+        if device_name is None:
+            return original(self, model, config=config, **kwargs)
+        return original(self, model, device_name, config, **kwargs)
+
+    ov.Core.compile_model = compile_fp32
+    try:
+        yield
+    finally:
+        ov.Core.compile_model = original
 
 
 def _simplify(points: np.ndarray) -> np.ndarray:

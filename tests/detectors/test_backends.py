@@ -1,0 +1,185 @@
+"""MODEL_BACKEND: YOLO exported once per weights file into MODEL_CACHE_DIR, and OpenVINO /
+ONNX Runtime giving PyTorch's boxes (same class, IoU >= 0.98, confidence within 0.02) on
+the shared media; MTCNN on OpenVINO finding the same faces as facenet-pytorch's MTCNN."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import face_set
+from bench.equivalence import calibrated_yolo, match_boxes
+from vidwatch.config import ConfigError, load_settings
+from vidwatch.detectors.backends import export_dir, resolve_backend
+
+pytestmark = pytest.mark.models
+
+
+def _media_frames(media: Path, step: int = 25) -> list[np.ndarray]:
+    import av
+
+    frames = []
+    for name in ("cuts_h264.mp4", "cuts_vp9.webm"):
+        with av.open(str(media / name)) as c:
+            for i, f in enumerate(c.decode(video=0)):
+                if i % step == 0:
+                    frames.append(f.to_ndarray(format="bgr24"))
+    return frames
+
+
+@pytest.fixture(scope="module")
+def frames(media) -> list[np.ndarray]:
+    return _media_frames(media)
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory, frames) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("calibrated")
+    return {
+        task: calibrated_yolo(yaml, folder / f"{task}.pt", frames[::2])
+        for task, yaml in (("detect", "yolo11n.yaml"), ("segment", "yolo11n-seg.yaml"))
+    }
+
+
+def _boxes(found, role: str):
+    return [(o.class_id, o.confidence, o.box_xyxy) for o in getattr(found, role)]
+
+
+def test_auto_is_openvino_on_the_cpu_and_explicit_runtimes_are_checked():
+    assert resolve_backend("auto", "cpu") == "openvino"
+    assert resolve_backend("auto", "cuda:0") == "torch"
+    assert resolve_backend("onnx", "cpu") == "onnx"
+    with pytest.raises(ConfigError, match="MODEL_BACKEND"):
+        resolve_backend("openvino", "cuda:0")
+    with pytest.raises(ConfigError, match="MODEL_BACKEND"):
+        load_settings({"MODEL_BACKEND": "tensorrt"})
+    assert load_settings({"MODEL_BACKEND": " OpenVINO "}).model_backend == "openvino"
+
+
+@pytest.mark.parametrize("backend", ["openvino", "onnx"])
+def test_exported_yolo_gives_pytorch_boxes_on_the_shared_media(
+    backend, calibrated, frames, tmp_path
+):
+    from vidwatch.detectors.yolo import YoloDetector
+
+    common = {"roles": ("objects", "segments"), "confidence": 0.25, "device": "cpu"}
+    ref = YoloDetector(calibrated["segment"], name="seg", **common)
+    other = YoloDetector(
+        calibrated["segment"], name="seg", backend=backend, cache_dir=tmp_path, **common
+    )
+    assert other.infos[0].extra["backend"] == backend
+    # In batches, as the pipeline calls them (frames of one video per batch).
+    compared = 0
+    for size in {f.shape for f in frames}:
+        batch = [f for f in frames if f.shape == size]
+        for a, b in zip(ref.detect(batch), other.detect(batch), strict=True):
+            for role in ("objects", "segments"):
+                m = match_boxes(_boxes(a, role), _boxes(b, role), threshold=0.25)
+                assert not m["unmatched"], (role, m)
+                compared += m["compared"]
+            assert len(a.segments) == len(b.segments)
+    if backend == "openvino":
+        assert other.openvino_precision == "<Type: 'float32'>"
+    # The comparison is not vacuous: the calibrated model finds things on these frames.
+    assert compared >= 50
+
+
+def test_detect_model_export_matches_too_and_is_made_once_per_weights(calibrated, frames, tmp_path):
+    from vidwatch.detectors import backends
+    from vidwatch.detectors.weights import sha256_of
+    from vidwatch.detectors.yolo import YoloDetector
+
+    common = {"roles": ("objects",), "confidence": 0.25, "device": "cpu"}
+    ref = YoloDetector(calibrated["detect"], name="det", **common)
+    ov = YoloDetector(
+        calibrated["detect"], name="det", backend="openvino", cache_dir=tmp_path, **common
+    )
+    batch = [f for f in frames if f.shape == frames[0].shape][:4]
+    for a, b in zip(ref.detect(batch), ov.detect(batch), strict=True):
+        assert not match_boxes(_boxes(a, "objects"), _boxes(b, "objects"), threshold=0.25)[
+            "unmatched"
+        ]
+    folder = export_dir(tmp_path, calibrated["detect"], sha256_of(calibrated["detect"]), "openvino")
+    stamp = (folder / "vidwatch-export.json").stat().st_mtime_ns
+    calls = []
+    real = backends._export
+    backends._export = lambda *a, **k: calls.append(a) or real(*a, **k)
+    try:
+        YoloDetector(
+            calibrated["detect"], name="det", backend="openvino", cache_dir=tmp_path, **common
+        )
+    finally:
+        backends._export = real
+    assert calls == [] and (folder / "vidwatch-export.json").stat().st_mtime_ns == stamp
+    # One folder per weights file; no half-written export left behind.
+    assert [p.name for p in (tmp_path / "yolo").iterdir()] == [folder.name]
+
+
+def test_unwritable_cache_is_a_config_error_naming_it(calibrated, tmp_path):
+    from vidwatch.detectors.yolo import YoloDetector
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigError, match="MODEL_CACHE_DIR"):
+        YoloDetector(
+            calibrated["detect"],
+            name="det",
+            roles=("objects",),
+            confidence=0.25,
+            device="cpu",
+            backend="openvino",
+            cache_dir=blocker,
+        )
+
+
+@pytest.fixture(scope="module")
+def face_detectors(tmp_path_factory):
+    from vidwatch.detectors.faces import MtcnnFaceDetector
+
+    cache = tmp_path_factory.mktemp("mtcnn_cache")
+    torch_det = MtcnnFaceDetector(min_confidence=0.0, device="cpu")
+    ov_det = MtcnnFaceDetector(
+        min_confidence=0.0, device="cpu", backend="openvino", cache_dir=cache
+    )
+    return torch_det, ov_det, cache
+
+
+def _faces(det, img) -> list[tuple[tuple[float, ...], float]]:
+    (found,) = det.detect([img])
+    return [(f.box_xyxy, f.confidence) for f in found.faces]
+
+
+def test_mtcnn_on_openvino_finds_the_faces_facenet_finds(face_detectors, media):
+    torch_det, ov_det, cache = face_detectors
+    assert ov_det.infos[0].extra["backend"] == "openvino"
+    assert sorted(p.name for p in (next((cache / "mtcnn").iterdir())).glob("*.xml")) == [
+        "onet.xml",
+        "pnet.xml",
+        "rnet.xml",
+    ]
+    frames = _media_frames(media, step=20)
+    compared = 0
+    for img in frames:
+        a = [(b, p) for b, p in _faces(torch_det, img) if p >= 0.95]
+        b = [(b, p) for b, p in _faces(ov_det, img) if p >= 0.85]
+        for box, p in a:
+            best = max((face_set.iou(box, other) for other, _ in b), default=0.0)
+            assert best >= 0.8, (box, p, b)
+            compared += 1
+    assert compared >= 4
+
+
+def test_mtcnn_on_openvino_recalls_faces_of_every_size_as_well_as_facenet(face_detectors, media):
+    torch_det, ov_det, _ = face_detectors
+
+    def boxes(img):
+        return [b for b, p in _faces(torch_det, img) if p >= 0.9]
+
+    cases = face_set.build(media, face_set.face_crops(media, boxes))
+    ref = face_set.score([_faces(torch_det, img) for img, _ in cases], [t for _, t in cases])
+    ours = face_set.score([_faces(ov_det, img) for img, _ in cases], [t for _, t in cases])
+    assert ref["faces"] == ours["faces"] >= 40
+    assert ours["recall"] >= ref["recall"], (ref, ours)
+    assert ours["false_positives"] <= ref["false_positives"] + 1, (ref, ours)

@@ -1,0 +1,147 @@
+"""Where the models run: PyTorch, OpenVINO or ONNX Runtime (MODEL_BACKEND).
+
+YOLO weights are exported once per weights file (keyed by its sha256, the backend and the
+Ultralytics version) into MODEL_CACHE_DIR with Ultralytics' own exporter, then loaded
+through ``YOLO()`` as usual. Exports run offline: the exporter's requirements (openvino,
+onnx, onnxslim, onnxruntime) are dependencies of vidwatch, so Ultralytics never tries to
+install anything. An export is written to a temporary folder and renamed into place, so
+processes sharing the cache never see half an export.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import structlog
+
+from vidwatch.config import ConfigError
+
+log = structlog.get_logger("vidwatch.detectors")
+
+BACKENDS = ("auto", "torch", "openvino", "onnx")
+EXPORT_IMGSZ = 640
+_MODULES = {"openvino": "openvino", "onnx": "onnxruntime"}
+
+
+def resolve_backend(setting: str, device: str) -> str:
+    """``auto``: OpenVINO on the CPU (the fastest measured here, see README Performance),
+    PyTorch on a GPU. An explicit runtime that is missing, or a CPU runtime asked to run on
+    a GPU, stops with a ConfigError naming MODEL_BACKEND."""
+    if setting not in BACKENDS:
+        raise ConfigError(f"MODEL_BACKEND={setting!r}: use one of {', '.join(BACKENDS)}")
+    if setting == "auto":
+        if device == "cpu" and importlib.util.find_spec("openvino") is not None:
+            return "openvino"
+        return "torch"
+    if setting == "torch":
+        return "torch"
+    if device != "cpu":
+        raise ConfigError(
+            f"MODEL_BACKEND={setting!r} runs on the CPU but MODEL_DEVICE resolved to {device}; "
+            "use MODEL_BACKEND=torch (or auto) on a GPU"
+        )
+    if importlib.util.find_spec(_MODULES[setting]) is None:
+        raise ConfigError(
+            f"MODEL_BACKEND={setting!r} but the {_MODULES[setting]} package is not installed"
+        )
+    return setting
+
+
+def _ultralytics_version() -> str:
+    from importlib.metadata import version
+
+    return version("ultralytics")
+
+
+def export_dir(cache_dir: Path, weights: Path, sha256: str, backend: str) -> Path:
+    key = f"{weights.stem}-{sha256[:16]}-{backend}-ultralytics{_ultralytics_version()}"
+    return cache_dir / "yolo" / key
+
+
+def exported_yolo(weights: Path, sha256: str, backend: str, cache_dir: Path) -> tuple[Path, str]:
+    """The exported model for ``weights`` on ``backend`` (exporting it on first use) and the
+    model's task. Raises ConfigError naming MODEL_CACHE_DIR when the cache is not writable."""
+    target = export_dir(cache_dir, weights, sha256, backend)
+    done = target / "vidwatch-export.json"
+    if not done.is_file():
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _export(weights, sha256, backend, target)
+        except OSError as exc:
+            raise ConfigError(
+                f"MODEL_CACHE_DIR={str(cache_dir)!r}: cannot write the {backend} export of "
+                f"{weights.name} ({exc.strerror or exc})"
+            ) from None
+        except ConfigError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any exporter failure means the same here
+            raise ConfigError(
+                f"MODEL_BACKEND={backend!r}: exporting {weights.name} failed "
+                f"({type(exc).__name__}: {exc}); set MODEL_BACKEND=torch to run it as it is"
+            ) from None
+    meta = json.loads(done.read_text())
+    return target / meta["model"], meta["task"]
+
+
+def _export(weights: Path, sha256: str, backend: str, target: Path) -> None:
+    from ultralytics import YOLO
+
+    log.info("model_export", weights=weights.name, backend=backend, cache=str(target))
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as tmp:
+        work = Path(tmp)
+        src = work / f"{weights.stem}.pt"
+        shutil.copyfile(weights, src)
+        model = YOLO(str(src))
+        task = model.task
+        # dynamic: the exported model takes the same letterboxed (rectangular) input as the
+        # PyTorch model and any batch size, so both see the same pixels.
+        out = Path(
+            model.export(
+                format=backend,
+                imgsz=EXPORT_IMGSZ,
+                dynamic=True,
+                simplify=True,
+                device="cpu",
+                verbose=False,
+            )
+        )
+        staged = work / "export"
+        staged.mkdir()
+        # Ultralytics knows the format by the name: <stem>_openvino_model/ or <stem>.onnx.
+        shutil.move(str(out), staged / out.name)
+        model_rel = out.name
+        (staged / "vidwatch-export.json").write_text(
+            json.dumps(
+                {
+                    "weights": weights.name,
+                    "sha256": sha256,
+                    "backend": backend,
+                    "task": task,
+                    "model": model_rel,
+                    "ultralytics": _ultralytics_version(),
+                }
+            )
+        )
+        try:
+            os.rename(staged, target)
+        except OSError:
+            # Another process finished the same export first: theirs serves.
+            if not (target / "vidwatch-export.json").is_file():
+                raise
+
+
+def openvino_cache_config(cache_dir: Path | None) -> dict[str, str]:
+    """OpenVINO's compiled-blob cache inside MODEL_CACHE_DIR (a faster second start)."""
+    if cache_dir is None:
+        return {}
+    folder = cache_dir / "openvino-blobs"
+    with contextlib.suppress(OSError):
+        folder.mkdir(parents=True, exist_ok=True)
+        return {"CACHE_DIR": str(folder)}
+    return {}

@@ -1,0 +1,302 @@
+"""MTCNN's three stages over facenet-pytorch's nets, without its per-frame overheads.
+
+facenet-pytorch's ``detect_face`` turns the whole frame into a float tensor, builds the
+image pyramid with ``interpolate(mode="area")`` and cuts every candidate out of the float
+frame one by one: at 720p that is about half of its time, not the nets. This is the same
+algorithm (the same pyramid scales, thresholds, box regressions, NMS steps and crops, so
+the same faces) with the pyramid and the crops made by OpenCV's area resampling from the
+``uint8`` frame, the candidate bookkeeping in numpy, and the nets called through a small
+runner, so they can run on PyTorch or on OpenVINO.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+# A net runner: a float32 NCHW batch in, the net's outputs (numpy) out.
+NetRunner = Callable[[np.ndarray], Sequence[np.ndarray]]
+
+
+@dataclass(frozen=True)
+class MtcnnParams:
+    min_face_px: float = 20.0
+    factor: float = 0.709
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
+
+
+def pyramid_scales(h: int, w: int, params: MtcnnParams) -> list[float]:
+    """The scales facenet-pytorch's MTCNN uses (first: 12 px net window = min face)."""
+    m = 12.0 / params.min_face_px
+    minl = min(h, w) * m
+    scales = []
+    scale = m
+    while minl >= 12:
+        scales.append(scale)
+        scale *= params.factor
+        minl *= params.factor
+    return scales
+
+
+def _normalise(images: np.ndarray) -> np.ndarray:
+    """uint8 BGR NHWC -> float32 RGB NCHW scaled to [-1, 1) as the nets were trained."""
+    x = images[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32)
+    x -= 127.5
+    x *= 0.0078125
+    return x
+
+
+def _nms(
+    boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = "Union"
+) -> np.ndarray:
+    """Greedy NMS; "Union" as torchvision's ``nms`` (no +1), "Min" as facenet's numpy one."""
+    if len(boxes) == 0:
+        return np.empty(0, dtype=np.int64)
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    plus = 1.0 if method == "Min" else 0.0
+    area = (x2 - x1 + plus) * (y2 - y1 + plus)
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        i = order[0]
+        keep.append(i)
+        rest = order[1:]
+        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + plus)
+        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + plus)
+        inter = w * h
+        if method == "Min":
+            overlap = inter / np.minimum(area[i], area[rest])
+        else:
+            overlap = inter / (area[i] + area[rest] - inter)
+        order = rest[overlap <= threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def _rerec(boxes: np.ndarray) -> np.ndarray:
+    """Boxes made square around their centres (their longer side)."""
+    h = boxes[:, 3] - boxes[:, 1]
+    w = boxes[:, 2] - boxes[:, 0]
+    side = np.maximum(w, h)
+    boxes[:, 0] = boxes[:, 0] + w * 0.5 - side * 0.5
+    boxes[:, 1] = boxes[:, 1] + h * 0.5 - side * 0.5
+    boxes[:, 2] = boxes[:, 0] + side
+    boxes[:, 3] = boxes[:, 1] + side
+    return boxes
+
+
+def _bbreg(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
+    w = boxes[:, 2] - boxes[:, 0] + 1
+    h = boxes[:, 3] - boxes[:, 1] + 1
+    boxes[:, 0] += reg[:, 0] * w
+    boxes[:, 1] += reg[:, 1] * h
+    boxes[:, 2] += reg[:, 2] * w
+    boxes[:, 3] += reg[:, 3] * h
+    return boxes
+
+
+def _crops(image: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each box's part of the frame (clipped to it, as facenet-pytorch does), area-resized to
+    ``size``; returns the stack and the indices of the boxes that had any pixels."""
+    h, w = image.shape[:2]
+    b = np.trunc(boxes[:, :4]).astype(np.int64)
+    x = np.maximum(b[:, 0], 1)
+    y = np.maximum(b[:, 1], 1)
+    ex = np.minimum(b[:, 2], w)
+    ey = np.minimum(b[:, 3], h)
+    out, kept = [], []
+    for k in range(len(b)):
+        if ey[k] > y[k] - 1 and ex[k] > x[k] - 1:
+            crop = image[y[k] - 1 : ey[k], x[k] - 1 : ex[k]].astype(np.float32)
+            out.append(cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA))
+            kept.append(k)
+    if not out:
+        return np.empty((0, size, size, 3), np.float32), np.empty(0, dtype=np.int64)
+    return np.stack(out), np.asarray(kept, dtype=np.int64)
+
+
+def _normalise_float(crops: np.ndarray) -> np.ndarray:
+    x = crops[..., ::-1].transpose(0, 3, 1, 2)
+    return np.ascontiguousarray((x - 127.5) * 0.0078125, dtype=np.float32)
+
+
+def detect_faces(
+    image: np.ndarray,
+    *,
+    pnet: NetRunner,
+    rnet: NetRunner,
+    onet: NetRunner,
+    params: MtcnnParams = MtcnnParams(),
+    stage_times: dict[str, float] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Faces in one BGR ``uint8`` frame: boxes (N, 4) xyxy, probabilities (N,), landmarks
+    (N, 5, 2), largest box first. ``stage_times`` (if given) accumulates seconds by stage."""
+    import time
+
+    clock = time.perf_counter
+    times = stage_times if stage_times is not None else {}
+
+    def add(stage: str, started: float) -> float:
+        now = clock()
+        times[stage] = times.get(stage, 0.0) + now - started
+        return now
+
+    t = clock()
+    h, w = image.shape[:2]
+    t1, t2, t3 = params.thresholds
+    found = []
+    for scale in pyramid_scales(h, w, params):
+        hs, ws = int(h * scale + 1), int(w * scale + 1)
+        small = cv2.resize(image, (ws, hs), interpolation=cv2.INTER_AREA)
+        x = _normalise(small[None])
+        t = add("pyramid", t)
+        reg, prob = pnet(x)
+        t = add("pnet", t)
+        p = prob[0, 1]
+        ys, xs = np.nonzero(p >= t1)
+        if len(ys):
+            q1x = np.floor((2 * xs + 1) / scale)
+            q1y = np.floor((2 * ys + 1) / scale)
+            q2x = np.floor((2 * xs + 12) / scale)
+            q2y = np.floor((2 * ys + 12) / scale)
+            boxes = np.stack(
+                [q1x, q1y, q2x, q2y, p[ys, xs], *(reg[0, i, ys, xs] for i in range(4))], axis=1
+            ).astype(np.float32)
+            found.append(boxes[_nms(boxes[:, :4], boxes[:, 4], 0.5)])
+        t = add("pnet_boxes", t)
+    empty = (np.empty((0, 4), np.float32), np.empty(0, np.float32), np.empty((0, 5, 2), np.float32))
+    if not found:
+        return empty
+    boxes = np.concatenate(found)
+    boxes = boxes[_nms(boxes[:, :4], boxes[:, 4], 0.7)]
+    regw = boxes[:, 2] - boxes[:, 0]
+    regh = boxes[:, 3] - boxes[:, 1]
+    boxes = np.stack(
+        [
+            boxes[:, 0] + boxes[:, 5] * regw,
+            boxes[:, 1] + boxes[:, 6] * regh,
+            boxes[:, 2] + boxes[:, 7] * regw,
+            boxes[:, 3] + boxes[:, 8] * regh,
+            boxes[:, 4],
+        ],
+        axis=1,
+    )
+    boxes = _rerec(boxes)
+    t = add("pnet_boxes", t)
+
+    # Second stage: R-Net on 24 px crops of every candidate.
+    crops, kept = _crops(image, boxes, 24)
+    boxes = boxes[kept]
+    t = add("crops", t)
+    if not len(boxes):
+        return empty
+    reg, prob = rnet(_normalise_float(crops))
+    t = add("rnet", t)
+    score = prob[:, 1]
+    ok = score > t2
+    boxes = np.concatenate([boxes[ok, :4], score[ok, None]], axis=1)
+    reg = reg[ok]
+    pick = _nms(boxes[:, :4], boxes[:, 4], 0.7)
+    boxes = _rerec(_bbreg(boxes[pick], reg[pick]))
+    t = add("rnet_boxes", t)
+
+    # Third stage: O-Net on 48 px crops; landmarks.
+    crops, kept = _crops(image, boxes, 48)
+    boxes = boxes[kept]
+    t = add("crops", t)
+    if not len(boxes):
+        return empty
+    reg, marks, prob = onet(_normalise_float(crops))
+    t = add("onet", t)
+    score = prob[:, 2 - 1]
+    ok = score > t3
+    boxes = np.concatenate([boxes[ok, :4], score[ok, None]], axis=1)
+    reg, marks = reg[ok], marks[ok]
+    bw = boxes[:, 2] - boxes[:, 0] + 1
+    bh = boxes[:, 3] - boxes[:, 1] + 1
+    px = bw[:, None] * marks[:, :5] + boxes[:, 0:1] - 1
+    py = bh[:, None] * marks[:, 5:10] + boxes[:, 1:2] - 1
+    points = np.stack([px, py], axis=2)
+    boxes = _bbreg(boxes, reg)
+    pick = _nms(boxes[:, :4], boxes[:, 4], 0.7, "Min")
+    boxes, points = boxes[pick], points[pick]
+    order = np.argsort(-(boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), kind="stable")
+    boxes, points = boxes[order], points[order]
+    add("onet_boxes", t)
+    return (
+        boxes[:, :4].astype(np.float32),
+        boxes[:, 4].astype(np.float32),
+        points.astype(np.float32),
+    )
+
+
+def torch_runner(net) -> NetRunner:
+    import torch
+
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        with torch.inference_mode():
+            return [o.numpy() for o in net(torch.from_numpy(x))]
+
+    return run
+
+
+def openvino_runners(
+    nets: dict, *, cache: Path | None = None, config: dict | None = None
+) -> dict[str, NetRunner]:
+    """The three nets on OpenVINO (any batch; P-Net any size), compiled for the CPU in fp32.
+
+    The conversion (a torch trace, about a second) is saved in ``cache`` when given."""
+    import openvino as ov
+
+    core = ov.Core()
+    out = {}
+    for name, net in nets.items():
+        model = None
+        xml = cache / f"{name}.xml" if cache is not None else None
+        if xml is not None and xml.is_file():
+            model = core.read_model(str(xml))
+        else:
+            import torch
+
+            model = ov.convert_model(
+                net.eval(), example_input=torch.zeros(_EXAMPLES[name]), input=[_SHAPES[name]]
+            )
+            if xml is not None:
+                _save(ov, model, xml)
+        compiled = core.compile_model(
+            model,
+            "CPU",
+            {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32", **(config or {})},
+        )
+        request = compiled.create_infer_request()
+        n_out = len(compiled.outputs)
+
+        def run(x: np.ndarray, request=request, n_out=n_out) -> list[np.ndarray]:
+            res = request.infer({0: x})
+            return [np.array(res[i]) for i in range(n_out)]
+
+        out[name] = run
+    return out
+
+
+_EXAMPLES = {"pnet": (1, 3, 64, 64), "rnet": (4, 3, 24, 24), "onet": (4, 3, 48, 48)}
+_SHAPES = {"pnet": [-1, 3, -1, -1], "rnet": [-1, 3, 24, 24], "onet": [-1, 3, 48, 48]}
+
+
+def _save(ov, model, xml: Path) -> None:
+    """Write the converted net beside its siblings, atomically (another process may too)."""
+    import os
+    import tempfile
+
+    try:
+        xml.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=xml.parent, prefix=".convert-") as tmp:
+            part = Path(tmp) / xml.name
+            ov.save_model(model, str(part), compress_to_fp16=False)
+            os.replace(part.with_suffix(".bin"), xml.with_suffix(".bin"))
+            os.replace(part, xml)
+    except OSError:
+        pass  # no cache: convert again next start
