@@ -70,6 +70,7 @@ def test_a_completed_manifest_read_back_keeps_its_summary(tmp_path):
         "labels": ["cat"],
         "faces": {"frames": 1, "max_in_frame": 1},
         "people": 1,
+        "duration_s": 11.2,
     }
     store.put_bytes(keys.status_key(doc["job_id"]), json.dumps(doc).encode())
     manifest = read_manifest(store, doc["job_id"])

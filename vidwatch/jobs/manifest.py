@@ -107,6 +107,8 @@ class JobSummary(_Part):
     faces: FaceSummary
     people: int = Field(0, ge=0)
     """Persons told apart among the faces (0 with identities off)."""
+    duration_s: float | None = None
+    """The video's duration from its container (the jobs list shows it)."""
 
 
 # Flat names the job's code uses for nested fields: name -> (part, field).

@@ -308,6 +308,7 @@ def _complete_as_duplicate(manifest: Manifest, store: ObjectStore, original: str
         labels=sorted(results["summary"]["labels"]),
         faces=results["summary"]["faces"],
         people=results["summary"].get("people", 0),
+        duration_s=results["video"].get("duration_s"),
     )
     manifest.results_summary = results.get("summary")
     bound.info("job_completed", duplicate_of=original, frames=manifest.frames_total)
@@ -447,4 +448,5 @@ def _short_summary(results: Results) -> JobSummary:
         labels=sorted(results.summary.labels),
         faces=results.summary.faces,
         people=results.summary.people,
+        duration_s=results.video.duration_s,
     )

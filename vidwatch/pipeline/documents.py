@@ -269,3 +269,5 @@ class Results(_Header):
     provenance: Provenance
     timings_s: Timings
     stats: Stats
+    exports: dict[str, str] = Field(default_factory=dict)
+    """Keys of the editor and player exports (chapters, scenes_csv, edl, otio), by name."""
