@@ -76,7 +76,11 @@ class MtcnnFaceDetector:
             out = []
             for frame in frames:  # BGR in: detect_faces hands the nets RGB
                 boxes, probs, points = detect_faces(
-                    frame, **self._runners, stage_times=self.stage_times
+                    frame,
+                    pnet=self._runners["pnet"],
+                    rnet=self._runners["rnet"],
+                    onet=self._runners["onet"],
+                    stage_times=self.stage_times,
                 )
                 out.append(self._convert(boxes, probs, points) if len(boxes) else Detections())
             return out

@@ -252,7 +252,7 @@ def openvino_runners(
     import openvino as ov
 
     core = ov.Core()
-    out = {}
+    out: dict[str, NetRunner] = {}
     for name, net in nets.items():
         model = None
         xml = cache / f"{name}.xml" if cache is not None else None
@@ -271,15 +271,16 @@ def openvino_runners(
             "CPU",
             {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32", **(config or {})},
         )
-        request = compiled.create_infer_request()
-        n_out = len(compiled.outputs)
-
-        def run(x: np.ndarray, request=request, n_out=n_out) -> list[np.ndarray]:
-            res = request.infer({0: x})
-            return [np.array(res[i]) for i in range(n_out)]
-
-        out[name] = run
+        out[name] = _ov_runner(compiled.create_infer_request(), len(compiled.outputs))
     return out
+
+
+def _ov_runner(request, n_out: int) -> NetRunner:
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        res = request.infer({0: x})
+        return [np.array(res[i]) for i in range(n_out)]
+
+    return run
 
 
 _EXAMPLES = {"pnet": (1, 3, 64, 64), "rnet": (4, 3, 24, 24), "onet": (4, 3, 48, 48)}

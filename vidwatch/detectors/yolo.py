@@ -81,13 +81,15 @@ class YoloDetector:
 
     def _predict(self, frames: Sequence[np.ndarray]) -> list:
         kwargs = {"half": True} if self._half else {}
-        return self._model.predict(
-            list(frames),
-            conf=self._confidence,
-            device=self._device,
-            imgsz=self._imgsz,
-            verbose=False,
-            **kwargs,
+        return list(
+            self._model.predict(
+                list(frames),
+                conf=self._confidence,
+                device=self._device,
+                imgsz=self._imgsz,
+                verbose=False,
+                **kwargs,
+            )
         )
 
     @property
