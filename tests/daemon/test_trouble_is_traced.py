@@ -49,7 +49,10 @@ def test_retries_a_lost_lease_and_a_second_attempt_show_in_status_and_metrics(
         shutil.copyfile(media / video, inbox / f".{filename}")
         (inbox / f".{filename}").rename(inbox / filename)
         claimed = daemon.wait_for("inbox_file_claimed", filename=filename)
-        daemon.wait_for("job_stage", job_id=claimed["job_id"], stage="uploading_source")
+        # At "staging" the job holds its lease and has every write still ahead of it, so the
+        # outage cannot miss it however fast the machine (at "uploading_source" a quick job
+        # could finish before the store was gone).
+        daemon.wait_for("job_stage", job_id=claimed["job_id"], stage="staging")
         restartable_moto.stop()
         time.sleep(seconds)
         restartable_moto.start()
