@@ -208,6 +208,20 @@ def bench_models(models, frames: list) -> dict:
     return out
 
 
+def bench_lanes(models, frames: list) -> float:
+    """ms per sampled frame with every model lane busy (frames handed to ``ModelSet.detect``
+    from as many threads as there are lanes): the model stage's throughput."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    width = len(models.lanes)
+    with ThreadPoolExecutor(width) as pool:
+        list(pool.map(lambda f: models.detect([f]), frames[:width]))  # warm-up
+        started = time.perf_counter()
+        list(pool.map(lambda f: models.detect([f]), frames))
+        seconds = time.perf_counter() - started
+    return round(1000 * seconds / len(frames), 1)
+
+
 def bench_one_pass(weights_seg: Path, weights_det: Path, frames: list, models) -> dict:
     """Objects + masks from one -seg pass against a detection and a segmentation model."""
     from vidwatch.detectors.yolo import YoloDetector
@@ -386,14 +400,17 @@ def plain_loop(path: Path, models, sample_fps: float) -> dict:
 # --- whole processes: the peer script and `vidwatch analyze`, process start to exit ---------
 def _peer_main(path: Path, sample_fps: float) -> None:
     """The plain frame-by-frame peer script most hand-written pipelines are: OpenCV reads
-    every frame; every 1/sample_fps s the frame goes to YOLO detect, YOLO segment and MTCNN
-    (PyTorch, as the libraries ship), one frame at a time. It writes nothing."""
+    every frame; every 1/sample_fps s the frame goes to YOLO detect, YOLO segment (one pass
+    where both settings name the same weights) and MTCNN (PyTorch, as the libraries ship),
+    one frame at a time. It writes nothing."""
     import cv2
     from facenet_pytorch import MTCNN
     from ultralytics import YOLO
 
-    det = YOLO(os.environ["DETECT_MODEL"])
     seg = YOLO(os.environ["SEGMENT_MODEL"])
+    # Where both settings name the same -seg weights, its one pass serves objects and masks.
+    same = os.environ["DETECT_MODEL"] == os.environ["SEGMENT_MODEL"]
+    det = None if same else YOLO(os.environ["DETECT_MODEL"])
     mtcnn = MTCNN(keep_all=True, device="cpu", post_process=False)
     cap = cv2.VideoCapture(str(path))
     step = max(1, round((cap.get(cv2.CAP_PROP_FPS) or FPS) / sample_fps))
@@ -401,7 +418,8 @@ def _peer_main(path: Path, sample_fps: float) -> None:
     while cap.grab():
         if n % step == 0:
             _, img = cap.retrieve()
-            det.predict(img, verbose=False)
+            if det is not None:
+                det.predict(img, verbose=False)
             seg.predict(img, verbose=False)
             mtcnn.detect(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
         n += 1
@@ -511,13 +529,15 @@ def _job_main(path: Path, sample_fps: float) -> None:
 
 
 def ensure_weights(out_dir: Path) -> dict[str, str]:
+    """Weights for ``yolo11n.pt`` and ``yolo11n-seg.pt``: the host's (BENCH_DETECT_WEIGHTS,
+    BENCH_SEGMENT_WEIGHTS) or random ones built from Ultralytics' yaml."""
     env = {}
-    for setting, name, yaml in (
-        ("DETECT_MODEL", "yolo11n.pt", "yolo11n.yaml"),
-        ("SEGMENT_MODEL", "yolo11n-seg.pt", "yolo11n-seg.yaml"),
+    for setting, yaml in (
+        ("BENCH_DETECT_WEIGHTS", "yolo11n.yaml"),
+        ("BENCH_SEGMENT_WEIGHTS", "yolo11n-seg.yaml"),
     ):
-        value = os.environ.get(setting, name)
-        if Path(value).is_file():
+        value = os.environ.get(setting, "")
+        if value and Path(value).is_file():
             env[setting] = value
             continue
         path = out_dir / yaml.replace(".yaml", "-random.pt")
@@ -527,6 +547,41 @@ def ensure_weights(out_dir: Path) -> dict[str, str]:
             YOLO(yaml).save(str(path))
         env[setting] = str(path)
     return env
+
+
+# The configurations compared, as settings. "before" is the previous release as it ran here
+# (PyTorch, one model lane, DETECT_MODEL yolo11n.pt beside SEGMENT_MODEL yolo11n-seg.pt);
+# "two_models" is today's runtime with those two models (a host that sets DETECT_MODEL to
+# yolo11n.pt keeps them); "after" is today's defaults (one -seg pass serves objects and masks,
+# OpenVINO, one single-threaded model lane per core).
+def configurations(weights: dict[str, str]) -> dict[str, dict[str, str]]:
+    det, seg = weights["BENCH_DETECT_WEIGHTS"], weights["BENCH_SEGMENT_WEIGHTS"]
+    return {
+        "before": {
+            "MODEL_BACKEND": "torch",
+            "MODEL_WORKERS": "1",
+            "DETECT_MODEL": det,
+            "SEGMENT_MODEL": seg,
+        },
+        "two_models": {
+            "MODEL_BACKEND": "auto",
+            "MODEL_WORKERS": "0",
+            "DETECT_MODEL": det,
+            "SEGMENT_MODEL": seg,
+        },
+        "after": {
+            "MODEL_BACKEND": "auto",
+            "MODEL_WORKERS": "0",
+            "DETECT_MODEL": seg,
+            "SEGMENT_MODEL": seg,
+        },
+    }
+
+
+def _settings_of(config: dict[str, str]):
+    from vidwatch.config import load_settings
+
+    return load_settings(**{k.lower(): v for k, v in config.items()})
 
 
 def bench_face_recall(media: Path, models_by_backend: dict) -> dict:
@@ -582,10 +637,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeat", type=int, default=2, help="runs of each identities job")
     parser.add_argument(
-        "--backends",
+        "--configs",
         nargs="+",
-        default=["torch", "auto"],
-        help="MODEL_BACKEND values to compare: the first is 'before', the last 'after'",
+        default=["before", "two_models", "after"],
+        choices=["before", "two_models", "after"],
+        help="configurations to compare (see configurations()): the first is 'before', "
+        "the last 'after'",
     )
     parser.add_argument(
         "--report",
@@ -615,6 +672,7 @@ def main(argv: list[str] | None = None) -> int:
     from vidwatch.config import load_settings
     from vidwatch.detectors.registry import load_models
 
+    configs = configurations(env)
     report: dict = {
         "machine": {
             "cpus": os.cpu_count(),
@@ -622,22 +680,21 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "load_at_start": [round(x, 2) for x in os.getloadavg()],
         },
-        "backends_compared": args.backends,
+        "configs_compared": args.configs,
+        "configurations": {name: configs[name] for name in args.configs},
     }
     import torch
 
     report["machine"]["torch"] = torch.__version__
     report["machine"]["cuda"] = torch.cuda.is_available()
+    after_env = {**env, **configs[args.configs[-1]]}
     if args.identities:
         path, _ = build_input(1.0, args.out)
-        from vidwatch.config import load_settings
-        from vidwatch.detectors.registry import load_models
-
-        models = load_models(load_settings())
+        models = load_models(_settings_of(configs[args.configs[-1]]))
         ident = {"load_before": _load()}
         ident["descriptor"] = bench_descriptors(models, _sample_frames(path, 60))
         del models
-        ident["jobs_1min"] = bench_identities_jobs(path, env, args.repeat)
+        ident["jobs_1min"] = bench_identities_jobs(path, after_env, args.repeat)
         ident["load_after"] = _load()
         report["identities"] = ident
         (args.out / "identities.json").write_text(json.dumps(report, indent=2))
@@ -650,64 +707,73 @@ def main(argv: list[str] | None = None) -> int:
     report["scenes"]["cuts_match_truth"] = report["scenes"]["cuts"] == len(first_cuts)
 
     frames = _sample_frames(first, 16)
-    models_by_backend = {}
-    report["backends"] = {}
-    for backend in args.backends:
-        settings = load_settings(model_backend=backend)
-        models = load_models(settings)
-        models_by_backend[backend] = models
-        entry = {"resolved": models.backend, "load": [round(x, 2) for x in os.getloadavg()]}
+    models_by_config = {}
+    report["configs"] = {}
+    for name in args.configs:
+        models = load_models(_settings_of(configs[name]))
+        models_by_config[name] = models
+        entry = {
+            "resolved": models.backend,
+            "lanes": len(models.lanes),
+            "threads_per_lane": models.threads_per_lane,
+            "load": _load(),
+        }
         entry["models_ms_per_frame"] = bench_models(models, frames)
+        entry["lanes_ms_per_frame"] = bench_lanes(models, frames)
         entry["one_seg_pass"] = bench_one_pass(
-            Path(env["SEGMENT_MODEL"]), Path(env["DETECT_MODEL"]), frames, models
+            Path(env["BENCH_SEGMENT_WEIGHTS"]), Path(env["BENCH_DETECT_WEIGHTS"]), frames, models
         )
-        if backend == args.backends[-1]:
+        if name == args.configs[-1]:
             entry["plain_loop_peer"] = plain_loop(first, models, 1.0)
-        report["backends"][backend] = entry
+        report["configs"][name] = entry
         _save_partial(args.out, report)
-    report["face_recall"] = bench_face_recall(MEDIA, models_by_backend)
+    report["face_recall"] = bench_face_recall(MEDIA, models_by_config)
     _save_partial(args.out, report)
-    models = models_by_backend[args.backends[-1]]
-    del models_by_backend
+    models = models_by_config[args.configs[-1]]
+    del models_by_config
     report["identities"] = {"load_before": _load()}
     report["identities"]["descriptor"] = bench_descriptors(models, frames)
+    del models
 
-    before, after = args.backends[0], args.backends[-1]
+    after = args.configs[-1]
     jobs = {}
-    for backend in args.backends:
-        benv = {**env, "MODEL_BACKEND": backend}
+    for name in args.configs:
+        cenv = {**env, **configs[name]}
         for minutes, (path, _) in inputs.items():
-            if minutes != args.minutes[0] and backend != after:
+            if minutes != args.minutes[0] and name != after:
                 continue
             for sfps in (1.0, 5.0) if minutes == args.minutes[0] else (1.0,):
-                key = f"{backend}_{minutes:g}min_local_fps{sfps:g}"
-                jobs[key] = run_job_subprocess(path, benv, sfps)
-                jobs[key]["load"] = [round(x, 2) for x in os.getloadavg()]
+                key = f"{name}_{minutes:g}min_local_fps{sfps:g}"
+                jobs[key] = run_job_subprocess(path, cenv, sfps)
+                jobs[key]["config"] = name
+                jobs[key]["load"] = _load()
                 report["jobs"] = jobs
                 _save_partial(args.out, report)
     if not args.skip_moto:
-        jobs[f"{after}_{args.minutes[0]:g}min_moto_fps1"] = _moto_job(
-            first, {**env, "MODEL_BACKEND": after}
-        )
+        key = f"{after}_{args.minutes[0]:g}min_moto_fps1"
+        jobs[key] = _moto_job(first, after_env)
+        jobs[key]["config"] = after
     report["jobs"] = jobs
-    report["identities"]["jobs_1min"] = bench_identities_jobs(
-        inputs[args.minutes[0]][0], env, args.repeat
-    )
+    report["identities"]["jobs_1min"] = bench_identities_jobs(first, after_env, args.repeat)
     report["identities"]["load_after"] = _load()
 
-    # Whole processes, start to exit: the peer script, and `vidwatch analyze` per backend.
+    # Whole processes, start to exit: `vidwatch analyze` in each configuration, and the peer
+    # script running the same models as that configuration (one -seg pass where DETECT_MODEL
+    # and SEGMENT_MODEL name the same weights).
     vidwatch = str(Path(sys.executable).parent / "vidwatch")
-    processes = {
-        "peer_script_fps1": time_process(
-            [sys.executable, "-m", "bench.perf", "_peer", str(first)], env
+    processes: dict = {}
+    for name in args.configs:
+        cenv = {**env, **configs[name]}
+        if name != args.configs[0]:
+            processes[f"peer_script_{name}_fps1"] = time_process(
+                [sys.executable, "-m", "bench.perf", "_peer", str(first)], cenv
+            )
+        processes[f"vidwatch_analyze_{name}_fps1"] = time_process(
+            [vidwatch, "analyze", str(first), "-q"], cenv
         )
-    }
-    for backend in (before, after):
-        processes[f"vidwatch_analyze_{backend}_fps1"] = time_process(
-            [vidwatch, "analyze", str(first), "-q"], {**env, "MODEL_BACKEND": backend}
-        )
-    report["processes"] = processes
-    report["machine"]["load_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        report["processes"] = processes
+        _save_partial(args.out, report)
+    report["machine"]["load_at_end"] = _load()
 
     report["model_batch_size"] = load_settings().model_batch_size
     derive(report)
@@ -722,33 +788,39 @@ def _save_partial(out: Path, report: dict) -> None:
     (out / "perf.partial.json").write_text(json.dumps(report, indent=2))
 
 
-def _per_frame_ms(report: dict, backend: str) -> float:
+def _per_frame_ms(report: dict, config: str) -> float:
+    """Model time per sampled frame, alone: with several lanes their throughput (every lane
+    busy), else the sum of the models one after the other."""
+    entry = report["configs"][config]
+    if entry.get("lanes", 1) > 1 and "lanes_ms_per_frame" in entry:
+        return float(entry["lanes_ms_per_frame"])
     batch = str(min(report["model_batch_size"], 4))
-    per = report["backends"][backend]["models_ms_per_frame"]
+    per = entry["models_ms_per_frame"]
     return sum(v[batch] for k, v in per.items() if k != "stages_ms")
 
 
 def derive(report: dict) -> None:
     """The ratios, from the measurements: floor, wall/floor, realtime factor, RSS growth,
     model throughput alone against inside the pipeline, artifacts and drain."""
-    for backend in report["backends"]:
-        report["backends"][backend]["models_ms_per_sampled_frame_alone"] = round(
-            _per_frame_ms(report, backend), 1
-        )
+    for name, entry in report["configs"].items():
+        entry["models_ms_per_sampled_frame_alone"] = round(_per_frame_ms(report, name), 1)
     for job in report["jobs"].values():
-        per_frame_ms = _per_frame_ms(report, _job_backend(report, job))
+        config = job["config"]
+        lanes = report["configs"][config].get("lanes", 1)
+        per_frame_ms = _per_frame_ms(report, config)
         decode_s = job["frames"] / report["decode"]["fps"]
         scene_s = report["scenes"]["tracker_only_s"] * job["frames"] / report["decode"]["frames"]
         floor = decode_s + scene_s + job["sampled"] * per_frame_ms / 1000
         job["floor_s"] = round(floor, 3)
         job["wall_over_floor"] = round(job["wall_s"] / floor, 3)
         job["realtime_factor"] = round(job["duration_s"] / job["wall_s"], 2)
-        in_pipeline_ms = 1000 * job["timings_s"]["models"] / job["sampled"]
+        # timings_s.models sums the lanes' busy time: per lane, per sampled frame.
+        in_pipeline_ms = 1000 * job["timings_s"]["models"] / job["sampled"] / lanes
         job["models_ms_per_sampled_frame_in_pipeline"] = round(in_pipeline_ms, 1)
         job["models_alone_over_in_pipeline_throughput"] = round(in_pipeline_ms / per_frame_ms, 3)
         job["artifacts_per_s"] = round(job["artifacts"] / job["wall_s"], 1)
         job["drain_after_last_frame_s"] = job["timings_s"]["drain"]
-    after = report["backends_compared"][-1]
+    after = report["configs_compared"][-1]
     rss = [
         j["peak_rss_mb"]
         for k, j in report["jobs"].items()
@@ -757,17 +829,12 @@ def derive(report: dict) -> None:
     if len(rss) == 2:
         report["peak_rss_ratio_long_over_short"] = round(rss[1] / rss[0], 3)
     procs = report.get("processes", {})
-    peer = procs.get("peer_script_fps1", {}).get("wall_s")
     for name, p in procs.items():
-        if peer and name != "peer_script_fps1":
-            p["over_peer"] = round(p["wall_s"] / peer, 3)
-
-
-def _job_backend(report: dict, job: dict) -> str:
-    for backend, entry in report["backends"].items():
-        if entry["resolved"] == job["backend"]:
-            return backend
-    return next(iter(report["backends"]))
+        if name.startswith("vidwatch_analyze_"):
+            config = name.removeprefix("vidwatch_analyze_").removesuffix("_fps1")
+            peer = procs.get(f"peer_script_{config}_fps1", {}).get("wall_s")
+            if peer:
+                p["over_peer"] = round(p["wall_s"] / peer, 3)
 
 
 def _moto_job(path: Path, env: dict) -> dict:
@@ -800,79 +867,99 @@ def _moto_job(path: Path, env: dict) -> dict:
 
 
 def markdown(r: dict) -> str:
-    before, after = r["backends_compared"][0], r["backends_compared"][-1]
-    b, a = r["backends"][before], r["backends"][after]
+    """The report as a markdown table: one column per configuration."""
+    names = r["configs_compared"]
+    cf = r["configs"]
+    head = " | ".join(f"{n}: {cf[n]['resolved']}, {cf[n].get('lanes', 1)} lane(s)" for n in names)
     lines = [
         f"Load average (1, 5, 15 min) at start {r['machine']['load_at_start']}, "
         f"at end {r['machine'].get('load_at_end')}.",
         "",
-        f"| measure | before: MODEL_BACKEND={before} ({b['resolved']}) | "
-        f"after: MODEL_BACKEND={after} ({a['resolved']}) |",
-        "|---|---|---|",
-        f"| decode (720p H.264) | {r['decode']['fps']} frames/s | same |",
-        f"| decode + scenes, ours / `scenedetect` CLI | "
-        f"{r['scenes']['ours_decode_plus_scenes_s']} s / {r['scenes']['cli_s']} s "
-        f"(cuts agree: {r['scenes']['cuts_agree']}) | same |",
+        f"| measure | {head} |",
+        "|---|" + "---|" * len(names),
     ]
-    for name in b["models_ms_per_frame"]:
-        if name == "stages_ms":
-            continue
-        pb, pa = b["models_ms_per_frame"][name], a["models_ms_per_frame"].get(name, {})
-        lines.append(
-            f"| {name}, ms/frame at batch 1 / 4 | {pb['1']} / {pb['4']} | "
-            f"{pa.get('1')} / {pa.get('4')} |"
-        )
-    lines.append(
-        f"| models per sampled frame, alone | {b['models_ms_per_sampled_frame_alone']} ms | "
-        f"{a['models_ms_per_sampled_frame_alone']} ms |"
+
+    def row(label: str, cells: list) -> None:
+        lines.append(f"| {label} | " + " | ".join(str(c) for c in cells) + " |")
+
+    same = ["same"] * (len(names) - 1)
+    row("decode (720p H.264)", [f"{r['decode']['fps']} frames/s", *same])
+    sc = r["scenes"]
+    row(
+        "decode + scenes, ours / `scenedetect` CLI",
+        [
+            f"{sc['ours_decode_plus_scenes_s']} s / {sc['cli_s']} s "
+            f"(cuts agree: {sc['cuts_agree']}; match truth: {sc.get('cuts_match_truth')})",
+            *same,
+        ],
     )
-    for name in sorted(
-        set(b["models_ms_per_frame"]["stages_ms"]) | set(a["models_ms_per_frame"]["stages_ms"])
-    ):
-        sb = b["models_ms_per_frame"]["stages_ms"].get(name, {})
-        sa = a["models_ms_per_frame"]["stages_ms"].get(name, {})
-        fmt = lambda d: ", ".join(f"{k} {v}" for k, v in d.items()) or "-"  # noqa: E731
-        lines.append(f"| {name}: ms per frame by stage | {fmt(sb)} | {fmt(sa)} |")
-    ob, oa = b["one_seg_pass"], a["one_seg_pass"]
-    lines.append(
-        f"| objects + masks: one -seg pass / two models | {ob['one_seg_pass_ms']} / "
-        f"{ob['two_models_ms']} ms/frame | {oa['one_seg_pass_ms']} / "
-        f"{oa['two_models_ms']} ms/frame |"
+    models = sorted({m for n in names for m in cf[n]["models_ms_per_frame"] if m != "stages_ms"})
+    for m in models:
+        cells = []
+        for n in names:
+            v = cf[n]["models_ms_per_frame"].get(m)
+            cells.append(f"{v['1']} / {v['4']}" if v else "-")
+        row(f"{m}, ms/frame at batch 1 / 4 (one lane)", cells)
+    row(
+        "models per sampled frame, every lane busy",
+        [f"{cf[n]['models_ms_per_sampled_frame_alone']} ms" for n in names],
     )
-    if "plain_loop_peer" in a:
-        lines.append(
-            f"| plain frame-by-frame loop over our models, 1 fps | - | "
-            f"{a['plain_loop_peer']['seconds']} s ({a['plain_loop_peer']['sampled']} frames) |"
-        )
+    stages = sorted({m for n in names for m in cf[n]["models_ms_per_frame"]["stages_ms"]})
+    for m in stages:
+        cells = []
+        for n in names:
+            d = cf[n]["models_ms_per_frame"]["stages_ms"].get(m, {})
+            cells.append(", ".join(f"{k} {v}" for k, v in d.items()) or "-")
+        row(f"{m}: ms per frame by stage", cells)
+    row(
+        "objects + masks: one -seg pass / two models",
+        [
+            f"{cf[n]['one_seg_pass']['one_seg_pass_ms']} / "
+            f"{cf[n]['one_seg_pass']['two_models_ms']} ms/frame"
+            for n in names
+        ],
+    )
     fr = r.get("face_recall", {})
     if fr:
-        fb, fa = fr.get(before, {}), fr.get(after, {})
-        lines.append(
-            f"| face recall at p >= 0.9, {fb.get('faces')} faces of 20-400 px in 720p "
-            f"(false positives) | {fb.get('recall')} ({fb.get('false_positives')}) | "
-            f"{fa.get('recall')} ({fa.get('false_positives')}) |"
+        row(
+            f"face recall at p >= 0.9, {next(iter(fr.values())).get('faces')} faces of "
+            "20-400 px in 720p (false positives)",
+            [
+                f"{fr[n].get('recall')} ({fr[n].get('false_positives')}), "
+                f"{fr[n].get('ms_per_frame')} ms/frame"
+                if n in fr
+                else "-"
+                for n in names
+            ],
         )
     jobs = r["jobs"]
-    for key in sorted({k.split("_", 1)[1] for k in jobs}):
-        jb, ja = jobs.get(f"{before}_{key}"), jobs.get(f"{after}_{key}")
+    for key in sorted({k.split("_", 1)[1] for k in jobs for n in names if k.startswith(n + "_")}):
+        some = next(j for n in names if (j := jobs.get(f"{n}_{key}")))
 
         def cell(j):
             if j is None:
                 return "-"
             return (
                 f"{j['wall_s']} s ({j.get('cpu_s')} s CPU), realtime x{j['realtime_factor']}; "
-                f"x{j['wall_over_floor']} "
-                f"of floor; models {j['models_ms_per_sampled_frame_in_pipeline']} ms/frame; "
+                f"x{j['wall_over_floor']} of floor; models "
+                f"{j['models_ms_per_sampled_frame_in_pipeline']} ms/frame per lane; "
                 f"peak RSS {j['peak_rss_mb']} MB; start-up {j['startup_s']['total_s']} s; "
                 f"decodes/frame {j['decodes_per_frame']}; faces {j['faces']}; "
                 f"load {j.get('load', ['?'])[0]}"
             )
 
-        some = ja or jb
-        lines.append(
-            f"| job {key} ({some['frames']} frames, {some['sampled']} sampled) | "
-            f"{cell(jb)} | {cell(ja)} |"
+        row(
+            f"job {key} ({some['frames']} frames, {some['sampled']} sampled)",
+            [cell(jobs.get(f"{n}_{key}")) for n in names],
         )
+    for n in names:
+        key = f"{n}_1min_local_fps1"
+        if key in jobs:
+            su = jobs[key]["startup_s"]
+            row(
+                f"start-up to the first frame ({n}), s",
+                [", ".join(f"{k} {v}" for k, v in su.items()) if m == n else "" for m in names],
+            )
     ident = r.get("identities", {})
     if "descriptor" in ident and ident["descriptor"].get("faces"):
         d = ident["descriptor"]
@@ -891,7 +978,7 @@ def markdown(r: dict) -> str:
     if "jobs_1min" in ident:
         j = ident["jobs_1min"]
         lines.append(
-            f"| 1-min job, realtime factor without / with identities | "
+            f"| 1-min job ({names[-1]}), realtime factor without / with identities | "
             f"x{j['off']['realtime_factor']} / x{j['on']['realtime_factor']} "
             f"(ratio {j['realtime_factor_ratio_on_over_off']}; CPU time ratio "
             f"{j['cpu_s_ratio_on_over_off']}; "
@@ -900,23 +987,23 @@ def markdown(r: dict) -> str:
             f"{j['on']['people']} people) |"
         )
     if "peak_rss_ratio_long_over_short" in r:
-        lines.append(f"| peak RSS 5 min / 1 min | - | {r['peak_rss_ratio_long_over_short']} |")
+        lines.append(
+            f"| peak RSS 5 min / 1 min ({names[-1]}) | {r['peak_rss_ratio_long_over_short']} |"
+        )
     p = r.get("processes", {})
     if p:
-        peer = p["peer_script_fps1"]
-        pb = p.get(f"vidwatch_analyze_{before}_fps1", {})
-        pa = p.get(f"vidwatch_analyze_{after}_fps1", {})
-        lines.append(
-            f"| `vidwatch analyze` 1 min, process start to exit / peer script "
-            f"({peer['wall_s']} s, {peer['cpu_s']} s CPU) | {pb.get('wall_s')} s "
-            f"({pb.get('cpu_s')} s CPU, x{pb.get('over_peer')}) | "
-            f"{pa.get('wall_s')} s ({pa.get('cpu_s')} s CPU, x{pa.get('over_peer')}) |"
-        )
-    for key in sorted(k for k in jobs if k.startswith(after) and "1min_local_fps1" in k):
-        su = jobs[key]["startup_s"]
-        sb = jobs.get(key.replace(after, before, 1), {}).get("startup_s", {})
-        fmt = lambda d: ", ".join(f"{k} {v}" for k, v in d.items()) or "-"  # noqa: E731
-        lines.append(f"| start-up to the first frame, s | {fmt(sb)} | {fmt(su)} |")
+        cells = []
+        for n in names:
+            a = p.get(f"vidwatch_analyze_{n}_fps1")
+            peer = p.get(f"peer_script_{n}_fps1")
+            if a is None:
+                cells.append("-")
+                continue
+            text = f"{a['wall_s']} s ({a['cpu_s']} s CPU)"
+            if peer:
+                text += f" / peer {peer['wall_s']} s ({peer['cpu_s']} s CPU): x{a.get('over_peer')}"
+            cells.append(text)
+        row("`vidwatch analyze` 1 min at 1 fps, process start to exit / peer script", cells)
     return "\n".join(lines)
 
 

@@ -11,7 +11,7 @@ def test_defaults_of_the_users_document_and_ours():
     s = load_settings({})
     assert (s.r2_url_ttl_seconds, s.r2_retention_days, s.r2_abort_multipart_days) == (3600, 7, 1)
     assert s.cleanup_local_video_after_upload_default is True
-    assert s.sample_fps == 1.0 and s.detect_model == "yolo11n.pt"
+    assert s.sample_fps == 1.0 and s.detect_model == "yolo11n-seg.pt"
     assert s.segment_model == "yolo11n-seg.pt" and s.model_device == "auto"
     assert (s.object_min_confidence, s.face_min_confidence) == (0.25, 0.9)
     assert s.local_store_dir == Path("store") and s.inbox_dir == Path("inbox")
@@ -70,3 +70,16 @@ def test_partial_r2_configuration_stops_the_start():
 
     with pytest.raises(ConfigError, match="R2_SECRET_ACCESS_KEY"):
         open_store(load_settings({"R2_BUCKET": "b", "R2_ACCOUNT_ID": "a", "R2_ACCESS_KEY_ID": "k"}))
+
+
+def test_the_readme_settings_table_names_every_setting():
+    import re
+
+    from vidwatch.config.settings import Settings
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme[readme.index("## Settings") :]
+    table = table[: table.index("\n## ", 1)]
+    named = set(re.findall(r"`([A-Z0-9_]+)`", table))
+    missing = {name.upper() for name in Settings.model_fields} - named
+    assert not missing, f"settings the README's table does not name: {missing}"

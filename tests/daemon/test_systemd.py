@@ -87,6 +87,8 @@ def test_env_example_names_only_real_settings_and_loads():
     assert len(values) > 30
     unknown = set(values) - {name.upper() for name in Settings.model_fields}
     assert not unknown, unknown
+    missing = {name.upper() for name in Settings.model_fields} - set(values)
+    assert not missing, f"settings the env example does not name: {missing}"
     settings = load_settings({k: v for k, v in values.items() if v})
     assert settings.inbox_dir == Path("/var/lib/vidwatch/inbox")
     # The commented defaults are the real defaults.

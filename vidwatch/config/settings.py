@@ -69,7 +69,10 @@ class Settings(BaseModel):
 
     # --- analysis -------------------------------------------------------------------------
     sample_fps: float = Field(1.0, gt=0, le=240)
-    detect_model: str = "yolo11n.pt"
+    detect_model: str = "yolo11n-seg.pt"
+    """Objects come from this model; the default names the segmentation model's weights, so
+    one -seg pass serves objects and masks (README Performance); yolo11n.pt (the earlier
+    default) runs a separate detection model."""
     segment_model: str = "yolo11n-seg.pt"
     object_min_confidence: float = Field(0.25, ge=0, le=1)
     face_min_confidence: float = Field(0.9, ge=0, le=1)
@@ -79,6 +82,9 @@ class Settings(BaseModel):
     model_cache_dir: Path = Path("model_cache")
     """Exports of the weights for OpenVINO / ONNX Runtime, made once per weights sha256."""
     model_batch_size: int = Field(4, ge=1, le=64)
+    model_workers: int = Field(0, ge=0, le=32)
+    """Model lanes: sampled frames (batches) analysed at once, each lane with its own copy of
+    the models. 0: one per CPU core on OpenVINO (each lane single-threaded), one on PyTorch."""
     allow_model_download: bool = True
     """When false, a model name whose weights are not on disk fails at once (no network)."""
     scene_threshold: float = Field(27.0, gt=0)
@@ -95,7 +101,7 @@ class Settings(BaseModel):
     """A face overlapping (IoU at least this) a face of the previous sampled frame of the same
     scene keeps that face's person without a new descriptor; 0 describes every face."""
     max_video_pixels: int = Field(8192 * 8192, ge=1)
-    max_video_duration_s: float = Field(6 * 3600, gt=0)
+    max_video_duration_s: float = Field(6 * 3600.0, gt=0)
     jpeg_quality: int = Field(85, ge=10, le=100)
     write_workers: int = Field(4, ge=1, le=64)
     torch_threads: int = Field(0, ge=0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +30,7 @@ class MtcnnFaceDetector:
         batch: bool = False,
         backend: str = "torch",
         cache_dir: Path | None = None,
+        openvino_config: dict[str, Any] | None = None,
     ) -> None:
         import facenet_pytorch
         from facenet_pytorch import MTCNN
@@ -44,7 +46,7 @@ class MtcnnFaceDetector:
         self._runners = None
         self.stage_times: dict[str, float] | None = None
         if self.backend == "openvino":
-            from vidwatch.detectors.backends import openvino_cache_config
+            from vidwatch.detectors import backends
             from vidwatch.detectors.mtcnn import openvino_runners
 
             cache = None
@@ -53,7 +55,9 @@ class MtcnnFaceDetector:
             self._runners = openvino_runners(
                 {"pnet": self._mtcnn.pnet, "rnet": self._mtcnn.rnet, "onet": self._mtcnn.onet},
                 cache=cache,
-                config=openvino_cache_config(cache_dir),
+                config=openvino_config
+                if openvino_config is not None
+                else backends.openvino_config(cache_dir),
             )
         self.infos: tuple[ModelInfo, ...] = (
             ModelInfo(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import queue
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import structlog
@@ -11,10 +13,12 @@ import structlog
 from vidwatch.config import Settings
 from vidwatch.detectors.base import Detector, resolve_device
 from vidwatch.detectors.scenes import ContentSceneTracker, SceneTracker
-from vidwatch.detectors.types import ModelInfo
+from vidwatch.detectors.types import Detections, ModelInfo
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    import numpy as np
 
     from vidwatch.detectors.identities import DlibFaceDescriber
 
@@ -31,14 +35,45 @@ def model_off(value: str) -> bool:
 
 @dataclass
 class ModelSet:
-    """Everything a job needs from the models, loaded once per process."""
+    """Everything a job needs from the models, loaded once per process.
+
+    The detectors come in lanes (MODEL_WORKERS): each lane is a full copy of the models,
+    used by one caller at a time, so lanes run side by side (on two cores, two frames at
+    once) and jobs running at once (JOB_CONCURRENCY) never share a model object."""
 
     detectors: list[Detector]
+    """The first lane (every lane holds the same models)."""
     device: str
     settings: Settings
     describer: DlibFaceDescriber | None = None
     """Face descriptors for identities (None: FACE_IDENTITIES or faces off)."""
     backend: str = "torch"
+    more_lanes: list[list[Detector]] = field(default_factory=list)
+    threads_per_lane: int | None = None
+    """OpenVINO threads of each lane's models (None: the runtime's default)."""
+    _free: queue.SimpleQueue[list[Detector]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._free = queue.SimpleQueue()
+        for lane in self.lanes:
+            self._free.put(lane)
+
+    @property
+    def lanes(self) -> list[list[Detector]]:
+        return [self.detectors, *self.more_lanes]
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """Every detector of a free lane over ``images`` (waiting for a lane if none is
+        free); their findings merged per image."""
+        lane = self._free.get()
+        try:
+            found = [Detections() for _ in images]
+            for detector in lane:
+                for i, extra in enumerate(detector.detect(images)):
+                    found[i] = found[i].merge(extra)
+            return found
+        finally:
+            self._free.put(lane)
 
     @property
     def infos(self) -> dict[str, ModelInfo]:
@@ -101,10 +136,12 @@ def load_models(settings: Settings) -> ModelSet:
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     device = resolve_device(settings.model_device)
-    from vidwatch.detectors.backends import resolve_backend
+    from vidwatch.detectors.backends import lanes_and_threads, openvino_config, resolve_backend
 
     backend = resolve_backend(settings.model_backend, device)
     cache_dir = settings.model_cache_dir
+    lanes, threads = lanes_and_threads(settings.model_workers, backend, device)
+    ov_config = openvino_config(cache_dir, threads if lanes > 1 else None)
 
     from vidwatch.detectors.faces import MtcnnFaceDetector
     from vidwatch.detectors.yolo import YoloDetector
@@ -118,25 +155,32 @@ def load_models(settings: Settings) -> ModelSet:
             device=device,
             backend=backend,
             cache_dir=cache_dir,
+            openvino_config=ov_config,
         )
 
-    detectors: list[Detector] = []
-    if detect_path is not None and detect_path == segment_path:
-        detectors.append(yolo(detect_path, settings.detect_model, ("objects", "segments")))
-    else:
-        if detect_path is not None:
-            detectors.append(yolo(detect_path, settings.detect_model, ("objects",)))
-        if segment_path is not None:
-            detectors.append(yolo(segment_path, settings.segment_model, ("segments",)))
-    if settings.faces_enabled:
-        detectors.append(
-            MtcnnFaceDetector(
-                min_confidence=settings.face_min_confidence,
-                device=device,
-                backend=backend,
-                cache_dir=cache_dir,
+    def lane() -> list[Detector]:
+        detectors: list[Detector] = []
+        if detect_path is not None and detect_path == segment_path:
+            detectors.append(yolo(detect_path, settings.detect_model, ("objects", "segments")))
+        else:
+            if detect_path is not None:
+                detectors.append(yolo(detect_path, settings.detect_model, ("objects",)))
+            if segment_path is not None:
+                detectors.append(yolo(segment_path, settings.segment_model, ("segments",)))
+        if settings.faces_enabled:
+            detectors.append(
+                MtcnnFaceDetector(
+                    min_confidence=settings.face_min_confidence,
+                    device=device,
+                    backend=backend,
+                    cache_dir=cache_dir,
+                    openvino_config=ov_config if backend != "torch" else None,
+                )
             )
-        )
+        return detectors
+
+    detectors = lane()
+    more_lanes = [lane() for _ in range(lanes - 1)]
     describer = None
     if settings.faces_enabled and settings.face_identities:
         from vidwatch.detectors.identities import DlibFaceDescriber
@@ -150,6 +194,8 @@ def load_models(settings: Settings) -> ModelSet:
         segment=settings.segment_model,
         faces=settings.faces_enabled,
         identities=describer is not None,
+        lanes=lanes,
+        threads_per_lane=threads if lanes > 1 else None,
     )
     return ModelSet(
         detectors=detectors,
@@ -157,6 +203,8 @@ def load_models(settings: Settings) -> ModelSet:
         settings=settings,
         describer=describer,
         backend=backend,
+        more_lanes=more_lanes,
+        threads_per_lane=threads if lanes > 1 else None,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -35,6 +36,7 @@ class YoloDetector:
         imgsz: int = 640,
         backend: str = "torch",
         cache_dir: Path | None = None,
+        openvino_config: dict[str, Any] | None = None,
     ) -> None:
         from ultralytics import YOLO
 
@@ -61,7 +63,7 @@ class YoloDetector:
         if backend == "openvino":
             # Ultralytics loads the runtime model on the first call (and again whenever a
             # setup argument changes): make it now, with detect()'s own arguments, in fp32.
-            with _openvino_fp32():
+            with _openvino_compile_config(openvino_config or {}):
                 self._predict([np.zeros((64, 64, 3), np.uint8)])
         self._names: dict[int, str] = dict(self._model.names)
         self.infos = tuple(
@@ -122,8 +124,9 @@ class YoloDetector:
 
 
 @contextlib.contextmanager
-def _openvino_fp32() -> Iterator[None]:
-    """While Ultralytics loads an OpenVINO model, compile it in fp32, as PyTorch runs.
+def _openvino_compile_config(extra: dict[str, Any]) -> Iterator[None]:
+    """While Ultralytics loads an OpenVINO model, compile it in fp32, as PyTorch runs, with
+    ``extra`` (threads, pinning, the compiled-blob cache: ``backends.openvino_config``).
 
     OpenVINO's CPU plugin picks bf16 by itself on CPUs with bf16 instructions (AVX512-BF16,
     AMX), and Ultralytics compiles with that default: boxes then move by more than the 0.98
@@ -134,7 +137,7 @@ def _openvino_fp32() -> Iterator[None]:
     original = ov.Core.compile_model
 
     def compile_fp32(self, model, device_name=None, config=None, **kwargs):
-        config = {**(config or {}), "INFERENCE_PRECISION_HINT": "f32"}
+        config = {**(config or {}), **extra, "INFERENCE_PRECISION_HINT": "f32"}
         if device_name is None:
             return original(self, model, config=config, **kwargs)
         return original(self, model, device_name, config, **kwargs)

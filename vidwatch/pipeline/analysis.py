@@ -186,10 +186,10 @@ def _detect_and_write(
             yield from sampler.finish()
 
     writer = _Writer(ctx.store, ctx.job_id, options.jpeg_quality, ctx.toon, options, timings)
+    lanes = _Lanes(ctx.models, timings)
     entries: list[FrameEntry] = []
 
-    def run_batch(batch: list[tuple[Frame, int]]) -> None:
-        found_all = _detect(ctx.models, batch, timings)
+    def settle(batch: list[tuple[Frame, int]], found_all: list[Detections]) -> None:
         if people is not None:
             # In frame order, after the models: a face's person is final when assigned.
             found_all = [
@@ -210,21 +210,27 @@ def _detect_and_write(
                 break  # the frames already sampled are not worth the models' time
             batch.append(item)
             if len(batch) >= options.batch_size:
-                run_batch(batch)
+                lanes.submit(batch)
                 batch = []
+                for done in lanes.ready():
+                    settle(*done)
             wait_started = time.perf_counter()
         if ctx.stopped():
             raise JobInterrupted(ctx.job_id)
         if sampler.last is None:
             raise VideoError("the video stream holds no decodable frame", code="undecodable")
         if batch:
-            run_batch(batch)
+            lanes.submit(batch)
+        for done in lanes.rest():
+            settle(*done)
         drain_started = time.perf_counter()
         writer.finish()
         timings.drain = time.perf_counter() - drain_started
     except BaseException:
+        lanes.abort()
         writer.abort()  # the first error is the one raised; the writer's are logged
         raise
+    lanes.close()
     timings.scenes = sampler.scene_s
     timings.decode = clock.get("decode", 0.0)
     if people is not None:
@@ -247,18 +253,52 @@ def _write_thumbnails(
     return {k: keys.person_thumbnail_key(job_id, k) for k, _ in people.thumbnails()}
 
 
-def _detect(
-    models: ModelSet, batch: list[tuple[Frame, int]], timings: _Timings
-) -> list[Detections]:
-    """Every detector over one batch of frames; their findings merged per frame."""
-    started = time.perf_counter()
-    images = [f.image for f, _ in batch]
-    found = [Detections() for _ in batch]
-    for detector in models.detectors:
-        for i, extra in enumerate(detector.detect(images)):
-            found[i] = found[i].merge(extra)
-    timings.models += time.perf_counter() - started
-    return found
+class _Lanes:
+    """The model stage: batches of sampled frames go to the model lanes (``ModelSet``), as
+    many at once as there are lanes, and come back in the order they were submitted, so
+    identities and frame entries are settled in frame order whatever lane finishes first."""
+
+    def __init__(self, models: ModelSet, timings: _Timings) -> None:
+        self._models = models
+        self._timings = timings
+        self._lock = threading.Lock()
+        self._width = len(models.lanes)
+        self._pool = ThreadPoolExecutor(self._width, thread_name_prefix="vidwatch-models")
+        self._pending: deque[tuple[list[tuple[Frame, int]], Future[list[Detections]]]] = deque()
+
+    def submit(self, batch: list[tuple[Frame, int]]) -> None:
+        context = contextvars.copy_context()
+        future = self._pool.submit(context.run, self._detect, [f.image for f, _ in batch])
+        self._pending.append((batch, future))
+
+    def ready(self) -> Iterator[tuple[list[tuple[Frame, int]], list[Detections]]]:
+        """The finished batches at the head; waits while every lane is taken (one batch
+        more than the lanes stays queued, so a lane never waits for this thread)."""
+        while self._pending and (len(self._pending) > self._width or self._pending[0][1].done()):
+            batch, future = self._pending.popleft()
+            yield batch, future.result()
+
+    def rest(self) -> Iterator[tuple[list[tuple[Frame, int]], list[Detections]]]:
+        while self._pending:
+            batch, future = self._pending.popleft()
+            yield batch, future.result()
+
+    def abort(self) -> None:
+        for _, future in self._pending:
+            future.cancel()
+        self._pending.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def _detect(self, images: list[Any]) -> list[Detections]:
+        started = time.perf_counter()
+        try:
+            return self._models.detect(images)
+        finally:
+            with self._lock:
+                self._timings.models += time.perf_counter() - started
 
 
 def frame_entry(
