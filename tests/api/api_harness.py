@@ -1,5 +1,6 @@
-"""Test harness of the HTTP API: a real uvicorn on 127.0.0.1 in a thread, status polling,
-and raw-socket helpers for what httpx will not do (stop mid-body, send odd part headers)."""
+"""Test harness of the HTTP API: a real uvicorn on 127.0.0.1 in a thread, the app on a local
+store, status polling, and raw-socket helpers for what httpx will not do (stop mid-body, send
+odd part headers)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,13 @@ from typing import Any
 
 import httpx
 import uvicorn
+from fastapi import FastAPI
+
+from vidwatch.api.app import create_app
+from vidwatch.api.context import ApiContext
+from vidwatch.api.links import FileLinkSigner
+from vidwatch.config import Settings
+from vidwatch.r2.local import LocalStore
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT_S = 15.0
@@ -60,6 +68,25 @@ def serve(app, port: int = 0) -> Iterator[Served]:
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+def local_api(
+    settings: Settings, submit: Callable[[Any], Any], *, secret: bytes | None = None
+) -> tuple[FastAPI, LocalStore]:
+    """The API app on a LocalStore in LOCAL_STORE_DIR, its links signed with ``secret`` (else
+    the settings' secret), jobs handed to ``submit``, its health always ok."""
+    signer = FileLinkSigner.from_settings(settings, secret=secret)
+    store = LocalStore(settings.local_store_dir, url_signer=signer)
+    app = create_app(
+        ApiContext(
+            settings=settings,
+            store=store,
+            submit=submit,
+            health=lambda: {"ok": True},
+            signer=signer,
+        )
+    )
+    return app, store
 
 
 def wait_for(

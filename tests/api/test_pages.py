@@ -19,10 +19,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.api.api_harness import Served, serve
-from vidwatch.api.app import create_app
-from vidwatch.api.context import ApiContext
-from vidwatch.api.links import FileLinkSigner
+from tests.api.api_harness import Served, local_api, serve
 from vidwatch.api.session import SESSION_COOKIE, session_value
 from vidwatch.config import load_settings
 from vidwatch.jobs.manifest import Manifest, write_manifest
@@ -167,17 +164,7 @@ def make_site(tmp_path: Path) -> Iterator[Any]:
                     **env,
                 }
             )
-            signer = FileLinkSigner.from_settings(settings)
-            store = LocalStore(settings.local_store_dir, url_signer=signer)
-            app = create_app(
-                ApiContext(
-                    settings=settings,
-                    store=store,
-                    submit=lambda spec: None,
-                    health=lambda: {"ok": True},
-                    signer=signer,
-                )
-            )
+            app, store = local_api(settings, lambda spec: None)
             served = stack.enter_context(serve(app))
             client = stack.enter_context(served.client(follow_redirects=False))
             return served, store, client

@@ -16,15 +16,11 @@ from typing import Any
 
 import pytest
 
-from tests.api.api_harness import Served, serve
-from vidwatch.api.app import create_app
-from vidwatch.api.context import ApiContext
-from vidwatch.api.links import FileLinkSigner
+from tests.api.api_harness import Served, local_api, serve
 from vidwatch.config import load_settings
 from vidwatch.jobs.manifest import Manifest, write_manifest
 from vidwatch.jobs.staging import new_job_id
 from vidwatch.r2 import keys
-from vidwatch.r2.local import LocalStore
 
 pytestmark = pytest.mark.models
 
@@ -63,17 +59,7 @@ def site(analysed_job) -> Iterator[Served]:
             "API_TOKEN": TOKEN,
         }
     )
-    signer = FileLinkSigner.from_settings(settings)
-    store = LocalStore(settings.local_store_dir, url_signer=signer)
-    app = create_app(
-        ApiContext(
-            settings=settings,
-            store=store,
-            submit=lambda spec: None,
-            health=lambda: {"ok": True},
-            signer=signer,
-        )
-    )
+    app, _ = local_api(settings, lambda spec: None)
     with serve(app) as served:
         yield served
 

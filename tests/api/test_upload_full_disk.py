@@ -7,13 +7,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from tests.api.api_harness import BOUNDARY, MULTIPART_TYPE, part_header, serve
+from tests.api.api_harness import BOUNDARY, MULTIPART_TYPE, local_api, part_header, serve
 from tests.full_disk import small_tmpfs
-from vidwatch.api.app import create_app
-from vidwatch.api.context import ApiContext
-from vidwatch.api.links import FileLinkSigner
 from vidwatch.config import load_settings
-from vidwatch.r2.local import LocalStore
 
 MiB = 1024 * 1024
 
@@ -23,18 +19,8 @@ def test_an_upload_that_does_not_fit_is_507_and_leaves_nothing(tmp_path):
         settings = load_settings(
             {"TEMP_MEDIA_DIR": str(staging), "LOCAL_STORE_DIR": str(tmp_path / "store")}
         )
-        signer = FileLinkSigner.from_settings(settings, secret=b"k" * 32)
-        store = LocalStore(settings.local_store_dir, url_signer=signer)
         submitted = []
-        app = create_app(
-            ApiContext(
-                settings=settings,
-                store=store,
-                submit=submitted.append,
-                health=lambda: {"ok": True},
-                signer=signer,
-            )
-        )
+        app, store = local_api(settings, submitted.append, secret=b"k" * 32)
         video = os.urandom(3 * MiB)
 
         def streamed() -> Iterator[bytes]:  # chunked: no size known in advance

@@ -16,11 +16,12 @@ from vidwatch import metrics
 from vidwatch.api.app import create_app
 from vidwatch.api.context import ApiContext
 from vidwatch.config import load_settings
-from vidwatch.daemon.intake_bucket import JobScanner
 from vidwatch.daemon.runner import Runner
 from vidwatch.detectors.registry import load_models
 from vidwatch.jobs.staging import new_job_id
 from vidwatch.r2 import keys
+
+from .helpers import runner_scanner
 
 
 def _count(outcome: str) -> float:
@@ -55,15 +56,7 @@ def test_every_object_under_jobs_is_taken_or_answered(tmp_path, seaweedfs_bucket
 
     runner = Runner(settings=settings, store=store, models=load_models(settings), toon=None)
     runner.start()
-    scanner = JobScanner(
-        settings,
-        store,
-        submit=runner.submit,
-        is_active=runner.is_active,
-        has_room=runner.has_room,
-        owner=runner.owner,
-        new_sources=True,
-    )
+    scanner = runner_scanner(settings, store, runner)
     try:
         with capture_logs() as logs:
             scanner.poll_once()

@@ -16,27 +16,22 @@ import pytest
 from ulid import ULID
 
 from vidwatch import metrics
-from vidwatch.config import load_settings
-from vidwatch.daemon.intake_bucket import ORPHAN_MARKER_GRACE_S, JobScanner
+from vidwatch.daemon.intake_bucket import ORPHAN_MARKER_GRACE_S
 from vidwatch.daemon.retention import Retention
 from vidwatch.jobs.manifest import Manifest, write_manifest
 from vidwatch.r2 import keys
-from vidwatch.r2.leases import claim
+
+from .helpers import Submitted, local_settings, make_scanner, running_with_lease
 
 DAY_S = 24 * 3600.0
 
 
 def _settings(tmp_path: Path, **extra):
-    env = {
-        "TEMP_MEDIA_DIR": str(tmp_path / "tmp"),
-        "LOCAL_STORE_DIR": str(tmp_path / "store"),
-        "TOON_ENABLED": "false",
-        "BUCKET_POLL_S": "0.5",
-        "BUCKET_WINDOW_S": "1800",
-        "BUCKET_SWEEP_READS_PER_S": "0",
-    }
-    env.update({k: str(v) for k, v in extra.items()})
-    return load_settings(env)
+    return local_settings(
+        tmp_path,
+        {"BUCKET_POLL_S": "0.5", "BUCKET_WINDOW_S": "1800", "BUCKET_SWEEP_READS_PER_S": "0"},
+        **extra,
+    )
 
 
 class Requests:
@@ -68,35 +63,6 @@ class Requests:
     @property
     def reads(self) -> int:
         return self.by_op["GetObject"] + self.by_op["HeadObject"]
-
-
-class Submitted:
-    def __init__(self) -> None:
-        self.specs = {}
-        self.at: dict[str, float] = {}
-
-    def submit(self, spec) -> bool:
-        if spec.job_id in self.specs:
-            return False
-        self.specs[spec.job_id] = spec
-        self.at[spec.job_id] = time.monotonic()
-        return True
-
-    def is_active(self, job_id: str) -> bool:
-        return job_id in self.specs
-
-
-def _scanner(settings, store, sub: Submitted, clock=time.time) -> JobScanner:
-    return JobScanner(
-        settings,
-        store,
-        submit=sub.submit,
-        is_active=sub.is_active,
-        has_room=lambda: True,
-        owner="me",
-        new_sources=True,
-        clock=clock,
-    )
 
 
 def _id_at(epoch_s: float) -> str:
@@ -148,15 +114,7 @@ def _crashed_job(store, job_id: str, *, marker: bool) -> None:
             source_key=keys.source_key(job_id, "mp4"),
         ),
     )  # intake: marker, then manifest
-    running = Manifest(
-        job_id=job_id,
-        state="running",
-        stage="analyzing",
-        origin="inbox",
-        source_key=keys.source_key(job_id, "mp4"),
-    )
-    write_manifest(store, running)
-    claim(store, job_id, "dead-host", ttl_s=30, now=time.time() - 120)
+    running_with_lease(store, job_id, "dead-host", claimed_at=time.time() - 120)
     if not marker:
         store.delete(keys.pending_key(job_id))
 
@@ -169,7 +127,7 @@ def test_an_idle_poll_costs_two_lists_and_no_read_whatever_the_bucket_holds(s3_b
     calls = Requests(store)
     seed_finished(s3_bucket, _old_ids(3, now) + [_id_at(now - 60)])
     with calls:
-        _scanner(settings, store, Submitted()).poll_once(startup=True)
+        make_scanner(settings, store, Submitted()).poll_once(startup=True)
     small_restart = dict(calls.by_op)
 
     # 1,500 more finished folders outside the window (more than one listing page), and 20
@@ -177,7 +135,7 @@ def test_an_idle_poll_costs_two_lists_and_no_read_whatever_the_bucket_holds(s3_b
     recent = [_id_at(now - 1500 + i) for i in range(20)]
     seed_finished(s3_bucket, _old_ids(1500, now) + recent)
     sub = Submitted()
-    scanner = _scanner(settings, store, sub)
+    scanner = make_scanner(settings, store, sub)
     with calls:
         assert scanner.poll_once(startup=True) == 0
     restart = dict(calls.by_op)
@@ -210,7 +168,7 @@ def test_a_restart_reads_the_pending_jobs_and_a_constant(moto_bucket, tmp_path):
     calls = Requests(store)
     sub = Submitted()
     with calls:
-        assert _scanner(settings, store, sub).poll_once(startup=True) == 4
+        assert make_scanner(settings, store, sub).poll_once(startup=True) == 4
     assert set(sub.specs) == set(pending)
     # Per pending job: its manifest, its lease (HEAD + GET), its source (HEAD).
     assert calls.by_op["GetObject"] <= 2 * len(pending), dict(calls.by_op)
@@ -223,7 +181,7 @@ def test_a_new_upload_is_taken_within_the_poll_interval(moto_bucket, tmp_path):
     store = moto_bucket.store()
     seed_finished(moto_bucket, _old_ids(50, time.time()))
     sub = Submitted()
-    scanner = _scanner(settings, store, sub)
+    scanner = make_scanner(settings, store, sub)
     polls: list[tuple[float, set[str]]] = []  # (start, submitted) of each poll
     real_poll = scanner.poll_once
 
@@ -266,7 +224,7 @@ def test_an_upload_under_an_old_id_is_taken_by_the_next_full_sweep(moto_bucket, 
     old = _id_at(now - 2 * settings.bucket_window_s)
     _upload(store, old)
     sub = Submitted()
-    scanner = _scanner(settings, store, sub)
+    scanner = make_scanner(settings, store, sub)
     assert scanner.poll_once(startup=True) == 0 and scanner.poll_once() == 0
     calls = Requests(store)
     with calls:
@@ -301,14 +259,14 @@ def test_a_marker_lost_to_a_crash_does_not_lose_its_job(moto_bucket, tmp_path):
     lost = _id_at(now - 2 * DAY_S)
     _crashed_job(store, lost, marker=False)
     sub = Submitted()
-    scanner = _scanner(settings, store, sub)
+    scanner = make_scanner(settings, store, sub)
     assert scanner.poll_once(startup=True) == 0  # neither marked nor in the window
     report = scanner.sweep_once()
     assert report.submitted == 1 and sub.specs[lost].origin == "inbox"
     assert report.markers_written == 1 and store.head(keys.pending_key(lost)) is not None
     # From now on a restart finds it by its marker (say the run was cut short again).
     restarted = Submitted()
-    assert _scanner(settings, store, restarted).poll_once(startup=True) == 1
+    assert make_scanner(settings, store, restarted).poll_once(startup=True) == 1
     assert set(restarted.specs) == {lost}
     store.close()
 
@@ -318,7 +276,7 @@ def test_a_sweep_reads_concurrently_at_its_pace(moto_bucket, tmp_path):
     now = time.time()
     seed_finished(moto_bucket, _old_ids(60, now))
     paced = _settings(tmp_path, BUCKET_SWEEP_READS_PER_S="100", BUCKET_SWEEP_CONCURRENCY="4")
-    scanner = _scanner(paced, store, Submitted())
+    scanner = make_scanner(paced, store, Submitted())
     active, peak = [0], [0]
     lock = threading.Lock()
     real = scanner.examine
@@ -360,10 +318,12 @@ def test_markers_follow_the_job_and_stale_ones_are_deleted(moto_bucket, tmp_path
     orphan = _id_at(time.time() - DAY_S)
     store.put_bytes(keys.pending_key(orphan), b"{}")
     sub = Submitted()
-    assert _scanner(settings, store, sub).poll_once() == 0
+    assert make_scanner(settings, store, sub).poll_once() == 0
     assert store.head(keys.pending_key(job_id)) is None
     assert store.head(keys.pending_key(orphan)) is not None  # too young to judge
-    later = _scanner(settings, store, sub, clock=lambda: time.time() + ORPHAN_MARKER_GRACE_S + 5)
+    later = make_scanner(
+        settings, store, sub, clock=lambda: time.time() + ORPHAN_MARKER_GRACE_S + 5
+    )
     later.poll_once()
     assert store.head(keys.pending_key(orphan)) is None
     store.close()

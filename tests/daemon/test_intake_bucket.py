@@ -10,59 +10,26 @@ from pathlib import Path
 
 import pytest
 
-from vidwatch.config import load_settings
-from vidwatch.daemon.intake_bucket import JobScanner
 from vidwatch.daemon.runner import Runner
 from vidwatch.jobs.manifest import Manifest, write_manifest
 from vidwatch.jobs.staging import new_job_id
 from vidwatch.r2 import keys
-from vidwatch.r2.leases import claim
 from vidwatch.r2.local import LocalStore
 from vidwatch.r2.store import UploadVerificationError
 from vidwatch.r2.verify import SHA256_META, verify_object
 
+from .helpers import (
+    Submitted,
+    local_settings,
+    make_scanner,
+    runner_scanner,
+    running_with_lease,
+)
 from .runner_fakes import FakeJobs
 
 
 def _settings(tmp_path: Path, **extra):
-    env = {
-        "TEMP_MEDIA_DIR": str(tmp_path / "tmp"),
-        "LOCAL_STORE_DIR": str(tmp_path / "store"),
-        "LEASE_TTL_S": "30",
-        "TOON_ENABLED": "false",
-    }
-    env.update({k: str(v) for k, v in extra.items()})
-    return load_settings(env)
-
-
-class Submitted:
-    def __init__(self) -> None:
-        self.specs = {}
-
-    def submit(self, spec) -> bool:
-        if spec.job_id in self.specs:
-            return False
-        self.specs[spec.job_id] = spec
-        return True
-
-    def is_active(self, job_id: str) -> bool:
-        return job_id in self.specs
-
-
-def _scanner(
-    settings, store, sub: Submitted, *, new_sources=True, clock=time.time, page_size=1000
-) -> JobScanner:
-    return JobScanner(
-        settings,
-        store,
-        submit=sub.submit,
-        is_active=sub.is_active,
-        has_room=lambda: True,
-        owner="me",
-        new_sources=new_sources,
-        clock=clock,
-        page_size=page_size,
-    )
+    return local_settings(tmp_path, {"LEASE_TTL_S": "30"}, **extra)
 
 
 def _put_source(store, job_id: str, ext: str = "mp4", data: bytes = b"video") -> str:
@@ -85,21 +52,11 @@ def test_scanner_submits_new_and_abandoned_jobs_only(moto_bucket, tmp_path):
             job_id=done, state="completed", stage="done", source_key=keys.source_key(done, "mp4")
         ),
     )
-    for job_id in (held, crashed):
-        _put_source(store, job_id)
-        write_manifest(
-            store,
-            Manifest(
-                job_id=job_id,
-                state="running",
-                stage="analyzing",
-                origin="inbox",
-                filename="f.mp4",
-                source_key=keys.source_key(job_id, "mp4"),
-            ),
-        )
-    claim(store, held, "another-host", ttl_s=30, now=now)  # live
-    claim(store, crashed, "dead-host", ttl_s=30, now=now - 60)  # expired a half-minute ago
+    _put_source(store, held)
+    running_with_lease(store, held, "another-host", claimed_at=now, filename="f.mp4")  # live
+    _put_source(store, crashed)
+    # Its lease expired a half-minute ago.
+    running_with_lease(store, crashed, "dead-host", claimed_at=now - 60, filename="f.mp4")
     write_manifest(
         store,
         Manifest(
@@ -107,7 +64,7 @@ def test_scanner_submits_new_and_abandoned_jobs_only(moto_bucket, tmp_path):
         ),
     )  # not uploaded
     sub = Submitted()
-    scanner = _scanner(settings, store, sub)
+    scanner = make_scanner(settings, store, sub)
     assert scanner.poll_once() == 3
     assert set(sub.specs) == {new, upper, crashed}
     assert sub.specs[new].origin == "bucket" and sub.specs[new].source_in_store
@@ -119,7 +76,7 @@ def test_scanner_submits_new_and_abandoned_jobs_only(moto_bucket, tmp_path):
     )
     # Nothing twice; the held job is looked at again only once its lease would expire.
     assert scanner.poll_once() == 0
-    later = _scanner(settings, store, sub, clock=lambda: now + 31)
+    later = make_scanner(settings, store, sub, clock=lambda: now + 31)
     later._not_before = dict(scanner._not_before)
     sub.specs.clear()
     assert later.poll_once() >= 1 and held in sub.specs
@@ -142,7 +99,7 @@ def test_on_the_local_store_only_jobs_with_a_manifest_are_scanned(tmp_path):
         ),
     )
     sub = Submitted()
-    assert _scanner(settings, store, sub, new_sources=False).poll_once() == 1
+    assert make_scanner(settings, store, sub, new_sources=False).poll_once() == 1
     assert set(sub.specs) == {resumed}
 
 
@@ -165,7 +122,7 @@ def test_staging_recovery(tmp_path):
     )
     write_manifest(store, Manifest(job_id=staged["done"], state="completed"))
     sub = Submitted()
-    scanner = _scanner(settings, store, sub, new_sources=False)
+    scanner = make_scanner(settings, store, sub, new_sources=False)
     assert scanner.poll_once() == 1  # a later poll: a source without manifest may be mid-intake
     spec = sub.specs[staged["queued"]]
     assert spec.origin == "api" and spec.filename == "a.mp4" and not spec.source_in_store
@@ -192,15 +149,7 @@ def test_runner_downloads_a_bucket_source_into_staging(moto_bucket, tmp_path):
     runner = Runner(settings=settings, store=store, models=None, toon=None, job_fn=Checking())
     runner.start()
     try:
-        scanner = JobScanner(
-            settings,
-            store,
-            submit=runner.submit,
-            is_active=runner.is_active,
-            has_room=runner.has_room,
-            owner=runner.owner,
-            new_sources=True,
-        )
+        scanner = runner_scanner(settings, store, runner)
         assert scanner.poll_once() == 1
         assert runner.wait_idle(20)
     finally:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from vidwatch.config import load_settings
 from vidwatch.daemon.intake_inbox import (
     FileSig,
     InboxIntake,
@@ -24,6 +23,8 @@ from vidwatch.daemon.intake_inbox import (
 from vidwatch.errors import QueueFull
 from vidwatch.r2 import keys
 from vidwatch.r2.local import LocalStore
+
+from .helpers import local_settings
 
 
 @pytest.mark.parametrize(
@@ -65,15 +66,9 @@ def test_settler_with_zero_settle_still_wants_two_looks():
 
 
 def _settings(tmp_path: Path, **extra):
-    env = {
-        "TEMP_MEDIA_DIR": str(tmp_path / "tmp"),
-        "LOCAL_STORE_DIR": str(tmp_path / "store"),
-        "INBOX_DIR": str(tmp_path / "inbox"),
-        "INBOX_SETTLE_S": "0.2",
-        "TOON_ENABLED": "false",
-    }
-    env.update({k: str(v) for k, v in extra.items()})
-    return load_settings(env)
+    return local_settings(
+        tmp_path, {"INBOX_DIR": str(tmp_path / "inbox"), "INBOX_SETTLE_S": "0.2"}, **extra
+    )
 
 
 class Accept:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from vidwatch.config import load_settings
 from vidwatch.daemon.retention import (
     Retention,
     StagedFile,
@@ -23,6 +22,8 @@ from vidwatch.jobs.staging import new_job_id
 from vidwatch.r2 import keys
 from vidwatch.r2.leases import claim
 from vidwatch.r2.local import LocalStore
+
+from .helpers import local_settings
 
 NOW = 1_900_000_000.0  # a fixed clock, 2030
 HOUR = 3600.0
@@ -92,15 +93,9 @@ class Recorder:
 
 
 def _settings(tmp_path: Path, **extra):
-    env = {
-        "TEMP_MEDIA_DIR": str(tmp_path / "tmp"),
-        "LOCAL_STORE_DIR": str(tmp_path / "store"),
-        "STAGING_STALE_HOURS": "24",
-        "R2_RETENTION_DAYS": "7",
-        "TOON_ENABLED": "false",
-    }
-    env.update({k: str(v) for k, v in extra.items()})
-    return load_settings(env)
+    return local_settings(
+        tmp_path, {"STAGING_STALE_HOURS": "24", "R2_RETENTION_DAYS": "7"}, **extra
+    )
 
 
 def _age(path: Path, hours: float) -> Path:

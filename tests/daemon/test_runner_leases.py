@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from vidwatch.config import load_settings
 from vidwatch.daemon.runner import Runner
 from vidwatch.errors import QueueFull
 from vidwatch.jobs.manifest import Manifest, read_manifest, write_manifest
@@ -20,20 +19,14 @@ from vidwatch.r2 import keys
 from vidwatch.r2.leases import LeaseLost, read_lease
 from vidwatch.r2.local import LocalStore
 
+from .helpers import local_settings
 from .runner_fakes import FakeJobs
 
 
 def _settings(tmp_path: Path, **extra):
-    env = {
-        "TEMP_MEDIA_DIR": str(tmp_path / "tmp"),
-        "LOCAL_STORE_DIR": str(tmp_path / "store"),
-        "LEASE_TTL_S": "2",
-        "LEASE_RENEW_S": "0.5",
-        "QUEUE_MAX": "20",
-        "TOON_ENABLED": "false",
-    }
-    env.update({k: str(v) for k, v in extra.items()})
-    return load_settings(env)
+    return local_settings(
+        tmp_path, {"LEASE_TTL_S": "2", "LEASE_RENEW_S": "0.5", "QUEUE_MAX": "20"}, **extra
+    )
 
 
 def _spec(settings, job_id: str | None = None) -> JobSpec:

@@ -12,16 +12,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.api.api_harness import BOUNDARY, MULTIPART_TYPE, part_header, serve
-from vidwatch.api.app import create_app
-from vidwatch.api.context import ApiContext
-from vidwatch.api.links import FileLinkSigner
+from tests.api.api_harness import BOUNDARY, MULTIPART_TYPE, local_api, part_header, serve
 from vidwatch.config import load_settings
 from vidwatch.daemon.retention import Retention
 from vidwatch.jobs.manifest import Manifest, write_manifest
 from vidwatch.jobs.staging import new_job_id, staged_source_path, staging_dir
 from vidwatch.r2 import keys
-from vidwatch.r2.local import LocalStore
 
 HOUR = 3600.0
 
@@ -87,18 +83,8 @@ def test_a_killed_daemons_source_and_a_cut_off_upload_go_once_their_jobs_are_ove
 
 def test_an_upload_still_arriving_is_never_swept(tmp_path):
     settings = _settings(tmp_path, STAGING_STALE_HOURS="0.0001")  # 0.36 s
-    signer = FileLinkSigner.from_settings(settings, secret=b"k" * 32)
-    store = LocalStore(settings.local_store_dir, url_signer=signer)
     submitted = []
-    app = create_app(
-        ApiContext(
-            settings=settings,
-            store=store,
-            submit=submitted.append,
-            health=lambda: {"ok": True},
-            signer=signer,
-        )
-    )
+    app, store = local_api(settings, submitted.append, secret=b"k" * 32)
     first_part_sent = threading.Event()
     go_on = threading.Event()
     payload = os.urandom(3 * 1024 * 1024)

@@ -82,18 +82,23 @@ class SlowGrey:
             self.busy = False
 
 
+def _two_slow_lanes(settings, recorder: Recorder) -> ModelSet:
+    """A ModelSet of two lanes, each a SlowGrey detector reporting to ``recorder``."""
+    return ModelSet(
+        detectors=[SlowGrey(recorder)],
+        more_lanes=[[SlowGrey(recorder)]],
+        device="cpu",
+        settings=settings,
+    )
+
+
 def test_two_lanes_run_at_once_and_frames_come_back_in_order(tmp_path):
     source = grey_ramp(tmp_path / "ramp.mp4")
     settings = load_settings(
         {"TEMP_MEDIA_DIR": str(tmp_path / "tmp"), "SAMPLE_FPS": "25", "MODEL_BATCH_SIZE": "1"}
     )
     recorder = Recorder()
-    models = ModelSet(
-        detectors=[SlowGrey(recorder)],
-        more_lanes=[[SlowGrey(recorder)]],
-        device="cpu",
-        settings=settings,
-    )
+    models = _two_slow_lanes(settings, recorder)
     store = LocalStore(tmp_path / "store")
     ctx = AnalysisContext(job_id="01JD3W5Q6Y7Z8A9B0C1D2E3F4G", store=store, models=models)
     results = analyze(source, ctx, AnalysisOptions.from_settings(settings)).to_json()
@@ -113,12 +118,7 @@ def test_a_lane_serves_one_caller_at_a_time(tmp_path):
     its own, and a caller waits when every lane is taken."""
     settings = load_settings({"TEMP_MEDIA_DIR": str(tmp_path / "tmp")})
     recorder = Recorder()
-    models = ModelSet(
-        detectors=[SlowGrey(recorder)],
-        more_lanes=[[SlowGrey(recorder)]],
-        device="cpu",
-        settings=settings,
-    )
+    models = _two_slow_lanes(settings, recorder)
     frame = np.zeros((8, 8, 3), np.uint8)  # level 0: the slow path
     errors: list[BaseException] = []
 
@@ -186,12 +186,7 @@ def test_lanes_hand_batches_back_in_the_order_they_were_given(tmp_path):
 
     settings = load_settings({"TEMP_MEDIA_DIR": str(tmp_path / "tmp")})
     recorder = Recorder()
-    models = ModelSet(
-        detectors=[SlowGrey(recorder)],
-        more_lanes=[[SlowGrey(recorder)]],
-        device="cpu",
-        settings=settings,
-    )
+    models = _two_slow_lanes(settings, recorder)
     lanes = _Lanes(models, _Timings())
     got: list[int] = []
     for n in range(12):

@@ -370,11 +370,8 @@ def linked(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectSto
     if request.param != "local":
         yield from _s3_store(request, request.param)
         return
-    from tests.api.api_harness import serve
+    from tests.api.api_harness import local_api, serve
     from tests.s3_servers import free_port
-    from vidwatch.api.app import create_app
-    from vidwatch.api.context import ApiContext
-    from vidwatch.api.links import FileLinkSigner
     from vidwatch.config import load_settings
 
     port = free_port()  # links made outside a request name HTTP_HOST:HTTP_PORT
@@ -386,21 +383,11 @@ def linked(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectSto
             "HTTP_PORT": str(port),
         }
     )
-    signer = FileLinkSigner.from_settings(settings)
-    local = LocalStore(settings.local_store_dir, url_signer=signer)
 
     def refuse(spec: object) -> None:
         raise AssertionError("no uploads here")
 
-    app = create_app(
-        ApiContext(
-            settings=settings,
-            store=local,
-            submit=refuse,
-            health=lambda: {"ok": True},
-            signer=signer,
-        )
-    )
+    app, local = local_api(settings, refuse)
     with serve(app, port):
         yield local
 
