@@ -457,6 +457,20 @@ def run_job_subprocess(path: Path, env: dict, sample_fps: float) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _peak_rss_kb() -> int:
+    """This process's peak RSS (kB). ``/proc/self/status`` VmHWM is the high-water mark of the
+    process's own memory; ``ru_maxrss`` is not: Linux carries it over from the parent at
+    fork and keeps it across exec, so a job started by a bench holding models reported the
+    bench's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def _job_main(path: Path, sample_fps: float) -> None:
     t_imports = time.time()
     from vidwatch.config import load_settings
@@ -482,7 +496,7 @@ def _job_main(path: Path, sample_fps: float) -> None:
         "toon_s": round(t_ready - t_toon, 3),
         "total_s": round(t_ready - t0, 3),
     }
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_before = _peak_rss_kb()
     job_id = new_job_id()
     staged = stage_copy(settings, job_id, path)
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
@@ -522,7 +536,7 @@ def _job_main(path: Path, sample_fps: float) -> None:
                 "people": len(results.get("people", [])),
                 "artifacts": sum(1 for _ in store.list(keys.job_prefix(job_id))),
                 "rss_models_mb": round(rss_before / 1024, 1),
-                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "peak_rss_mb": round(_peak_rss_kb() / 1024, 1),
             }
         )
     )
@@ -933,7 +947,7 @@ def markdown(r: dict) -> str:
             ],
         )
     jobs = r["jobs"]
-    for key in sorted({k.split("_", 1)[1] for k in jobs for n in names if k.startswith(n + "_")}):
+    for key in sorted({k[len(n) + 1 :] for k in jobs for n in names if k.startswith(n + "_")}):
         some = next(j for n in names if (j := jobs.get(f"{n}_{key}")))
 
         def cell(j):

@@ -1,5 +1,5 @@
 """The ``vidwatch`` command."""
 
-from vidwatch.cli.main import main
+from vidwatch.cli.main import command, main
 
-__all__ = ["main"]
+__all__ = ["command", "main"]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import traceback
 from pathlib import Path
+from typing import NoReturn
 
 from vidwatch import __version__
 from vidwatch.config import ConfigError, load_settings
@@ -104,3 +106,17 @@ def main(argv: list[str] | None = None) -> int:
     from vidwatch.r2.cli import run_r2
 
     return run_r2(args, settings)
+
+
+def command() -> NoReturn:
+    """The ``vidwatch`` console script: ``main``, then, after a one-shot ``analyze``, an
+    immediate exit. By then every artifact is written and closed, the TOON helper stopped
+    and the output flushed; the interpreter's teardown of torch, OpenVINO and Ultralytics
+    (about 1.2 s measured here, 0.6 s with no model loaded) would add nothing but waiting."""
+    code = main()
+    args, _ = _parser().parse_known_args()
+    if args.command == "analyze":
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
