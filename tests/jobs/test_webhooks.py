@@ -21,6 +21,7 @@ from vidwatch.jobs.webhooks import (
     retry_delay_s,
 )
 from vidwatch.r2.local import LocalStore
+from vidwatch.r2.store import TransientStoreError
 
 from .webhook_receiver import BlackHole, Receiver, free_port, new_secret, spec_verify
 
@@ -317,7 +318,17 @@ def test_two_senders_on_one_store_deliver_each_event_once(tmp_path, receiver, se
     assert len(ids) == 10 and len(set(ids)) == 10
 
 
-def test_an_outbox_write_that_fails_is_kept_and_written_later(tmp_path, receiver, senders):
+@pytest.mark.parametrize(
+    "error",
+    [
+        TransientStoreError("store down"),
+        # not a StoreError: the local store once let this through when another sender's
+        # delete pruned the emptied outbox/ folder mid-write, and the event was lost
+        FileNotFoundError(2, "No such file or directory"),
+    ],
+    ids=["store_error", "os_error"],
+)
+def test_an_outbox_write_that_fails_is_kept_and_written_later(tmp_path, receiver, senders, error):
     rec = receiver()
     store = LocalStore(tmp_path / "store")
     sender = senders(store, [rec.url("/hook")])
@@ -327,9 +338,7 @@ def test_an_outbox_write_that_fails_is_kept_and_written_later(tmp_path, receiver
     def flaky_put(key, data, **kw):
         if key.startswith(OUTBOX_PREFIX) and calls["n"] == 0:
             calls["n"] += 1
-            from vidwatch.r2.store import TransientStoreError
-
-            raise TransientStoreError("store down")
+            raise error
         return real_put(key, data, **kw)
 
     store.put_bytes = flaky_put  # type: ignore[method-assign]

@@ -13,10 +13,11 @@ Each retry keeps the event's ``webhook-id`` and is signed afresh with its own ti
 (receivers refuse timestamps over 5 minutes old). The decisions (``retry_delay_s``,
 ``decide``) are pure functions of the record, the outcome and ``now``.
 
-Deliveries never block a job: ``emit`` writes the records and returns; a store error there is
-logged and the write retried by the sender's thread. The delivery state of each event shows
-in the job's status.json under ``notifications`` (merged in with If-Match) and in /metrics.
-The secret is never logged; endpoints are logged without user info and query.
+Deliveries never block a job: ``emit`` writes the records and returns; a failed write there
+(a store error or any other) is logged and retried by the sender's thread, never dropped.
+The delivery state of each event shows in the job's status.json under ``notifications``
+(merged in with If-Match) and in /metrics. The secret is never logged; endpoints are
+logged without user info and query.
 """
 
 from __future__ import annotations
@@ -376,7 +377,7 @@ class WebhookSender:
         self, type_: str, manifest: Manifest, *, summary: dict[str, Any] | None = None
     ) -> None:
         """Record an event for every endpoint (before any attempt) and return. Never raises:
-        a store error leaves the records in memory, written again by the sender's thread."""
+        a failed write leaves the record in memory, written again by the sender's thread."""
         if not self.enabled:
             return
         try:
@@ -406,11 +407,12 @@ class WebhookSender:
             )
         except PreconditionFailed:
             pass  # written before (a retried write whose answer was lost)
-        except StoreError as exc:
+        except Exception as exc:  # noqa: BLE001 - any failed write keeps the event (not only
+            # StoreError: an OSError the store let through once lost an event here)
             log.warning(
                 "webhook_outbox_write_failed",
                 job_id=record.job_id,
-                error=str(exc),
+                error=f"{type(exc).__name__}: {exc}",
                 effect="kept in memory and written again",
             )
             with self._lock:

@@ -3,6 +3,11 @@
 Writes are atomic (a temporary file renamed into place); ``If-None-Match`` is an atomic
 ``link()``; ``If-Match`` compares ETags under a file lock, so several processes on one
 host may share the folder. Object metadata lives in a sidecar folder ``.meta``.
+
+A delete removes the folders it leaves empty. Another thread or process may be writing into
+such a folder at that moment (it made the folder, the delete removed it, its rename or link
+then finds no folder): the write makes the folder again and places its file again, so a
+write never fails because of a concurrent delete.
 """
 
 from __future__ import annotations
@@ -52,6 +57,30 @@ def _disk_full_is_storage_full(key: str, root: Path) -> Iterator[None]:
 
 _META = ".meta"
 _TMP = ".tmp"
+_PLACE_TRIES = 20
+"""How often a file is placed again when a concurrent delete removed its emptied folder."""
+
+
+def _place(dest: Path, place: Callable[[], None], source: Path | None = None) -> None:
+    """Make ``dest``'s folder and run ``place`` (a rename or link of ``source`` into it, or a
+    write there). A concurrent ``delete`` prunes folders it empties, so a folder may vanish
+    at any moment, even inside ``mkdir`` (a parent it made, or the folder it found, is gone
+    a moment later): then the folder is made again and ``place`` run again. A missing
+    ``source`` is raised at once; anything else after ``_PLACE_TRIES`` tries."""
+    for attempt in range(_PLACE_TRIES):
+        last = attempt == _PLACE_TRIES - 1
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+        except (FileNotFoundError, FileExistsError):  # a folder on the way made, then pruned
+            if last:
+                raise
+            continue
+        try:
+            place()
+            return
+        except FileNotFoundError:
+            if last or (source is not None and not source.exists()):
+                raise
 
 
 class LocalStore:
@@ -122,43 +151,55 @@ class LocalStore:
         if_match: str | None,
     ) -> ObjectInfo:
         dest = self.path_for(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        # What this write placed, from the staged file itself (a rename or link keeps its
+        # inode and mtime, so its ETag): reading the key back afterwards could meet a
+        # concurrent delete, or another writer's object.
+        placed = _info(key, os.stat(tmp), content_type or content_type_for(key), metadata)
         try:
             if if_none_match or if_match is not None:
                 with self._file_lock():
                     if if_none_match:
-                        try:
-                            os.link(tmp, dest)
-                        except FileExistsError:
-                            raise PreconditionFailed(f"{key} exists") from None
+
+                        def link() -> None:
+                            try:
+                                os.link(tmp, dest)
+                            except FileExistsError:
+                                raise PreconditionFailed(f"{key} exists") from None
+
+                        _place(dest, link, tmp)
                         os.unlink(tmp)
                     else:
                         current = self.head(key)
                         if current is None or current.etag != if_match:
                             raise PreconditionFailed(f"{key} changed")
-                        os.replace(tmp, dest)
+                        _place(dest, lambda: os.replace(tmp, dest), tmp)
                     self._write_meta(key, content_type, metadata)
             else:
-                os.replace(tmp, dest)
+                _place(dest, lambda: os.replace(tmp, dest), tmp)
                 self._write_meta(key, content_type, metadata)
         finally:
             tmp.unlink(missing_ok=True)
-        info = self.head(key)
-        assert info is not None
-        return info
+        return placed
 
     def _write_meta(
         self, key: str, content_type: str | None, metadata: dict[str, str] | None
     ) -> None:
         meta_path = self._meta_path(key)
-        meta_path.parent.mkdir(parents=True, exist_ok=True)
         body = {
             "content_type": content_type or content_type_for(key),
             "metadata": dict(metadata or {}),
         }
         tmp = meta_path.with_name(meta_path.name + f".{os.getpid()}.{threading.get_ident()}")
-        tmp.write_text(json.dumps(body))
-        os.replace(tmp, meta_path)
+
+        def write() -> None:  # the sidecar's folder may be pruned too: write it again
+            tmp.write_text(json.dumps(body))
+            try:
+                os.replace(tmp, meta_path)
+            except FileNotFoundError:
+                tmp.unlink(missing_ok=True)
+                raise
+
+        _place(meta_path, write)
 
     def put_bytes(
         self,
@@ -225,14 +266,7 @@ class LocalStore:
             content_type, metadata = meta["content_type"], meta["metadata"]
         except (FileNotFoundError, ValueError, KeyError):
             pass
-        return ObjectInfo(
-            key=key,
-            size=st.st_size,
-            etag=f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}",
-            last_modified=datetime.fromtimestamp(st.st_mtime, UTC),
-            content_type=content_type,
-            metadata=metadata,
-        )
+        return _info(key, st, content_type, metadata)
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         keys: list[str] = []
@@ -308,6 +342,19 @@ class LocalStore:
 
     def close(self) -> None:
         self._puts.close()
+
+
+def _info(
+    key: str, st: os.stat_result, content_type: str | None, metadata: dict[str, str] | None
+) -> ObjectInfo:
+    return ObjectInfo(
+        key=key,
+        size=st.st_size,
+        etag=f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}",
+        last_modified=datetime.fromtimestamp(st.st_mtime, UTC),
+        content_type=content_type,
+        metadata=dict(metadata or {}),
+    )
 
 
 def _write_all(fd: int, data: bytes) -> None:
