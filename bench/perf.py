@@ -7,7 +7,11 @@ Inputs are built at run time from the shared test media (looped and concatenated
 the real classes; without real weights on the host they are built from Ultralytics' yaml
 (random weights: the same network and pre-processing, fewer detections to post-process).
 
-It reports, as JSON (bench/out/perf.json) and as a markdown table:
+Three configurations are compared in one run (``configurations()``): "before" (PyTorch, one
+model lane, separate detect and segment models), "two_models" (today's runtime with those
+two models) and "after" (today's defaults: one -seg pass, OpenVINO, one lane per core).
+
+It reports, as JSON (bench/out/perf.json) and as a markdown table, for each configuration:
   - decode frames/s (the floor's first part); the scene stage against the `scenedetect` CLI
     on the same file (the cut lists must agree);
   - model time per sampled frame at batch sizes 1, 4 and 8, and detection + segmentation
@@ -598,15 +602,15 @@ def _settings_of(config: dict[str, str]):
     return load_settings(**{k.lower(): v for k, v in config.items()})
 
 
-def bench_face_recall(media: Path, models_by_backend: dict) -> dict:
-    """Recall at p >= 0.9 on faces of 20 to 400 px in 720p frames, for each backend's MTCNN
+def bench_face_recall(media: Path, models_by_config: dict) -> dict:
+    """Recall at p >= 0.9 on faces of 20 to 400 px in 720p frames, for each configuration's MTCNN
     (bench/face_set.py), and the same frames' MTCNN time."""
     from bench import face_set
     from vidwatch.detectors.faces import MtcnnFaceDetector
 
     faces = {
         b: next(d for d in m.detectors if isinstance(d, MtcnnFaceDetector))
-        for b, m in models_by_backend.items()
+        for b, m in models_by_config.items()
     }
     first = next(iter(faces.values()))
 
