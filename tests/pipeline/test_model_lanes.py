@@ -145,8 +145,9 @@ def test_workers_auto_is_one_single_threaded_lane_per_core_on_openvino(monkeypat
     assert lanes_and_threads(0, "torch", "cuda:0") == (1, None)
     assert lanes_and_threads(1, "openvino", "cpu") == (1, 2)
     monkeypatch.setattr("os.cpu_count", lambda: 8)
-    assert lanes_and_threads(0, "openvino", "cpu") == (8, 1)
+    assert lanes_and_threads(0, "openvino", "cpu") == (4, 2)  # memory: at most 4 lanes
     assert lanes_and_threads(3, "openvino", "cpu") == (3, 2)
+    assert lanes_and_threads(8, "openvino", "cpu") == (8, 1)  # asked for: as many as asked
 
 
 @pytest.mark.models

@@ -84,7 +84,8 @@ class Settings(BaseModel):
     model_batch_size: int = Field(4, ge=1, le=64)
     model_workers: int = Field(0, ge=0, le=32)
     """Model lanes: sampled frames (batches) analysed at once, each lane with its own copy of
-    the models. 0: one per CPU core on OpenVINO (each lane single-threaded), one on PyTorch."""
+    the models. 0: one per CPU core on OpenVINO (each lane single-threaded), at most 4; one
+    on PyTorch and on a GPU."""
     allow_model_download: bool = True
     """When false, a model name whose weights are not on disk fails at once (no network)."""
     scene_threshold: float = Field(27.0, gt=0)
