@@ -217,6 +217,7 @@ class Timings(Document):
     model_stage_wait: float
     scenes: float
     models: float
+    """Summed over the model lanes (MODEL_WORKERS): with two lanes busy it nears 2 x wall."""
     identities: float
     write: float
     drain: float
