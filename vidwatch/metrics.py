@@ -86,6 +86,17 @@ INBOX_STAGE_FAILURES = Counter(
     "Failed tries to stage an inbox file (disk full, staging not writable)",
     registry=REGISTRY,
 )
+STAGING_FULL_WAITS = Counter(
+    "vidwatch_staging_full_waits_total",
+    "Downloads of a job's source from the store into TEMP_MEDIA_DIR that found the disk "
+    "full (the job waits, then tries again)",
+    registry=REGISTRY,
+)
+STAGING_FULL_WAITING = Gauge(
+    "vidwatch_staging_full_waiting",
+    "Jobs waiting for room in TEMP_MEDIA_DIR to download their source",
+    registry=REGISTRY,
+)
 STORE_RETRIES = Counter(
     "vidwatch_store_retries_total",
     "Store calls retried after a transient failure (outage, timeout, 5xx), by operation",

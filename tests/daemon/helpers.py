@@ -81,6 +81,7 @@ def runner_scanner(settings: Settings, store, runner: Runner) -> JobScanner:
         has_room=runner.has_room,
         owner=runner.owner,
         new_sources=True,
+        retry_at=runner.retry_at,
     )
 
 

@@ -123,6 +123,10 @@ class Settings(BaseModel):
     inbox_force_polling: bool = False
     """Poll the inbox instead of inotify (network mounts, where no events arrive)."""
     bucket_poll_s: float = Field(10.0, gt=0)
+    staging_full_retry_max_s: float = Field(600.0, gt=0)
+    """A job whose source in the store does not fit in TEMP_MEDIA_DIR waits and tries the
+    download again, the waits doubling from BUCKET_POLL_S up to this (the source stays in the
+    bucket; the job is never failed for it)."""
     bucket_window_s: float = Field(1800.0, gt=0)
     """A poll lists the job folders whose ids were made in the last BUCKET_WINDOW_S."""
     bucket_full_sweep_s: float = Field(3600.0, ge=0)

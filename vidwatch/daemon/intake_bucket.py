@@ -171,6 +171,7 @@ class JobScanner:
         new_sources: bool,
         clock: Callable[[], float] = time.time,
         page_size: int = 1000,
+        retry_at: Callable[[str], float] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -181,6 +182,9 @@ class JobScanner:
         self.new_sources = new_sources
         self.clock = clock
         self.page_size = page_size
+        self.retry_at = retry_at or (lambda job_id: 0.0)
+        """When a job may be submitted again after its source found staging full (the
+        runner's ``retry_at``); until then polls and sweeps leave it alone."""
         self._terminal: set[str] = set()
         self._not_before: dict[str, float] = {}
         self._settled: set[str] = set()
@@ -313,6 +317,7 @@ class JobScanner:
             job_id in self._terminal
             or self.is_active(job_id)
             or now < self._not_before.get(job_id, 0.0)
+            or now < self.retry_at(job_id)
         )
 
     def _scan_markers(self, report: ScanReport) -> set[str]:
@@ -326,7 +331,9 @@ class JobScanner:
         todo = [
             m
             for m in listed
-            if not self.is_active(m.job_id) and now >= self._not_before.get(m.job_id, 0.0)
+            if not self.is_active(m.job_id)
+            and now >= self._not_before.get(m.job_id, 0.0)
+            and now >= self.retry_at(m.job_id)
         ]
         written = {m.job_id: m.written_at for m in listed}
         for found in self._examine_all([m.job_id for m in todo]):

@@ -20,6 +20,7 @@ import contextvars
 import functools
 import os
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -45,11 +46,13 @@ from vidwatch.jobs.manifest import (
 from vidwatch.jobs.run import run_job
 from vidwatch.jobs.staging import JobSpec
 from vidwatch.r2.leases import HeldLease, LeaseLost, claim, new_owner_id, release, renew
+from vidwatch.r2.local import DISK_FULL_ERRNOS
 from vidwatch.r2.store import (
     ObjectInfo,
     ObjectNotFound,
     ObjectStore,
     PutItem,
+    StorageFull,
     StoreError,
 )
 
@@ -61,6 +64,40 @@ INTERRUPT_WAIT_S = 15.0
 LEASE_STOP_WAIT_S = 2.0
 """How long a finished job waits for its lease keeper; a renewal may sit in the store's
 retries for a minute, and the lease expires on its own."""
+
+STAGING_FULL_WARNING = "staging_full"
+"""The code of the status.json warning of a job waiting for room in TEMP_MEDIA_DIR."""
+
+
+def staging_full_backoff_s(failures: int, poll_s: float, max_s: float) -> float:
+    """The wait before the next download of a source that found TEMP_MEDIA_DIR full after
+    ``failures`` such tries: doubling from BUCKET_POLL_S, at most
+    STAGING_FULL_RETRY_MAX_S."""
+    return min(max_s, poll_s * 2 ** (failures - 1))
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether an error (or one it was raised from) is a full disk (ENOSPC, a quota)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, StorageFull) or (
+            isinstance(cur, OSError) and cur.errno in DISK_FULL_ERRNOS
+        ):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+@dataclass
+class _RoomWait:
+    """A job whose source found TEMP_MEDIA_DIR full: its failed tries and the next one."""
+
+    failures: int
+    first_at: float
+    retry_at: float
+
 
 JobFn = Callable[..., Manifest]
 Notify = Callable[..., None]
@@ -280,6 +317,7 @@ class Runner:
         self._changed = threading.Condition(self._lock)
         self._active: set[str] = set()
         self._running: dict[str, _Running] = {}
+        self._room_waits: dict[str, _RoomWait] = {}
         self._closed = threading.Event()
         self._halt = threading.Event()
         self._workers: list[threading.Thread] = []
@@ -331,6 +369,13 @@ class Runner:
         """Queued or running in this process."""
         with self._lock:
             return job_id in self._active
+
+    def retry_at(self, job_id: str) -> float:
+        """When a job waiting for room in TEMP_MEDIA_DIR may be tried again (its clock);
+        0.0 for a job that does not wait."""
+        with self._lock:
+            wait = self._room_waits.get(job_id)
+        return wait.retry_at if wait is not None else 0.0
 
     # --- state ----------------------------------------------------------------------------
     def alive(self) -> bool:
@@ -590,6 +635,9 @@ class Runner:
             return False
         except (StoreError, OSError) as exc:
             partial.unlink(missing_ok=True)
+            if _disk_full(exc):
+                self._wait_for_room(spec, manifest, store, key, exc)
+                return False
             log.warning(
                 "job_source_download_failed",
                 key=key,
@@ -597,8 +645,104 @@ class Runner:
                 effect="retried on a later poll",
             )
             return False
+        with self._lock:
+            waited = self._room_waits.pop(spec.job_id, None)
+        metrics.STAGING_FULL_WAITING.set(len(self._room_waits))
+        if waited is not None:
+            log.info(
+                "job_staging_room_back",
+                job_id=spec.job_id,
+                failed_tries=waited.failures,
+                waited_s=round(self.clock() - waited.first_at, 1),
+            )
         log.info("job_source_downloaded", key=key, bytes=dest.stat().st_size)
         return True
+
+    def _wait_for_room(
+        self,
+        spec: JobSpec,
+        manifest: Manifest | None,
+        store: FencedStore,
+        key: str,
+        exc: BaseException,
+    ) -> None:
+        """The source did not fit in TEMP_MEDIA_DIR: the job stays queued (its source stays
+        in the store) and is tried again after a wait that doubles with each full-disk try,
+        from BUCKET_POLL_S up to STAGING_FULL_RETRY_MAX_S. One log line, one count and the
+        job's status.json (a ``staging_full`` warning) say so."""
+        now = self.clock()
+        with self._lock:
+            wait = self._room_waits.get(spec.job_id) or _RoomWait(0, now, now)
+            wait.failures += 1
+            wait_s = staging_full_backoff_s(
+                wait.failures, self.settings.bucket_poll_s, self.settings.staging_full_retry_max_s
+            )
+            wait.retry_at = now + wait_s
+            self._room_waits[spec.job_id] = wait
+            waiting = len(self._room_waits)
+        metrics.STAGING_FULL_WAITS.inc()
+        metrics.STAGING_FULL_WAITING.set(waiting)
+        try:
+            free = shutil.disk_usage(self.settings.temp_media_dir).free
+        except OSError:
+            free = None
+        try:
+            size = self.store.head(key)
+            needed = size.size if size is not None else None
+        except StoreError:
+            needed = None
+        next_at = _iso(wait.retry_at)
+        log.warning(
+            "job_staging_full",
+            job_id=spec.job_id,
+            key=key,
+            failed_tries=wait.failures,
+            free_bytes=free,
+            source_bytes=needed,
+            retry_in_s=wait_s,
+            next_retry_at=next_at,
+            error=str(exc),
+            effect="job stays queued, its source in the store; tried again later",
+        )
+        waiting_manifest = manifest or Manifest(
+            job_id=spec.job_id,
+            source=SourceInfo(origin=spec.origin, filename=spec.filename, key=key),
+        )
+        waiting_manifest.source_key = waiting_manifest.source_key or key
+        attempt = waiting_manifest.attempts + 1
+        warning: dict[str, Any] = {
+            "attempt": attempt,
+            "code": STAGING_FULL_WARNING,
+            "failed_tries": wait.failures,
+            "first_at": _iso(wait.first_at),
+            "last_at": _iso(now),
+            "next_retry_at": next_at,
+            "free_bytes": free,
+            "source_bytes": needed,
+            "message": (
+                f"the staging disk (TEMP_MEDIA_DIR) had no room for the source ({needed} "
+                f"bytes, {free} free): {wait.failures} download tries found it full since "
+                f"{_iso(wait.first_at)}; the source stays in the store at {key} and the job "
+                "waits, trying again after a doubling wait (from BUCKET_POLL_S up to "
+                "STAGING_FULL_RETRY_MAX_S)"
+            ),
+        }
+        kept = [
+            w
+            for w in waiting_manifest.warnings
+            if not (w.get("code") == STAGING_FULL_WARNING and w.get("attempt") == attempt)
+        ]
+        waiting_manifest.warnings = [*kept, warning]
+        try:
+            write_manifest(store, waiting_manifest)
+        except StoreError as err:  # the log line and the metric still say it
+            log.warning("manifest_write_failed", job_id=spec.job_id, error=str(err))
+
+
+def _iso(ts: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _started(spec: JobSpec, manifest: Manifest | None, attempt: int) -> Manifest:

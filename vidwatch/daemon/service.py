@@ -241,6 +241,7 @@ class Service:
             has_room=runner.has_room,
             owner=runner.owner,
             new_sources=store.shared,
+            retry_at=runner.retry_at,
         )
         scanner.poll_once(startup=True)
         self.inbox = inbox = InboxIntake(
