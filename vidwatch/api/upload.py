@@ -14,7 +14,6 @@ digits taken from that name, else sniffed from the first bytes (``bin`` when unk
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import os
 import shutil
@@ -30,6 +29,7 @@ from starlette.requests import ClientDisconnect, Request
 
 from vidwatch.errors import VidwatchError
 from vidwatch.jobs.staging import safe_ext
+from vidwatch.r2.local import DISK_FULL_ERRNOS
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
@@ -296,7 +296,7 @@ async def receive_upload(
             request, boundary, input_dir, max_file_bytes, max_body_bytes, idle_timeout_s
         )
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        if exc.errno in DISK_FULL_ERRNOS:
             raise UploadError(
                 507,
                 "storage_full",

@@ -74,6 +74,10 @@ def _import_failed(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, unknown = parser.parse_known_args(argv)
+    return _run(parser, args, unknown)
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, unknown: list[str]) -> int:
     if getattr(args, "import_error", None) is not None:
         return _import_failed(args)  # its arguments are unknown: the module never loaded
     if unknown:
@@ -113,8 +117,9 @@ def command() -> NoReturn:
     immediate exit. By then every artifact is written and closed, the TOON helper stopped
     and the output flushed; the interpreter's teardown of torch, OpenVINO and Ultralytics
     (about 1.2 s measured here, 0.6 s with no model loaded) would add nothing but waiting."""
-    code = main()
-    args, _ = _parser().parse_known_args()
+    parser = _parser()
+    args, unknown = parser.parse_known_args()
+    code = _run(parser, args, unknown)
     if args.command == "analyze":
         sys.stdout.flush()
         sys.stderr.flush()

@@ -33,7 +33,14 @@ from vidwatch.config import Settings
 from vidwatch.errors import QueueFull, VidwatchError
 from vidwatch.jobs.dedupe import REANALYZE_MARKER
 from vidwatch.jobs.manifest import Manifest, utc_now, write_manifest
-from vidwatch.jobs.staging import ARRIVING, JobSpec, new_job_id, safe_ext, staged_source_path
+from vidwatch.jobs.staging import (
+    ARRIVING,
+    JobSpec,
+    doubling_wait_s,
+    new_job_id,
+    safe_ext,
+    staged_source_path,
+)
 from vidwatch.r2.store import ObjectStore, StoreError
 
 log = structlog.get_logger("vidwatch.intake.inbox")
@@ -421,8 +428,7 @@ STAGE_BACKOFF_MAX_S = 300.0
 def stage_backoff_s(failures: int, settle_s: float) -> float:
     """The wait before the next try to stage a file after ``failures`` failed tries:
     doubling from ``2 x settle_s`` (at least 1 s), at most 5 minutes."""
-    base = max(1.0, 2 * settle_s)
-    return min(STAGE_BACKOFF_MAX_S, base * 2 ** (failures - 1))
+    return doubling_wait_s(failures, max(1.0, 2 * settle_s), STAGE_BACKOFF_MAX_S)
 
 
 def _remove_empty_staging(dest: Path) -> None:

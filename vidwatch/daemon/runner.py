@@ -44,7 +44,7 @@ from vidwatch.jobs.manifest import (
     write_manifest,
 )
 from vidwatch.jobs.run import run_job
-from vidwatch.jobs.staging import JobSpec
+from vidwatch.jobs.staging import JobSpec, doubling_wait_s
 from vidwatch.r2.leases import HeldLease, LeaseLost, claim, new_owner_id, release, renew
 from vidwatch.r2.local import DISK_FULL_ERRNOS
 from vidwatch.r2.store import (
@@ -73,7 +73,7 @@ def staging_full_backoff_s(failures: int, poll_s: float, max_s: float) -> float:
     """The wait before the next download of a source that found TEMP_MEDIA_DIR full after
     ``failures`` such tries: doubling from BUCKET_POLL_S, at most
     STAGING_FULL_RETRY_MAX_S."""
-    return min(max_s, poll_s * 2 ** (failures - 1))
+    return doubling_wait_s(failures, poll_s, max_s)
 
 
 def _disk_full(exc: BaseException) -> bool:

@@ -141,7 +141,9 @@ def load_models(settings: Settings) -> ModelSet:
     backend = resolve_backend(settings.model_backend, device)
     cache_dir = settings.model_cache_dir
     lanes, threads = lanes_and_threads(settings.model_workers, backend, device)
-    ov_config = openvino_config(cache_dir, threads if lanes > 1 else None)
+    # One lane keeps OpenVINO's own threading (every core, pinned); lanes set their own.
+    lane_threads = threads if lanes > 1 else None
+    ov_config = openvino_config(cache_dir, lane_threads)
 
     from vidwatch.detectors.faces import MtcnnFaceDetector
     from vidwatch.detectors.yolo import YoloDetector
@@ -174,7 +176,7 @@ def load_models(settings: Settings) -> ModelSet:
                     device=device,
                     backend=backend,
                     cache_dir=cache_dir,
-                    openvino_config=ov_config if backend != "torch" else None,
+                    openvino_config=ov_config,
                 )
             )
         return detectors
@@ -195,7 +197,7 @@ def load_models(settings: Settings) -> ModelSet:
         faces=settings.faces_enabled,
         identities=describer is not None,
         lanes=lanes,
-        threads_per_lane=threads if lanes > 1 else None,
+        threads_per_lane=lane_threads,
     )
     return ModelSet(
         detectors=detectors,
@@ -204,7 +206,7 @@ def load_models(settings: Settings) -> ModelSet:
         describer=describer,
         backend=backend,
         more_lanes=more_lanes,
-        threads_per_lane=threads if lanes > 1 else None,
+        threads_per_lane=lane_threads,
     )
 
 

@@ -25,6 +25,13 @@ def new_job_id() -> str:
     return str(ULID())
 
 
+def doubling_wait_s(failures: int, first_s: float, max_s: float) -> float:
+    """The wait after ``failures`` failed tries to stage a source (1 or more): ``first_s``,
+    doubling with each further try, at most ``max_s``. The inbox's and the bucket's full-disk
+    waits both use it."""
+    return min(max_s, first_s * 2 ** (failures - 1))
+
+
 def staging_dir(settings: Settings, job_id: str) -> Path:
     return Path(settings.temp_media_dir) / keys.job_prefix(job_id).split("/")[1]
 
