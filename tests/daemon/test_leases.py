@@ -78,7 +78,7 @@ def store(request, tmp_path) -> Iterator:
 def test_claim_renew_takeover_release(store):
     ttl = 30.0
     a = claim(store, JOB, "A", ttl_s=ttl, now=T0)
-    assert a is not None and a.lease.expires_at == T0 + ttl
+    assert a is not None and a.lease.expires_at == T0 + ttl and a.lapsed is None
     # B cannot take a live lease, at any time before it expires.
     assert claim(store, JOB, "B", ttl_s=ttl, now=T0 + 1) is None
     assert claim(store, JOB, "B", ttl_s=ttl, now=T0 + ttl - 0.01) is None
@@ -89,6 +89,8 @@ def test_claim_renew_takeover_release(store):
     # After the renewed term, B takes over; A's next renewal finds out.
     b = claim(store, JOB, "B", ttl_s=ttl, now=T0 + 10 + ttl)
     assert b is not None
+    # B took over a lease that ran out unreleased: it names it (A's attempt was cut off).
+    assert b.lapsed is not None and b.lapsed.owner == "A" and b.lapsed.renewed_at == T0 + 10
     with pytest.raises(LeaseLost):
         renew(store, a2, ttl_s=ttl, now=T0 + 10 + ttl + 1)
     assert release(store, a2, now=T0 + 60) is False  # not A's to release
@@ -98,7 +100,8 @@ def test_claim_renew_takeover_release(store):
     assert release(store, b, now=T0 + 41) is True
     lease, _, _ = read_lease(store, JOB)
     assert lease.released
-    assert claim(store, JOB, "A", ttl_s=ttl, now=T0 + 42) is not None
+    again = claim(store, JOB, "A", ttl_s=ttl, now=T0 + 42)
+    assert again is not None and again.lapsed is None  # a released lease tells of no loss
 
 
 def test_an_unreadable_lease_counts_as_expired(store):

@@ -16,7 +16,7 @@ from vidwatch.errors import QueueFull
 from vidwatch.jobs.manifest import Manifest, read_manifest, write_manifest
 from vidwatch.jobs.staging import JobSpec, new_job_id
 from vidwatch.r2 import keys
-from vidwatch.r2.leases import LeaseLost, read_lease
+from vidwatch.r2.leases import Lease, LeaseLost, read_lease
 from vidwatch.r2.local import LocalStore
 
 from .helpers import local_settings
@@ -241,3 +241,56 @@ def test_a_job_whose_renewal_is_stuck_at_its_end_frees_its_worker(tmp_path):
     finally:
         store.unstick.set()
         runner.shutdown(5)
+
+
+@pytest.mark.parametrize("released", [False, True])
+def test_an_attempt_that_lost_its_lease_before_its_first_write_is_counted(
+    tmp_path, media, released
+):
+    """An attempt can lose its lease (the store gone for longer than LEASE_TTL_S) before its
+    first status.json write lands, and writes after the loss are refused. The lease it held
+    is all that is left of it: the next attempt, which takes that lease over once it ran out
+    unreleased, records it as abandoned, with its worker. A released lease (the daemon put
+    the job back) tells of no loss."""
+    from vidwatch.detectors.registry import load_models
+    from vidwatch.jobs.staging import stage_copy
+
+    settings = _settings(tmp_path, DETECT_MODEL="none", SEGMENT_MODEL="none", FACES_ENABLED="false")
+    store = LocalStore(settings.local_store_dir)
+    job_id = new_job_id()
+    now = time.time()
+    store.put_bytes(
+        keys.lease_key(job_id),
+        Lease(
+            job_id=job_id,
+            owner="lost-host:4242:ab12cd34",
+            acquired_at=now - 30,
+            renewed_at=now - 20,
+            expires_at=now - 18,
+            released=released,
+        ).to_bytes(),
+    )
+    staged = stage_copy(settings, job_id, media / "cuts_h264.mp4")
+    spec = JobSpec(job_id=job_id, staged_source=staged, origin="inbox", filename="c.mp4")
+    runner = Runner(settings=settings, store=store, models=load_models(settings), toon=None)
+    runner.start()
+    try:
+        runner.submit(spec)
+        assert runner.wait_idle(120)
+    finally:
+        runner.shutdown(5)
+    status = read_manifest(store, job_id)
+    assert status.state == "completed"
+    if released:
+        assert status.attempts == 1 and [h["outcome"] for h in status.attempt_history] == [
+            "completed"
+        ]
+        assert not [w for w in status.warnings if w["code"] == "attempt_abandoned"]
+        return
+    assert status.attempts == 2
+    first, second = status.attempt_history
+    assert (first["attempt"], first["outcome"]) == (1, "abandoned")
+    assert first["worker"] == {"host": "lost-host", "pid": 4242}
+    assert (second["attempt"], second["outcome"]) == (2, "completed")
+    abandoned = [w for w in status.warnings if w["code"] == "attempt_abandoned"]
+    assert len(abandoned) == 1 and "lost-host:4242" in abandoned[0]["message"]

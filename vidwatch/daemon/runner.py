@@ -43,10 +43,11 @@ from vidwatch.jobs.manifest import (
     utc_now,
     write_manifest,
 )
-from vidwatch.jobs.run import run_job
+from vidwatch.jobs.run import run_job, unrecorded_attempt
 from vidwatch.jobs.staging import JobSpec, doubling_wait_s
 from vidwatch.r2.leases import HeldLease, LeaseLost, claim, new_owner_id, release, renew
 from vidwatch.r2.local import DISK_FULL_ERRNOS
+from vidwatch.r2.retry import RETRY_FENCE
 from vidwatch.r2.store import (
     ObjectInfo,
     ObjectNotFound,
@@ -168,6 +169,9 @@ class LeaseGuard:
             self._on_lost()
 
     def _keep(self) -> None:
+        # A renewal retries only within the lease's term (the store would ride out an outage
+        # for a minute): renewing a lease that ran out could extend one another host took.
+        RETRY_FENCE.set(self.check)
         wait = self.renew_s
         while not self._done.wait(wait):
             try:
@@ -188,7 +192,8 @@ class LeaseGuard:
 
 
 class FencedStore:
-    """The store as one job sees it: every write first checks that the job's lease holds."""
+    """The store as one job sees it: every write first checks that the job's lease holds,
+    and every call's retries end once it does not (``RETRY_FENCE``)."""
 
     def __init__(self, store: ObjectStore, guard: LeaseGuard) -> None:
         self._store = store
@@ -200,11 +205,22 @@ class FencedStore:
 
     def put_bytes(self, key: str, data: bytes, **kwargs: Any) -> ObjectInfo:
         self._guard.check()
-        return self._store.put_bytes(key, data, **kwargs)
+        with self._fence():
+            return self._store.put_bytes(key, data, **kwargs)
 
     def put_file(self, key: str, path: Path, **kwargs: Any) -> ObjectInfo:
         self._guard.check()
-        return self._store.put_file(key, path, **kwargs)
+        with self._fence():
+            return self._store.put_file(key, path, **kwargs)
+
+    @contextlib.contextmanager
+    def _fence(self) -> Iterator[None]:
+        """Retries inside the call end once the lease is lost or its term is over."""
+        token = RETRY_FENCE.set(self._guard.check)
+        try:
+            yield
+        finally:
+            RETRY_FENCE.reset(token)
 
     def put_many(self, items: Iterable[PutItem]) -> list[ObjectInfo]:
         """Concurrent puts, each fenced on its own: once the lease is lost, no item still
@@ -235,20 +251,25 @@ class FencedStore:
 
     def delete(self, key: str) -> None:
         self._guard.check()
-        self._store.delete(key)
+        with self._fence():
+            self._store.delete(key)
 
     def delete_many(self, keys_: Iterable[str]) -> None:
         self._guard.check()
-        self._store.delete_many(keys_)
+        with self._fence():
+            self._store.delete_many(keys_)
 
     def get_bytes(self, key: str) -> bytes:
-        return self._store.get_bytes(key)
+        with self._fence():
+            return self._store.get_bytes(key)
 
     def download_file(self, key: str, path: Path) -> None:
-        self._store.download_file(key, path)
+        with self._fence():
+            self._store.download_file(key, path)
 
     def head(self, key: str) -> ObjectInfo | None:
-        return self._store.head(key)
+        with self._fence():
+            return self._store.head(key)
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         return self._store.list(prefix)
@@ -516,6 +537,7 @@ class Runner:
         if held is None:
             log.info("job_skipped", reason="leased by another worker")
             return
+        spec.lapsed_lease = held.lapsed
         stop = threading.Event()
         guard = LeaseGuard(
             self.store,
@@ -564,7 +586,8 @@ class Runner:
             )
         if spec.source_in_store and not self._fetch_source(spec, manifest, store):
             return
-        attempt = manifest.attempts + 1 if manifest else 1
+        attempt = (manifest.attempts if manifest else 0) + 1
+        attempt += unrecorded_attempt(manifest, spec.lapsed_lease)
         log.info("job_started", origin=spec.origin, attempt=attempt)
         self.notify("job.started", _started(spec, manifest, attempt))
         metrics.JOBS_RUNNING.inc()

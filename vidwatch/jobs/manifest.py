@@ -42,7 +42,12 @@ class ManifestError(VidwatchError, ValueError):
 
 
 def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc_at(datetime.now(UTC).timestamp())
+
+
+def utc_at(ts: float) -> str:
+    """Epoch seconds in the manifest's time format."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 _TIME: JsonDict = {"format": "date-time"}

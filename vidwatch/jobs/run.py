@@ -9,6 +9,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -25,6 +26,7 @@ from vidwatch.jobs.manifest import (
     SourceInfo,
     Stage,
     read_manifest,
+    utc_at,
     utc_now,
     worker_id,
     write_manifest,
@@ -34,6 +36,7 @@ from vidwatch.jobs.webhooks import merge_notifications, stored_notifications
 from vidwatch.pipeline.analysis import AnalysisContext, AnalysisOptions, TextEncoder, analyze
 from vidwatch.pipeline.documents import Results
 from vidwatch.r2 import keys
+from vidwatch.r2.leases import Lease
 from vidwatch.r2.local import DISK_FULL_ERRNOS
 from vidwatch.r2.retry import RETRY_TALLY, RetryTally
 from vidwatch.r2.store import ObjectStore, StorageFull, StoreError
@@ -76,7 +79,7 @@ def run_job(
     )
     manifest.origin = spec.origin
     manifest.filename = spec.filename or manifest.filename
-    earlier = _earlier_attempts(manifest)
+    earlier = _earlier_attempts(manifest, spec.lapsed_lease)
     manifest.state, manifest.stage = "running", "staging"
     manifest.started_at, manifest.finished_at = utc_now(), None
     manifest.error, manifest.warnings = None, earlier
@@ -314,14 +317,59 @@ def _complete_as_duplicate(manifest: Manifest, store: ObjectStore, original: str
     bound.info("job_completed", duplicate_of=original, frames=manifest.frames_total)
 
 
-def _earlier_attempts(manifest: Manifest) -> list[dict[str, Any]]:
+def unrecorded_attempt(manifest: Manifest | None, lapsed: Lease | None) -> bool:
+    """Whether ``lapsed`` (the unreleased lease a claim took over once it ran out) was held
+    by an attempt that status.json never heard of: it lost the lease, or its daemon died,
+    before its first write landed. An attempt that wrote says ``running`` in the manifest,
+    and an attempt's lease is taken before the attempt's ``started_at``."""
+    if lapsed is None or lapsed.released:
+        return False
+    if manifest is None:
+        return True
+    if manifest.state == "running":
+        return False
+    last = manifest.attempt_history[-1] if manifest.attempt_history else None
+    started = _epoch((last or {}).get("started_at"))
+    return started is None or lapsed.acquired_at > started
+
+
+def _epoch(iso: Any) -> float | None:
+    try:
+        return datetime.fromisoformat(str(iso).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _record_unrecorded_attempt(manifest: Manifest, lapsed: Lease) -> None:
+    """Put the attempt that held ``lapsed`` into the history, as ``running`` and cut off:
+    ``_earlier_attempts`` then reports it as abandoned like any other."""
+    host, _, rest = lapsed.owner.partition(":")
+    pid = rest.partition(":")[0]
+    manifest.attempts += 1
+    manifest.attempt_history.append(
+        {
+            "attempt": manifest.attempts,
+            "worker": {"host": host, "pid": int(pid) if pid.isdigit() else pid},
+            "started_at": utc_at(lapsed.acquired_at),
+            "ended_at": None,
+            "outcome": None,
+        }
+    )
+    manifest.state = "running"
+
+
+def _earlier_attempts(manifest: Manifest, lapsed: Lease | None = None) -> list[dict[str, Any]]:
     """The warnings to keep from earlier attempts (each tagged with its attempt), plus one
     for an attempt that was cut off: the manifest still says ``running`` when its daemon
-    died or lost the job's lease before it could write its end."""
+    died or lost the job's lease before it could write its end, and the lease a claim took
+    over (``lapsed``) tells of an attempt that lost it before its first write."""
     kept = []
     for warning in manifest.warnings:
         if isinstance(warning, dict):
             kept.append({"attempt": manifest.attempts or None, **warning})
+    if unrecorded_attempt(manifest, lapsed):
+        assert lapsed is not None
+        _record_unrecorded_attempt(manifest, lapsed)
     last = manifest.attempt_history[-1] if manifest.attempt_history else None
     if manifest.state == "running" and manifest.attempts:
         if last is not None and last.get("outcome") is None:

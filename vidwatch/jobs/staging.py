@@ -13,12 +13,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ulid import ULID
 
 from vidwatch.config import Settings
 from vidwatch.jobs.manifest import Origin
 from vidwatch.r2 import keys
+
+if TYPE_CHECKING:
+    from vidwatch.r2.leases import Lease
 
 
 def new_job_id() -> str:
@@ -78,6 +82,9 @@ class JobSpec:
     """The source's key where it is already in the store (default: the layout's key)."""
     reanalyze: bool = False
     """Analyse afresh even when a job of the same content exists."""
+    lapsed_lease: Lease | None = None
+    """Set by the runner: the lease its claim took over after it ran out unreleased (an
+    earlier attempt stopped before its end, maybe before status.json heard of it)."""
 
 
 class Arriving:

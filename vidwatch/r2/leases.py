@@ -99,6 +99,9 @@ def new_owner_id() -> str:
 class HeldLease:
     lease: Lease
     etag: str
+    lapsed: Lease | None = None
+    """The lease this claim took over when it had run out without being released: the
+    attempt that held it stopped before its end (its daemon died, or lost the lease)."""
 
 
 def read_lease(store: ObjectStore, job_id: str) -> tuple[Lease | None, str | None, bool]:
@@ -151,7 +154,8 @@ def claim(
     after = store.head(keys.lease_key(job_id))
     if after is None or after.etag.strip('"') != info.etag.strip('"'):
         return None
-    return HeldLease(lease=lease, etag=info.etag)
+    lapsed = current if verdict is Verdict.TAKEOVER and current and not current.released else None
+    return HeldLease(lease=lease, etag=info.etag, lapsed=lapsed)
 
 
 def renew(store: ObjectStore, held: HeldLease, *, ttl_s: float, now: float) -> HeldLease:

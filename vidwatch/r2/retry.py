@@ -140,6 +140,16 @@ RETRY_TALLY: contextvars.ContextVar[RetryTally | None] = contextvars.ContextVar(
 """The tally of the job the current thread works for, if any (set by run_job)."""
 
 
+RETRY_FENCE: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
+    "vidwatch_retry_fence", default=None
+)
+"""Called before every retry of a store call made in this context; what it raises ends the
+retries. A job's writes and its lease keeper set it to the lease's check, so neither rides
+out an outage past the lease's term: a write retried after another host took the job over
+would land on that host's results, and a renewal retried past the term would extend a
+lease that may already be someone else's."""
+
+
 def note_retry(op: str, error: BaseException) -> None:
     tally = RETRY_TALLY.get()
     if tally is not None:

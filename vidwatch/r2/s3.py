@@ -48,7 +48,7 @@ from s3transfer.exceptions import RetriesExceededError
 from vidwatch import metrics
 from vidwatch.r2.keys import JOBS_PREFIX, content_type_for, is_job_id
 from vidwatch.r2.putpool import PUT_POOL_PER_WORKER, PutPool
-from vidwatch.r2.retry import RetryPolicy, call_with_retry, note_retry
+from vidwatch.r2.retry import RETRY_FENCE, RetryPolicy, call_with_retry, note_retry
 from vidwatch.r2.store import (
     ObjectInfo,
     ObjectNotFound,
@@ -356,11 +356,14 @@ class S3Store:
     ) -> T:
         """Run ``fn`` (one or more botocore calls) with the store's retries; botocore errors
         come out as StoreErrors, anything else propagates unchanged. ``on_transient`` is
-        called before each retry."""
+        called before each retry; the context's ``RETRY_FENCE``, if any, before each retry
+        attempt (what it raises ends the retries)."""
         attempts = [0]
 
         def attempt() -> T:
             attempts[0] += 1
+            if attempts[0] > 1 and (fence := RETRY_FENCE.get()) is not None:
+                fence()
             try:
                 return fn()
             except (BotoCoreError, ClientError, RetriesExceededError) as exc:
