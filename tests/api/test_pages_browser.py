@@ -245,3 +245,62 @@ def test_the_static_report_opens_from_the_folder(browser, analysed_job):
     assert all(Path(e.removeprefix("file://")).is_file() for e in exports)
     assert watch.errors == [] and watch.dialogs == []
     context.close()
+
+
+def test_duplicate_and_failed_jobs_have_their_static_report_too(browser, media, tmp_path):
+    """A duplicate's report.html shows the results of the job that analysed its bytes, its
+    images and video from that job's folder beside it, and links to that job's report; a
+    failed job's report.html says what failed. Both open from the folder, no console error."""
+    from vidwatch.detectors.registry import load_models
+    from vidwatch.jobs.run import run_job
+    from vidwatch.jobs.staging import JobSpec, stage_copy
+    from vidwatch.r2.local import LocalStore
+
+    settings = load_settings(
+        {
+            "TEMP_MEDIA_DIR": str(tmp_path / "tmp"),
+            "LOCAL_STORE_DIR": str(tmp_path / "store"),
+            "TOON_ENABLED": "false",
+            "SAMPLE_FPS": "0.5",
+            "DETECT_MODEL": "none",
+            "SEGMENT_MODEL": "none",
+            "FACES_ENABLED": "false",
+        }
+    )
+    store = LocalStore(settings.local_store_dir)
+    models = load_models(settings)
+
+    def run(source: Path) -> Manifest:
+        job_id = new_job_id()
+        spec = JobSpec(
+            job_id=job_id,
+            staged_source=stage_copy(settings, job_id, source),
+            origin="cli",
+            filename=source.name,
+        )
+        return run_job(spec, store=store, settings=settings, models=models, toon=None, dedupe=True)
+
+    first = run(media / "cuts_h264.mp4")
+    second = run(media / "cuts_h264.mp4")
+    failed = run(media / "bad" / "not_a_video.mp4")
+    assert first.state == second.state == "completed" and second.duplicate_of == first.job_id
+    assert failed.state == "failed" and failed.error.code == "not_a_video"
+    results = json.loads(store.get_bytes(keys.results_key(first.job_id)))
+    first_folder = store.root / keys.job_prefix(first.job_id)
+
+    context = browser.new_context()
+    page = context.new_page()
+    watch = Watch(page)
+    page.goto((store.root / keys.report_key(second.job_id)).as_uri())
+    assert page.locator("[data-scene]").count() == len(results["scenes"])
+    images = _check_images(page)
+    assert all(src.startswith(first_folder.as_uri()) for src, _ in images)
+    original = page.eval_on_selector("#duplicate a", "a => a.href")
+    assert original == (store.root / keys.report_key(first.job_id)).as_uri()
+
+    page.goto((store.root / keys.report_key(failed.job_id)).as_uri())
+    alert = page.locator("[role=alert]")
+    assert "not_a_video" in alert.inner_text() and failed.error.message in alert.inner_text()
+    assert page.locator("[data-scene]").count() == 0
+    assert watch.errors == [] and watch.dialogs == []
+    context.close()

@@ -168,10 +168,15 @@ class LeaseGuard:
             log.error("lease_lost", job_id=self.held.lease.job_id, reason=reason)
             self._on_lost()
 
+    def _renewal_fence(self) -> None:
+        if self._done.is_set():  # the job ended: its lease is released or runs out alone
+            raise LeaseLost(f"lease of job {self.held.lease.job_id} no longer kept")
+        self.check()
+
     def _keep(self) -> None:
         # A renewal retries only within the lease's term (the store would ride out an outage
         # for a minute): renewing a lease that ran out could extend one another host took.
-        RETRY_FENCE.set(self.check)
+        RETRY_FENCE.set(self._renewal_fence)
         wait = self.renew_s
         while not self._done.wait(wait):
             try:

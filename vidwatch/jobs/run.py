@@ -101,6 +101,9 @@ def run_job(
     )
     verified = False
     interrupted = False
+    # A failed job gets its report.html, unless the store is what failed (unreachable, or
+    # full): more writes would wait out the same outage, or fill it again.
+    failure_page = False
     claimed: Claim | None = None
     last_write = float("-inf")
 
@@ -201,6 +204,7 @@ def run_job(
         manifest.started_at = None
         bound.warning("job_interrupted")
     except JobError as exc:
+        failure_page = True
         _fail(manifest, exc.code, exc.message)
         bound.warning("job_failed", code=exc.code, message=exc.message)
     except StorageFull as exc:
@@ -216,6 +220,7 @@ def run_job(
         bound.error("job_failed", code=exc.code, message=message)
     except OSError as exc:
         if exc.errno not in DISK_FULL_ERRNOS:
+            failure_page = True
             _fail(manifest, "internal_error", f"{type(exc).__name__}: {exc}")
             bound.exception("job_failed", code="internal_error")
         else:
@@ -226,6 +231,7 @@ def run_job(
             )
             bound.error("job_failed", code="storage_full", message=str(exc))
     except Exception as exc:  # noqa: BLE001 - a job's failure is data; the daemon goes on
+        failure_page = True
         _fail(manifest, "internal_error", f"{type(exc).__name__}: {exc}")
         bound.exception("job_failed", code="internal_error")
     finally:
@@ -240,6 +246,8 @@ def run_job(
                 bound.warning("content_index_write_failed", error=str(exc))
         if not interrupted:
             _cleanup_local(spec, manifest, verified, bound)
+        if failure_page:
+            _write_failed_report(store, manifest, bound)
         # Webhook delivery states written meanwhile by the sender stay in the manifest.
         with contextlib.suppress(StoreError):
             manifest.notifications = merge_notifications(
@@ -314,6 +322,7 @@ def _complete_as_duplicate(manifest: Manifest, store: ObjectStore, original: str
         duration_s=results["video"].get("duration_s"),
     )
     manifest.results_summary = results.get("summary")
+    _write_report(store, manifest, results, bound, made_by=original)
     bound.info("job_completed", duplicate_of=original, frames=manifest.frames_total)
 
 
@@ -449,12 +458,25 @@ def _write_exports(
         return {}
 
 
-def _write_report(store: ObjectStore, manifest: Manifest, results: dict[str, Any], bound) -> None:
-    """``report.html`` beside the job's files, its links relative to them."""
-    from vidwatch.report.render import relative_link, render_job
+def _write_report(
+    store: ObjectStore,
+    manifest: Manifest,
+    results: dict[str, Any] | None,
+    bound: Any,
+    *,
+    made_by: str | None = None,
+) -> None:
+    """``report.html`` beside the job's files, its links relative to them (a duplicate's
+    to the files of ``made_by``, the job that analysed its bytes)."""
+    from vidwatch.report.render import relative_link, render_job, static_job_link
 
     try:
-        page = render_job(manifest.to_json(), results, relative_link(manifest.job_id))
+        page = render_job(
+            manifest.to_json(),
+            results,
+            relative_link(manifest.job_id, made_by),
+            job_link=static_job_link,
+        )
         store.put_bytes(
             keys.report_key(manifest.job_id),
             page.html.encode(),
@@ -467,6 +489,15 @@ def _write_report(store: ObjectStore, manifest: Manifest, results: dict[str, Any
         manifest.warnings.append(
             {"code": "report_failed", "message": f"{type(exc).__name__}: {exc}"}
         )
+
+
+def _write_failed_report(store: ObjectStore, manifest: Manifest, bound: Any) -> None:
+    """A failed job's page too says what went wrong, and where its source is kept. The store
+    may be what failed: the job's end is recorded in status.json whether or not it lands."""
+    try:
+        _write_report(store, manifest, None, bound)
+    except StoreError as exc:
+        bound.warning("report_write_failed", error=str(exc))
 
 
 def _fail(manifest: Manifest, code: str, message: str) -> None:

@@ -102,10 +102,26 @@ class _Links:
         return url
 
 
-def relative_link(job_id: str) -> Link:
-    """Keys of the job as paths relative to ``jobs/<job_id>/`` (the static report)."""
-    prefix = keys.job_prefix(job_id)
-    return lambda key: key[len(prefix) :] if key.startswith(prefix) else None
+def relative_link(job_id: str, made_by: str | None = None) -> Link:
+    """Keys of the job as paths relative to ``jobs/<job_id>/`` (the static report). A
+    duplicate's page shows the results of the job that analysed its bytes (``made_by``):
+    their keys become paths into that job's folder beside it (``../<made_by>/...``)."""
+    own = keys.job_prefix(job_id)
+    other = keys.job_prefix(made_by) if made_by and made_by != job_id else None
+
+    def link(key: str) -> str | None:
+        if key.startswith(own):
+            return key[len(own) :]
+        if other is not None and key.startswith(other):
+            return f"../{made_by}/{key[len(other) :]}"
+        return None
+
+    return link
+
+
+def static_job_link(job_id: str) -> str:
+    """Another job's page, from a static ``report.html``: its report beside this one."""
+    return f"../{job_id}/report.html"
 
 
 def _percent(status: dict[str, Any]) -> float:
@@ -246,11 +262,15 @@ def render_job(
     status_url: str | None = None,
     jobs_url: str | None = None,
     logout: bool = False,
+    job_link: Callable[[str], str] = str,
 ) -> Rendered:
     """The job page. ``status_url`` (the API) makes a queued or running job's page poll its
-    status and reload when it ends; ``jobs_url`` links back to the list."""
+    status and reload when it ends; ``jobs_url`` links back to the list; ``job_link`` makes
+    another job's page address from its id (the API's pages: the id, relative to /jobs/)."""
     links = _Links(link)
     view = job_view(status, results, links)
+    original = view.get("duplicate_of")
+    view["duplicate_url"] = job_link(original) if isinstance(original, str) else None
     live = status_url if status.get("state") in ("queued", "running") else None
     html = _render(
         "job.html.j2",
