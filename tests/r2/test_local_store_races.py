@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from vidwatch.r2.local import LocalStore
-from vidwatch.r2.store import PreconditionFailed
+from vidwatch.r2.local import LocalStore, _prune_empty
+from vidwatch.r2.store import ObjectInfo, PreconditionFailed
 
 
 def _delete_first(
@@ -34,7 +34,14 @@ def _delete_first(
     def racing(src: Any, dst: Any, *args: Any, **kw: Any) -> Any:
         if not fired and Path(dst).parent == store.root / "box":
             fired.append(str(dst))
-            store.delete(victim)
+            if name == "link":
+                # A conditional write holds the store's lock, so a delete's unlink comes
+                # before or after it; its pruning of the emptied folder, though, may land
+                # in between: the delete's steps, with the unlink already done.
+                store.path_for(victim).unlink()
+                _prune_empty(store.path_for(victim).parent, stop=store.root)
+            else:
+                store.delete(victim)
             assert not (store.root / "box").exists()  # the delete pruned the folder
         return real(src, dst, *args, **kw)
 
@@ -141,3 +148,26 @@ def test_writes_and_deletes_in_one_folder_from_many_threads(tmp_path: Path) -> N
         thread.join(10)
     assert errors == []
     assert len(written) == 3 * 150 and removed == written
+
+
+def test_a_delete_never_lands_between_an_if_match_check_and_its_write(tmp_path: Path) -> None:
+    """A conditional write checks the ETag, then renames its file into place. A delete in
+    between would be undone by the write: an object deleted, then back (S3 refuses such a
+    write, as the object it was to match is gone). The delete waits for the write instead,
+    so the object ends deleted, as the later of the two says."""
+    deleted = threading.Event()
+
+    class Store(LocalStore):
+        def head(self, key: str) -> ObjectInfo | None:  # the If-Match check calls it
+            info = super().head(key)
+            if key == "lease.json" and not deleted.is_set():
+                worker = threading.Thread(target=lambda: (self.delete(key), deleted.set()))
+                worker.start()
+                deleted.wait(0.5)  # the delete runs now, unless the write's lock holds it
+            return info
+
+    store = Store(tmp_path / "store")
+    first = store.put_bytes("lease.json", b"one")
+    store.put_bytes("lease.json", b"two", if_match=first.etag)
+    assert deleted.wait(10)
+    assert store.head("lease.json") is None, "the delete was undone by the conditional write"

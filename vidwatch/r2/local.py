@@ -288,8 +288,11 @@ class LocalStore:
     # --- deletes --------------------------------------------------------------------------
     def delete(self, key: str) -> None:
         path = self.path_for(key)
-        path.unlink(missing_ok=True)
-        self._meta_path(key).unlink(missing_ok=True)
+        # Under the lock a conditional write holds from its ETag check to its rename: a
+        # delete landing in between would be undone by that write (S3 would refuse it).
+        with self._file_lock():
+            path.unlink(missing_ok=True)
+            self._meta_path(key).unlink(missing_ok=True)
         # Remove folders left empty, up to the root.
         for parent in (path.parent, self._meta_path(key).parent):
             _prune_empty(parent, stop=self.root)
