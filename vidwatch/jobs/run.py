@@ -492,8 +492,8 @@ def _write_report(
 
 
 def _write_failed_report(store: ObjectStore, manifest: Manifest, bound: Any) -> None:
-    """A failed job's page too says what went wrong, and where its source is kept. The store
-    may be what failed: the job's end is recorded in status.json whether or not it lands."""
+    """A failed job's page too says what went wrong (its error's code and message). Best
+    effort: the job's end is recorded in status.json whether or not the page lands."""
     try:
         _write_report(store, manifest, None, bound)
     except StoreError as exc:
