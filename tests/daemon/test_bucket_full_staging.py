@@ -15,8 +15,8 @@ from structlog.testing import capture_logs
 
 from tests.full_disk import small_tmpfs
 from vidwatch import metrics
-from vidwatch.daemon.runner import Runner, staging_full_backoff_s
-from vidwatch.jobs.staging import new_job_id
+from vidwatch.daemon.runner import Runner
+from vidwatch.jobs.staging import doubling_wait_s, new_job_id
 from vidwatch.r2 import keys
 
 from .helpers import local_settings, runner_scanner
@@ -109,7 +109,8 @@ def test_a_source_that_does_not_fit_in_staging_backs_off_then_runs(moto_bucket, 
 
 
 def test_the_staging_full_wait_is_bounded():
-    assert [staging_full_backoff_s(n, 10.0, 600.0) for n in (1, 2, 3, 6, 7, 30)] == [
+    # The runner's wait: doubling from BUCKET_POLL_S (10 s) up to STAGING_FULL_RETRY_MAX_S.
+    assert [doubling_wait_s(n, 10.0, 600.0) for n in (1, 2, 3, 6, 7, 30)] == [
         10.0,
         20.0,
         40.0,

@@ -70,13 +70,6 @@ STAGING_FULL_WARNING = "staging_full"
 """The code of the status.json warning of a job waiting for room in TEMP_MEDIA_DIR."""
 
 
-def staging_full_backoff_s(failures: int, poll_s: float, max_s: float) -> float:
-    """The wait before the next download of a source that found TEMP_MEDIA_DIR full after
-    ``failures`` such tries: doubling from BUCKET_POLL_S, at most
-    STAGING_FULL_RETRY_MAX_S."""
-    return doubling_wait_s(failures, poll_s, max_s)
-
-
 def _disk_full(exc: BaseException) -> bool:
     """Whether an error (or one it was raised from) is a full disk (ENOSPC, a quota)."""
     seen: set[int] = set()
@@ -702,7 +695,7 @@ class Runner:
         with self._lock:
             wait = self._room_waits.get(spec.job_id) or _RoomWait(0, now, now)
             wait.failures += 1
-            wait_s = staging_full_backoff_s(
+            wait_s = doubling_wait_s(
                 wait.failures, self.settings.bucket_poll_s, self.settings.staging_full_retry_max_s
             )
             wait.retry_at = now + wait_s

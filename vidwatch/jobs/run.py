@@ -36,7 +36,7 @@ from vidwatch.jobs.webhooks import merge_notifications, stored_notifications
 from vidwatch.pipeline.analysis import AnalysisContext, AnalysisOptions, TextEncoder, analyze
 from vidwatch.pipeline.documents import Results
 from vidwatch.r2 import keys
-from vidwatch.r2.leases import Lease
+from vidwatch.r2.leases import Lease, owner_worker
 from vidwatch.r2.local import DISK_FULL_ERRNOS
 from vidwatch.r2.retry import RETRY_TALLY, RetryTally
 from vidwatch.r2.store import ObjectStore, StorageFull, StoreError
@@ -352,13 +352,11 @@ def _epoch(iso: Any) -> float | None:
 def _record_unrecorded_attempt(manifest: Manifest, lapsed: Lease) -> None:
     """Put the attempt that held ``lapsed`` into the history, as ``running`` and cut off:
     ``_earlier_attempts`` then reports it as abandoned like any other."""
-    host, _, rest = lapsed.owner.partition(":")
-    pid = rest.partition(":")[0]
     manifest.attempts += 1
     manifest.attempt_history.append(
         {
             "attempt": manifest.attempts,
-            "worker": {"host": host, "pid": int(pid) if pid.isdigit() else pid},
+            "worker": owner_worker(lapsed.owner),
             "started_at": utc_at(lapsed.acquired_at),
             "ended_at": None,
             "outcome": None,

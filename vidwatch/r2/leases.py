@@ -95,6 +95,13 @@ def new_owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
+def owner_worker(owner: str) -> dict[str, str | int]:
+    """The host and pid in an owner id of ``new_owner_id`` (status.json's ``worker``)."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    return {"host": host, "pid": int(pid) if pid.isdigit() else pid}
+
+
 @dataclass(frozen=True)
 class HeldLease:
     lease: Lease
