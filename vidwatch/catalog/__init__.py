@@ -1,0 +1,38 @@
+"""The catalog: every job of the store, its scenes, labels and people, in one SQLite file
+on this host (``CATALOG_PATH``) that answers ``GET /search`` and ``GET /jobs``. It is
+derived from the store and safe to delete: it is rebuilt from the store at the next start.
+
+- ``rows``: what is kept of a job, from its status.json and results.json (pure).
+- ``query``: search and list parameters, checked (pure).
+- ``db``: the SQLite file (``Catalog``).
+- ``keeper``: keeping it in step with the store (``CatalogKeeper``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vidwatch.catalog.db import Catalog, CatalogError
+from vidwatch.catalog.keeper import CatalogKeeper
+from vidwatch.config import Settings
+from vidwatch.r2.store import ObjectStore
+
+CATALOG_FILE = "catalog.sqlite3"
+
+
+def catalog_path(settings: Settings) -> Path:
+    """``CATALOG_PATH``, else ``catalog.sqlite3`` beside the embedded store's folder (the
+    daemon's state folder: ``/var/lib/vidwatch/catalog.sqlite3`` under systemd)."""
+    if settings.catalog_path is not None:
+        return Path(settings.catalog_path)
+    return Path(settings.local_store_dir).absolute().parent / CATALOG_FILE
+
+
+def open_catalog(settings: Settings, store: ObjectStore) -> CatalogKeeper:
+    """The catalog of ``store`` (a file of another store is replaced) and its keeper, not
+    started."""
+    catalog = Catalog.open(catalog_path(settings), store_id=store.location("jobs/"))
+    return CatalogKeeper(catalog, store)
+
+
+__all__ = ["Catalog", "CatalogError", "CatalogKeeper", "catalog_path", "open_catalog"]
