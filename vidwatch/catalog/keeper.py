@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Iterable
@@ -89,6 +90,11 @@ class CatalogKeeper:
         for thread in self._threads:
             thread.join(timeout=timeout_s)
 
+    def close(self) -> None:
+        """Stop, then close the file (the daemon's stop)."""
+        self.stop()
+        self.catalog.close()
+
     def health(self) -> dict[str, Any]:
         """For /healthz: whether every job of the store is in the catalog."""
         try:
@@ -106,7 +112,9 @@ class CatalogKeeper:
     # --- one job ------------------------------------------------------------------------------
     def read_job(self, job_id: str) -> bool:
         """Read one job from the store into the catalog (or out of it, when the store no
-        longer has it). False when it could not be read (logged)."""
+        longer has it). False when it could not be read (logged), or the keeper stops."""
+        if self._stop.is_set():
+            return False
         try:
             status = self._json(keys.status_key(job_id))
             if status is None:
@@ -124,7 +132,7 @@ class CatalogKeeper:
             self.catalog.put(job_docs(status, results, self.names))
             self._absent.discard(job_id)
             return True
-        except (StoreError, ValueError, KeyError, TypeError) as exc:
+        except (StoreError, ValueError, KeyError, TypeError, sqlite3.Error) as exc:
             self.last_error = f"job {job_id}: {exc}"
             log.warning("catalog_read_failed", job_id=job_id, error=str(exc))
             return False

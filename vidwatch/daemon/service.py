@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from apscheduler.schedulers.base import BaseScheduler
 
     from vidwatch.api.links import FileLinkSigner
+    from vidwatch.catalog import CatalogKeeper
     from vidwatch.daemon.intake_bucket import JobScanner
     from vidwatch.daemon.intake_inbox import InboxIntake
     from vidwatch.daemon.runner import Runner
@@ -150,6 +151,7 @@ class Service:
         self.toon: ToonBridge | None = None
         self.runner: Runner | None = None
         self.webhooks: WebhookSender | None = None
+        self.catalog: CatalogKeeper | None = None
         self.scanner: JobScanner | None = None
         self.inbox: InboxIntake | None = None
         self.scheduler: BaseScheduler | None = None
@@ -183,6 +185,7 @@ class Service:
     # --- start ----------------------------------------------------------------------------
     def start(self) -> None:
         from vidwatch.api.links import FileLinkSigner
+        from vidwatch.catalog import open_catalog
         from vidwatch.daemon.intake_bucket import JobScanner
         from vidwatch.daemon.intake_inbox import InboxIntake
         from vidwatch.daemon.retention import Retention
@@ -218,17 +221,23 @@ class Service:
         self._check_stop()
         self.toon = open_toon(s)
 
+        # The catalog is derived: a new, foreign or unreadable file is rebuilt from the
+        # store in the background while jobs run (and are indexed as they end).
+        self.catalog = catalog = open_catalog(s, store)
+        catalog.start()
+
         owner = new_owner_id()
         # Webhooks first: jobs resumed below already have somewhere to tell their end.
         self.webhooks = webhooks = WebhookSender(s, store, owner=owner)
         webhooks.start()
+        events = _fan_out(webhooks.emit, catalog.job_event)
         self.runner = runner = Runner(
             settings=s,
             store=store,
             models=self.models,
             toon=self.toon,
             owner=owner,
-            notify=webhooks.emit,
+            notify=events,
         )
         runner.start()
 
@@ -242,6 +251,7 @@ class Service:
             owner=runner.owner,
             new_sources=store.shared,
             retry_at=runner.retry_at,
+            on_scan=catalog.on_scan,
         )
         scanner.poll_once(startup=True)
         self.inbox = inbox = InboxIntake(
@@ -249,7 +259,7 @@ class Service:
             store,
             submit=runner.submit,
             has_room=runner.has_room,
-            notify=webhooks.emit,
+            notify=events,
         )
         self._check_stop()
         if self.once:
@@ -259,11 +269,11 @@ class Service:
 
         scanner.start()
         inbox.start()
-        self.scheduler = Retention(s, store, is_active=runner.is_active).schedule()
+        self.scheduler = Retention(s, store, is_active=runner.is_active, catalog=catalog).schedule()
         self._monitor = _Monitor(self)
         self._monitor.start()
         if s.http_enabled:
-            self._start_http(store, runner, webhooks)
+            self._start_http(store, runner, events)
         self._check_stop()
         self.notifier.ready(self._status_text())
         log.info(
@@ -275,7 +285,7 @@ class Service:
             watchdog_s=self.notifier.watchdog_s,
         )
 
-    def _start_http(self, store: ObjectStore, runner: Runner, webhooks: WebhookSender) -> None:
+    def _start_http(self, store: ObjectStore, runner: Runner, events: Any) -> None:
         import uvicorn
 
         from vidwatch.api.app import create_app
@@ -289,7 +299,8 @@ class Service:
                 submit=runner.submit,
                 health=self.health,
                 signer=self.url_signer,
-                notify=webhooks.emit,
+                notify=events,
+                catalog=self.catalog.catalog if self.catalog is not None else None,
             )
         )
         config = uvicorn.Config(
@@ -360,6 +371,8 @@ class Service:
             seen |= scanner.last_found
             if not new and not from_inbox:
                 break
+        if self.catalog is not None:
+            self.catalog.drain()
         if self.webhooks is not None and self.webhooks.enabled:
             # Attempt what is due now once; what fails stays in the outbox for a later run.
             self.webhooks.drain(self.settings.webhook_timeout_s + 5)
@@ -383,6 +396,7 @@ class Service:
             "store_error": store_error,
             "scan_error": getattr(self.scanner, "last_error", None),
             **(self.webhooks.health() if self.webhooks is not None else {}),
+            **(self.catalog.health() if self.catalog is not None else {}),
         }
         body["ok"] = bool(runner["runner_alive"] and store_ok and not self.stop_requested.is_set())
         return body
@@ -440,6 +454,7 @@ class Service:
                 else None,
             ),
             ("monitor", getattr(self._monitor, "stop", None)),
+            ("catalog", getattr(self.catalog, "close", None)),
             ("toon", getattr(self.toon, "close", None)),
             ("store", getattr(self.store, "close", None)),
         ]
@@ -526,6 +541,16 @@ WATCHDOG_TICK_S = 5.0
 def watchdog_tick_s(watchdog_s: float | None) -> float:
     """How often WATCHDOG=1 is sent: every 5 s, or half of WatchdogSec where that is less."""
     return min(WATCHDOG_TICK_S, watchdog_s / 2) if watchdog_s else WATCHDOG_TICK_S
+
+
+def _fan_out(*listeners: Any) -> Any:
+    """One job-event callback that tells each listener in turn (webhooks, the catalog)."""
+
+    def notify(type_: str, manifest: Any, **kwargs: Any) -> None:
+        for listener in listeners:
+            listener(type_, manifest, **kwargs)
+
+    return notify
 
 
 def _bounded(step: Any, left_s: float) -> bool:
