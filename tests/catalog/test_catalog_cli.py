@@ -42,3 +42,24 @@ def test_rebuild_by_hand_indexes_the_store_beside_it(library, store, tmp_path) -
     proc = _rebuild({**env, "CATALOG_PATH": str(elsewhere)})
     assert proc.returncode == 0, proc.stderr
     assert "4 of 4 jobs indexed" in proc.stdout and elsewhere.is_file()
+
+
+def test_a_catalog_path_that_cannot_be_made_is_a_setting_to_fix(store, tmp_path) -> None:
+    from vidwatch.catalog import open_catalog
+    from vidwatch.config import ConfigError, load_settings
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    settings = load_settings(
+        {
+            "LOCAL_STORE_DIR": str(store.root),
+            "TEMP_MEDIA_DIR": str(tmp_path / "tmp"),
+            "CATALOG_PATH": str(blocker / "catalog.sqlite3"),
+        }
+    )
+    try:
+        open_catalog(settings, store)
+    except ConfigError as exc:
+        assert "CATALOG_PATH=" in str(exc)
+    else:
+        raise AssertionError("a catalog under a file opened")

@@ -10,11 +10,12 @@ derived from the store and safe to delete: it is rebuilt from the store at the n
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from vidwatch.catalog.db import Catalog, CatalogError
 from vidwatch.catalog.keeper import CatalogKeeper
-from vidwatch.config import Settings
+from vidwatch.config import ConfigError, Settings
 from vidwatch.r2.store import ObjectStore
 
 CATALOG_FILE = "catalog.sqlite3"
@@ -30,8 +31,12 @@ def catalog_path(settings: Settings) -> Path:
 
 def open_catalog(settings: Settings, store: ObjectStore) -> CatalogKeeper:
     """The catalog of ``store`` (a file of another store is replaced) and its keeper, not
-    started."""
-    catalog = Catalog.open(catalog_path(settings), store_id=store.location("jobs/"))
+    started. ConfigError when the file cannot be made (a folder that is not writable)."""
+    path = catalog_path(settings)
+    try:
+        catalog = Catalog.open(path, store_id=store.location("jobs/"))
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(f"CATALOG_PATH={path}: cannot open the catalog: {exc}") from None
     return CatalogKeeper(catalog, store)
 
 

@@ -184,6 +184,12 @@ class Catalog:
                     (str(time.time()),),
                 )
 
+    def size_bytes(self) -> int:
+        """The file's size, its write-ahead log folded in first."""
+        with self._write_lock:
+            self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return self.path.stat().st_size
+
     def counts(self) -> dict[str, int]:
         db = self._reader()
         return {
