@@ -15,6 +15,7 @@ from pathlib import Path
 
 from vidwatch.catalog.db import Catalog, CatalogError
 from vidwatch.catalog.keeper import CatalogKeeper
+from vidwatch.catalog.rows import Names
 from vidwatch.config import ConfigError, Settings
 from vidwatch.r2.store import ObjectStore
 
@@ -29,15 +30,18 @@ def catalog_path(settings: Settings) -> Path:
     return Path(settings.local_store_dir).absolute().parent / CATALOG_FILE
 
 
-def open_catalog(settings: Settings, store: ObjectStore) -> CatalogKeeper:
+def open_catalog(
+    settings: Settings, store: ObjectStore, *, names: Names | None = None
+) -> CatalogKeeper:
     """The catalog of ``store`` (a file of another store is replaced) and its keeper, not
-    started. ConfigError when the file cannot be made (a folder that is not writable)."""
+    started. ``names`` resolves library ids to names when a job is indexed (the people
+    library's ``names_for``). ConfigError when the file cannot be made."""
     path = catalog_path(settings)
     try:
         catalog = Catalog.open(path, store_id=store.location("jobs/"))
     except (OSError, sqlite3.Error) as exc:
         raise ConfigError(f"CATALOG_PATH={path}: cannot open the catalog: {exc}") from None
-    return CatalogKeeper(catalog, store)
+    return CatalogKeeper(catalog, store, names=names)
 
 
 __all__ = ["Catalog", "CatalogError", "CatalogKeeper", "catalog_path", "open_catalog"]
