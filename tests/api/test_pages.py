@@ -274,6 +274,10 @@ def test_running_failed_and_unknown_jobs(make_site):
     page = Tags(client.get(f"/jobs/{duplicate}").text)
     assert len(page.having("data-scene")) == 3
     assert all(f"/files/jobs/{original}/" in a["src"] for a in page.having("data-src-original"))
+    # ...and plays its own source, which is in the store under its own id.
+    video = [a for t, a in page.tags if t == "source"]
+    assert len(video) == 1 and f"/files/jobs/{duplicate}/input/source.mp4" in video[0]["src"]
+    assert httpx.get(video[0]["src"]).content == b"\x00" * 16
     assert client.get(f"/jobs/{new_job_id()}").status_code == 404
     assert client.get("/jobs/not-a-job").status_code == 422
 

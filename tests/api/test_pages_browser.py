@@ -11,16 +11,18 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.api.api_harness import Served, local_api, serve
-from vidwatch.config import load_settings
+from vidwatch.config import Settings, load_settings
 from vidwatch.jobs.manifest import Manifest, write_manifest
 from vidwatch.jobs.staging import new_job_id
 from vidwatch.r2 import keys
+from vidwatch.r2.local import LocalStore
 
 pytestmark = pytest.mark.models
 
@@ -247,19 +249,29 @@ def test_the_static_report_opens_from_the_folder(browser, analysed_job):
     context.close()
 
 
-def test_duplicate_and_failed_jobs_have_their_static_report_too(browser, media, tmp_path):
-    """A duplicate's report.html shows the results of the job that analysed its bytes, its
-    images and video from that job's folder beside it, and links to that job's report; a
-    failed job's report.html says what failed. Both open from the folder, no console error."""
+@dataclass
+class DedupedJobs:
+    """Two jobs of the same bytes (the second a duplicate of the first) and a failed one, run
+    with the models off, in one LocalStore."""
+
+    settings: Settings
+    store: LocalStore
+    first: Manifest
+    second: Manifest
+    failed: Manifest
+
+
+@pytest.fixture(scope="module")
+def deduped(media, tmp_path_factory) -> DedupedJobs:
     from vidwatch.detectors.registry import load_models
     from vidwatch.jobs.run import run_job
     from vidwatch.jobs.staging import JobSpec, stage_copy
-    from vidwatch.r2.local import LocalStore
 
+    root = tmp_path_factory.mktemp("deduped")
     settings = load_settings(
         {
-            "TEMP_MEDIA_DIR": str(tmp_path / "tmp"),
-            "LOCAL_STORE_DIR": str(tmp_path / "store"),
+            "TEMP_MEDIA_DIR": str(root / "tmp"),
+            "LOCAL_STORE_DIR": str(root / "store"),
             "TOON_ENABLED": "false",
             "SAMPLE_FPS": "0.5",
             "DETECT_MODEL": "none",
@@ -285,6 +297,14 @@ def test_duplicate_and_failed_jobs_have_their_static_report_too(browser, media, 
     failed = run(media / "bad" / "not_a_video.mp4")
     assert first.state == second.state == "completed" and second.duplicate_of == first.job_id
     assert failed.state == "failed" and failed.error.code == "not_a_video"
+    return DedupedJobs(settings, store, first, second, failed)
+
+
+def test_duplicate_and_failed_jobs_have_their_static_report_too(browser, deduped):
+    """A duplicate's report.html shows the results of the job that analysed its bytes, its
+    images and video from that job's folder beside it, and links to that job's report; a
+    failed job's report.html says what failed. Both open from the folder, no console error."""
+    store, first, second, failed = deduped.store, deduped.first, deduped.second, deduped.failed
     results = json.loads(store.get_bytes(keys.results_key(first.job_id)))
     first_folder = store.root / keys.job_prefix(first.job_id)
 
@@ -297,6 +317,7 @@ def test_duplicate_and_failed_jobs_have_their_static_report_too(browser, media, 
     assert all(src.startswith(first_folder.as_uri()) for src, _ in images)
     original = page.eval_on_selector("#duplicate a", "a => a.href")
     assert original == (store.root / keys.report_key(first.job_id)).as_uri()
+    _check_plays(page, results["video"]["duration_s"])
 
     page.goto((store.root / keys.report_key(failed.job_id)).as_uri())
     alert = page.locator("[role=alert]")
@@ -304,3 +325,36 @@ def test_duplicate_and_failed_jobs_have_their_static_report_too(browser, media, 
     assert page.locator("[data-scene]").count() == 0
     assert watch.errors == [] and watch.dialogs == []
     context.close()
+
+
+def _check_plays(page, duration_s: float) -> None:
+    """The page's video has its source, loads it (duration known) and plays."""
+    assert page.locator("#player source").count() == 1
+    page.wait_for_function(
+        "() => document.getElementById('player').readyState >= 2", timeout=10_000
+    )
+    got = page.evaluate("document.getElementById('player').duration")
+    assert got == pytest.approx(duration_s, abs=0.2)
+    page.evaluate("document.getElementById('player').muted = true")
+    page.evaluate("document.getElementById('player').play()")
+    page.wait_for_function(
+        "() => document.getElementById('player').currentTime > 0.2", timeout=10_000
+    )
+
+
+def test_a_duplicates_page_plays_its_own_video(browser, deduped):
+    """The API's page of a duplicate: the earlier job's results, and its own source video
+    (its upload, in the store under its own id), which Chromium loads and plays."""
+    app, _ = local_api(deduped.settings, lambda spec: None)
+    results = json.loads(deduped.store.get_bytes(keys.results_key(deduped.first.job_id)))
+    with serve(app) as served:
+        context = browser.new_context()
+        page = context.new_page()
+        watch = Watch(page)
+        assert page.goto(f"{served.base_url}/jobs/{deduped.second.job_id}").status == 200
+        assert page.locator("[data-scene]").count() == len(results["scenes"])
+        src = page.eval_on_selector("#player source", "s => s.src")
+        assert f"/files/jobs/{deduped.second.job_id}/input/source.mp4" in src
+        _check_plays(page, results["video"]["duration_s"])
+        assert watch.errors == [] and watch.dialogs == []
+        context.close()

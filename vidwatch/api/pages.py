@@ -104,13 +104,14 @@ def job_page(ctx: Ctx, job_id: str, request: Request) -> Response:
         results = None
         if status.get("state") == "completed":
             results = _read_json(ctx, keys.results_key(made_by))
-        prefix = keys.job_prefix(made_by)
+        # Only keys of the job that made the results are signed, as /results does, and the
+        # job's own (a duplicate's source video is its own upload, under its own id).
+        prefixes = (keys.job_prefix(made_by), keys.job_prefix(normalised))
         with request_base_url(ctx.base_url(request)):
             page = render_job(
                 status,
                 results,
-                # Only the job's own keys are signed, as /results does.
-                lambda key: ctx.store.signed_url(key, ttl_s) if key.startswith(prefix) else None,
+                lambda key: ctx.store.signed_url(key, ttl_s) if key.startswith(prefixes) else None,
                 status_url=f"/status/{normalised}",
                 jobs_url="/jobs",
                 logout=ctx.settings.api_token is not None,
