@@ -121,6 +121,7 @@ def put_job(
                 "device": "cpu",
             },
             "exports": {"chapters": keys.export_key(job_id, "chapters")},
+            "timings_s": {"decode": 0.5, "models": 11.2, "write": 0.8, "wall": 6.6},
         }
         store.put_bytes(keys.export_key(job_id, "chapters"), b"WEBVTT\n")
         if people:
@@ -223,6 +224,35 @@ def test_a_completed_jobs_page_links_every_image_and_shows_what_results_carry(ma
     assert chapters["key"] == keys.export_key(job_id, "chapters")
     assert httpx.get(chapters["url"]).content == b"WEBVTT\n"
     assert httpx.get(doc["people"][0]["thumbnail"]["url"]).status_code == 200
+
+
+def _spans(html: str, css_class: str) -> list[str]:
+    return [
+        " ".join(m.split())
+        for m in re.findall(rf'<span class="{css_class}">(.*?)</span>', html, flags=re.S)
+    ]
+
+
+def test_captions_count_in_words_and_provenance_says_why_models_outlast_wall(make_site):
+    _, store, client = make_site()
+    job_id = put_job(store, state="completed", filename="a.mp4")
+    html = client.get(f"/jobs/{job_id}").text
+    # One object, no mask, one face per frame: singular and plural as English has them.
+    counts = _spans(html, "counts")
+    assert counts and all(c.startswith("1 object · 0 masks · 1 face · ") for c in counts), counts
+    assert _spans(html, "times")[-3:] == [
+        "#0 · 0:00.000 · scene 1",
+        "#25 · 0:01.000 · scene 2",
+        "#60 · 0:02.400 · scene 3",
+    ]
+    assert "3 faces" in " ".join(_spans(html, "times"))  # the person: 3 faces
+    page = Tags(html)
+    # The model time is summed over lanes that run at once, and the page says so.
+    note = [a for _, a in page.tags if a.get("id") == "timing-models"]
+    assert note and "in parallel" in (note[0].get("title") or "")
+    text = " ".join("".join(page.text).split())
+    assert "models 11.2 s (summed over the model lanes, which run in parallel)" in text
+    assert "wall 6.6 s" in text
 
 
 def test_a_job_page_without_people_has_no_people_section(make_site):

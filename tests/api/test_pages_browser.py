@@ -342,7 +342,7 @@ def _check_plays(page, duration_s: float) -> None:
     )
 
 
-def test_a_duplicates_page_plays_its_own_video(browser, deduped):
+def test_a_duplicates_page_plays_its_own_video(browser, deduped, tmp_path):
     """The API's page of a duplicate: the earlier job's results, and its own source video
     (its upload, in the store under its own id), which Chromium loads and plays."""
     app, _ = local_api(deduped.settings, lambda spec: None)
@@ -356,5 +356,44 @@ def test_a_duplicates_page_plays_its_own_video(browser, deduped):
         src = page.eval_on_selector("#player source", "s => s.src")
         assert f"/files/jobs/{deduped.second.job_id}/input/source.mp4" in src
         _check_plays(page, results["video"]["duration_s"])
+        _check_captions_and_exports(page)
+        page.screenshot(path=str(tmp_path / "duplicate-page.png"), full_page=True)
         assert watch.errors == [] and watch.dialogs == []
         context.close()
+
+
+LAYOUT = """() => {
+  const box = e => e.getBoundingClientRect();
+  const frames = Array.from(document.querySelectorAll('#frames .frame')).map(f => {
+    const t = box(f.querySelector('.times')), c = box(f.querySelector('.counts'));
+    return {timesBottom: t.bottom, countsTop: c.top};
+  });
+  const items = Array.from(document.querySelectorAll('.exports li'));
+  return {
+    frames,
+    bullets: items.map(li => getComputedStyle(li).listStyleType),
+    exports: items.map(li => {
+      const b = box(li), a = box(li.querySelector('a'));
+      return {left: b.left, right: b.right, top: b.top, bottom: b.bottom,
+              linkLeft: a.left, linkRight: a.right};
+    }),
+  };
+}"""
+
+
+def _check_captions_and_exports(page) -> None:
+    """A frame's caption: its times and its counts on lines of their own (they ran into one
+    another: "scene 1 0 objects"); the exports: no bullets running into the links, no two
+    items overlapping, each link inside its own item."""
+    layout = page.evaluate(LAYOUT)
+    assert layout["frames"] and all(
+        f["countsTop"] >= f["timesBottom"] - 0.5 for f in layout["frames"]
+    )
+    assert len(layout["exports"]) == len(keys.EXPORT_FILES)
+    assert set(layout["bullets"]) == {"none"}
+    boxes = layout["exports"]
+    for e in boxes:
+        assert e["left"] <= e["linkLeft"] and e["linkRight"] <= e["right"]
+    for a, b in zip(boxes, boxes[1:], strict=False):
+        same_line = a["top"] < b["bottom"] and b["top"] < a["bottom"]
+        assert not same_line or a["right"] <= b["left"], (a, b)
