@@ -19,8 +19,9 @@ import pytest
 
 from tests.api.api_harness import Served, local_api, serve
 from vidwatch.config import Settings, load_settings
-from vidwatch.jobs.manifest import Manifest, write_manifest
+from vidwatch.jobs.manifest import ErrorInfo, JobSummary, Manifest, write_manifest
 from vidwatch.jobs.staging import new_job_id
+from vidwatch.pipeline.documents import FaceSummary
 from vidwatch.r2 import keys
 from vidwatch.r2.local import LocalStore
 
@@ -397,3 +398,74 @@ def _check_captions_and_exports(page) -> None:
     for a, b in zip(boxes, boxes[1:], strict=False):
         same_line = a["top"] < b["bottom"] and b["top"] < a["bottom"]
         assert not same_line or a["right"] <= b["left"], (a, b)
+
+
+PHONE_NAMES = [
+    "holiday-at-the-lake-2026-07-14-family-and-friends.mp4",
+    "VID_20261121_183304_HDR_stabilised.mov",
+    "a.mp4",
+    "Interview with the head of the rocket programme (final cut, 2nd edit).mkv",
+]
+PHONE_ROWS = """() => Array.from(document.querySelectorAll('[data-job]')).map(row => {
+  const lines = el => el.getClientRects().length;
+  const box = el => { const b = el.getBoundingClientRect();
+    return {left: b.left, right: b.right, width: b.width}; };
+  const name = row.querySelector('.name a'), id = row.querySelector('.name small');
+  const time = row.querySelector('time'), dur = row.querySelector('.duration');
+  return {
+    job: row.dataset.job, name: name.innerText, nameLines: lines(name), nameBox: box(name),
+    idLines: lines(id), idBox: box(id), time: time.innerText, timeLines: lines(time),
+    timeBox: box(time), duration: dur.innerText, durationBox: box(dur),
+    durationClipped: dur.scrollWidth > dur.clientWidth,
+  };
+})"""
+
+
+def test_the_jobs_list_at_a_phones_width(browser, tmp_path):
+    """At 390 px the list reflows into one card per job: whole file names on a line or two
+    (not a few characters a line), ids and times on one line, the duration column not cut,
+    nothing wider than the screen."""
+    settings = load_settings(
+        {"TEMP_MEDIA_DIR": str(tmp_path / "tmp"), "LOCAL_STORE_DIR": str(tmp_path / "store")}
+    )
+    app, store = local_api(settings, lambda spec: None)
+    written = []
+    for i, name in enumerate(PHONE_NAMES):
+        state = ("completed", "failed", "running", "completed")[i]
+        manifest = Manifest(job_id=new_job_id(), origin="api", filename=name, state=state)
+        if state == "completed":
+            manifest.summary = JobSummary(
+                scenes=3,
+                frames_analyzed=12,
+                labels=["person"],
+                faces=FaceSummary(frames=3, max_in_frame=1),
+                duration_s=11.2 + 3600 * i,
+            )
+        if state == "failed":
+            manifest.error = ErrorInfo(code="not_a_video", message="not a video")
+        if state == "running":
+            manifest.frames_done, manifest.frames_total = 5, 20
+        write_manifest(store, manifest)
+        written.append(manifest)
+    with serve(app) as served:
+        context = browser.new_context(
+            viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+        )
+        page = context.new_page()
+        watch = Watch(page)
+        assert page.goto(f"{served.base_url}/jobs").status == 200
+        page.screenshot(path=str(tmp_path / "jobs-390.png"), full_page=True)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        rows = page.evaluate(PHONE_ROWS)
+        assert [r["name"] for r in rows] == PHONE_NAMES[::-1]
+        for row in rows:
+            for part in ("nameBox", "idBox", "timeBox", "durationBox"):
+                assert row[part]["left"] >= 0 and row[part]["right"] <= 390, (part, row)
+            assert row["nameLines"] <= (1 if len(row["name"]) < 30 else 3), row
+            assert row["idLines"] == 1 and row["timeLines"] == 1, row
+            assert not row["durationClipped"], row
+        durations = {r["job"]: r["duration"] for r in rows}
+        assert durations[written[0].job_id].endswith("0:11")
+        assert durations[written[3].job_id].endswith("3:00:11")
+        assert watch.errors == [] and watch.dialogs == []
+        context.close()
