@@ -365,3 +365,24 @@ def test_without_a_token_sign_in_is_not_needed(make_site):
     _, _, client = make_site()
     assert client.get("/login?next=/jobs/x").headers["location"] == "/jobs/x"
     assert client.get("/jobs").status_code == 200
+
+
+def test_the_openapi_document_describes_the_pages(make_site):
+    _, _, client = make_site()
+    paths = client.get("/openapi.json").json()["paths"]
+    pages = {
+        ("/jobs", "get"),
+        ("/jobs/{job_id}", "get"),
+        ("/login", "get"),
+        ("/login", "post"),
+        ("/logout", "post"),
+    }
+    for path, method in pages:
+        operation = paths[path][method]
+        assert operation["tags"] == ["pages"] and operation["summary"], (path, method)
+        if (path, method) != ("/login", "post"):
+            assert set(operation["responses"]["200"]["content"]) == {"text/html"}, path
+    limit = {p["name"]: p for p in paths["/jobs"]["get"]["parameters"]}["limit"]
+    assert limit["schema"]["maximum"] == 500
+    form = paths["/login"]["post"]["requestBody"]["content"]
+    assert set(form) == {"application/x-www-form-urlencoded"}

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.api.api_harness import Served, local_api, serve
+from tests.api.browser import Watch
 from vidwatch.config import Settings, load_settings
 from vidwatch.jobs.manifest import ErrorInfo, JobSummary, Manifest, write_manifest
 from vidwatch.jobs.staging import new_job_id
@@ -41,19 +42,6 @@ ALL_IMAGES_LOADED = """async () => {
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    executable = shutil.which("chromium")
-    if executable is None:
-        pytest.fail("Chromium not found: apt-get install chromium (as .ci/run does)")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module")
 def site(analysed_job) -> Iterator[Served]:
     settings = load_settings(
         {
@@ -65,17 +53,6 @@ def site(analysed_job) -> Iterator[Served]:
     app, _ = local_api(settings, lambda spec: None)
     with serve(app) as served:
         yield served
-
-
-class Watch:
-    """A page's console errors, uncaught exceptions and dialogs (an alert() would be one)."""
-
-    def __init__(self, page) -> None:
-        self.errors: list[str] = []
-        self.dialogs: list[str] = []
-        page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
-        page.on("pageerror", lambda e: self.errors.append(str(e)))
-        page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
 
 
 def _sign_in(context, site: Served, path: str):

@@ -44,6 +44,15 @@ def request_id(scope: Scope) -> str | None:
     return scope.get("state", {}).get("request_id")
 
 
+def wants_html(scope: Scope) -> bool:
+    """Whether the client is a browser navigating: its ``Accept`` names ``text/html`` (a
+    browser's does; curl's, httpx's and fetch's ``*/*`` or ``application/json`` do not)."""
+    for name, value in scope.get("headers", ()):
+        if name == b"accept":
+            return b"text/html" in value.lower()
+    return False
+
+
 def error_response(
     scope: Scope,
     http_status: int,
