@@ -386,3 +386,20 @@ def test_the_openapi_document_describes_the_pages(make_site):
     assert limit["schema"]["maximum"] == 500
     form = paths["/login"]["post"]["requestBody"]["content"]
     assert set(form) == {"application/x-www-form-urlencoded"}
+
+
+def test_a_bad_query_answers_a_browser_with_a_page_and_a_client_with_json(make_site):
+    _, _, client = make_site()
+    browser = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+    for path in ("/jobs?limit=501", "/jobs?limit=0", "/jobs?limit=many"):
+        page = client.get(path, headers=browser)
+        assert page.status_code == 422 and page.headers["content-type"].startswith("text/html")
+        assert "limit" in page.text and "Invalid request" in page.text
+        assert "default-src 'none'" in page.headers["content-security-policy"]
+        assert Tags(page.text).having("data-job") == []
+        for accept in ({}, {"Accept": "application/json"}, {"Accept": "*/*"}):
+            resp = client.get(path, headers=accept)
+            assert resp.status_code == 422 and resp.json()["error"]["code"] == "invalid_request"
+    # The API's own routes keep JSON whatever the client accepts.
+    resp = client.get("/status/not-an-id", headers=browser)
+    assert resp.status_code == 422 and resp.json()["error"]["code"] == "invalid_job_id"
