@@ -175,7 +175,8 @@ def make_site(tmp_path: Path) -> Iterator[Any]:
 
 def test_the_list_shows_jobs_newest_first_with_names_as_text(make_site):
     _, store, client = make_site()
-    assert "No jobs yet" in client.get("/jobs").text
+    empty = client.get("/jobs").text
+    assert "No jobs yet" in empty and '<a href="/docs">API docs</a>' in empty
     done = put_job(store, state="completed", filename="holiday.mp4")
     evil = put_job(store, state="failed", filename=EVIL, error={"code": "x", "message": "y"})
     running = put_job(store, state="running", filename="long.mp4", frames_done=5, frames_total=10)
