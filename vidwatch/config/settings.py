@@ -149,7 +149,8 @@ class Settings(BaseModel):
     max_upload_bytes: int = Field(2 * 1024**3, ge=1)
     api_token: str | None = None
     public_base_url: str | None = None
-    """Base URL of our own API for signed local-store links (default http://HTTP_HOST:HTTP_PORT)."""
+    """Base URL of our own API for signed local-store links; None: the address the client
+    used (the request's Host), so links work under whatever name reached the API."""
     cors_origins: str = ""
     """Comma-separated origins allowed by CORS (``*`` for any); empty: CORS off."""
     url_signing_secret: str | None = None
