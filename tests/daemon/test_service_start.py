@@ -68,6 +68,29 @@ def test_a_busy_port_stops_the_start_before_the_models_load(tmp_path, daemons, m
     assert took_s < 20, took_s
 
 
+@pytest.mark.models
+def test_a_first_start_with_models_logs_only_our_lines(tmp_path, daemons, model_env):
+    """Issue 25 (3): the first start exports the models to OpenVINO (an empty
+    MODEL_CACHE_DIR); Ultralytics' export banner ("Predict: yolo predict ...", "Visualize:
+    https://netron.app"), its "Loading ... for OpenVINO inference" and torch.jit's
+    FutureWarnings came between our lines."""
+    env = daemon_env(
+        tmp_path,
+        model_env,
+        MODEL_CACHE_DIR=str(tmp_path / "model_cache"),
+        MODEL_BACKEND="openvino",
+        HTTP_ENABLED="true",
+        HTTP_PORT="0",
+    )
+    env.pop("YOLO_CONFIG_DIR", None)
+    daemon = daemons(tmp_path, env).start()
+    ready = daemon.wait_ready(timeout_s=240)
+    assert daemon.find("model_export"), "the start did export (the case under test)"
+    assert ready["url"].startswith("http://127.0.0.1:") and ready["url"].endswith("/jobs")
+    for line in _lines(daemon):
+        assert line.startswith("{"), line
+
+
 def test_the_ready_line_names_the_pages_url(tmp_path, daemons):
     port = free_port()
     env = daemon_env(tmp_path, MODELS_OFF, HTTP_ENABLED="true", HTTP_PORT=str(port))

@@ -35,8 +35,8 @@ def quiet_ultralytics() -> None:
 @contextlib.contextmanager
 def export_warnings_silenced() -> Iterator[None]:
     """Around an export: torch deprecates ``torch.jit.trace``, which Ultralytics' exporters
-    still call, with a FutureWarning at each call (four for one start). Only those are
-    ignored, only here; any other warning still shows."""
+    and OpenVINO's ``convert_model`` (MTCNN's nets) still call, with a FutureWarning at each
+    call (four for one start). Only those are ignored, only here; any other warning shows."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"`torch\.jit\.", category=FutureWarning)
         yield
