@@ -38,7 +38,16 @@ WEBHOOK_SECRET_BYTES = (24, 64)
 
 
 class ConfigError(VidwatchError):
-    """A setting is missing or invalid; the message is one line naming it."""
+    """A setting is missing or invalid; the message is one line naming it. ``settings``
+    names the settings to fix where the raiser knows them (for the log's ``setting``)."""
+
+    def __init__(self, message: str, *, settings: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.settings = settings
+
+    @property
+    def setting(self) -> str | None:
+        return ", ".join(self.settings) or None
 
 
 class Settings(BaseModel):
