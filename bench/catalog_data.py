@@ -153,7 +153,10 @@ def results_doc(spec: JobSpecDocs) -> dict[str, Any]:
         "provenance": {
             "vidwatch_version": __version__,
             "source_sha256": None,
-            "models": {"detect": {"name": "synthetic", "sha256": None}},
+            "models": {
+                role: {"name": "synthetic", "sha256": None}
+                for role in ("detect", "segment", "faces", "identities")
+            },
             "settings": {
                 "sample_fps": 1.0,
                 "object_min_confidence": 0.25,

@@ -24,8 +24,9 @@ from vidwatch.api.errors import ApiError, store_unavailable
 from vidwatch.api.links import request_base_url
 from vidwatch.api.negotiate import wants_html
 from vidwatch.api.session import SESSION_COOKIE, SESSION_TTL_S, session_value
+from vidwatch.catalog.query import LIMIT_DEFAULT as LIST_DEFAULT
+from vidwatch.catalog.query import LIMIT_MAX as LIST_MAX
 from vidwatch.catalog.query import QueryError, parse_jobs
-from vidwatch.catalog.query import limit as parse_limit
 from vidwatch.catalog.rows import SLOT_BITS
 from vidwatch.r2 import keys
 from vidwatch.r2.store import ObjectNotFound, StoreError
@@ -71,7 +72,13 @@ def _safe_next(path: str | None) -> str:
     return path
 
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(tags=["pages"], default_response_class=HTMLResponse)
+"""In the OpenAPI document too: they answer HTML (``text/html``), for browsers."""
+_Responses = dict[int | str, dict[str, Any]]
+_SIGN_IN: _Responses = {
+    401: {"description": "With API_TOKEN set and no session: the sign-in form (HTML)"}
+}
+_REDIRECT: _Responses = {303: {"description": "Redirect (``Location``) to the page"}}
 
 
 def _read_json(ctx: ApiContext, key: str) -> dict[str, Any] | None:
@@ -82,38 +89,55 @@ def _read_json(ctx: ApiContext, key: str) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
-@router.get("/jobs")
+@router.get(
+    "/jobs",
+    summary="The jobs list (HTML; JSON for Accept: application/json)",
+    responses={
+        **_SIGN_IN,
+        200: {
+            "description": 'The page, or `{"jobs": [...], "next"}`',
+            "content": {"text/html": {}, "application/json": {}},
+        },
+        422: {"description": "A bad filter"},
+    },
+)
 def jobs_page(
     ctx: Ctx,
     request: Request,
     before: Annotated[str | None, Query(max_length=40)] = None,
+    state: Annotated[str | None, Query(description="queued, running, completed, failed")] = None,
+    origin: Annotated[str | None, Query(description="api, inbox, bucket, cli")] = None,
+    text: Annotated[str | None, Query(description="words: file name, labels, names")] = None,
+    limit: Annotated[int, Query(ge=1, le=LIST_MAX)] = LIST_DEFAULT,
+    cursor: Annotated[str | None, Query(description="an answer's next")] = None,
 ) -> Response:
-    """The job list: the page for browsers, ``{"jobs": [...], "next"}`` for ``Accept:
-    application/json``. With a catalog it is read from there (filters ``state``, ``origin``,
-    ``text``; pages by ``cursor``), without listing the store."""
+    """The jobs, newest first: state, progress, origin, file name, duration. The page for
+    browsers, ``{"jobs": [...], "next"}`` for ``Accept: application/json``. With a catalog
+    it is read from there (filters ``state``, ``origin``, ``text``; pages by ``cursor``),
+    without listing the store; ``before`` (a job id) pages on to older jobs too."""
     as_page = wants_html(request, default=True)
     if ctx.catalog is None:
-        return _listed_jobs(ctx, request, before, as_page)
+        return _listed_jobs(ctx, before, limit, as_page)
     params = request.query_params
     try:
         query = parse_jobs(
-            state=params.get("state"),
-            origin=params.get("origin"),
-            text=params.get("text"),
-            limit_=params.get("limit"),
-            cursor_=params.get("cursor") or _cursor_of(ctx, before),
+            state=state,
+            origin=origin,
+            text=text,
+            limit_=str(limit),
+            cursor_=cursor or _cursor_of(ctx, before),
         )
     except QueryError as exc:
         if as_page:
             return html(render_error("Not a job filter", str(exc)), 422)
         raise ApiError(422, "invalid_request", str(exc)) from None
-    rows, cursor = ctx.catalog.jobs(query)
+    rows, following = ctx.catalog.jobs(query)
     rows = _live(ctx, rows)
-    older = next_url(request, cursor)
+    older = next_url(request, following)
     if not as_page:
         for row in rows:
             row["page"] = f"/jobs/{row['job_id']}"
-        body = {"jobs": rows, "next": str(cursor) if cursor is not None else None}
+        body = {"jobs": rows, "next": str(following) if following is not None else None}
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
     filters = {k: params.get(k) or "" for k in ("state", "origin", "text")}
     page = render_jobs(
@@ -173,12 +197,8 @@ def _as_status(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _listed_jobs(ctx: ApiContext, request: Request, before: str | None, as_page: bool) -> Response:
+def _listed_jobs(ctx: ApiContext, before: str | None, limit: int, as_page: bool) -> Response:
     """Without a catalog (the API alone): the store's job folders, newest first."""
-    try:
-        limit = parse_limit(request.query_params.get("limit"))
-    except QueryError as exc:
-        raise ApiError(422, "invalid_request", str(exc)) from None
     try:
         ids = sorted(ctx.reads.list_job_ids(), reverse=True)  # ULIDs sort by creation time
         if before:
@@ -199,9 +219,24 @@ def _listed_jobs(ctx: ApiContext, request: Request, before: str | None, as_page:
     return html(render_jobs(rows, older_url=older, logout=ctx.settings.api_token is not None))
 
 
-@router.get("/jobs/{job_id}")
-def job_page(ctx: Ctx, job_id: str, request: Request, t: str | None = None) -> Response:
-    """One job; ``?t=<seconds>`` starts its video there (a search hit's scene)."""
+@router.get(
+    "/jobs/{job_id}",
+    summary="One job's page (HTML)",
+    responses={
+        **_SIGN_IN,
+        404: {"description": "No such job"},
+        422: {"description": "Not a job id"},
+    },
+)
+def job_page(
+    ctx: Ctx,
+    job_id: str,
+    request: Request,
+    t: Annotated[str | None, Query(description="seconds: the video plays from there")] = None,
+) -> Response:
+    """The video with its scene chapters, the scenes, people, timeline, frames, exports and
+    provenance; live progress while the job runs; the error when it failed. ``?t=<seconds>``
+    starts the video there (a search hit's scene)."""
     normalised = job_id.strip().upper()
     if not keys.is_job_id(normalised):
         return html(render_error("Not a job id", "A job id is a 26-character ULID."), 422)
@@ -217,13 +252,14 @@ def job_page(ctx: Ctx, job_id: str, request: Request, t: str | None = None) -> R
         results = None
         if status.get("state") == "completed":
             results = _read_json(ctx, keys.results_key(made_by))
-        prefix = keys.job_prefix(made_by)
+        # Only keys of the job that made the results are signed, as /results does, and the
+        # job's own (a duplicate's source video is its own upload, under its own id).
+        prefixes = (keys.job_prefix(made_by), keys.job_prefix(normalised))
         with request_base_url(ctx.base_url(request)):
             page = render_job(
                 status,
                 results,
-                # Only the job's own keys are signed, as /results does.
-                lambda key: ctx.store.signed_url(key, ttl_s) if key.startswith(prefix) else None,
+                lambda key: ctx.store.signed_url(key, ttl_s) if key.startswith(prefixes) else None,
                 status_url=f"/status/{normalised}",
                 jobs_url="/jobs",
                 logout=ctx.settings.api_token is not None,
@@ -245,20 +281,27 @@ def _start(t: str | None) -> float | None:
     return round(value, 3)
 
 
-@router.get("/login")
+@router.get("/login", summary="The sign-in form (HTML)", responses=_REDIRECT)
 def login_form(ctx: Ctx, next: Annotated[str | None, Query(max_length=2000)] = None) -> Response:
+    """With API_TOKEN set, the one-field form; without, a redirect to ``next``."""
     if ctx.settings.api_token is None:
         return RedirectResponse(_safe_next(next), status_code=303)
     return login_page(next or "/jobs", status_code=200)
 
 
-@router.post("/login")
+@router.post(
+    "/login",
+    summary="Sign in a browser",
+    responses={**_REDIRECT, 401: {"description": "A wrong token: the form again (HTML)"}},
+)
 def login(
     ctx: Ctx,
     request: Request,
     token_field: Annotated[str, Form(alias="token", max_length=4096)] = "",
     next: Annotated[str, Form(max_length=2000)] = "/jobs",
 ) -> Response:
+    """The right token sets the session cookie ``vidwatch_session`` and redirects to
+    ``next`` (a path of this site)."""
     token = ctx.settings.api_token
     target = _safe_next(next)
     if token is None:
@@ -278,8 +321,9 @@ def login(
     return response
 
 
-@router.post("/logout")
+@router.post("/logout", summary="Sign a browser out", responses=_REDIRECT)
 def logout(ctx: Ctx) -> Response:
+    """Clears the session cookie and redirects to the sign-in form."""
     signed_in = ctx.settings.api_token is not None
     response = RedirectResponse("/login" if signed_in else "/jobs", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
