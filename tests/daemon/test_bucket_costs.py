@@ -329,6 +329,23 @@ def test_markers_follow_the_job_and_stale_ones_are_deleted(moto_bucket, tmp_path
     store.close()
 
 
+def test_a_marker_without_a_job_is_swept_within_minutes_not_an_hour(moto_bucket, tmp_path):
+    """A refused upload's marker whose delete was lost (or an intake cut short between its
+    marker and its manifest): no manifest, no source, nothing staged. The first poll two
+    and a half minutes later deletes it; until then polls read it (it may be an intake in
+    progress)."""
+    settings = _settings(tmp_path)
+    store = moto_bucket.store()
+    refused = _id_at(time.time())
+    store.put_bytes(keys.pending_key(refused), b'{"origin": "api"}')
+    assert make_scanner(settings, store, Submitted()).poll_once() == 0
+    assert store.head(keys.pending_key(refused)) is not None  # an intake may be under way
+    later = make_scanner(settings, store, Submitted(), clock=lambda: time.time() + 150)
+    later.poll_once()
+    assert store.head(keys.pending_key(refused)) is None
+    store.close()
+
+
 # --- retention ------------------------------------------------------------------------------
 def test_retention_on_a_bucket_lists_nothing(moto_bucket, tmp_path):
     settings = _settings(tmp_path)

@@ -103,9 +103,12 @@ def staged_source(settings: Settings, job_id: str) -> Path | None:
 
 
 # --- the scanner ----------------------------------------------------------------------------
-ORPHAN_MARKER_GRACE_S = 3600.0
-"""A marker whose job has neither a manifest nor a source is deleted once it is this old (an
-intake writes the marker just before the manifest; the job folder may have expired)."""
+ORPHAN_MARKER_GRACE_S = 120.0
+"""A marker whose job has neither a manifest nor a source is deleted once it is this old: an
+upload refused after its marker was written whose delete was lost, an intake cut short, a
+job folder expired. An intake writes the marker just before the manifest, so the grace
+only has to outlast that one write's retries (about a minute when the store is down); a
+job whose marker went early is still seen by the window and marked again by the sweep."""
 
 WAIT_FOR_ROOM_S = 0.5
 
