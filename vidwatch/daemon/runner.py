@@ -331,6 +331,9 @@ class Runner:
         self.clock = clock
         self._job_fn: JobFn = job_fn or functools.partial(run_job, dedupe=True)
         self.notify: Notify = notify or _no_events
+        self.on_ended: Callable[[str], None] | None = None
+        """Told the id of each job this runner ended (its final manifest written): the
+        scanner remembers it, and records it, without reading its manifest again."""
         self._queue: queue.Queue[JobSpec] = queue.Queue(maxsize=settings.queue_max)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -616,6 +619,8 @@ class Runner:
             log.warning("job_abandoned", reason="lease lost; another worker has it")
             return
         metrics.JOBS.labels(state=final.state, origin=spec.origin).inc()
+        if final.state in TERMINAL and self.on_ended is not None:
+            self.on_ended(spec.job_id)
         if final.state == "completed":
             self.notify("job.completed", final, summary=final.results_summary)
         elif final.state == "failed":

@@ -243,6 +243,7 @@ class Service:
             new_sources=store.shared,
             retry_at=runner.retry_at,
         )
+        runner.on_ended = scanner.note_ended
         scanner.poll_once(startup=True)
         self.inbox = inbox = InboxIntake(
             s,
