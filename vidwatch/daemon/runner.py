@@ -690,7 +690,8 @@ class Runner:
             partial.unlink(missing_ok=True)
             log.warning("job_failed", code="source_missing", key=key)
             failed = manifest or Manifest(
-                job_id=spec.job_id, source=SourceInfo(origin=spec.origin, filename=spec.filename)
+                job_id=spec.job_id,
+                source=SourceInfo(origin=spec.origin, filename=spec.filename, key=key),
             )
             failed.state, failed.stage, failed.finished_at = "failed", "done", utc_now()
             failed.error = ErrorInfo(
