@@ -114,6 +114,8 @@ only has to outlast that one write's retries (about a minute when the store is d
 job whose marker went early is still seen by the window and marked again by the sweep."""
 
 WAIT_FOR_ROOM_S = 0.5
+RECORD_STOP_WAIT_S = 3.0
+"""How long a stop waits for the record of ended jobs to be written."""
 
 
 @dataclass
@@ -245,8 +247,14 @@ class JobScanner:
         for thread in (self._thread, self._sweeper):
             if thread is not None:
                 thread.join(timeout=5)
-        if self._record_loaded:
-            self.save_record()
+        if self._record_loaded and self.last_error is None:
+            # Bounded: with the store gone, a write would sit in its retries for a minute,
+            # and the stop has seconds; what is not written costs reads at the next start.
+            saver = threading.Thread(target=self.save_record, name="vidwatch-record", daemon=True)
+            saver.start()
+            saver.join(RECORD_STOP_WAIT_S)
+            if saver.is_alive():
+                log.warning("ended_record_write_cut_off", waited_s=RECORD_STOP_WAIT_S)
 
     # --- the record of ended jobs ---------------------------------------------------------
     def note_ended(self, job_id: str) -> None:
