@@ -15,12 +15,17 @@ Measured with the daemon's own ``JobScanner`` and ``S3Store`` (a recording runne
 for the models), each request counted by a botocore ``before-call`` hook of the bench's own
 and checked against the scanner's own counts:
 
-- restart: a fresh scanner's start-up poll, until the new upload and the pending jobs are
-  submitted (time to the first new job taken, and the poll's requests);
+- first start: a fresh scanner's start-up poll on a bucket without a record of ended jobs,
+  until the new upload and the pending jobs are submitted (time to the first new job
+  taken, and the poll's requests);
 - idle poll: the next polls, with nothing new (median time, requests);
-- full sweep: a fresh scanner's first sweep (every manifest read, 8 at a time, unpaced; the
-  daemon paces it at ``BUCKET_SWEEP_READS_PER_S``), then a second sweep (manifests of
-  ended jobs are remembered: listing only);
+- full sweep: a fresh scanner's first sweep without a record (every manifest read, 8 at a
+  time, unpaced; the daemon paces it at ``BUCKET_SWEEP_READS_PER_S``), which writes the
+  record of ended jobs, then a second sweep (manifests of ended jobs are remembered:
+  listing only);
+- restart: a fresh scanner after that sweep, its start-up poll and its first full sweep
+  together; they must read at most the pending jobs (manifest and lease each) plus a
+  constant, and its idle polls at most 2 LISTs and no GET (the bench fails otherwise);
 - before: the previous daemon's start-up, one manifest after another over every folder
   (what a sweep does with one worker), for sizes up to ``--sequential-max``;
 - a first sweep of ``--rtt-folders`` folders with one worker and with eight, through a
@@ -49,6 +54,8 @@ from pathlib import Path
 from typing import Any
 
 WEEK_S = 7 * 24 * 3600.0
+RESTART_CONSTANT_GETS = 2
+"""What a restart reads beyond its pending jobs: the record of ended jobs (one GET)."""
 
 
 class Requests:
@@ -258,6 +265,14 @@ def measure(server: Any, size: int, args: argparse.Namespace, tmp: Path) -> dict
         "calls_all_equal": all(c == idle_calls[-1] for c in idle_calls),
     }
 
+    # Before: every manifest, one after another (the previous start-up); its record of ended
+    # jobs is deleted after it, so that the next sweep starts as a first start.
+    if size <= args.sequential_max:
+        one = scanner(Recorder(), bucket_sweep_concurrency=1).sweep_once(paced=False)
+        out["before_restart"] = {"seconds": round(one.seconds, 2), "calls": _short(requests.take())}
+        store.delete(keys.ENDED_RECORD_KEY)
+        requests.take()
+
     # Full sweeps: a fresh process's first (every manifest), then a second (memory warm).
     sweeper = scanner(Recorder())
     first = sweeper.sweep_once(paced=False)
@@ -271,11 +286,39 @@ def measure(server: Any, size: int, args: argparse.Namespace, tmp: Path) -> dict
         "paced_at_default_s": round((size + args.pending + 1) / settings.bucket_sweep_reads_per_s),
     }
     out["sweep_again"] = {"seconds": round(second.seconds, 2), "calls": second_calls}
+    record = store.head(keys.ENDED_RECORD_KEY)
+    out["record_bytes"] = record.size if record is not None else None
+    requests.take()
 
-    # Before: every manifest, one after another (the previous start-up).
-    if size <= args.sequential_max:
-        one = scanner(Recorder(), bucket_sweep_concurrency=1).sweep_once(paced=False)
-        out["before_restart"] = {"seconds": round(one.seconds, 2), "calls": _short(requests.take())}
+    # Restart after a sweep: the start-up poll and the first sweep of a fresh process.
+    rec = Recorder()
+    t0 = time.perf_counter()
+    again = scanner(rec)
+    again.poll_once(startup=True)
+    poll_calls = _short(requests.take())
+    swept = again.sweep_once(paced=False)
+    sweep_calls = _short(requests.take())
+    pending = args.pending + 1  # the crashed jobs and the new upload (marked when found)
+    if not set(seeded["crashed"]) | {new_job} <= set(rec.at):
+        raise SystemExit(f"restart after a sweep missed jobs: {sorted(rec.at)}")
+    gets = poll_calls.get("get", 0) + sweep_calls.get("get", 0)
+    if gets > 2 * pending + RESTART_CONSTANT_GETS:
+        raise SystemExit(f"restart read {gets} objects for {pending} pending jobs")
+    idle = []
+    for _ in range(args.idle_polls):
+        again.poll_once()
+        idle.append(_short(requests.take()))
+    if any(c.get("list", 0) > 2 or c.get("get", 0) or c.get("head", 0) for c in idle):
+        raise SystemExit(f"idle polls after a restart: {idle}")
+    out["restart_after_sweep"] = {
+        "first_new_job_s": round(rec.at[new_job] - t0, 3),
+        "pending_jobs": pending,
+        "poll_calls": poll_calls,
+        "sweep_s": round(swept.seconds, 2),
+        "sweep_calls": sweep_calls,
+        "sweep_manifests_read": swept.inspected,
+        "idle_poll_calls": idle[-1],
+    }
     store.close()
     return out
 

@@ -448,6 +448,18 @@ def test_a_full_queue_is_503_and_withdraws_the_job(make_api, video):
     assert api.job_keys() == {keys.status_key(first_id)}
 
 
+def test_a_refused_upload_leaves_no_pending_marker(make_api, video):
+    """A 503 queue_full leaves nothing a poll would look at: no manifest, no marker."""
+    api = make_api(queue_max=1)
+    first = api.upload(video)
+    assert first.status_code == 202
+    for _ in range(3):
+        refused = api.upload(video)
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "queue_full"
+    markers = {info.key for info in api.store.list(keys.PENDING_PREFIX)}
+    assert markers == {keys.pending_key(first.json()["job_id"])}
+
+
 class BrokenStore(LocalStore):
     def put_bytes(self, key, data, **kw):
         raise TransientStoreError("connection refused", setting="R2_ENDPOINT_URL")

@@ -139,8 +139,9 @@ def test_an_idle_poll_costs_two_lists_and_no_read_whatever_the_bucket_holds(s3_b
     with calls:
         assert scanner.poll_once(startup=True) == 0
     restart = dict(calls.by_op)
-    # The restart reads each folder of the window once (21 here), nothing older.
-    assert calls.lists == 2 and calls.by_op["GetObject"] == 21, restart
+    # The restart reads the record of ended jobs (none yet: no sweep ran) and each folder
+    # of the window once (21 here), nothing older.
+    assert calls.lists == 2 and calls.by_op["GetObject"] == 1 + 21, restart
     for _ in range(3):
         with calls:
             assert scanner.poll_once() == 0
@@ -170,9 +171,10 @@ def test_a_restart_reads_the_pending_jobs_and_a_constant(moto_bucket, tmp_path):
     with calls:
         assert make_scanner(settings, store, sub).poll_once(startup=True) == 4
     assert set(sub.specs) == set(pending)
-    # Per pending job: its manifest, its lease (HEAD + GET), its source (HEAD).
-    assert calls.by_op["GetObject"] <= 2 * len(pending), dict(calls.by_op)
-    assert calls.reads <= 4 * len(pending) and calls.lists == 2, dict(calls.by_op)
+    # The record of ended jobs; per pending job: its manifest, its lease (HEAD + GET), its
+    # source (HEAD).
+    assert calls.by_op["GetObject"] <= 1 + 2 * len(pending), dict(calls.by_op)
+    assert calls.reads <= 1 + 4 * len(pending) and calls.lists == 2, dict(calls.by_op)
     store.close()
 
 
@@ -241,7 +243,9 @@ def test_an_upload_under_an_old_id_is_taken_by_the_next_full_sweep(moto_bucket, 
         }.items()
         if n
     }
-    assert calls.by_op["GetObject"] == 31  # every folder's manifest (the upload has none)
+    # Every folder's manifest (the upload has none), and the record of ended jobs once,
+    # just before the sweep writes it.
+    assert calls.by_op["GetObject"] == 31 + 1, dict(calls.by_op)
     assert store.head(keys.pending_key(old)) is not None
     # The next sweep reads no manifest of a job it saw end.
     sub.specs.clear()
@@ -268,6 +272,71 @@ def test_a_marker_lost_to_a_crash_does_not_lose_its_job(moto_bucket, tmp_path):
     restarted = Submitted()
     assert make_scanner(settings, store, restarted).poll_once(startup=True) == 1
     assert set(restarted.specs) == {lost}
+    store.close()
+
+
+def test_a_restart_after_a_sweep_reads_only_the_pending_jobs(s3_bucket, tmp_path):
+    """Ended jobs are remembered across restarts: the sweep (and a stop) write their ids
+    into the store, and a restart's first poll and first sweep read no finished folder."""
+    settings = _settings(tmp_path)
+    store = s3_bucket.store()
+    now = time.time()
+    seed_finished(s3_bucket, _old_ids(1050, now) + [_id_at(now - 600 + i) for i in range(20)])
+    pending = [_id_at(now - 3 * DAY_S + i) for i in range(3)]
+    for job_id in pending:
+        _crashed_job(store, job_id, marker=True)
+    first = make_scanner(settings, store, Submitted())
+    first.poll_once(startup=True)
+    first_sweep = first.sweep_once(paced=False)
+    # A first start knows nothing: the poll read the window's 20, the sweep every other.
+    assert first_sweep.inspected == 1050
+    # One of the jobs ends in this process's runner after the sweep; the stop records it.
+    ended = pending.pop()
+    write_manifest(store, Manifest(job_id=ended, state="completed", stage="done"))
+    first.note_ended(ended)
+    first.stop()
+    assert store.head(keys.ENDED_RECORD_KEY) is not None
+
+    calls = Requests(store)
+    sub = Submitted()
+    restarted = make_scanner(settings, store, sub)
+    with calls:
+        assert restarted.poll_once(startup=True) == len(pending)
+        sweep = restarted.sweep_once(paced=False)
+    assert set(sub.specs) == set(pending)
+    assert sweep.folders == 1073 and sweep.inspected == 0, restarted._summary(sweep)
+    # The record (one GET), then per pending job its manifest and its lease.
+    assert calls.by_op["GetObject"] <= 1 + 2 * len(pending), dict(calls.by_op)
+    assert calls.reads <= 1 + 4 * len(pending), dict(calls.by_op)
+    assert calls.by_op["PutObject"] == 0, dict(calls.by_op)  # the record was current
+    # An idle poll after it: two lists, nothing read.
+    with calls:
+        restarted.poll_once()
+    assert calls.lists <= 2 and calls.reads == 0, dict(calls.by_op)
+    store.close()
+
+
+def test_the_record_drops_expired_jobs_and_jobs_queued_again(moto_bucket, tmp_path):
+    from vidwatch.r2.ended import merge, read_ended
+
+    a, b, c, late = (_id_at(time.time() - DAY_S + i) for i in range(4))
+    assert merge({a, b}, {c}, not_ended={b}) == {a, c}
+    assert merge({a, b}, {c}, listed={a, c}, newer_than=c) == {a, c}
+    assert merge({a}, {late}, listed={a}, newer_than=c) == {a, late}  # made after listing
+
+    settings = _settings(tmp_path)
+    store = moto_bucket.store()
+    seed_finished(moto_bucket, [a, b])
+    scanner = make_scanner(settings, store, Submitted())
+    scanner.sweep_once(paced=False)
+    assert read_ended(store) == {a, b}
+    # b is queued again (its marker first, as every intake writes it); a expires.
+    write_manifest(store, Manifest(job_id=b, origin="api"))
+    store.delete(keys.status_key(a))
+    again = make_scanner(settings, store, Submitted())
+    again.poll_once(startup=True)
+    again.sweep_once(paced=False)
+    assert read_ended(store) == frozenset()
     store.close()
 
 
@@ -326,6 +395,23 @@ def test_markers_follow_the_job_and_stale_ones_are_deleted(moto_bucket, tmp_path
     )
     later.poll_once()
     assert store.head(keys.pending_key(orphan)) is None
+    store.close()
+
+
+def test_a_marker_without_a_job_is_swept_within_minutes_not_an_hour(moto_bucket, tmp_path):
+    """A refused upload's marker whose delete was lost (or an intake cut short between its
+    marker and its manifest): no manifest, no source, nothing staged. The first poll two
+    and a half minutes later deletes it; until then polls read it (it may be an intake in
+    progress)."""
+    settings = _settings(tmp_path)
+    store = moto_bucket.store()
+    refused = _id_at(time.time())
+    store.put_bytes(keys.pending_key(refused), b'{"origin": "api"}')
+    assert make_scanner(settings, store, Submitted()).poll_once() == 0
+    assert store.head(keys.pending_key(refused)) is not None  # an intake may be under way
+    later = make_scanner(settings, store, Submitted(), clock=lambda: time.time() + 150)
+    later.poll_once()
+    assert store.head(keys.pending_key(refused)) is None
     store.close()
 
 

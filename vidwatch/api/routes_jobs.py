@@ -36,6 +36,7 @@ from vidwatch.jobs.dedupe import IDEMPOTENCY_TTL_S, forget_idempotency, remember
 from vidwatch.jobs.manifest import Manifest, write_manifest
 from vidwatch.jobs.staging import ARRIVING, JobSpec, new_job_id, resolve_cleanup, staging_dir
 from vidwatch.r2 import keys
+from vidwatch.r2.pending import clear_pending
 from vidwatch.r2.store import ObjectNotFound, StoreError
 
 log = structlog.get_logger("vidwatch.api")
@@ -314,10 +315,13 @@ async def _accept(
 
 
 def _withdraw(ctx: ApiContext, job_id: str, folder: Path) -> None:
-    """The runner did not take the job: no manifest, no staged file."""
+    """The runner did not take the job: no manifest, no pending marker, no staged file.
+    The marker goes after the manifest (a marker without a job is an orphan the scanner
+    deletes; a queued manifest without its marker would be a job nobody runs)."""
     remove_staging(folder)
     try:
         ctx.store.delete(keys.status_key(job_id))
+        clear_pending(ctx.store, job_id)
     except StoreError as exc:
         log.error("manifest_withdraw_failed", error=str(exc))
 

@@ -1,4 +1,10 @@
-"""``vidwatch analyze VIDEO``: one job on the configured store, with a progress bar."""
+"""``vidwatch analyze VIDEO``: one job on the configured store, with a progress bar.
+
+The job's lease is held (claimed before its source is staged, renewed while it runs,
+released at its end) as a daemon's runner holds it: a daemon running on the same folders
+finds the job's staged source, its manifest and its folder, and leaves them alone while the
+lease lives. Every write goes through the fenced store, so a CLI that lost its lease (stalled
+past its time to live) writes nothing more."""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import argparse
 import contextlib
 import json
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,11 +30,14 @@ def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     from tqdm import tqdm
 
+    from vidwatch.daemon.runner import FencedStore, LeaseTaken, lease_held
     from vidwatch.detectors.registry import load_models
+    from vidwatch.errors import JobInterrupted
     from vidwatch.jobs.run import run_job
     from vidwatch.jobs.staging import JobSpec, new_job_id, stage_copy
     from vidwatch.pipeline.toon import open_toon
     from vidwatch.r2 import StoreError, keys, open_store
+    from vidwatch.r2.leases import LeaseLost, new_owner_id
 
     toon = None
     # The Node helper starts in a thread while the models load (both are start-up).
@@ -53,6 +63,18 @@ def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
         print(f"vidwatch: {exc}", file=sys.stderr)
         return 2
     job_id = new_job_id()
+    lost = threading.Event()
+    lease = contextlib.ExitStack()
+    try:
+        guard = lease.enter_context(
+            lease_held(store, job_id, owner=new_owner_id(), settings=settings, on_lost=lost.set)
+        )
+    except (StoreError, LeaseTaken) as exc:
+        print(f"vidwatch: could not take the job's lease: {exc}", file=sys.stderr)
+        if toon is not None:
+            toon.close()
+        store.close()
+        return 2
     try:
         staged = stage_copy(settings, job_id, video)
         spec = JobSpec(
@@ -86,15 +108,24 @@ def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
         try:
             manifest = run_job(
                 spec,
-                store=store,
+                store=FencedStore(store, guard),
                 settings=settings,
                 models=models,
                 toon=toon,
                 on_progress=on_progress,
+                stop=lost,
             )
+        except (JobInterrupted, LeaseLost):
+            print(
+                f"vidwatch: job {job_id} stopped: its lease was lost (this process stalled "
+                "past LEASE_TTL_S, or another worker took the job over)",
+                file=sys.stderr,
+            )
+            return 1
         finally:
             bar.close()
     finally:
+        lease.close()  # released before the store closes
         if toon is not None:
             toon.close()
         store.close()

@@ -13,10 +13,12 @@ poll looks at what is pending, and nothing else:
 - the staging folder ``TEMP_MEDIA_DIR``, for sources whose job is still pending (a job
   queued when the daemon stopped, or one whose upload never finished).
 
-A job ``completed`` or ``failed`` is remembered and never looked at again. A full sweep of
-all of ``jobs/`` (at start-up in the background, then every ``BUCKET_FULL_SWEEP_S``) finds
-what the window and the markers miss: an upload under an id older than the window, a job
-whose marker was lost.
+A job ``completed`` or ``failed`` is remembered and never looked at again, also across
+restarts: the full sweep writes the ids of ended jobs into the store (``scan/ended.json.gz``,
+``vidwatch.r2.ended``), and a starting scanner reads that record once. A full sweep of all of
+``jobs/`` (at start-up in the background, then every ``BUCKET_FULL_SWEEP_S``) finds what the
+window and the markers miss: an upload under an id older than the window, a job whose marker
+was lost; after a restart it reads only the manifests of folders the record does not name.
 
 The runner's lease makes a job found twice (here and on another host, or by two scans) run
 once. A job held by a live lease is left alone until its lease would expire.
@@ -45,6 +47,7 @@ from vidwatch.jobs.manifest import Manifest, read_manifest
 from vidwatch.jobs.staging import JobSpec
 from vidwatch.r2 import calls, keys
 from vidwatch.r2.calls import CallCounts
+from vidwatch.r2.ended import merge, read_ended, write_ended
 from vidwatch.r2.leases import Verdict, decide, read_lease
 from vidwatch.r2.pending import clear_pending, list_pending, mark_pending
 from vidwatch.r2.store import ObjectStore, StoreError
@@ -103,11 +106,16 @@ def staged_source(settings: Settings, job_id: str) -> Path | None:
 
 
 # --- the scanner ----------------------------------------------------------------------------
-ORPHAN_MARKER_GRACE_S = 3600.0
-"""A marker whose job has neither a manifest nor a source is deleted once it is this old (an
-intake writes the marker just before the manifest; the job folder may have expired)."""
+ORPHAN_MARKER_GRACE_S = 120.0
+"""A marker whose job has neither a manifest nor a source is deleted once it is this old: an
+upload refused after its marker was written whose delete was lost, an intake cut short, a
+job folder expired. An intake writes the marker just before the manifest, so the grace
+only has to outlast that one write's retries (about a minute when the store is down); a
+job whose marker went early is still seen by the window and marked again by the sweep."""
 
 WAIT_FOR_ROOM_S = 0.5
+RECORD_STOP_WAIT_S = 3.0
+"""How long a stop waits for the record of ended jobs to be written."""
 
 
 @dataclass
@@ -161,6 +169,9 @@ class JobScanner:
 
     Ended jobs are remembered (about 120 bytes each), so a later sweep reads no manifest of
     a job already seen ended; the memory is pruned at each sweep to what the bucket holds.
+    Each sweep (and ``stop``) writes what it learnt into the store's record of ended jobs,
+    which the first poll of the next start reads (one GET): a restart's first sweep reads
+    only the manifests of folders nobody recorded ended.
     """
 
     def __init__(
@@ -198,6 +209,15 @@ class JobScanner:
         self._settled: set[str] = set()
         """Window folders without a marker that need nothing now (looked at again by the
         next sweep): no manifest and no source, or an unreadable manifest."""
+        self._recorded: frozenset[str] = frozenset()
+        """The ended jobs the store's record holds, as far as this process knows."""
+        self._record_loaded = False
+        self._not_recordable: set[str] = set()
+        """Jobs remembered here but never written into the record: unreadable manifests
+        and uploads refused at intake (a fix or a corrected upload makes them jobs again)."""
+        self._not_ended: set[str] = set()
+        """Recorded jobs seen pending again since the record was last written."""
+        self._record_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._sweeper: threading.Thread | None = None
@@ -229,10 +249,83 @@ class JobScanner:
         self._stop.set()
 
     def stop(self) -> None:
+        """Stop the loops, then write what this process learnt into the record of ended
+        jobs (the jobs its runner ended since the last sweep)."""
         self._stop.set()
         for thread in (self._thread, self._sweeper):
             if thread is not None:
                 thread.join(timeout=5)
+        if self._record_loaded and self.last_error is None:
+            # Bounded: with the store gone, a write would sit in its retries for a minute,
+            # and the stop has seconds; what is not written costs reads at the next start.
+            saver = threading.Thread(target=self.save_record, name="vidwatch-record", daemon=True)
+            saver.start()
+            saver.join(RECORD_STOP_WAIT_S)
+            if saver.is_alive():
+                log.warning("ended_record_write_cut_off", waited_s=RECORD_STOP_WAIT_S)
+
+    # --- the record of ended jobs ---------------------------------------------------------
+    def note_ended(self, job_id: str) -> None:
+        """A job this process's runner ended (its final manifest is written): remembered
+        without reading its manifest again, and recorded at the next sweep or at stop."""
+        self._terminal.add(job_id)
+        self._not_ended.discard(job_id)
+
+    def _load_record(self) -> None:
+        """Once per process, before its first look: the store's record of ended jobs."""
+        if self._record_loaded:
+            return
+        try:
+            recorded = read_ended(self.store)
+        except StoreError as exc:
+            log.warning("ended_record_read_failed", error=str(exc), effect="tried next poll")
+            return
+        self._record_loaded = True
+        with self._record_lock:
+            self._recorded = recorded
+        self._terminal |= recorded
+        if recorded:
+            log.info("ended_record_read", jobs=len(recorded))
+
+    def save_record(self, *, listed: set[str] | None = None, newer_than: str | None = None) -> bool:
+        """Write the jobs seen ended here into the store's record, merged with what it
+        holds; with ``listed`` (a sweep's listing), drop ids the bucket no longer holds.
+        Nothing is read or written when this process learnt nothing new. True when it
+        wrote."""
+        learnt = set(self._terminal) - self._not_recordable
+        with self._record_lock:
+            recorded = self._recorded
+            gone = listed is not None and any(
+                i not in listed and not (newer_than is not None and i > newer_than)
+                for i in recorded
+            )
+            if learnt <= recorded and not (self._not_ended & recorded) and not gone:
+                return False
+            try:
+                stored = read_ended(self.store)
+                merged = merge(
+                    stored,
+                    learnt,
+                    not_ended=self._not_ended,
+                    listed=listed,
+                    newer_than=newer_than,
+                )
+                wrote = merged != stored
+                if wrote:
+                    size = write_ended(self.store, merged)
+                    log.info(
+                        "ended_record_written",
+                        jobs=len(merged),
+                        bytes=size,
+                        added=len(merged - stored),
+                        dropped=len(stored - merged),
+                    )
+            except StoreError as exc:
+                log.warning("ended_record_write_failed", error=str(exc), effect="next sweep")
+                return False
+            self._recorded = merged
+            self._not_ended.clear()
+            return wrote
 
     def _loop(self) -> None:
         while not self._stop.wait(self.settings.bucket_poll_s):
@@ -261,6 +354,7 @@ class JobScanner:
         self.last_found = set()
         try:
             with calls.counting(report.calls):
+                self._load_record()
                 self._scan_staging(startup=startup, report=report)
                 markers = self._scan_markers(report)
                 self._scan_window(markers, report)
@@ -451,6 +545,8 @@ class JobScanner:
             return report
 
     def _sweep(self, report: ScanReport, *, paced: bool) -> None:
+        self._load_record()
+        listing_from = keys.job_id_floor(self.clock() - 60.0)
         markers = {m.job_id for m in list_pending(self.store)}
         report.markers = len(markers)
         rate = self.settings.bucket_sweep_reads_per_s if paced else 0.0
@@ -511,10 +607,12 @@ class JobScanner:
             )
         # Forget what the bucket no longer holds (expired), so memory follows the bucket.
         self._terminal &= listed | self._staged_ids()
+        self._not_recordable &= self._terminal
         report.listed = listed
         if self.on_scan is not None:
             self.on_scan(report)
         self._settled.clear()
+        self.save_record(listed=listed, newer_than=listing_from)
         for outcome, n in outcomes.items():
             metrics.BUCKET_SWEEP_FOLDERS.labels(outcome=outcome).set(n)
 
@@ -535,6 +633,7 @@ class JobScanner:
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("manifest_unreadable", job_id=job_id, error=str(exc))
             self._terminal.add(job_id)  # not ours to guess about; logged once
+            self._not_recordable.add(job_id)  # but not for ever: a fix is read next start
             return None, False
 
     def inspect(self, job_id: str) -> tuple[JobSpec | None, str]:
@@ -557,9 +656,14 @@ class JobScanner:
                 spec = job_spec_for_store_source(self.settings, job_id, key, manifest=None)
                 return Finding(job_id, spec, "source uploaded under the right key", None, True)
             self._terminal.add(job_id)
+            self._not_ended.discard(job_id)
+            if failed_at_intake(manifest):
+                self._not_recordable.add(job_id)
             self._not_before.pop(job_id, None)
             return Finding(job_id, None, manifest.state, state)
         self._terminal.discard(job_id)
+        if job_id in self._recorded:
+            self._not_ended.add(job_id)  # queued again: out of the record at the next write
         if manifest is None and not self.new_sources:
             return Finding(job_id, None, "no manifest")
         if not self._lease_free(job_id):
@@ -596,6 +700,8 @@ class JobScanner:
                 continue
             if manifest is not None and manifest.state in TERMINAL:
                 self._terminal.add(job_id)
+                if failed_at_intake(manifest):
+                    self._not_recordable.add(job_id)
                 continue
             if manifest is None and not startup:
                 continue

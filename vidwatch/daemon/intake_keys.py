@@ -8,7 +8,9 @@ status.json where the user will look, a log line (``bucket_key_refused``) and a 
 - ``jobs/<ulid in lower case>/input/source.<ext>``: the same job id (one id rule for intake,
   keys and the API: ``keys.normalize_job_id``). The job runs as ``<ULID>``: its status.json
   and artifacts are under ``jobs/<ULID>/``, its ``source.key`` names the object where the
-  user put it, and ``GET /status/<ulid>`` answers in either case.
+  user put it, and ``GET /status/<ulid>`` answers in either case. Several daemons may see
+  the upload at once: the job's lease runs it once, and every manifest of it names that key
+  from its first write on, so the others recognise it as taken and write nothing.
 - ``jobs/<not a ULID>/...`` (``jobs/holiday-2026/input/source.mkv``): ``failed`` with code
   ``bad_job_key`` in ``jobs/holiday-2026/status.json``, the message naming the key to use.
 - ``jobs/<ULID>/input/<other name>`` (``.../input/video.mkv``) and no ``source.<ext>``:
@@ -149,7 +151,12 @@ class BadKeys:
             manifest = read_manifest(self.store, verdict.job_id)
             if manifest is not None:
                 # The job exists under its canonical id: it is the scanner's from now on,
-                # unless that job is another upload's (then this one is refused).
+                # unless that job is another upload's (then this one is refused). A manifest
+                # without a source key yet says neither: looked at again next poll (every
+                # manifest of a job run from the store names its source from the first write
+                # on, so another daemon that took this upload first is recognised).
+                if manifest.source_key is None:
+                    continue
                 if manifest.source_key != verdict.source_key:
                     self.refuse(
                         name,

@@ -189,6 +189,48 @@ class LeaseGuard:
                     return
 
 
+class LeaseTaken(StoreError):
+    """Someone else holds the job's lease."""
+
+    code = "lease_taken"
+
+
+@contextlib.contextmanager
+def lease_held(
+    store: ObjectStore,
+    job_id: str,
+    *,
+    owner: str,
+    settings: Settings,
+    clock: Callable[[], float] = time.time,
+    on_lost: Callable[[], None] = lambda: None,
+) -> Iterator[LeaseGuard]:
+    """The job's lease, claimed and renewed by a keeper while the block runs, released
+    after it: what ``vidwatch analyze`` holds for its job, so that a daemon's scans on the
+    same folders (staging, markers, the window) see a live lease and leave the job alone,
+    as they do for another daemon's. LeaseTaken when someone else holds it."""
+    held = claim(store, job_id, owner, ttl_s=settings.lease_ttl_s, now=clock())
+    if held is None:
+        raise LeaseTaken(f"job {job_id} is leased by another worker")
+    guard = LeaseGuard(
+        store,
+        held,
+        ttl_s=settings.lease_ttl_s,
+        renew_s=settings.lease_renew_s,
+        clock=clock,
+        on_lost=on_lost,
+    )
+    guard.start()
+    try:
+        yield guard
+    finally:
+        if guard.stop() and not guard.lost.is_set():
+            try:
+                release(store, guard.held, now=clock())
+            except StoreError as exc:  # it expires on its own
+                log.warning("lease_release_failed", job_id=job_id, error=str(exc))
+
+
 class FencedStore:
     """The store as one job sees it: every write first checks that the job's lease holds,
     and every call's retries end once it does not (``RETRY_FENCE``)."""
@@ -331,6 +373,9 @@ class Runner:
         self.clock = clock
         self._job_fn: JobFn = job_fn or functools.partial(run_job, dedupe=True)
         self.notify: Notify = notify or _no_events
+        self.on_ended: Callable[[str], None] | None = None
+        """Told the id of each job this runner ended (its final manifest written): the
+        scanner remembers it, and records it, without reading its manifest again."""
         self._queue: queue.Queue[JobSpec] = queue.Queue(maxsize=settings.queue_max)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -616,6 +661,8 @@ class Runner:
             log.warning("job_abandoned", reason="lease lost; another worker has it")
             return
         metrics.JOBS.labels(state=final.state, origin=spec.origin).inc()
+        if final.state in TERMINAL and self.on_ended is not None:
+            self.on_ended(spec.job_id)
         if final.state == "completed":
             self.notify("job.completed", final, summary=final.results_summary)
         elif final.state == "failed":
@@ -643,7 +690,8 @@ class Runner:
             partial.unlink(missing_ok=True)
             log.warning("job_failed", code="source_missing", key=key)
             failed = manifest or Manifest(
-                job_id=spec.job_id, source=SourceInfo(origin=spec.origin, filename=spec.filename)
+                job_id=spec.job_id,
+                source=SourceInfo(origin=spec.origin, filename=spec.filename, key=key),
             )
             failed.state, failed.stage, failed.finished_at = "failed", "done", utc_now()
             failed.error = ErrorInfo(

@@ -268,6 +268,7 @@ class Service:
             retry_at=runner.retry_at,
             on_scan=catalog.on_scan,
         )
+        runner.on_ended = scanner.note_ended
         scanner.poll_once(startup=True)
         self.inbox = inbox = InboxIntake(
             s,

@@ -79,6 +79,9 @@ def run_job(
     )
     manifest.origin = spec.origin
     manifest.filename = spec.filename or manifest.filename
+    # The source's key from the first write on: a bucket upload under a lower-case id is
+    # told apart from another upload to the same job id by it (daemon.intake_keys).
+    manifest.source_key = spec.source_key or manifest.source_key
     earlier = _earlier_attempts(manifest, spec.lapsed_lease)
     manifest.state, manifest.stage = "running", "staging"
     manifest.started_at, manifest.finished_at = utc_now(), None

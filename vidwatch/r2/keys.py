@@ -11,6 +11,7 @@
     jobs/<job_id>/status.json
     jobs/<job_id>/lease.json
     pending/<job_id>                     (a marker while the job is queued or running)
+    scan/ended.json.gz                   (the ids of ended jobs, written by the full sweep)
 
 ``<N>`` is the frame's 0-based index in the decoded video, so a rerun overwrites.
 
@@ -25,6 +26,9 @@ import re
 
 JOBS_PREFIX = "jobs/"
 PENDING_PREFIX = "pending/"
+ENDED_RECORD_KEY = "scan/ended.json.gz"
+"""The record of ended jobs (``vidwatch.r2.ended``): outside ``jobs/`` and ``pending/``, so
+that neither listing sees it and the ``jobs/`` lifecycle rule leaves it alone."""
 IMAGE_KINDS = ("original", "det", "seg", "face")
 
 _JOB_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
