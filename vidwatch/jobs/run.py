@@ -160,7 +160,7 @@ def run_job(
                 manifest.source_key,
                 source,
                 sha256=manifest.source_sha256,
-                content_type=keys.content_type_for(source.name),
+                content_type=keys.content_type_for(manifest.source_key),
             )
         verified = True
         if claim.outcome == "duplicate":
@@ -478,7 +478,7 @@ def _write_report(
         store.put_bytes(
             keys.report_key(manifest.job_id),
             page.html.encode(),
-            content_type=keys.content_type_for("report.html"),
+            content_type=keys.content_type_for(keys.report_key(manifest.job_id)),
         )
     except StoreError:
         raise
