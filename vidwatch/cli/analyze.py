@@ -24,6 +24,7 @@ def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
     from vidwatch.detectors.registry import load_models
+    from vidwatch.jobs.names import clean_filename
     from vidwatch.jobs.run import run_job
     from vidwatch.jobs.staging import JobSpec, new_job_id, stage_copy
     from vidwatch.pipeline.toon import open_toon
@@ -55,12 +56,14 @@ def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
     job_id = new_job_id()
     try:
         staged = stage_copy(settings, job_id, video)
+        name = clean_filename(video.name, path_allowed=False)
         spec = JobSpec(
             job_id=job_id,
             staged_source=staged,
             origin="cli",
-            filename=video.name,
+            filename=name.name,
             cleanup_override=False if args.keep_local_source else None,
+            warnings=name.warnings(),
         )
         bar = tqdm(
             total=None,

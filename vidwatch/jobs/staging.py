@@ -11,9 +11,9 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ulid import ULID
 
@@ -57,8 +57,12 @@ def staged_source_path(settings: Settings, job_id: str, ext: str) -> Path:
 
 
 def stage_copy(settings: Settings, job_id: str, source: Path) -> Path:
-    """Copy ``source`` into staging; the user's file itself is never changed."""
-    dest = staged_source_path(settings, job_id, safe_ext(source.name))
+    """Copy ``source`` into staging as ``source.<ext>`` (``names.source_ext``: a listed
+    video extension, else the sniffed container, else ``bin``); the user's file itself is
+    never changed."""
+    from vidwatch.jobs.names import file_head, source_ext
+
+    dest = staged_source_path(settings, job_id, source_ext(source.name, file_head(source)))
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, dest)
     return dest
@@ -82,6 +86,9 @@ class JobSpec:
     """The source's key where it is already in the store (default: the layout's key)."""
     reanalyze: bool = False
     """Analyse afresh even when a job of the same content exists."""
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    """What intake met and lived with (a ``filename_changed`` warning): status.json keeps
+    them whatever the attempt."""
     lapsed_lease: Lease | None = None
     """Set by the runner: the lease its claim took over after it ran out unreleased (an
     earlier attempt stopped before its end, maybe before status.json heard of it)."""
