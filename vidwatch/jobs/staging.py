@@ -5,7 +5,6 @@ Light on purpose: the API and the intake sources import it without the pipeline.
 
 from __future__ import annotations
 
-import re
 import shutil
 import threading
 from collections import Counter
@@ -38,18 +37,6 @@ def doubling_wait_s(failures: int, first_s: float, max_s: float) -> float:
 
 def staging_dir(settings: Settings, job_id: str) -> Path:
     return Path(settings.temp_media_dir) / keys.job_prefix(job_id).split("/")[1]
-
-
-_EXT = re.compile(r"^[a-z0-9]{1,8}$")
-
-
-def safe_ext(filename: str | None, default: str = "bin") -> str:
-    """The extension of a client-supplied name, lower case, or ``default``: never a path."""
-    if not filename:
-        return default
-    name = filename.replace("\\", "/").rsplit("/", 1)[-1].replace("\0", "")
-    ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
-    return ext if _EXT.match(ext) else default
 
 
 def staged_source_path(settings: Settings, job_id: str, ext: str) -> Path:
