@@ -17,6 +17,10 @@ jobs. The routes live in routers, one module per concern:
   files, ``GET /files/{key}?expires=&signature=`` (403 for a missing, tampered or
   expired signature).
 - ``routes_health``: ``GET /healthz`` (never needs the token), ``GET /metrics``.
+- ``routes_search``: ``GET /search`` (scenes of every job from the catalog; JSON, or the
+  search page for browsers).
+- ``GET /docs``: Swagger UI on ``/openapi.json``, its files under ``/docs/assets/`` (from
+  the package, nothing from a CDN); the pages below are in the document too (HTML answers).
 - ``pages``: ``GET /jobs``, ``GET /jobs/{job_id}`` (HTML), ``GET|POST /login``,
   ``POST /logout`` (the browsers' sign-in: ``session``).
 
@@ -31,12 +35,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 
 from vidwatch import __version__
-from vidwatch.api import pages, routes_health, routes_jobs, routes_results
+from vidwatch.api import pages, routes_health, routes_jobs, routes_results, routes_search
 from vidwatch.api.context import ApiContext
 from vidwatch.api.errors import install_error_handlers
 from vidwatch.api.middleware import RequestContextMiddleware
+
+DOCS_ASSETS = "/docs/assets"
+"""Swagger UI's files (swagger-ui-bundle.js, swagger-ui.css, favicon.png), from the package."""
 
 
 def routers(ctx: ApiContext) -> list[APIRouter]:
@@ -46,13 +54,16 @@ def routers(ctx: ApiContext) -> list[APIRouter]:
         routes_results.router,
         *([routes_results.files_router] if ctx.store.local_files else []),
         routes_health.router,
+        routes_search.router,
         pages.router,
     ]
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
-    """The API on ``ctx``'s store: routers, error handlers, then the middleware."""
-    app = FastAPI(
+    """The API on ``ctx``'s store: routers, error handlers, then the middleware. ``/docs``
+    is Swagger UI from the package fastapi-offline, its script and style served under
+    ``DOCS_ASSETS`` (FastAPI's own /docs fetches them from a CDN: blank on an offline host)."""
+    app = FastAPIOffline(
         title="vidwatch",
         version=__version__,
         description="Video analysis: scenes, objects, masks and faces. Upload a video, poll "
@@ -60,6 +71,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
         openapi_url="/openapi.json",
+        static_url=DOCS_ASSETS,
     )
     app.state.ctx = ctx
     install_error_handlers(app)

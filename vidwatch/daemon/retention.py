@@ -135,19 +135,23 @@ class Retention:
         is_active: Callable[[str], bool] = lambda job_id: False,
         clock: Callable[[], float] = time.time,
         logger: Any = None,
+        catalog: Any = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.is_active = is_active
         self.clock = clock
         self.log = logger or log
+        self.catalog = catalog
+        """The catalog's keeper (``remove_job``, ``prune_expired``): a job removed here, or
+        expired by the bucket's own rules, leaves the catalog too."""
 
     def run(self, now: float | None = None) -> RetentionReport:
         """One pass; errors are logged, never raised (the next pass tries again)."""
         now = self.clock() if now is None else now
         report = RetentionReport()
         started = time.monotonic()
-        for step in (self.sweep_staging, self.expire_store, self.expire_index):
+        for step in (self.sweep_staging, self.expire_store, self.expire_index, self.expire_catalog):
             try:
                 step(now, report)
             except Exception:  # noqa: BLE001 - a scheduled job must not die
@@ -276,6 +280,8 @@ class Retention:
             self.store.delete_many(info.key for info in objects)
             self.store.delete(keys.pending_key(job_id))  # a marker left by a job never ended
             report.jobs_expired.append(job_id)
+            if self.catalog is not None:
+                self.catalog.remove_job(job_id)
             self.log.info(
                 "retention_deleted",
                 kind="store_job",
@@ -304,6 +310,12 @@ class Retention:
                 objects=len(old),
                 retention_days=self.settings.r2_retention_days,
             )
+
+    def expire_catalog(self, now: float, report: RetentionReport) -> None:
+        """Jobs the bucket's lifecycle rules expired (R2) leave the catalog: only those old
+        enough are checked, one HEAD each."""
+        if self.catalog is not None:
+            self.catalog.prune_expired(now, self.settings.r2_retention_days)
 
     # --- the schedule ---------------------------------------------------------------------
     def schedule(self, *, first_run_s: float | None = None):

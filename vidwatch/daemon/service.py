@@ -13,8 +13,10 @@ to fix (systemd does not restart then), 1 for anything worth a restart.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
+import socket
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from apscheduler.schedulers.base import BaseScheduler
 
     from vidwatch.api.links import FileLinkSigner
+    from vidwatch.catalog import CatalogKeeper
     from vidwatch.daemon.intake_bucket import JobScanner
     from vidwatch.daemon.intake_inbox import InboxIntake
     from vidwatch.daemon.runner import Runner
@@ -76,8 +79,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "run",
         help="run the daemon: inbox, bucket, HTTP API, retention",
         description="Run vidwatch as a service: watch INBOX_DIR, poll the bucket's "
-        "jobs/*/input/ (with R2 settings), serve the HTTP API, clean up on a "
-        "schedule. SIGTERM stops it gracefully (SHUTDOWN_GRACE_S).",
+        "jobs/*/input/ (with R2 settings), serve the HTTP API and the pages on "
+        "HTTP_HOST:HTTP_PORT (127.0.0.1:8000 by default; the jobs at /jobs; "
+        "HTTP_ENABLED=false for none), clean up on a schedule. The port is taken "
+        "before the models load: a busy one stops the start at once (exit 2). "
+        "SIGTERM stops it gracefully (SHUTDOWN_GRACE_S).",
     )
     parser.add_argument(
         "--once",
@@ -97,17 +103,19 @@ def run_service(args: argparse.Namespace, settings: Settings) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     code = 1
+    failed: dict[str, Any] | None = None
     try:
         service.start()
         code = service.wait()
     except _Stopping:
         code = 0
     except (ConfigError, PermanentStoreError) as exc:
+        # A setting to fix: one line naming it, the last line of the start (after the stop).
         setting = getattr(exc, "setting", None)
-        log.error("start_failed", error=str(exc), setting=setting, exit_code=2)
+        failed = {"error": str(exc), **({"setting": setting} if setting else {})}
         code = 2
     except (StoreError, StartupError, OSError) as exc:
-        log.error("start_failed", error=str(exc), exit_code=1)
+        failed = {"error": str(exc)}
         code = 1
     except Exception:  # noqa: BLE001 - logged whole; systemd restarts us
         log.exception("service_crashed", exit_code=1)
@@ -116,6 +124,8 @@ def run_service(args: argparse.Namespace, settings: Settings) -> int:
         clean = service.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if failed is not None:
+        log.error("start_failed", **failed, exit_code=code)
     if not clean:
         # A thread that ignored its stop (a job stuck in a library call) would hold the
         # interpreter's exit past the budget: leave now, as the budget promises.
@@ -150,12 +160,15 @@ class Service:
         self.toon: ToonBridge | None = None
         self.runner: Runner | None = None
         self.webhooks: WebhookSender | None = None
+        self.catalog: CatalogKeeper | None = None
         self.scanner: JobScanner | None = None
         self.inbox: InboxIntake | None = None
         self.scheduler: BaseScheduler | None = None
         self.http_server: uvicorn.Server | None = None
         self.http_thread: threading.Thread | None = None
         self.http_port: int | None = None
+        self.http_socket: socket.socket | None = None
+        self.pages_url: str | None = None
         self._monitor: _Monitor | None = None
         self._stopped = False
 
@@ -183,6 +196,7 @@ class Service:
     # --- start ----------------------------------------------------------------------------
     def start(self) -> None:
         from vidwatch.api.links import FileLinkSigner
+        from vidwatch.catalog import open_catalog
         from vidwatch.daemon.intake_bucket import JobScanner
         from vidwatch.daemon.intake_inbox import InboxIntake
         from vidwatch.daemon.retention import Retention
@@ -206,6 +220,9 @@ class Service:
         self.notifier.status("starting")
         _prepare_folder(s.temp_media_dir, "TEMP_MEDIA_DIR")
         _prepare_folder(s.inbox_dir, "INBOX_DIR")
+        if s.http_enabled and not self.once:
+            # The port before the models (tens of seconds): a busy one stops the start now.
+            self.http_socket = bind_http_socket(s.http_host, s.http_port)
 
         # The local store's links point at the API's /files route (an S3 store presigns).
         self.url_signer = FileLinkSigner.from_settings(s)
@@ -213,22 +230,29 @@ class Service:
         store.check()
         self._check_stop()
 
+        # The catalog is derived: a new, foreign or unreadable file is rebuilt from the
+        # store in the background (from below, once the models are in) while jobs run and
+        # are indexed as they end. Opened before the models: a bad CATALOG_PATH stops now.
+        self.catalog = catalog = open_catalog(s, store)
+
         self.notifier.status("loading models")
         self.models = load_models(s)
         self._check_stop()
         self.toon = open_toon(s)
+        catalog.start()
 
         owner = new_owner_id()
         # Webhooks first: jobs resumed below already have somewhere to tell their end.
         self.webhooks = webhooks = WebhookSender(s, store, owner=owner)
         webhooks.start()
+        events = _fan_out(webhooks.emit, catalog.job_event)
         self.runner = runner = Runner(
             settings=s,
             store=store,
             models=self.models,
             toon=self.toon,
             owner=owner,
-            notify=webhooks.emit,
+            notify=events,
         )
         runner.start()
 
@@ -242,6 +266,7 @@ class Service:
             owner=runner.owner,
             new_sources=store.shared,
             retry_at=runner.retry_at,
+            on_scan=catalog.on_scan,
         )
         scanner.poll_once(startup=True)
         self.inbox = inbox = InboxIntake(
@@ -249,7 +274,7 @@ class Service:
             store,
             submit=runner.submit,
             has_room=runner.has_room,
-            notify=webhooks.emit,
+            notify=events,
         )
         self._check_stop()
         if self.once:
@@ -259,11 +284,11 @@ class Service:
 
         scanner.start()
         inbox.start()
-        self.scheduler = Retention(s, store, is_active=runner.is_active).schedule()
+        self.scheduler = Retention(s, store, is_active=runner.is_active, catalog=catalog).schedule()
         self._monitor = _Monitor(self)
         self._monitor.start()
         if s.http_enabled:
-            self._start_http(store, runner, webhooks)
+            self._start_http(store, runner, events)
         self._check_stop()
         self.notifier.ready(self._status_text())
         log.info(
@@ -271,11 +296,12 @@ class Service:
             mode="service",
             store=store.name,
             http=self.http_port is not None,
+            **({"url": self.pages_url} if self.pages_url else {}),
             bucket_polling=scanner.new_sources,
             watchdog_s=self.notifier.watchdog_s,
         )
 
-    def _start_http(self, store: ObjectStore, runner: Runner, webhooks: WebhookSender) -> None:
+    def _start_http(self, store: ObjectStore, runner: Runner, events: Any) -> None:
         import uvicorn
 
         from vidwatch.api.app import create_app
@@ -289,7 +315,8 @@ class Service:
                 submit=runner.submit,
                 health=self.health,
                 signer=self.url_signer,
-                notify=webhooks.emit,
+                notify=events,
+                catalog=self.catalog.catalog if self.catalog is not None else None,
             )
         )
         config = uvicorn.Config(
@@ -303,9 +330,14 @@ class Service:
             timeout_graceful_shutdown=5,
         )
         server = uvicorn.Server(config)
+        sock = self.http_socket
+        assert sock is not None, "start() binds the socket before the models load"
         # Not the main thread: uvicorn then leaves SIGTERM/SIGINT to us (it would otherwise
         # take them and raise them again after its own shutdown, cutting our drain short).
-        thread = threading.Thread(target=server.run, name="vidwatch-http", daemon=True)
+        # It serves the socket bound at the start, so the port cannot be lost meanwhile.
+        thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [sock]}, name="vidwatch-http", daemon=True
+        )
         self.http_server, self.http_thread = server, thread
         thread.start()
         deadline = time.monotonic() + HTTP_START_TIMEOUT_S
@@ -319,9 +351,10 @@ class Service:
             if time.monotonic() > deadline:
                 raise StartupError("the HTTP server did not start")
             time.sleep(0.02)
-        sock = server.servers[0].sockets[0].getsockname()
-        self.http_port = int(sock[1])
-        log.info("http_listening", host=sock[0], port=self.http_port)
+        address = server.servers[0].sockets[0].getsockname()
+        self.http_port = int(address[1])
+        self.pages_url = pages_url(s.public_base_url, s.http_host, self.http_port)
+        log.info("http_listening", host=address[0], port=self.http_port, url=self.pages_url)
 
     # --- running --------------------------------------------------------------------------
     def wait(self) -> int:
@@ -360,6 +393,8 @@ class Service:
             seen |= scanner.last_found
             if not new and not from_inbox:
                 break
+        if self.catalog is not None:
+            self.catalog.drain()
         if self.webhooks is not None and self.webhooks.enabled:
             # Attempt what is due now once; what fails stays in the outbox for a later run.
             self.webhooks.drain(self.settings.webhook_timeout_s + 5)
@@ -383,6 +418,7 @@ class Service:
             "store_error": store_error,
             "scan_error": getattr(self.scanner, "last_error", None),
             **(self.webhooks.health() if self.webhooks is not None else {}),
+            **(self.catalog.health() if self.catalog is not None else {}),
         }
         body["ok"] = bool(runner["runner_alive"] and store_ok and not self.stop_requested.is_set())
         return body
@@ -440,6 +476,7 @@ class Service:
                 else None,
             ),
             ("monitor", getattr(self._monitor, "stop", None)),
+            ("catalog", getattr(self.catalog, "close", None)),
             ("toon", getattr(self.toon, "close", None)),
             ("store", getattr(self.store, "close", None)),
         ]
@@ -449,6 +486,8 @@ class Service:
                 clean = False
         if self.http_thread is not None and self.http_thread.is_alive():
             clean = False
+        elif self.http_socket is not None:
+            self.http_socket.close()  # bound at the start; uvicorn may never have taken it
         took_s = time.monotonic() - started
         log.info("service_stopped", took_s=round(took_s, 2), budget_s=budget_s, clean=clean)
         self.notifier.close()
@@ -528,6 +567,16 @@ def watchdog_tick_s(watchdog_s: float | None) -> float:
     return min(WATCHDOG_TICK_S, watchdog_s / 2) if watchdog_s else WATCHDOG_TICK_S
 
 
+def _fan_out(*listeners: Any) -> Any:
+    """One job-event callback that tells each listener in turn (webhooks, the catalog)."""
+
+    def notify(type_: str, manifest: Any, **kwargs: Any) -> None:
+        for listener in listeners:
+            listener(type_, manifest, **kwargs)
+
+    return notify
+
+
 def _bounded(step: Any, left_s: float) -> bool:
     """Run ``step`` in a thread of its own and wait at most ``left_s`` seconds for it;
     False when it was still running then (it is left behind, a daemon thread)."""
@@ -535,6 +584,49 @@ def _bounded(step: Any, left_s: float) -> bool:
     thread.start()
     thread.join(max(0.0, left_s))
     return not thread.is_alive()
+
+
+def bind_http_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to HTTP_HOST:HTTP_PORT, for uvicorn to listen on once the rest is up.
+    A port that is taken (or a host that is not ours) is a setting to fix: ConfigError
+    naming HTTP_PORT (or HTTP_HOST), exit 2, before any model is loaded."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ConfigError(
+            f"HTTP_HOST={host!r}: not an address of this host ({exc})", settings=("HTTP_HOST",)
+        ) from None
+    sock = socket.socket(family, kind, proto)
+    # As uvicorn binds: a port left in TIME_WAIT by the previous run is free to take.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise ConfigError(
+                f"HTTP_HOST={host!r}: not an address of this host ({exc.strerror})",
+                settings=("HTTP_HOST",),
+            ) from None
+        raise ConfigError(
+            f"HTTP_PORT={port}: cannot listen on {host}:{port} ({exc.strerror}); set HTTP_PORT "
+            "to a free port, or HTTP_ENABLED=false for no HTTP API",
+            settings=("HTTP_PORT",),
+        ) from None
+    return sock
+
+
+def pages_url(public_base_url: str | None, host: str, port: int) -> str:
+    """Where the pages are, for the ready line: PUBLIC_BASE_URL's /jobs when it is set,
+    else the address served (a wildcard host shown as loopback, which it includes)."""
+    if public_base_url:
+        return public_base_url.rstrip("/") + "/jobs"
+    shown = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}/jobs"
 
 
 def _prepare_folder(path, setting: str) -> None:

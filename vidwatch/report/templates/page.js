@@ -26,6 +26,21 @@
     }
   });
 
+  // /jobs/{id}?t=<seconds>: play from there (a search hit's scene). Browsers that block
+  // playback with sound get it muted; the source's #t= fragment starts it there without us.
+  if (video && video.hasAttribute("data-start")) {
+    var start = parseFloat(video.getAttribute("data-start"));
+    var begin = function () {
+      if (isNaN(start)) return;
+      if (Math.abs(video.currentTime - start) > 0.25) video.currentTime = start;
+      var played = video.play();
+      if (played && played.catch) {
+        played.catch(function () { video.muted = true; video.play().catch(function () {}); });
+      }
+    };
+    if (video.readyState >= 1) begin(); else video.addEventListener("loadedmetadata", begin, {once: true});
+  }
+
   // Timeline spans: placed from data attributes (no inline styles: the page's CSP forbids them).
   document.querySelectorAll(".span[data-left]").forEach(function (s) {
     s.style.left = s.getAttribute("data-left") + "%";
