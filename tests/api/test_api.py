@@ -414,6 +414,12 @@ def test_sanitize_filename_rules():
         ("clip.MOV", "single_shot.mp4", "mov"),
         ("weird.ext-with-dash", "single_shot.mp4", "mp4"),
         ("noext", None, "bin"),
+        # A name's extension names the key only when it is a video's.
+        ("poly.html", "single_shot.mp4", "mp4"),
+        ("poly.svg", "cuts_vp9.webm", "webm"),
+        ("evil.html", None, "bin"),
+        ("evil.svg", None, "bin"),
+        ("run.exe", None, "bin"),
     ],
 )
 def test_the_extension_comes_from_the_name_else_the_sniffed_container(
@@ -425,6 +431,30 @@ def test_the_extension_comes_from_the_name_else_the_sniffed_container(
     job_id = resp.json()["job_id"]
     assert api.staged_files() == {f"{job_id}/input/source.{ext}"}
     assert api.submitted[0].staged_source.name == f"source.{ext}"
+
+
+@pytest.mark.parametrize(
+    "raw, shown, said",
+    [
+        ("\u202egpj.mp4", "gpj.mp4", "(U+202E)"),
+        ("é" * 200 + ".mp4", "é" * 125 + ".mp4", "cut from 404 to 254 bytes"),
+    ],
+)
+def test_a_changed_name_is_said_in_status_json(api, video, raw, shown, said):
+    resp = api.upload(video, raw)
+    assert resp.status_code == 202, resp.text
+    job_id = resp.json()["job_id"]
+    status = api.client.get(f"/status/{job_id}").json()
+    assert status["source"]["filename"] == resp.json()["filename"] == shown
+    (warning,) = status["warnings"]
+    assert warning["code"] == "filename_changed" and said in warning["message"]
+    assert api.submitted[0].warnings == [warning]
+
+
+def test_an_ordinary_name_has_no_warning(api, video):
+    job_id = api.upload(video, "holiday.mp4").json()["job_id"]
+    assert api.client.get(f"/status/{job_id}").json()["warnings"] == []
+    assert api.submitted[0].warnings == []
 
 
 def test_sniff_ext_known_containers():

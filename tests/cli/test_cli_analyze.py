@@ -101,3 +101,24 @@ def test_quiet_mode_prints_no_progress_bar(media, model_env, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "analysing" not in proc.stderr and "completed: 48 frames" in proc.stdout
+
+
+def test_a_video_named_html_with_a_bidi_override_is_stored_as_what_it_is(
+    media, model_env, tmp_path
+):
+    """The name rules and the source extension of every intake path: ``vidwatch analyze``
+    on an MP4 named ``\\u202epoly.html`` stores ``source.mp4`` and shows ``poly.html``, with
+    a ``filename_changed`` warning in status.json."""
+    named = tmp_path / "\u202epoly.html"
+    named.write_bytes((media / "single_shot.mp4").read_bytes())
+    proc = _vidwatch(["analyze", str(named), "--no-toon", "--json"], model_env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    status = json.loads(proc.stdout[proc.stdout.index("{") :])
+    assert status["state"] == "completed"
+    assert status["source"]["key"] == f"jobs/{status['job_id']}/input/source.mp4"
+    assert status["source"]["filename"] == "poly.html"
+    (warning,) = [w for w in status["warnings"] if w["code"] == "filename_changed"]
+    assert "U+202E" in warning["message"] and warning["original"] == "\\u202epoly.html"
+    stored = tmp_path / "store" / "jobs" / status["job_id"] / "status.json"
+    assert json.loads(stored.read_text())["warnings"] == status["warnings"]
+    assert named.is_file()  # the user's file is never changed

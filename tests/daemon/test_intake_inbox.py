@@ -245,3 +245,53 @@ def test_watcher_takes_a_renamed_file_and_ignores_the_partial_name(tmp_path):
         intake.stop()
     assert [s.filename for s in accept.specs] == ["movie.mp4"]
     assert accept.specs[0].staged_source.read_bytes() == b"y" * 4096 * 5
+
+
+MP4_HEAD = b"\0\0\0\x18ftypisom\0\0\0\0" + b"\0" * 100
+
+
+@pytest.mark.parametrize(
+    "name, data, ext",
+    [
+        ("poly.html", MP4_HEAD, "mp4"),  # a video named .html: its container names the key
+        ("evil.svg", b"<svg onload=alert(1)>", "bin"),
+        ("run.exe", b"MZ" + b"\0" * 64, "bin"),
+        ("noext", MP4_HEAD, "mp4"),
+        ("clip.MKV", MP4_HEAD, "mkv"),
+    ],
+)
+def test_the_staged_source_keeps_a_video_extension_or_the_neutral_one(tmp_path, name, data, ext):
+    settings = _settings(tmp_path)
+    inbox = Path(settings.inbox_dir)
+    inbox.mkdir()
+    (inbox / name).write_bytes(data)
+    accept = Accept()
+    assert _intake(settings, accept).run_once(timeout_s=5) == 1
+    (spec,) = accept.specs
+    assert spec.staged_source.name == f"source.{ext}" and spec.filename == name
+    assert spec.staged_source.read_bytes() == data
+
+
+@pytest.mark.parametrize(
+    "name, shown, said",
+    [
+        ("\u202egpj.mp4", "gpj.mp4", "(U+202E)"),
+        ("a\u2066b\u2069.mp4", "ab.mp4", "2 bidirectional control character(s) removed"),
+        ("é" * 120 + "\u202e.mp4", "é" * 120 + ".mp4", "(U+202E)"),
+        ("bad\udcffname.mp4", "bad\ufffdname.mp4", "not UTF-8"),
+    ],
+)
+def test_a_name_is_cleaned_as_the_api_cleans_it_and_the_change_is_said(tmp_path, name, shown, said):
+    settings = _settings(tmp_path)
+    inbox = Path(settings.inbox_dir)
+    inbox.mkdir()
+    (inbox / name).write_bytes(b"v" * 100)
+    accept = Accept()
+    assert _intake(settings, accept).run_once(timeout_s=5) == 1
+    (spec,) = accept.specs
+    status = json.loads((Path(settings.local_store_dir) / keys.status_key(spec.job_id)).read_text())
+    assert status["source"]["filename"] == spec.filename == shown
+    (warning,) = status["warnings"]
+    assert warning["code"] == "filename_changed" and said in warning["message"]
+    assert spec.warnings == [warning]
+    assert not (inbox / name).exists()  # taken, whatever its name

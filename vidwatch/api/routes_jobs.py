@@ -258,6 +258,7 @@ async def _accept(
         cleanup_local_source=resolve_cleanup(
             upload.cleanup_override, ctx.settings.cleanup_local_video_after_upload_default
         ),
+        warnings=list(upload.warnings),
     )
     spec = JobSpec(
         job_id=job_id,
@@ -266,6 +267,7 @@ async def _accept(
         filename=upload.filename,
         cleanup_override=upload.cleanup_override,
         reanalyze=upload.reanalyze,
+        warnings=list(upload.warnings),
     )
     try:
         await anyio.to_thread.run_sync(write_manifest, ctx.store, manifest)

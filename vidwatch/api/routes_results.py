@@ -84,6 +84,52 @@ _LINK_PROBLEMS = {
 }
 
 
+FILE_CSP = "sandbox; default-src 'none'; frame-ancestors 'none'"
+"""Whatever ``/files`` serves runs no script on the API's origin, whatever its bytes hold:
+``sandbox`` without ``allow-scripts`` turns script off in any document made of it (and
+gives it an opaque origin, out of reach of the session cookie), ``default-src 'none'``
+lets it load nothing."""
+IMAGE_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
+"""An image opened on its own: the browser's image viewer keeps its inline styles."""
+VIDEO_CSP = (
+    "sandbox allow-same-origin; default-src 'none'; media-src 'self'; "
+    "style-src 'unsafe-inline'; frame-ancestors 'none'"
+)
+"""A video opened on its own: the browser's player fetches the video again (in ranges)
+from the document, which an opaque origin would make a cross-origin request that fails
+(Chromium), so the sandbox keeps the origin; script stays off all the same."""
+REPORT_CSP = (
+    "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+    "media-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+"""The static report.html keeps its inline styles and its relative images and video; its
+script stays off."""
+
+
+def file_csp(served: keys.ServedAs) -> str:
+    if served.kind == "report":
+        return REPORT_CSP
+    if served.kind == "source" and served.content_type.startswith("video/"):
+        return VIDEO_CSP
+    if served.content_type.startswith("image/"):
+        return IMAGE_CSP
+    return FILE_CSP
+
+
+def file_headers(key: str) -> dict[str, str]:
+    """The headers of a ``/files`` answer: the type decided by what the key is
+    (``keys.served_as``), never by a name a user chose, and never sniffed."""
+    served = keys.served_as(key)
+    return {
+        "Content-Type": served.content_type,
+        "Content-Disposition": served.disposition(key),
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": file_csp(served),
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "private, max-age=60",
+    }
+
+
 def get_file(
     ctx: Ctx, key: str, expires: str | None = None, signature: str | None = None
 ) -> Response:
@@ -95,11 +141,8 @@ def get_file(
     info = ctx.store.head(key) if path is not None else None
     if path is None or info is None:
         raise ApiError(404, "not_found", "no such file")
-    return FileResponse(
-        path,
-        media_type=info.content_type or "application/octet-stream",
-        headers={"Cache-Control": "private, max-age=60"},
-    )
+    headers = file_headers(key)
+    return FileResponse(path, media_type=headers.pop("Content-Type"), headers=headers)
 
 
 files_router.add_api_route(

@@ -6,9 +6,10 @@ upload over ``MAX_UPLOAD_BYTES`` is refused (413) as soon as the limit is passed
 goes wrong (too large, malformed, a client that goes away or stalls), the job's staging
 folder is removed and no job exists.
 
-The client's file name is only ever data: it is reduced to a plain name for the manifest,
-and the staged file is always ``source.<ext>`` where ``<ext>`` is 1-8 lower-case letters or
-digits taken from that name, else sniffed from the first bytes (``bin`` when unknown).
+The client's file name is only ever data: it is cleaned for the manifest by the name rules
+every intake path shares (``vidwatch.jobs.names``), and the staged file is always
+``source.<ext>`` where ``<ext>`` is the name's when it is a video extension of the list,
+else the container sniffed from the first bytes, else ``bin`` (never ``html``, ``svg``...).
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ import contextlib
 import hashlib
 import os
 import shutil
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from python_multipart.exceptions import MultipartParseError
@@ -28,7 +28,8 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from vidwatch.errors import VidwatchError
-from vidwatch.jobs.staging import safe_ext
+from vidwatch.jobs.names import clean_filename, source_ext
+from vidwatch.jobs.names import sniff_ext as sniff_ext
 from vidwatch.r2.local import DISK_FULL_ERRNOS
 
 if TYPE_CHECKING:
@@ -43,7 +44,6 @@ MAX_UPLOAD_BYTES, so that a video of exactly the limit is accepted."""
 FLUSH_BYTES = 1024 * 1024
 MAX_FIELD_BYTES = 64
 MAX_PARTS = 8
-MAX_FILENAME_CHARS = 255
 PARTIAL_NAME = "upload.partial"
 
 
@@ -69,44 +69,14 @@ class Upload:
     sha256: str = ""
     """sha256 of the video's bytes, computed as they streamed in."""
     reanalyze: bool = False
+    warnings: tuple[dict[str, Any], ...] = ()
+    """What the name rules changed in the client's file name (for status.json)."""
 
 
 def sanitize_filename(raw: str | None) -> str | None:
-    """A client-supplied file name reduced to something safe to show: the last path
-    component, no control characters, at most 255 characters (keeping the extension)."""
-    if raw is None:
-        return None
-    name = raw.replace("\\", "/").rsplit("/", 1)[-1]
-    name = unicodedata.normalize("NFC", name)
-    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()
-    if name in ("", ".", ".."):
-        return None
-    if len(name) > MAX_FILENAME_CHARS:
-        stem, dot, ext = name.rpartition(".")
-        if dot and 0 < len(ext) <= 16:
-            name = stem[: MAX_FILENAME_CHARS - len(ext) - 1] + "." + ext
-        else:
-            name = name[:MAX_FILENAME_CHARS]
-    return name
-
-
-def sniff_ext(head: bytes) -> str | None:
-    """The usual extension of the container whose first bytes are ``head``, if known."""
-    if len(head) >= 12 and head[4:8] == b"ftyp":
-        return "mov" if head[8:12] == b"qt  " else "mp4"
-    if head.startswith(b"\x1aE\xdf\xa3"):
-        return "webm" if b"webm" in head[:64] else "mkv"
-    if head.startswith(b"RIFF") and head[8:12] == b"AVI ":
-        return "avi"
-    if head.startswith(b"OggS"):
-        return "ogv"
-    if head.startswith(b"FLV"):
-        return "flv"
-    if head.startswith(b"\x00\x00\x01\xba"):
-        return "mpg"
-    if len(head) >= 189 and head[0] == 0x47 and head[188] == 0x47:
-        return "ts"
-    return None
+    """A client-supplied file name reduced to something safe to show (the shared name
+    rules of ``vidwatch.jobs.names``)."""
+    return clean_filename(raw).name
 
 
 def parse_bool_field(value: bytes, name: str = CLEANUP_FIELD) -> bool:
@@ -141,7 +111,7 @@ class _Receiver:
         self.file_seen = False
         self.file_done = False
         self.filename: str | None = None
-        self.raw_name_ext = ""
+        self.name_warnings: tuple[dict[str, Any], ...] = ()
         self.cleanup: bool | None = None
         self.reanalyze: bool | None = None
         self.size = 0
@@ -196,8 +166,8 @@ class _Receiver:
             self.file_seen = True
             self.kind = "file"
             raw = _decode_header(options[b"filename"]) if b"filename" in options else None
-            self.filename = sanitize_filename(raw)
-            self.raw_name_ext = safe_ext(self.filename, default="")
+            cleaned = clean_filename(raw)
+            self.filename, self.name_warnings = cleaned.name, tuple(cleaned.warnings())
         elif name == CLEANUP_FIELD:
             if self.cleanup is not None:
                 raise UploadError(422, "invalid_field", f"{CLEANUP_FIELD} is given twice")
@@ -381,7 +351,7 @@ async def _receive(
     finally:
         with contextlib.suppress(OSError):  # flushed above; on an error path it is moot
             fh.close()
-    ext = receiver.raw_name_ext or sniff_ext(bytes(receiver.head)) or "bin"
+    ext = source_ext(receiver.filename, bytes(receiver.head))
     dest = input_dir / f"source.{ext}"
     await anyio.to_thread.run_sync(os.replace, partial, dest)
     return Upload(
@@ -392,6 +362,7 @@ async def _receive(
         cleanup_override=receiver.cleanup,
         sha256=digest.hexdigest(),
         reanalyze=bool(receiver.reanalyze),
+        warnings=receiver.name_warnings,
     )
 
 

@@ -33,6 +33,7 @@ def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
     from vidwatch.daemon.runner import FencedStore, LeaseTaken, lease_held
     from vidwatch.detectors.registry import load_models
     from vidwatch.errors import JobInterrupted
+    from vidwatch.jobs.names import clean_filename
     from vidwatch.jobs.run import run_job
     from vidwatch.jobs.staging import JobSpec, new_job_id, stage_copy
     from vidwatch.pipeline.toon import open_toon
@@ -77,12 +78,14 @@ def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     try:
         staged = stage_copy(settings, job_id, video)
+        name = clean_filename(video.name, path_allowed=False)
         spec = JobSpec(
             job_id=job_id,
             staged_source=staged,
             origin="cli",
-            filename=video.name,
+            filename=name.name,
             cleanup_override=False if args.keep_local_source else None,
+            warnings=name.warnings(),
         )
         bar = tqdm(
             total=None,

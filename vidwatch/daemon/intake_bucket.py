@@ -80,11 +80,12 @@ def _scandir(folder: Path):
 
 
 def find_source_key(store: ObjectStore, job_id: str) -> str | None:
-    """The job's ``input/source.<ext>`` in the store, or None."""
+    """The job's ``input/source.<ext>`` in the store (``<ext>`` one a source may keep:
+    ``keys.SOURCE_EXTS``), or None."""
     found = [
         info.key
         for info in store.list(keys.input_prefix(job_id))
-        if keys.parse_source_key(info.key) is not None
+        if keys.is_accepted_source_key(info.key)
     ]
     if len(found) > 1:
         log.warning("bucket_several_sources", job_id=job_id, keys=found, used=found[0])

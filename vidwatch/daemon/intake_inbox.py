@@ -9,7 +9,9 @@ sub-folders are left alone: write big files under such a name and rename them in
 the rename is seen whole at once.
 
 A settled file is moved (``rename`` on one filesystem, copy then delete across two) to
-``TEMP_MEDIA_DIR/<job_id>/input/source.<ext>``; its ``status.json`` is written as ``queued``
+``TEMP_MEDIA_DIR/<job_id>/input/source.<ext>`` (``<ext>`` by ``jobs.names.source_ext``: a
+listed video extension, else the sniffed container, else ``bin``; the file's name, cleaned
+by the shared name rules, goes to ``source.filename``); its ``status.json`` is written as ``queued``
 and the job goes to the runner. From then on the user finds it in the store,
 ``jobs/<job_id>/input/``, beside the manifest, whatever the job's end. A file that cannot
 be read is moved to ``INBOX_DIR/failed/`` with ``<name>.error.txt`` beside it saying why.
@@ -33,12 +35,12 @@ from vidwatch.config import Settings
 from vidwatch.errors import QueueFull, VidwatchError
 from vidwatch.jobs.dedupe import REANALYZE_MARKER
 from vidwatch.jobs.manifest import Manifest, utc_now, write_manifest
+from vidwatch.jobs.names import clean_filename, file_head, source_ext
 from vidwatch.jobs.staging import (
     ARRIVING,
     JobSpec,
     doubling_wait_s,
     new_job_id,
-    safe_ext,
     staged_source_path,
 )
 from vidwatch.r2.store import ObjectStore, StoreError
@@ -315,7 +317,8 @@ class InboxIntake:
     # --- taking a file --------------------------------------------------------------------
     def _claim(self, name: str, path: Path, sig: FileSig) -> None:
         job_id = new_job_id()
-        dest = staged_source_path(self.settings, job_id, safe_ext(name))
+        ext = source_ext(name, file_head(path))
+        dest = staged_source_path(self.settings, job_id, ext)
         bound = log.bind(job_id=job_id, filename=name)
         try:
             with ARRIVING.hold(job_id):
@@ -370,12 +373,14 @@ class InboxIntake:
         self.claimed += 1
         bound.info("inbox_file_claimed", bytes=sig.size, staged=str(dest))
         reanalyze = REANALYZE_MARKER in name.lower()
+        cleaned = clean_filename(name, path_allowed=False)
         manifest = Manifest(
             job_id=job_id,
             origin="inbox",
-            filename=name,
+            filename=cleaned.name,
             source_bytes=sig.size,
             reanalyze=reanalyze,
+            warnings=cleaned.warnings(),
         )
         try:
             write_manifest(self.store, manifest)
@@ -389,8 +394,9 @@ class InboxIntake:
                 job_id=job_id,
                 staged_source=dest,
                 origin="inbox",
-                filename=name,
+                filename=cleaned.name,
                 reanalyze=reanalyze,
+                warnings=cleaned.warnings(),
             )
         )
         self._flush_backlog()

@@ -15,7 +15,14 @@ status.json where the user will look, a log line (``bucket_key_refused``) and a 
   ``bad_job_key`` in ``jobs/holiday-2026/status.json``, the message naming the key to use.
 - ``jobs/<ULID>/input/<other name>`` (``.../input/video.mkv``) and no ``source.<ext>``:
   ``failed`` with code ``bad_source_key`` in ``jobs/<ULID>/status.json``; once a
-  ``source.<ext>`` appears there, the job is taken up.
+  ``source.<ext>`` appears there, the job is taken up. So is ``source.<ext>`` with an
+  extension no source may keep (``source.html``, ``source.svg``): a source's key names a
+  video type of ``keys.VIDEO_TYPES``, or ``source.bin``, so that nothing a user uploads is
+  ever served as a document.
+
+A refusal's ``source.filename`` is the found key's last part, cleaned by the name rules
+every intake path shares (``jobs.names``), with a ``filename_changed`` warning when the
+rules changed it.
 
 The decisions are pure functions of the keys (``decide_folder``, ``expected_key``).
 """
@@ -32,7 +39,8 @@ from prometheus_client import Counter
 from vidwatch import metrics
 from vidwatch.config import Settings
 from vidwatch.jobs.manifest import Manifest, read_manifest, utc_now
-from vidwatch.jobs.staging import JobSpec, new_job_id, safe_ext
+from vidwatch.jobs.names import clean_filename
+from vidwatch.jobs.staging import JobSpec, new_job_id
 from vidwatch.r2 import keys
 from vidwatch.r2.store import ObjectStore
 
@@ -58,8 +66,29 @@ def failed_at_intake(manifest: Manifest) -> bool:
 
 
 def expected_key(job_id: str, found_key: str) -> str:
-    """The key the user should have used for the object ``found_key``."""
-    return f"{keys.JOBS_PREFIX}{job_id}/input/source.{safe_ext(found_key, default='mp4')}"
+    """The key the user should have used for the object ``found_key``: its extension when
+    a source may keep it, ``mp4`` when it has none, else ``bin``."""
+    return f"{keys.JOBS_PREFIX}{job_id}/input/source.{_expected_ext(found_key)}"
+
+
+def _expected_ext(found_key: str) -> str:
+    name = found_key.rsplit("/", 1)[-1]
+    return keys.source_ext(name.rsplit(".", 1)[-1]) if "." in name else "mp4"
+
+
+def _refusal_message(found_key: str, key_to_use: str) -> str:
+    parsed = keys.parse_source_key(found_key)
+    if parsed is not None and not keys.is_accepted_source_key(found_key):
+        listed = ", ".join(sorted(keys.VIDEO_TYPES))
+        return (
+            f"{found_key} is not a source key: a source keeps a video extension ({listed}) "
+            f"or {keys.NEUTRAL_SOURCE_EXT} for any other video, never .{parsed[1]}; upload "
+            f"the video again as {key_to_use}"
+        )
+    return (
+        f"{found_key} is not a source key: name the video {key_to_use} (upload it again "
+        "under that name)"
+    )
 
 
 @dataclass(frozen=True)
@@ -88,7 +117,7 @@ def decide_folder(name: str, object_keys: list[str]) -> FolderVerdict:
             code=BAD_JOB_KEY,
             message=f"{first} is not in a job folder: {name!r} is not a job id (a "
             f"26-character ULID). Upload the video as jobs/<ULID>/input/source."
-            f"{safe_ext(first, default='mp4')} with a new ULID, e.g. {example}",
+            f"{_expected_ext(first)} with a new ULID, e.g. {example}",
         )
     prefix = f"{keys.JOBS_PREFIX}{name}/input/"
     for key in object_keys:
@@ -98,7 +127,7 @@ def decide_folder(name: str, object_keys: list[str]) -> FolderVerdict:
         "refuse",
         job_id=job_id,
         code=BAD_SOURCE_KEY,
-        message=f"{first} is not a source key: upload the video as {expected_key(job_id, first)}",
+        message=_refusal_message(first, expected_key(job_id, first)),
     )
 
 
@@ -112,13 +141,12 @@ def source_name_problem(job_id: str, input_keys: list[str]) -> FolderVerdict | N
         "refuse",
         job_id=job_id,
         code=BAD_SOURCE_KEY,
-        message=f"{first} is not a source key: name the video "
-        f"{expected_key(job_id, first)} (upload it again under that name)",
+        message=_refusal_message(first, expected_key(job_id, first)),
     )
 
 
 def _is_source_name(name: str) -> bool:
-    return keys.parse_source_key(f"{keys.JOBS_PREFIX}{'0' * 26}/input/{name}") is not None
+    return keys.is_accepted_source_key(f"{keys.JOBS_PREFIX}{'0' * 26}/input/{name}")
 
 
 class BadKeys:
@@ -191,12 +219,14 @@ class BadKeys:
     def refuse(self, name: str, verdict: FolderVerdict, found_key: str) -> None:
         """Write the failed status.json into ``jobs/<name>/`` (where the user looks)."""
         assert verdict.code is not None and verdict.message is not None
+        shown = clean_filename(found_key.rsplit("/", 1)[-1], path_allowed=False)
         manifest = Manifest(
             job_id=name,
             state="failed",
             stage="done",
             origin="bucket",
-            filename=found_key.rsplit("/", 1)[-1],
+            filename=shown.name,
+            warnings=shown.warnings(),
             source_key=found_key,
             finished_at=utc_now(),
             error={"code": verdict.code, "message": verdict.message},

@@ -31,6 +31,7 @@ from vidwatch.jobs.manifest import (
     worker_id,
     write_manifest,
 )
+from vidwatch.jobs.names import FILENAME_CHANGED
 from vidwatch.jobs.staging import JobSpec, resolve_cleanup
 from vidwatch.jobs.webhooks import merge_notifications, stored_notifications
 from vidwatch.pipeline.analysis import AnalysisContext, AnalysisOptions, TextEncoder, analyze
@@ -47,6 +48,8 @@ log = structlog.get_logger("vidwatch.jobs")
 PROGRESS_WRITE_INTERVAL_S = 2.0
 WAIT_POLL_S = 2.0
 """How often a job waiting for another job of the same content looks again."""
+INTAKE_WARNINGS = (FILENAME_CHANGED,)
+"""Warnings intake writes before any attempt: kept as they are by every attempt."""
 MIN_MANIFEST_INTERVAL_S = 1.1  # R2 allows about one write per second to one key
 
 
@@ -86,6 +89,9 @@ def run_job(
     manifest.state, manifest.stage = "running", "staging"
     manifest.started_at, manifest.finished_at = utc_now(), None
     manifest.error, manifest.warnings = None, earlier
+    for warning in spec.warnings:  # intake's (a cleaned file name), once
+        if warning not in manifest.warnings:
+            manifest.warnings.append(warning)
     manifest.attempts += 1
     attempt_no = manifest.attempts
     attempt = {
@@ -163,7 +169,7 @@ def run_job(
                 manifest.source_key,
                 source,
                 sha256=manifest.source_sha256,
-                content_type=keys.content_type_for(source.name),
+                content_type=keys.content_type_for(manifest.source_key),
             )
         verified = True
         if claim.outcome == "duplicate":
@@ -375,7 +381,9 @@ def _earlier_attempts(manifest: Manifest, lapsed: Lease | None = None) -> list[d
     over (``lapsed``) tells of an attempt that lost it before its first write."""
     kept = []
     for warning in manifest.warnings:
-        if isinstance(warning, dict):
+        if isinstance(warning, dict) and warning.get("code") in INTAKE_WARNINGS:
+            kept.append(warning)  # intake's: of no attempt
+        elif isinstance(warning, dict):
             kept.append({"attempt": manifest.attempts or None, **warning})
     if unrecorded_attempt(manifest, lapsed):
         assert lapsed is not None
@@ -481,7 +489,7 @@ def _write_report(
         store.put_bytes(
             keys.report_key(manifest.job_id),
             page.html.encode(),
-            content_type=keys.content_type_for("report.html"),
+            content_type=keys.content_type_for(keys.report_key(manifest.job_id)),
         )
     except StoreError:
         raise

@@ -5,15 +5,14 @@ Light on purpose: the API and the intake sources import it without the pipeline.
 
 from __future__ import annotations
 
-import re
 import shutil
 import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ulid import ULID
 
@@ -40,25 +39,17 @@ def staging_dir(settings: Settings, job_id: str) -> Path:
     return Path(settings.temp_media_dir) / keys.job_prefix(job_id).split("/")[1]
 
 
-_EXT = re.compile(r"^[a-z0-9]{1,8}$")
-
-
-def safe_ext(filename: str | None, default: str = "bin") -> str:
-    """The extension of a client-supplied name, lower case, or ``default``: never a path."""
-    if not filename:
-        return default
-    name = filename.replace("\\", "/").rsplit("/", 1)[-1].replace("\0", "")
-    ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
-    return ext if _EXT.match(ext) else default
-
-
 def staged_source_path(settings: Settings, job_id: str, ext: str) -> Path:
     return staging_dir(settings, job_id) / "input" / f"source.{ext}"
 
 
 def stage_copy(settings: Settings, job_id: str, source: Path) -> Path:
-    """Copy ``source`` into staging; the user's file itself is never changed."""
-    dest = staged_source_path(settings, job_id, safe_ext(source.name))
+    """Copy ``source`` into staging as ``source.<ext>`` (``names.source_ext``: a listed
+    video extension, else the sniffed container, else ``bin``); the user's file itself is
+    never changed."""
+    from vidwatch.jobs.names import file_head, source_ext
+
+    dest = staged_source_path(settings, job_id, source_ext(source.name, file_head(source)))
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, dest)
     return dest
@@ -82,6 +73,9 @@ class JobSpec:
     """The source's key where it is already in the store (default: the layout's key)."""
     reanalyze: bool = False
     """Analyse afresh even when a job of the same content exists."""
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    """What intake met and lived with (a ``filename_changed`` warning): status.json keeps
+    them whatever the attempt."""
     lapsed_lease: Lease | None = None
     """Set by the runner: the lease its claim took over after it ran out unreleased (an
     earlier attempt stopped before its end, maybe before status.json heard of it)."""

@@ -177,9 +177,7 @@ def write_exports(
 ) -> dict[str, str]:
     """Write every export of a job; returns results.json's ``exports`` (name to key)."""
     rendered = render_exports(results, source_key=source_key)
-    items = [
-        PutItem(keys.export_key(job_id, name), data, keys.content_type_for(keys.EXPORT_FILES[name]))
-        for name, data in rendered.items()
-    ]
+    made = {keys.export_key(job_id, name): data for name, data in rendered.items()}
+    items = [PutItem(key, data, keys.content_type_for(key)) for key, data in made.items()]
     store.put_many(items)
     return {name: keys.export_key(job_id, name) for name in rendered}

@@ -23,6 +23,7 @@ rule does not touch them (the daemon deletes a marker when its job ends).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 JOBS_PREFIX = "jobs/"
 PENDING_PREFIX = "pending/"
@@ -59,10 +60,11 @@ def job_prefix(job_id: str) -> str:
 
 
 def source_key(job_id: str, ext: str) -> str:
+    """``input/source.<ext>``: ``ext`` when it is one of ``VIDEO_TYPES``, else ``bin``."""
     ext = ext.lower().lstrip(".")
     if not _EXT.match(ext):
         raise ValueError(f"not a file extension: {ext!r}")
-    return f"{job_prefix(job_id)}input/source.{ext}"
+    return f"{job_prefix(job_id)}input/source.{source_ext(ext)}"
 
 
 def input_prefix(job_id: str) -> str:
@@ -176,28 +178,126 @@ def is_source_key(key: str) -> bool:
     return "/input/" in key and parse_source_key(key) is not None
 
 
-CONTENT_TYPES = {
-    ".jpg": "image/jpeg",
-    ".json": "application/json",
-    ".toon": "text/plain; charset=utf-8",
-    ".mp4": "video/mp4",
-    ".m4v": "video/mp4",
-    ".mov": "video/quicktime",
-    ".webm": "video/webm",
-    ".mkv": "video/x-matroska",
-    ".avi": "video/x-msvideo",
-    ".ts": "video/mp2t",
-    ".mpg": "video/mpeg",
-    ".mpeg": "video/mpeg",
-    ".gif": "image/gif",
-    ".vtt": "text/vtt; charset=utf-8",
-    ".csv": "text/csv; charset=utf-8",
-    ".edl": "text/plain; charset=utf-8",
-    ".otio": "application/json",
-    ".html": "text/html; charset=utf-8",
+VIDEO_TYPES = {
+    "mp4": "video/mp4",
+    "m4v": "video/mp4",
+    "mov": "video/quicktime",
+    "mkv": "video/x-matroska",
+    "webm": "video/webm",
+    "avi": "video/x-msvideo",
+    "ts": "video/mp2t",
+    "mts": "video/mp2t",
+    "m2ts": "video/mp2t",
+    "mpg": "video/mpeg",
+    "mpeg": "video/mpeg",
+    "ogv": "video/ogg",
+    "flv": "video/x-flv",
+    "wmv": "video/x-ms-wmv",
+    "3gp": "video/3gpp",
+    "3g2": "video/3gpp2",
+    "mxf": "application/mxf",
 }
+"""The extensions a source key may keep, and the type each is served with. Nothing here is
+a type a browser renders as a document (HTML, SVG, XML)."""
+
+NEUTRAL_SOURCE_EXT = "bin"
+"""The extension of a source whose name has none of ``VIDEO_TYPES`` and whose first bytes
+name no known container: served as ``application/octet-stream``."""
+
+SOURCE_EXTS = frozenset(VIDEO_TYPES) | {NEUTRAL_SOURCE_EXT}
+
+
+def source_ext(ext: str | None) -> str:
+    """``ext`` (any case, with or without its dot) when it is a video extension of the
+    list, else the neutral ``bin``: a user's ``.html`` or ``.svg`` never names a key."""
+    ext = (ext or "").lower().lstrip(".")
+    return ext if ext in SOURCE_EXTS else NEUTRAL_SOURCE_EXT
+
+
+def is_accepted_source_key(key: str) -> bool:
+    """A source key of the layout whose extension is one a source may keep."""
+    parsed = parse_source_key(key)
+    return parsed is not None and parsed[1] in SOURCE_EXTS
+
+
+@dataclass(frozen=True)
+class ServedAs:
+    """How a key's bytes are answered, decided by what the key is in the layout."""
+
+    kind: str
+    """``source``, ``frame_image``, ``person_image``, ``frame_json``, ``frame_toon``,
+    ``results``, ``status``, ``lease``, ``export``, ``report``, or ``other``."""
+    content_type: str
+    attachment: bool
+    """Whether a browser should save it rather than show it."""
+
+    def disposition(self, key: str) -> str:
+        """The Content-Disposition: ``attachment`` with the key's own file name (ours,
+        never a user's) for what need not render, else ``inline``."""
+        if not self.attachment:
+            return "inline"
+        name = key.rsplit("/", 1)[-1]
+        safe = "".join(ch for ch in name if ch.isascii() and (ch.isalnum() or ch in "._-"))
+        return f'attachment; filename="{safe or "download"}"'
+
+
+OCTET_STREAM = "application/octet-stream"
+_JSON = "application/json"
+_TEXT = "text/plain; charset=utf-8"
+_ID = r"[0-9A-HJKMNP-TV-Z]{26}"
+_KINDS: tuple[tuple[re.Pattern[str], ServedAs], ...] = tuple(
+    (re.compile(rf"^jobs/{_ID}/{pattern}$"), ServedAs(kind, ctype, attachment))
+    for pattern, kind, ctype, attachment in (
+        (r"frames/(original|det|seg|face)/frame_[0-9]+\.jpg", "frame_image", "image/jpeg", False),
+        (r"people/person_[0-9]+\.jpg", "person_image", "image/jpeg", False),
+        (r"analysis/json/frame_[0-9]+\.json", "frame_json", _JSON, False),
+        (r"analysis/toon/frame_[0-9]+\.toon", "frame_toon", _TEXT, True),
+        (r"analysis/results\.json", "results", _JSON, False),
+        (r"status\.json", "status", _JSON, False),
+        (r"lease\.json", "lease", _JSON, False),
+        (r"analysis/exports/chapters\.vtt", "export", "text/vtt; charset=utf-8", True),
+        (r"analysis/exports/scenes\.csv", "export", "text/csv; charset=utf-8", True),
+        (r"analysis/exports/scenes\.edl", "export", _TEXT, True),
+        (r"analysis/exports/timeline\.otio", "export", _JSON, True),
+        (r"report\.html", "report", "text/html; charset=utf-8", False),
+    )
+)
+_INERT_BY_EXT = {".json": _JSON, ".jpg": "image/jpeg"}
+"""Types a key outside the layout may get from its extension: the ones vidwatch writes
+outside job folders (the people library, the content index, webhook records), none of
+which a browser runs."""
+
+
+def served_as(key: str) -> ServedAs:
+    """The one decision of what a key's bytes are served as: the ``/files`` route, the
+    stored objects' ``Content-Type`` at upload and presigned links all ask here. It looks
+    at what the key is in the layout, never at a name a user chose: a source is a video
+    of its (listed) extension or ``application/octet-stream``; anything else a user put
+    under ``jobs/`` is ``application/octet-stream`` to be saved."""
+    source = _SOURCE.match(key)
+    if source is not None and normalize_job_id(source["job_id"]) is not None:
+        # A user's lower-case job folder holds a source too (intake_keys).
+        video = VIDEO_TYPES.get(source["ext"].lower())
+        return ServedAs("source", video or OCTET_STREAM, attachment=video is None)
+    for pattern, served in _KINDS:
+        if pattern.match(key):
+            return served
+    dot = key.rfind(".")
+    ctype = _INERT_BY_EXT.get(key[dot:].lower() if dot >= 0 else "")
+    if ctype is not None:
+        return ServedAs("other", ctype, attachment=False)
+    return ServedAs("other", OCTET_STREAM, attachment=True)
 
 
 def content_type_for(key: str) -> str:
-    dot = key.rfind(".")
-    return CONTENT_TYPES.get(key[dot:].lower() if dot >= 0 else "", "application/octet-stream")
+    """The Content-Type of ``key`` (see ``served_as``)."""
+    return served_as(key).content_type
+
+
+def stored_type(key: str, given: str | None = None) -> str:
+    """The Content-Type a store writes ``key`` with: the layout's for a key of the layout
+    (whatever a caller passed), else ``given``, else ``served_as``'s."""
+    served = served_as(key)
+    if served.kind != "other":
+        return served.content_type
+    return given or served.content_type

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from vidwatch.r2.keys import content_type_for, is_job_id
+from vidwatch.r2.keys import content_type_for, is_job_id, stored_type
 from vidwatch.r2.putpool import PUT_POOL_PER_WORKER, PutPool
 from vidwatch.r2.store import (
     ObjectInfo,
@@ -176,7 +176,7 @@ class LocalStore:
         # What this write placed, from the staged file itself (a rename or link keeps its
         # inode and mtime, so its ETag): reading the key back afterwards could meet a
         # concurrent delete, or another writer's object.
-        placed = _info(key, os.stat(tmp), content_type or content_type_for(key), metadata)
+        placed = _info(key, os.stat(tmp), stored_type(key, content_type), metadata)
         try:
             if if_none_match or if_match is not None:
                 with self._file_lock():
@@ -208,7 +208,7 @@ class LocalStore:
     ) -> None:
         meta_path = self._meta_path(key)
         body = {
-            "content_type": content_type or content_type_for(key),
+            "content_type": stored_type(key, content_type),
             "metadata": dict(metadata or {}),
         }
         tmp = meta_path.with_name(meta_path.name + f".{os.getpid()}.{threading.get_ident()}")

@@ -6,6 +6,10 @@ The signer learns the URL's form (scheme, host, the path before the key: path-st
 virtual-hosted) from one URL botocore makes, and trusts itself only after it has signed that
 same URL, at botocore's own time, to the same signature. Where it cannot (a session token,
 an unexpected parameter), botocore signs every URL, as before.
+
+``response_params(key)``, when given, names query parameters every URL of ``key`` carries
+(the S3 store's ``response-content-type`` and ``response-content-disposition``: what the
+key is, whatever type the object was uploaded with); botocore's URL must carry the same.
 """
 
 from __future__ import annotations
@@ -46,8 +50,10 @@ class Presigner:
         botocore_presign: Callable[[str, int], str],
         *,
         clock: Callable[[], float] = time.time,
+        response_params: Callable[[str], dict[str, str]] | None = None,
     ) -> None:
         self._access_key_id = access_key_id
+        self._response_params = response_params or (lambda key: {})
         self._secret = secret_access_key
         self._botocore = botocore_presign
         self._clock = clock
@@ -60,7 +66,10 @@ class Presigner:
         base, _, query = url.partition("?")
         params = dict(parse_qsl(query, keep_blank_values=True))
         encoded = _q(PROBE_KEY, safe="/~")
-        if set(params) != _PARAMS or not base.endswith(encoded):
+        extra = self._response_params(PROBE_KEY)
+        if set(params) != _PARAMS | set(extra) or not base.endswith(encoded):
+            return False
+        if any(params[name] != value for name, value in extra.items()):
             return False
         if params["X-Amz-SignedHeaders"] != "host" or params["X-Amz-Algorithm"] != (
             "AWS4-HMAC-SHA256"
@@ -95,6 +104,7 @@ class Presigner:
         stamp, day = when.strftime("%Y%m%dT%H%M%SZ"), when.strftime("%Y%m%d")
         scope = f"{day}/{region}/{service}/aws4_request"
         base = prefix + _q(key, safe="/~")
+        extra = self._response_params(key)
         params = {
             "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
             "X-Amz-Credential": f"{self._access_key_id}/{scope}",
@@ -102,9 +112,14 @@ class Presigner:
             "X-Amz-Expires": str(int(ttl_s)),
             "X-Amz-SignedHeaders": "host",
         }
-        query = "&".join(f"{_q(k)}={_q(v)}" for k, v in sorted(params.items()))
+        signed = "&".join(f"{_q(k)}={_q(v)}" for k, v in sorted({**params, **extra}.items()))
         canonical = "\n".join(
-            ["GET", urlsplit(base).path, query, f"host:{host}", "", "host", "UNSIGNED-PAYLOAD"]
+            ["GET", urlsplit(base).path, signed, f"host:{host}", "", "host", "UNSIGNED-PAYLOAD"]
+        )
+        # The URL's order is botocore's: the request's parameters, then the signature's.
+        query = "&".join(
+            [f"{_q(k)}={_q(v)}" for k, v in extra.items()]
+            + [f"{_q(k)}={_q(v)}" for k, v in sorted(params.items())]
         )
         to_sign = "\n".join(
             ["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()]

@@ -46,7 +46,7 @@ from botocore.exceptions import (
 from s3transfer.exceptions import RetriesExceededError
 
 from vidwatch import metrics
-from vidwatch.r2.keys import JOBS_PREFIX, content_type_for, is_job_id
+from vidwatch.r2.keys import JOBS_PREFIX, is_job_id, served_as, stored_type
 from vidwatch.r2.presign import Presigner
 from vidwatch.r2.putpool import PUT_POOL_PER_WORKER, PutPool
 from vidwatch.r2.retry import RETRY_FENCE, RetryPolicy, call_with_retry, note_retry
@@ -419,12 +419,12 @@ class S3Store:
         if_none_match: bool = False,
         if_match: str | None = None,
     ) -> ObjectInfo:
-        content_type = content_type or content_type_for(key)
+        content_type = stored_type(key, content_type)
         params: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": key,
             "Body": data,
-            "ContentType": content_type,
+            **_type_headers(key, content_type),
         }
         if metadata:
             params["Metadata"] = dict(metadata)
@@ -480,7 +480,7 @@ class S3Store:
         an incomplete multipart upload an outage leaves behind is removed by the bucket's
         lifecycle rule. The returned info comes from a HEAD after the upload."""
         path = Path(path)
-        extra: dict[str, Any] = {"ContentType": content_type or content_type_for(key)}
+        extra: dict[str, Any] = _type_headers(key, stored_type(key, content_type))
         if metadata:
             extra["Metadata"] = dict(metadata)
 
@@ -645,20 +645,29 @@ class S3Store:
     # --- links and checks ---------------------------------------------------------------------
     def signed_url(self, key: str, ttl_s: int) -> str:
         """A presigned GET (SigV4, computed locally, no request) valid ``ttl_s`` seconds;
-        ``r2.presign`` computes it, checked once against botocore's."""
+        ``r2.presign`` computes it, checked once against botocore's. It names the type and
+        disposition of what the key is (``keys.served_as``), so the answer does not depend
+        on the type an object was uploaded with (a user's bucket upload may say
+        ``text/html``)."""
         ttl_s = int(ttl_s)
         if not 1 <= ttl_s <= MAX_URL_TTL_S:
             raise ValueError(f"signed URL lifetime must be 1 s to 7 days, got {ttl_s} s")
         if self._presign is None:
             with self._presign_lock:
                 if self._presign is None:
-                    self._presign = Presigner(*self._presign_credentials, self._botocore_presign)
+                    self._presign = Presigner(
+                        *self._presign_credentials,
+                        self._botocore_presign,
+                        response_params=response_params,
+                    )
         return self._presign(key, ttl_s)
 
     def _botocore_presign(self, key: str, ttl_s: int) -> str:
-        return self._client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=ttl_s
-        )
+        params = {"Bucket": self.bucket, "Key": key}
+        served = served_as(key)
+        params["ResponseContentType"] = served.content_type
+        params["ResponseContentDisposition"] = served.disposition(key)
+        return self._client.generate_presigned_url("get_object", Params=params, ExpiresIn=ttl_s)
 
     def local_path(self, key: str) -> Path | None:
         return None  # objects live in the bucket
@@ -688,6 +697,26 @@ class S3Store:
             self._client.close()
             if self._owns_transfer_client:
                 self._transfer_client.close()
+
+
+def response_params(key: str) -> dict[str, str]:
+    """The query parameters of a presigned GET that name what ``key`` is (in the order
+    ``_botocore_presign`` passes them)."""
+    served = served_as(key)
+    return {
+        "response-content-type": served.content_type,
+        "response-content-disposition": served.disposition(key),
+    }
+
+
+def _type_headers(key: str, content_type: str) -> dict[str, str]:
+    """``ContentType`` and, where a browser should save rather than show the object,
+    ``ContentDisposition``: a plain GET of the object answers as the /files route does."""
+    headers = {"ContentType": content_type}
+    served = served_as(key)
+    if served.attachment and served.content_type == content_type:
+        headers["ContentDisposition"] = served.disposition(key)
+    return headers
 
 
 def _add_content_md5(request: Any, **_: Any) -> None:

@@ -126,6 +126,11 @@ def static_job_link(job_id: str) -> str:
     return f"../{job_id}/report.html"
 
 
+def _video_type(key: str | None) -> str | None:
+    ctype = keys.content_type_for(key) if key else ""
+    return ctype if ctype.startswith("video/") else None
+
+
 def _timings(timings: Any) -> list[tuple[str, Any]]:
     """The stage times, ``wall`` first (the job's length), then the stages by name: they
     overlap, so they are not parts of ``wall``."""
@@ -160,7 +165,8 @@ def job_view(
         "duplicate_of": status.get("duplicate_of"),
         "warnings": status.get("warnings") or [],
         "video_url": link(source.get("key")) if source.get("key") else None,
-        "video_type": keys.content_type_for(source.get("key") or ""),
+        # A source.bin has no video type to name: the player finds out from its bytes.
+        "video_type": _video_type(source.get("key")),
         "results": None,
     }
     if results is None:
