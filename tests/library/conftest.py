@@ -28,3 +28,21 @@ def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Object
 @pytest.fixture
 def local_store(tmp_path: Path) -> LocalStore:
     return LocalStore(tmp_path / "store", workers=8)
+
+
+@pytest.fixture(scope="session")
+def face_models(tmp_path_factory):
+    """MTCNN and dlib only (YOLO off: the library needs faces alone), once per session."""
+    from vidwatch.config import load_settings
+    from vidwatch.detectors.registry import load_models
+
+    return load_models(
+        load_settings(
+            {
+                "DETECT_MODEL": "none",
+                "SEGMENT_MODEL": "none",
+                "MODEL_WORKERS": "1",
+                "TEMP_MEDIA_DIR": str(tmp_path_factory.mktemp("face_models")),
+            }
+        )
+    )

@@ -22,24 +22,6 @@ pytestmark = pytest.mark.models
 
 
 @pytest.fixture(scope="module")
-def face_models(tmp_path_factory):
-    """MTCNN and dlib only (YOLO off: the library needs faces alone)."""
-    from vidwatch.config import load_settings
-    from vidwatch.detectors.registry import load_models
-
-    return load_models(
-        load_settings(
-            {
-                "DETECT_MODEL": "none",
-                "SEGMENT_MODEL": "none",
-                "MODEL_WORKERS": "1",
-                "TEMP_MEDIA_DIR": str(tmp_path_factory.mktemp("fm")),
-            }
-        )
-    )
-
-
-@pytest.fixture(scope="module")
 def two_jobs(face_models, tmp_path_factory):
     """Video A: Obama and the astronaut; video B: Biden and the astronaut."""
     from vidwatch.config import load_settings

@@ -17,6 +17,8 @@ jobs. The routes live in routers, one module per concern:
   files, ``GET /files/{key}?expires=&signature=`` (403 for a missing, tampered or
   expired signature).
 - ``routes_health``: ``GET /healthz`` (never needs the token), ``GET /metrics``.
+- ``routes_people``: the people library, ``/people`` and ``/people/{id}`` (JSON, or the
+  pages when a browser asks), enrol, rename, merge, forget.
 - ``pages``: ``GET /jobs``, ``GET /jobs/{job_id}`` (HTML), ``GET|POST /login``,
   ``POST /logout`` (the browsers' sign-in: ``session``).
 
@@ -33,7 +35,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from vidwatch import __version__
-from vidwatch.api import pages, routes_health, routes_jobs, routes_results
+from vidwatch.api import pages, routes_health, routes_jobs, routes_people, routes_results
 from vidwatch.api.context import ApiContext
 from vidwatch.api.errors import install_error_handlers
 from vidwatch.api.middleware import RequestContextMiddleware
@@ -47,6 +49,7 @@ def routers(ctx: ApiContext) -> list[APIRouter]:
         *([routes_results.files_router] if ctx.store.local_files else []),
         routes_health.router,
         pages.router,
+        routes_people.router,
     ]
 
 

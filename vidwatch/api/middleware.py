@@ -24,6 +24,19 @@ _QUIET_ROUTES = ("/metrics", "/healthz")
 _DOC_PATHS = ("/docs", "/openapi.json", "/docs/oauth2-redirect")
 
 
+def _same_origin_form(scope: Scope) -> bool:
+    """A POST of the people pages' forms from this very site: its Origin header names the
+    host it was sent to (the cookie is SameSite=Strict besides), so no other site's form can
+    rename, merge or forget anyone."""
+    if scope["method"] != "POST" or not scope["path"].startswith("/people"):
+        return False
+    headers = dict(scope["headers"])
+    origin, host = headers.get(b"origin"), headers.get(b"host")
+    if not origin or not host:
+        return False
+    return origin.split(b"://", 1)[-1] == host
+
+
 class RequestContextMiddleware:
     """Request ids (``X-Request-ID``, taken from the client when sane), the bearer token,
     one log line per request and the HTTP metrics."""
@@ -47,13 +60,20 @@ class RequestContextMiddleware:
                     return hmac.compare_digest(given.strip(), self.token)
         # A browser's session cookie (the pages' sign-in) stands in for the header on
         # reads only: no cross-site request can make it upload.
-        if scope["method"] in ("GET", "HEAD"):
+        if scope["method"] in ("GET", "HEAD") or _same_origin_form(scope):
             return session_valid(self.token, cookie_from_headers(scope["headers"]), time.time())
         return False
 
     @staticmethod
-    def _is_page(path: str) -> bool:
-        return path == "/jobs" or path.startswith("/jobs/")
+    def _is_page(scope: Scope) -> bool:
+        path = scope["path"]
+        if path == "/jobs" or path.startswith("/jobs/"):
+            return True
+        # /people answers JSON too: the sign-in form only for a browser's request.
+        accept = dict(scope["headers"]).get(b"accept", b"").lower()
+        return (path == "/people" or path.startswith("/people/")) and (
+            b"text/html" in accept and b"application/json" not in accept
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -85,7 +105,7 @@ class RequestContextMiddleware:
             try:
                 if self._authorized(scope):
                     await self.app(scope, receive, send_with_id)
-                elif self._is_page(scope["path"]):
+                elif self._is_page(scope):
                     from vidwatch.api.pages import login_page
 
                     query = scope.get("query_string", b"").decode("latin-1")

@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from vidwatch.api.context import ApiContext, Ctx
 from vidwatch.api.links import request_base_url
 from vidwatch.api.session import SESSION_COOKIE, SESSION_TTL_S, session_value
+from vidwatch.library.jobs import with_names
 from vidwatch.r2 import keys
 from vidwatch.r2.store import ObjectNotFound, StoreError
 from vidwatch.report.render import Rendered, render_error, render_job, render_jobs, render_login
@@ -104,6 +105,9 @@ def job_page(ctx: Ctx, job_id: str, request: Request) -> Response:
         results = None
         if status.get("state") == "completed":
             results = _read_json(ctx, keys.results_key(made_by))
+        if results is not None:  # names from the library, current now
+            names = ctx.library.names_for if ctx.library else (lambda ids: {})
+            results["people"] = with_names(results.get("people"), names)
         prefix = keys.job_prefix(made_by)
         with request_base_url(ctx.base_url(request)):
             page = render_job(
@@ -114,6 +118,7 @@ def job_page(ctx: Ctx, job_id: str, request: Request) -> Response:
                 status_url=f"/status/{normalised}",
                 jobs_url="/jobs",
                 logout=ctx.settings.api_token is not None,
+                person_link=(lambda lid: f"/people/{lid}") if ctx.library else None,
             )
     except StoreError as exc:
         return html(render_error("The store is unavailable", str(exc)), 503)

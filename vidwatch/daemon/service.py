@@ -290,6 +290,7 @@ class Service:
                 health=self.health,
                 signer=self.url_signer,
                 notify=webhooks.emit,
+                photo_faces=_photo_faces(self.models),
             )
         )
         config = uvicorn.Config(
@@ -544,3 +545,13 @@ def _prepare_folder(path, setting: str) -> None:
         raise ConfigError(f"{setting}={path}: cannot create the folder: {exc.strerror}") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise ConfigError(f"{setting}={path}: the folder is not writable")
+
+
+def _photo_faces(models: Any) -> Any:
+    """The enrolment photos' reader on the models the daemon loaded (the API loads none);
+    None without the face models (FACES_ENABLED or FACE_IDENTITIES off)."""
+    if getattr(models, "describer", None) is None:
+        return None
+    from vidwatch.library.photos import ModelPhotoFaces
+
+    return ModelPhotoFaces(models)

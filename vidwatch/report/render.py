@@ -202,6 +202,8 @@ def job_view(
             "scenes": p.get("scenes") or [],
             "first_s": p.get("first_s"),
             "last_s": p.get("last_s"),
+            "name": p.get("name") if isinstance(p.get("name"), str) else None,
+            "library_id": p.get("library_id") if isinstance(p.get("library_id"), str) else None,
         }
         for p in results.get("people") or []
         if isinstance(p, dict)
@@ -263,14 +265,21 @@ def render_job(
     jobs_url: str | None = None,
     logout: bool = False,
     job_link: Callable[[str], str] = str,
+    person_link: Callable[[str], str] | None = None,
 ) -> Rendered:
     """The job page. ``status_url`` (the API) makes a queued or running job's page poll its
     status and reload when it ends; ``jobs_url`` links back to the list; ``job_link`` makes
-    another job's page address from its id (the API's pages: the id, relative to /jobs/)."""
+    another job's page address from its id (the API's pages: the id, relative to /jobs/);
+    ``person_link`` a library person's page from its id (the API's pages only: the static
+    report has none, and shows no names, which change after it is written)."""
     links = _Links(link)
     view = job_view(status, results, links)
     original = view.get("duplicate_of")
     view["duplicate_url"] = job_link(original) if isinstance(original, str) else None
+    if view["results"] is not None and person_link is not None:
+        for person in view["results"]["people"]:
+            lid = person.get("library_id")
+            person["library_url"] = person_link(lid) if lid else None
     live = status_url if status.get("state") in ("queued", "running") else None
     html = _render(
         "job.html.j2",

@@ -26,6 +26,19 @@
     }
   });
 
+  // A link with ?t=<seconds> (a person's appearance) opens the page playing from there.
+  var startAt = parseFloat(new URLSearchParams(window.location.search).get("t"));
+  if (video && !isNaN(startAt)) {
+    var startPlaying = function () {
+      seek(startAt);
+      video.muted = true;  // browsers play muted video without a gesture
+      var playing = video.play();
+      if (playing && playing.catch) playing.catch(function () { /* paused at t is fine */ });
+    };
+    if (video.readyState >= 1) startPlaying();
+    else video.addEventListener("loadedmetadata", startPlaying, {once: true});
+  }
+
   // Timeline spans: placed from data attributes (no inline styles: the page's CSP forbids them).
   document.querySelectorAll(".span[data-left]").forEach(function (s) {
     s.style.left = s.getAttribute("data-left") + "%";
