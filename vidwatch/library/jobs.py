@@ -83,3 +83,20 @@ def relink_job(
     )
     log.info("library_job_relinked", job_id=job_id, persons=changed, crops_deleted=len(doomed))
     return changed
+
+
+def job_people(store: ObjectStore, results_key: str, names: Names) -> list[dict[str, Any]]:
+    """A finished job's people as its ``job.completed`` event tells them: person, library
+    id and name (current when the event is made), faces and times."""
+    doc = json.loads(store.get_bytes(results_key))
+    return [
+        {
+            "person": p.get("person"),
+            "library_id": p.get("library_id"),
+            "name": p.get("name"),
+            "faces": p.get("faces"),
+            "first_s": p.get("first_s"),
+            "last_s": p.get("last_s"),
+        }
+        for p in with_names(doc.get("people"), names)
+    ]
