@@ -1,4 +1,5 @@
-"""The ``vidwatch`` command: ``analyze`` one video, ``run`` the daemon, ``r2`` operations."""
+"""The ``vidwatch`` command: ``analyze`` one video, ``run`` the daemon, ``r2`` operations,
+``people`` (the library of people)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from vidwatch.config import ConfigError, load_settings
 _SUBCOMMANDS = (
     ("run", "vidwatch.daemon.service", "add_parser"),
     ("r2", "vidwatch.r2.cli", "add_r2_parser"),
+    ("people", "vidwatch.library.cli", "add_people_parser"),
 )
 """Sub-commands whose modules add their own arguments: (name, module, function)."""
 
@@ -107,6 +109,10 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, unknown: lis
         from vidwatch.daemon.service import run_service
 
         return run_service(args, settings)
+    if args.command == "people":
+        from vidwatch.library.cli import run_people
+
+        return run_people(args, settings)
     from vidwatch.r2.cli import run_r2
 
     return run_r2(args, settings)
