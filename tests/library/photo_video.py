@@ -50,17 +50,21 @@ def side_by_side(*who: str, height: int = 360) -> np.ndarray:
     return out
 
 
-def still_video(path: Path, image: np.ndarray, *, frames: int = 4, fps: int = 2) -> Path:
-    """An H.264 video showing ``image`` for ``frames`` frames."""
+def still_video(
+    path: Path, image: np.ndarray, *, frames: int = 4, fps: int = 2, blank_frames: int = 0
+) -> Path:
+    """An H.264 video showing ``image`` for ``frames`` frames, after ``blank_frames`` of a
+    plain background (so that the people are first seen later than 0 s)."""
     import av
 
+    blank = np.full_like(image, 30)
     with av.open(str(path), "w", format="mp4") as out:
         stream = out.add_stream("libx264", rate=fps)
         stream.height, stream.width = image.shape[:2]
         stream.pix_fmt = "yuv420p"
         stream.options = {"preset": "veryfast", "crf": "18"}
-        for _ in range(frames):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
+        for shown in [blank] * blank_frames + [image] * frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(shown, format="bgr24")):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)

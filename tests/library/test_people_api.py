@@ -20,7 +20,7 @@ from vidwatch.api.context import ApiContext
 from vidwatch.api.links import FileLinkSigner
 from vidwatch.config import load_settings
 from vidwatch.jobs.manifest import Manifest, write_manifest
-from vidwatch.library import LibraryChange, PeopleLibrary
+from vidwatch.library import LibraryChange, PeopleLibrary, PersonNotFound
 from vidwatch.library import keys as lkeys
 from vidwatch.library.link import link_results
 from vidwatch.r2 import keys
@@ -169,10 +169,23 @@ def test_errors(site: Site, served: Served) -> None:
         resp = http.get("/people", headers={"Accept": "application/json"})
         assert resp.status_code == 401 and resp.json()["error"]["code"] == "unauthorized"
         assert http.delete(f"/people/{eve}").status_code == 401
-        # A form from another site cannot use a session cookie to forget anyone.
-        resp = http.post(f"/people/{eve}/forget", headers={"Origin": "https://evil.example"})
-        assert resp.status_code == 401
-    assert PeopleLibrary(site.store).get(eve).id == eve
+        # A signed-in browser's cookie: a form from another site cannot use it to forget
+        # anyone; the pages' own forms can.
+        login = http.post("/login", data={"token": TOKEN, "next": "/people"})
+        assert login.status_code == 303 and http.cookies.get("vidwatch_session")
+        for headers in (
+            {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+            {"Origin": "null"},
+            {},
+        ):
+            resp = http.post(f"/people/{eve}/forget", headers=headers)
+            assert resp.status_code == 401, headers
+        assert http.delete(f"/people/{eve}").status_code == 401  # not a form: token only
+        assert PeopleLibrary(site.store).get(eve).id == eve
+        resp = http.post(f"/people/{eve}/forget", headers={"Sec-Fetch-Site": "same-origin"})
+        assert resp.status_code == 303
+    with pytest.raises(PersonNotFound):
+        PeopleLibrary(site.store).get(eve)
 
 
 def test_html_and_json_on_the_same_paths(site: Site, served: Served) -> None:

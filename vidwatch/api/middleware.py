@@ -25,14 +25,18 @@ _DOC_PATHS = ("/docs", "/openapi.json", "/docs/oauth2-redirect")
 
 
 def _same_origin_form(scope: Scope) -> bool:
-    """A POST of the people pages' forms from this very site: its Origin header names the
-    host it was sent to (the cookie is SameSite=Strict besides), so no other site's form can
-    rename, merge or forget anyone."""
+    """A POST of the people pages' forms from this very site: the browser says so
+    (``Sec-Fetch-Site: same-origin``, a header no page's script can set), or its Origin
+    names the host it was sent to. The cookie is SameSite=Strict besides, so no other
+    site's form can rename, merge or forget anyone. (The pages' ``no-referrer`` policy
+    makes a browser send ``Origin: null`` on form posts: Sec-Fetch-Site is what tells.)"""
     if scope["method"] != "POST" or not scope["path"].startswith("/people"):
         return False
     headers = dict(scope["headers"])
+    if headers.get(b"sec-fetch-site") == b"same-origin":
+        return True
     origin, host = headers.get(b"origin"), headers.get(b"host")
-    if not origin or not host:
+    if not origin or not host or origin == b"null":
         return False
     return origin.split(b"://", 1)[-1] == host
 
