@@ -47,7 +47,9 @@ class Index:
     people: dict[str, np.ndarray] = field(default_factory=dict)
     etag: str | None = None
     """The ETag of the object this was read from (None: there was none)."""
-    _matrix: tuple[np.ndarray, np.ndarray, list[str]] | None = field(default=None, repr=False)
+    _matrix: tuple[np.ndarray, np.ndarray, np.ndarray, list[str]] | None = field(
+        default=None, repr=False
+    )
 
     @classmethod
     def from_bytes(cls, data: bytes, etag: str | None) -> Index:
@@ -68,36 +70,36 @@ class Index:
     def changed(self) -> None:
         self._matrix = None
 
-    def _stacked(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """All descriptors in one matrix, the owner (position in ``ids``) of each row."""
+    def _stacked(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+        """All descriptors in one matrix, their squared norms, the owner (position in
+        ``ids``) of each row; built once per change, reused by every ``nearest``."""
         if self._matrix is None:
             ids = list(self.people)
             if ids:
-                matrix = np.concatenate([self.people[i] for i in ids]).astype(np.float32)
-                owners = np.concatenate(
-                    [np.full(self.people[i].shape[0], k) for k, i in enumerate(ids)]
+                matrix = np.ascontiguousarray(
+                    np.concatenate([self.people[i] for i in ids]), dtype=np.float32
                 )
+                owners = np.repeat(np.arange(len(ids)), [self.people[i].shape[0] for i in ids])
             else:
                 matrix, owners = np.zeros((0, DIMENSIONS), np.float32), np.zeros(0, int)
-            self._matrix = (matrix, owners, ids)
+            self._matrix = (matrix, np.einsum("ij,ij->i", matrix, matrix), owners, ids)
         return self._matrix
 
     def nearest(self, descriptors: np.ndarray) -> tuple[str | None, float]:
         """The library person nearest to any of ``descriptors`` (one face's views), and the
         distance: the smallest over every pair of their descriptors and ours."""
-        matrix, owners, ids = self._stacked()
+        matrix, norms, owners, ids = self._stacked()
         if not ids or len(descriptors) == 0:
             return None, float("inf")
         query = np.asarray(descriptors, np.float32).reshape(-1, DIMENSIONS)
-        # |a-b|^2 = |a|^2 + |b|^2 - 2ab, one matrix product for every pair.
-        sq = (
-            np.sum(query**2, axis=1)[:, None]
-            + np.sum(matrix**2, axis=1)[None, :]
-            - 2.0 * query @ matrix.T
-        )
-        per_row = np.sqrt(np.maximum(sq.min(axis=0), 0.0))
+        # |a-b|^2 = |a|^2 + |b|^2 - 2ab: one matrix product for every pair.
+        sq = matrix @ query.T  # rows x queries, then turned into squared distances in place
+        sq *= -2.0
+        sq += np.einsum("ij,ij->i", query, query)[None, :]
+        per_row = sq.min(axis=1)
+        per_row += norms
         best = int(np.argmin(per_row))
-        return ids[owners[best]], float(per_row[best])
+        return ids[owners[best]], float(np.sqrt(max(float(per_row[best]), 0.0)))
 
     def add(self, person_id: str, descriptors: np.ndarray, *, limit: int = MAX_DESCRIPTORS) -> int:
         """Keep those of ``descriptors`` that add a view, up to ``limit`` per person; returns

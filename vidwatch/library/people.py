@@ -223,7 +223,8 @@ class PeopleLibrary:
         for _ in range(WRITE_TRIES):
             index = self._read_index()
             assigned, created = [], set()
-            dirty = False
+            # Every person is matched against the index as read, before any is added (an
+            # addition would rebuild the search matrix for the next).
             for jp in people:
                 if jp.descriptors is None or len(jp.descriptors) == 0:
                     assigned.append(None)
@@ -232,10 +233,13 @@ class PeopleLibrary:
                 if pid is None or distance >= self.threshold:
                     pid = lkeys.new_person_id()
                     created.add(pid)
-                have = index.people[pid].shape[0] if pid in index.people else 0
-                limit = min(MAX_DESCRIPTORS, have + JOB_VIEWS)
-                dirty |= index.add(pid, jp.descriptors, limit=limit) > 0 or pid in created
                 assigned.append(pid)
+            dirty = bool(created)
+            for jp, pid in zip(people, assigned, strict=True):
+                if pid is not None:
+                    have = index.people[pid].shape[0] if pid in index.people else 0
+                    limit = min(MAX_DESCRIPTORS, have + JOB_VIEWS)
+                    dirty |= index.add(pid, jp.descriptors, limit=limit) > 0
             if not dirty:
                 break
             try:
