@@ -124,3 +124,56 @@ def _jpeg(image: np.ndarray) -> bytes:
 
 def test_photo_pixels_are_what_the_test_expects():
     assert photo("obama").shape[2] == 3 and photo("camera").shape == (512, 512, 3)
+
+
+def test_two_daemons_on_s3_share_a_stranger(face_models, seaweedfs_bucket, tmp_path):
+    """Two jobs on SeaweedFS, each through its own store client as two daemons would be,
+    running side by side and ending together: the astronaut in both is one library
+    person, Obama and Biden two others."""
+    import threading
+
+    from vidwatch.config import load_settings
+
+    settings = load_settings(
+        {
+            "TEMP_MEDIA_DIR": str(tmp_path / "tmp"),
+            "LOCAL_STORE_DIR": str(tmp_path / "unused"),
+            "TOON_ENABLED": "false",
+            "DETECT_MODEL": "none",
+            "SEGMENT_MODEL": "none",
+            "SAMPLE_FPS": "1",
+        }
+    )
+    videos = [
+        still_video(tmp_path / f"{n}.mp4", side_by_side(*cast))
+        for n, cast in (("a", ("obama", "astronaut")), ("b", ("biden", "astronaut")))
+    ]
+    stores = [seaweedfs_bucket.store() for _ in videos]
+    done: dict[int, str] = {}
+    errors: list[BaseException] = []
+
+    def daemon(i: int) -> None:
+        try:
+            _, job_id, manifest = _run(videos[i], settings, face_models, store=stores[i])
+            assert manifest.state == "completed", manifest.error
+            done[i] = job_id
+        except BaseException as exc:  # noqa: BLE001 - raised again below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=daemon, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    try:
+        assert not errors, errors
+        a, b = _people(stores[0], done[0]), _people(stores[0], done[1])
+        assert a[1]["library_id"] == b[1]["library_id"] is not None
+        assert len({a[0]["library_id"], b[0]["library_id"], a[1]["library_id"]}) == 3
+        library = PeopleLibrary(stores[0])
+        assert len(library.list()[0]) == 3
+        both = library.get(a[1]["library_id"])
+        assert {x["job_id"] for x in both.appearances} == set(done.values())
+    finally:
+        for store in stores:
+            store.close()
