@@ -177,3 +177,27 @@ def test_two_daemons_on_s3_share_a_stranger(face_models, seaweedfs_bucket, tmp_p
     finally:
         for store in stores:
             store.close()
+
+
+def test_library_off_links_nothing(face_models, tmp_path):
+    """FACE_LIBRARY=false: the job's people stay per-job (library_id null), nothing is
+    written under library/."""
+    from vidwatch.config import load_settings
+
+    settings = load_settings(
+        {
+            "TEMP_MEDIA_DIR": str(tmp_path / "tmp"),
+            "LOCAL_STORE_DIR": str(tmp_path / "store"),
+            "TOON_ENABLED": "false",
+            "DETECT_MODEL": "none",
+            "SEGMENT_MODEL": "none",
+            "SAMPLE_FPS": "1",
+            "FACE_LIBRARY": "false",
+        }
+    )
+    video = still_video(tmp_path / "a.mp4", side_by_side("obama", "astronaut"))
+    store, job_id, manifest = _run(video, settings, face_models)
+    assert manifest.state == "completed", manifest.error
+    people = json.loads(store.get_bytes(keys.results_key(job_id)))["people"]
+    assert len(people) == 2 and all(p["library_id"] is None for p in people)
+    assert list(store.list("library/")) == []
