@@ -198,6 +198,14 @@ def test_html_and_json_on_the_same_paths(site: Site, served: Served) -> None:
         both = {**AUTH, "Accept": "text/html, application/json"}
         assert http.get(f"/people/{fay}", headers=both).json()["id"] == fay
         assert http.get(f"/people/{fay}", headers=AUTH).json()["id"] == fay
+        # A refused form of the pages answers a page, with the same status.
+        refused = http.post(f"/people/{fay}/rename", headers=AUTH, data={"name": "x" * 300})
+        assert refused.status_code == 422 and "invalid_name" in refused.text
+        assert refused.headers["content-type"].startswith("text/html")
+        refused = http.post(f"/people/{fay}/merge", headers=AUTH, data={"from": fay})
+        assert refused.status_code == 422 and "same_person" in refused.text
+        moved = http.post(f"/people/{fay}/rename", headers=AUTH, data={"name": "Fay"})
+        assert moved.status_code == 303 and moved.headers["location"] == f"/people/{fay}"
 
 
 def test_library_off(tmp_path: Path) -> None:

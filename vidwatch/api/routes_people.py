@@ -160,6 +160,14 @@ _ENROL_BODY: dict[str, Any] = {
 }
 
 
+def _page_error(exc: ApiError) -> Response:
+    """A refused form of the pages, as a page (a browser shows it) with the same status."""
+    from vidwatch.api.pages import html
+    from vidwatch.report.render import render_error
+
+    return html(render_error("Not done", f"{exc.message} ({exc.code})"), exc.http_status)
+
+
 @router.post(
     "/people",
     status_code=201,
@@ -168,6 +176,15 @@ _ENROL_BODY: dict[str, Any] = {
     responses={201: {"description": "{id, name, faces}"}, **documented(401, 413, 422, 503)},
 )
 async def enrol(ctx: Ctx, request: Request) -> Response:
+    try:
+        return await _enrol(ctx, request)
+    except ApiError as exc:
+        if wants_html(request):
+            return _page_error(exc)
+        raise
+
+
+async def _enrol(ctx: ApiContext, request: Request) -> Response:
     library = library_of(ctx)
     if ctx.photo_faces is None:
         raise ApiError(
@@ -287,9 +304,11 @@ async def rename(ctx: Ctx, request: Request, person_id: PersonId) -> Response:
 @router.post("/people/{person_id}/rename", include_in_schema=False)
 async def rename_form(ctx: Ctx, request: Request, person_id: PersonId) -> Response:
     """The page's rename form (browsers post forms; PATCH is the API's)."""
-    library = library_of(ctx)
-    body = await _body(request)
-    await _call(library.rename, person_id, body.get("name"))
+    try:
+        body = await _body(request)
+        await _call(library_of(ctx).rename, person_id, body.get("name"))
+    except ApiError as exc:
+        return _page_error(exc)
     return RedirectResponse(f"/people/{person_id}", status_code=303)
 
 
@@ -299,6 +318,15 @@ async def rename_form(ctx: Ctx, request: Request, person_id: PersonId) -> Respon
     responses={200: {"description": "{id, name, ...}"}, **documented(401, 404, 422, 503)},
 )
 async def merge(ctx: Ctx, request: Request, person_id: PersonId) -> Response:
+    try:
+        return await _merge(ctx, request, person_id)
+    except ApiError as exc:
+        if _is_form(request):
+            return _page_error(exc)
+        raise
+
+
+async def _merge(ctx: ApiContext, request: Request, person_id: str) -> Response:
     library = library_of(ctx)
     body = await _body(request)
     other = body.get("from")
@@ -326,5 +354,8 @@ async def forget(ctx: Ctx, person_id: PersonId) -> Response:
 
 @router.post("/people/{person_id}/forget", include_in_schema=False)
 async def forget_form(ctx: Ctx, person_id: PersonId) -> Response:
-    await _call(library_of(ctx).forget, person_id)
+    try:
+        await _call(library_of(ctx).forget, person_id)
+    except ApiError as exc:
+        return _page_error(exc)
     return RedirectResponse("/people", status_code=303)

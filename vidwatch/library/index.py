@@ -67,6 +67,12 @@ class Index:
         }
         return json.dumps(doc, separators=(",", ":")).encode()
 
+    def copy(self) -> Index:
+        """A copy to change (its own dict of people) that shares the search matrix, built
+        here once, until the copy changes: each read of an unchanged index skips the build."""
+        self._stacked()
+        return Index(people=dict(self.people), etag=self.etag, _matrix=self._matrix)
+
     def changed(self) -> None:
         self._matrix = None
 

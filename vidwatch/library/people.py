@@ -447,7 +447,7 @@ class PeopleLibrary:
         with self._cache_lock:
             cached = self._cached
         if cached is not None and cached.etag == info.etag:
-            return Index(people=dict(cached.people), etag=cached.etag)
+            return cached.copy()
         try:
             data = self.store.get_bytes(lkeys.INDEX_KEY)
         except ObjectNotFound:
@@ -457,7 +457,7 @@ class PeopleLibrary:
         index = Index.from_bytes(data, info.etag)
         with self._cache_lock:
             self._cached = index
-        return Index(people=dict(index.people), etag=index.etag)
+        return index.copy()
 
     def _write_index(self, index: Index) -> None:
         info = self.store.put_bytes(
@@ -467,7 +467,8 @@ class PeopleLibrary:
             if_none_match=index.etag is None,
             if_match=index.etag,
         )
-        stored = Index(people=dict(index.people), etag=info.etag)
+        stored = index.copy()
+        stored.etag = info.etag
         with self._cache_lock:
             self._cached = stored
 
