@@ -221,3 +221,43 @@ def test_bad_names_and_ids(local_store: ObjectStore) -> None:
     with pytest.raises(ValueError):
         lib.merge(sybil, sybil)
     assert lib.rename(sybil, "   ").name is None
+
+
+def test_prune_forgets_strangers_of_jobs_that_are_gone(local_store: ObjectStore) -> None:
+    """Retention removed a job: its appearances go; a stranger seen only there is
+    forgotten (descriptors too); a named person, or one seen elsewhere, stays."""
+    lib, faces = PeopleLibrary(local_store), Faces()
+    old = job_with(local_store, lib, faces, ["stranger", "named", "both"])
+    kept = job_with(local_store, lib, faces, ["both"])
+    stranger, named, both = library_ids(local_store, old)
+    assert stranger and named and both
+    lib.rename(named, "Quinn")
+    local_store.delete_many(i.key for i in local_store.list(keys.job_prefix(old)))
+    assert lib.prune() == {"appearances_dropped": 2, "people_forgotten": 1}
+    with pytest.raises(PersonNotFound):
+        lib.get(stranger)
+    assert stranger not in lib.descriptor_count()
+    assert lib.get(named).appearances == [] and lib.get(named).name == "Quinn"
+    assert [a["job_id"] for a in lib.get(both).appearances] == [kept]
+    assert lib.prune() == {"appearances_dropped": 0, "people_forgotten": 0}
+
+
+def test_the_retention_pass_prunes_the_library_once_a_day(
+    local_store: ObjectStore, tmp_path
+) -> None:
+    from vidwatch.config import load_settings
+    from vidwatch.daemon.retention import LIBRARY_PRUNE_S, Retention
+
+    settings = load_settings({"TEMP_MEDIA_DIR": str(tmp_path / "tmp")})
+    lib, faces = PeopleLibrary(local_store), Faces()
+    first = job_with(local_store, lib, faces, ["stranger"])
+    (stranger,) = library_ids(local_store, first)
+    retention = Retention(settings, local_store)
+    retention.run(now=1_000_000.0)
+    assert lib.get(stranger).id == stranger  # its job is there
+    local_store.delete_many(i.key for i in local_store.list(keys.job_prefix(first)))
+    retention.run(now=1_000_000.0 + LIBRARY_PRUNE_S / 2)  # not a day yet
+    assert lib.get(stranger).id == stranger
+    retention.run(now=1_000_000.0 + LIBRARY_PRUNE_S)
+    with pytest.raises(PersonNotFound):
+        lib.get(stranger)

@@ -64,6 +64,8 @@ def test_list_show_rename_merge_forget(tmp_path: Path) -> None:
     assert [p["library_id"] for p in read_results(store, job_id)["people"]] == [a, a]
     proc = people(tmp_path, "show", b)
     assert proc.returncode == 1 and "no library person" in proc.stderr
+    pruned = json.loads(people(tmp_path, "prune", "--json").stdout)
+    assert pruned == {"appearances_dropped": 0, "people_forgotten": 0}  # its job is there
     assert people(tmp_path, "forget", a).returncode == 0
     assert [i.key for i in store.list("library/people/")] == []
     assert people(tmp_path, "list").stdout.strip() == "(nobody yet)"

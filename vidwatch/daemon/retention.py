@@ -100,6 +100,8 @@ def plan_staging(
 
 
 PENDING_STATES = ("queued", "running")
+LIBRARY_PRUNE_S = 24 * 3600.0
+"""How often the people library forgets appearances in jobs that are gone."""
 
 
 def store_job_expired(
@@ -141,13 +143,14 @@ class Retention:
         self.is_active = is_active
         self.clock = clock
         self.log = logger or log
+        self._library_pruned_at = float("-inf")
 
     def run(self, now: float | None = None) -> RetentionReport:
         """One pass; errors are logged, never raised (the next pass tries again)."""
         now = self.clock() if now is None else now
         report = RetentionReport()
         started = time.monotonic()
-        for step in (self.sweep_staging, self.expire_store, self.expire_index):
+        for step in (self.sweep_staging, self.expire_store, self.expire_index, self.prune_library):
             try:
                 step(now, report)
             except Exception:  # noqa: BLE001 - a scheduled job must not die
@@ -304,6 +307,16 @@ class Retention:
                 objects=len(old),
                 retention_days=self.settings.r2_retention_days,
             )
+
+    def prune_library(self, now: float, report: RetentionReport) -> None:
+        """Once a day: the people library drops appearances in jobs that are gone, and
+        forgets strangers seen only there (``PeopleLibrary.prune``)."""
+        if not self.settings.face_library or now - self._library_pruned_at < LIBRARY_PRUNE_S:
+            return
+        from vidwatch.library import PeopleLibrary
+
+        self._library_pruned_at = now
+        PeopleLibrary(self.store, threshold=self.settings.face_match_threshold).prune()
 
     # --- the schedule ---------------------------------------------------------------------
     def schedule(self, *, first_run_s: float | None = None):

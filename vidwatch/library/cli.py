@@ -1,4 +1,5 @@
-"""``vidwatch people``: the people library from the command line, on the configured store,
+"""``vidwatch people``: the people library from the command line (add, list, show,
+rename, merge, forget, prune), on the configured store,
 without a running daemon (the same ``PeopleLibrary`` the daemon and the API use).
 
 ``add NAME PHOTO...`` loads the face models (MTCNN, dlib) for the photos; the other
@@ -42,7 +43,10 @@ def add_people_parser(subparsers: Any) -> argparse.ArgumentParser:
         "forget", help="delete a person: descriptors, face crops, links in every job"
     )
     forget.add_argument("id")
-    for sub in (add, listing, show, rename, merge, forget):
+    prune = commands.add_parser(
+        "prune", help="drop appearances in jobs that are gone; forget strangers seen only there"
+    )
+    for sub in (add, listing, show, rename, merge, forget, prune):
         sub.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
@@ -124,6 +128,9 @@ def run_people(args: argparse.Namespace, settings: Settings) -> int:
                 {"id": person.id, "forgotten": True},
                 f"{person.id} forgotten ({len(person.job_ids)} jobs unlinked)",
             )
+        elif command == "prune":
+            counts = library.prune()
+            _out(args, counts, ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in counts.items()))
     except PhotoError as exc:
         print(f"vidwatch: {exc.code}: {exc.message}", file=sys.stderr)
         return 1

@@ -35,6 +35,7 @@ from vidwatch.errors import VidwatchError
 from vidwatch.library import keys as lkeys
 from vidwatch.library.index import MAX_DESCRIPTORS, Index
 from vidwatch.library.jobs import relink_job
+from vidwatch.r2 import keys as jobs_keys
 from vidwatch.r2.store import ObjectNotFound, ObjectStore, PreconditionFailed
 
 log = structlog.get_logger("vidwatch.library")
@@ -437,6 +438,48 @@ class PeopleLibrary:
         log.info("library_person_forgotten", library_id=person_id, jobs=len(person.job_ids))
         self._tell(LibraryChange("forgotten", person_id))
         return person
+
+    # --- retention ---------------------------------------------------------------------------
+    def prune(self) -> dict[str, int]:
+        """Drop appearances in jobs that are gone (retention, the bucket's lifecycle rule),
+        and forget a person left with no appearance, no name and no enrolment photo: a
+        stranger's descriptors live no longer than the videos they were seen in. A job is
+        gone when the job listing lacks it and its results.json is absent (checked again
+        per job, so a job linking meanwhile keeps its appearance)."""
+        present = set(self.store.list_job_ids())
+        checked: dict[str, bool] = {}
+
+        def gone(job_id: str) -> bool:
+            if job_id in present:
+                return False
+            if job_id not in checked:
+                checked[job_id] = self.store.head(jobs_keys.results_key(job_id)) is None
+            return checked[job_id]
+
+        dropped = forgotten = 0
+        for info in builtins.list(self.store.list(lkeys.PEOPLE_PREFIX)):
+            pid = lkeys.person_id_of(info.key)
+            found = self._read(pid) if pid else None
+            if pid is None or found is None:
+                continue
+            person = found[0]
+            stale = {str(a.get("job_id")) for a in person.appearances if gone(str(a.get("job_id")))}
+            if not stale:
+                continue
+            left = [a for a in person.appearances if str(a.get("job_id")) not in stale]
+            if not left and person.name is None and person.enrolled == 0:
+                self.forget(pid)
+                forgotten += 1
+                continue
+
+            def change(p: Person, stale: set[str] = stale) -> Person:
+                p.appearances = [a for a in p.appearances if str(a.get("job_id")) not in stale]
+                return p
+
+            self._update(pid, change)
+            dropped += len(person.appearances) - len(left)
+        log.info("library_pruned", appearances_dropped=dropped, people_forgotten=forgotten)
+        return {"appearances_dropped": dropped, "people_forgotten": forgotten}
 
     # --- the objects -------------------------------------------------------------------------
     def _read_index(self) -> Index:
