@@ -700,6 +700,7 @@ def test_with_a_token_every_route_but_healthz_needs_it(make_api, video):
     assert api.staged_files() == set() and api.submitted == []
     good = {"Authorization": f"Bearer {TOKEN}"}
     assert api.client.get("/healthz").status_code == 200
+    assert api.client.head("/healthz").status_code == 200
     assert api.client.get("/metrics", headers=good).status_code == 200
     assert api.client.get("/docs", headers=good).status_code == 200
     assert api.client.get(ROUTES[1][1], headers=good).status_code == 404
@@ -751,6 +752,19 @@ def test_healthz_reports_what_health_says(make_api):
     started = time.monotonic()
     resp = api.client.get("/healthz")
     assert resp.status_code == 503 and time.monotonic() - started < 2.5
+
+
+def test_healthz_answers_head_like_get_without_a_body(make_api):
+    """Issue 25 (11): load balancers and uptime checkers send HEAD; it answered 405."""
+    state = {"ok": True}
+    api = make_api(health=lambda: dict(state))
+    resp = api.client.head("/healthz")
+    assert resp.status_code == 200 and resp.content == b""
+    assert resp.headers["cache-control"] == "no-store"
+    assert resp.headers["content-type"] == "application/json"
+    state["ok"] = False
+    resp = api.client.head("/healthz")
+    assert resp.status_code == 503 and resp.content == b""
 
 
 def _samples(client: httpx.Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

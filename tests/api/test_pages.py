@@ -121,6 +121,7 @@ def put_job(
                 "device": "cpu",
             },
             "exports": {"chapters": keys.export_key(job_id, "chapters")},
+            "timings_s": {"decode": 0.5, "models": 11.2, "write": 0.8, "wall": 6.6},
         }
         store.put_bytes(keys.export_key(job_id, "chapters"), b"WEBVTT\n")
         if people:
@@ -174,7 +175,8 @@ def make_site(tmp_path: Path) -> Iterator[Any]:
 
 def test_the_list_shows_jobs_newest_first_with_names_as_text(make_site):
     _, store, client = make_site()
-    assert "No jobs yet" in client.get("/jobs").text
+    empty = client.get("/jobs").text
+    assert "No jobs yet" in empty and '<a href="/docs">API docs</a>' in empty
     done = put_job(store, state="completed", filename="holiday.mp4")
     evil = put_job(store, state="failed", filename=EVIL, error={"code": "x", "message": "y"})
     running = put_job(store, state="running", filename="long.mp4", frames_done=5, frames_total=10)
@@ -223,6 +225,35 @@ def test_a_completed_jobs_page_links_every_image_and_shows_what_results_carry(ma
     assert chapters["key"] == keys.export_key(job_id, "chapters")
     assert httpx.get(chapters["url"]).content == b"WEBVTT\n"
     assert httpx.get(doc["people"][0]["thumbnail"]["url"]).status_code == 200
+
+
+def _spans(html: str, css_class: str) -> list[str]:
+    return [
+        " ".join(m.split())
+        for m in re.findall(rf'<span class="{css_class}">(.*?)</span>', html, flags=re.S)
+    ]
+
+
+def test_captions_count_in_words_and_provenance_says_why_models_outlast_wall(make_site):
+    _, store, client = make_site()
+    job_id = put_job(store, state="completed", filename="a.mp4")
+    html = client.get(f"/jobs/{job_id}").text
+    # One object, no mask, one face per frame: singular and plural as English has them.
+    counts = _spans(html, "counts")
+    assert counts and all(c.startswith("1 object · 0 masks · 1 face · ") for c in counts), counts
+    assert _spans(html, "times")[-3:] == [
+        "#0 · 0:00.000 · scene 1",
+        "#25 · 0:01.000 · scene 2",
+        "#60 · 0:02.400 · scene 3",
+    ]
+    assert "3 faces" in " ".join(_spans(html, "times"))  # the person: 3 faces
+    page = Tags(html)
+    # The model time is summed over lanes that run at once, and the page says so.
+    note = [a for _, a in page.tags if a.get("id") == "timing-models"]
+    assert note and "in parallel" in (note[0].get("title") or "")
+    text = " ".join("".join(page.text).split())
+    assert "models 11.2 s (summed over the model lanes, which run in parallel)" in text
+    assert "wall 6.6 s" in text
 
 
 def test_a_job_page_without_people_has_no_people_section(make_site):
@@ -274,6 +305,10 @@ def test_running_failed_and_unknown_jobs(make_site):
     page = Tags(client.get(f"/jobs/{duplicate}").text)
     assert len(page.having("data-scene")) == 3
     assert all(f"/files/jobs/{original}/" in a["src"] for a in page.having("data-src-original"))
+    # ...and plays its own source, which is in the store under its own id.
+    video = [a for t, a in page.tags if t == "source"]
+    assert len(video) == 1 and f"/files/jobs/{duplicate}/input/source.mp4" in video[0]["src"]
+    assert httpx.get(video[0]["src"]).content == b"\x00" * 16
     assert client.get(f"/jobs/{new_job_id()}").status_code == 404
     assert client.get("/jobs/not-a-job").status_code == 422
 
@@ -331,3 +366,41 @@ def test_without_a_token_sign_in_is_not_needed(make_site):
     _, _, client = make_site()
     assert client.get("/login?next=/jobs/x").headers["location"] == "/jobs/x"
     assert client.get("/jobs").status_code == 200
+
+
+def test_the_openapi_document_describes_the_pages(make_site):
+    _, _, client = make_site()
+    paths = client.get("/openapi.json").json()["paths"]
+    pages = {
+        ("/jobs", "get"),
+        ("/jobs/{job_id}", "get"),
+        ("/login", "get"),
+        ("/login", "post"),
+        ("/logout", "post"),
+    }
+    for path, method in pages:
+        operation = paths[path][method]
+        assert operation["tags"] == ["pages"] and operation["summary"], (path, method)
+        if (path, method) != ("/login", "post"):
+            assert set(operation["responses"]["200"]["content"]) == {"text/html"}, path
+    limit = {p["name"]: p for p in paths["/jobs"]["get"]["parameters"]}["limit"]
+    assert limit["schema"]["maximum"] == 500
+    form = paths["/login"]["post"]["requestBody"]["content"]
+    assert set(form) == {"application/x-www-form-urlencoded"}
+
+
+def test_a_bad_query_answers_a_browser_with_a_page_and_a_client_with_json(make_site):
+    _, _, client = make_site()
+    browser = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+    for path in ("/jobs?limit=501", "/jobs?limit=0", "/jobs?limit=many"):
+        page = client.get(path, headers=browser)
+        assert page.status_code == 422 and page.headers["content-type"].startswith("text/html")
+        assert "limit" in page.text and "Invalid request" in page.text
+        assert "default-src 'none'" in page.headers["content-security-policy"]
+        assert Tags(page.text).having("data-job") == []
+        for accept in ({}, {"Accept": "application/json"}, {"Accept": "*/*"}):
+            resp = client.get(path, headers=accept)
+            assert resp.status_code == 422 and resp.json()["error"]["code"] == "invalid_request"
+    # The API's own routes keep JSON whatever the client accepts.
+    resp = client.get("/status/not-an-id", headers=browser)
+    assert resp.status_code == 422 and resp.json()["error"]["code"] == "invalid_job_id"

@@ -11,16 +11,20 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.api.api_harness import Served, local_api, serve
-from vidwatch.config import load_settings
-from vidwatch.jobs.manifest import Manifest, write_manifest
+from tests.api.browser import Watch
+from vidwatch.config import Settings, load_settings
+from vidwatch.jobs.manifest import ErrorInfo, JobSummary, Manifest, write_manifest
 from vidwatch.jobs.staging import new_job_id
+from vidwatch.pipeline.documents import FaceSummary
 from vidwatch.r2 import keys
+from vidwatch.r2.local import LocalStore
 
 pytestmark = pytest.mark.models
 
@@ -38,19 +42,6 @@ ALL_IMAGES_LOADED = """async () => {
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    executable = shutil.which("chromium")
-    if executable is None:
-        pytest.fail("Chromium not found: apt-get install chromium (as .ci/run does)")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module")
 def site(analysed_job) -> Iterator[Served]:
     settings = load_settings(
         {
@@ -62,17 +53,6 @@ def site(analysed_job) -> Iterator[Served]:
     app, _ = local_api(settings, lambda spec: None)
     with serve(app) as served:
         yield served
-
-
-class Watch:
-    """A page's console errors, uncaught exceptions and dialogs (an alert() would be one)."""
-
-    def __init__(self, page) -> None:
-        self.errors: list[str] = []
-        self.dialogs: list[str] = []
-        page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
-        page.on("pageerror", lambda e: self.errors.append(str(e)))
-        page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
 
 
 def _sign_in(context, site: Served, path: str):
@@ -247,19 +227,29 @@ def test_the_static_report_opens_from_the_folder(browser, analysed_job):
     context.close()
 
 
-def test_duplicate_and_failed_jobs_have_their_static_report_too(browser, media, tmp_path):
-    """A duplicate's report.html shows the results of the job that analysed its bytes, its
-    images and video from that job's folder beside it, and links to that job's report; a
-    failed job's report.html says what failed. Both open from the folder, no console error."""
+@dataclass
+class DedupedJobs:
+    """Two jobs of the same bytes (the second a duplicate of the first) and a failed one, run
+    with the models off, in one LocalStore."""
+
+    settings: Settings
+    store: LocalStore
+    first: Manifest
+    second: Manifest
+    failed: Manifest
+
+
+@pytest.fixture(scope="module")
+def deduped(media, tmp_path_factory) -> DedupedJobs:
     from vidwatch.detectors.registry import load_models
     from vidwatch.jobs.run import run_job
     from vidwatch.jobs.staging import JobSpec, stage_copy
-    from vidwatch.r2.local import LocalStore
 
+    root = tmp_path_factory.mktemp("deduped")
     settings = load_settings(
         {
-            "TEMP_MEDIA_DIR": str(tmp_path / "tmp"),
-            "LOCAL_STORE_DIR": str(tmp_path / "store"),
+            "TEMP_MEDIA_DIR": str(root / "tmp"),
+            "LOCAL_STORE_DIR": str(root / "store"),
             "TOON_ENABLED": "false",
             "SAMPLE_FPS": "0.5",
             "DETECT_MODEL": "none",
@@ -285,6 +275,14 @@ def test_duplicate_and_failed_jobs_have_their_static_report_too(browser, media, 
     failed = run(media / "bad" / "not_a_video.mp4")
     assert first.state == second.state == "completed" and second.duplicate_of == first.job_id
     assert failed.state == "failed" and failed.error.code == "not_a_video"
+    return DedupedJobs(settings, store, first, second, failed)
+
+
+def test_duplicate_and_failed_jobs_have_their_static_report_too(browser, deduped):
+    """A duplicate's report.html shows the results of the job that analysed its bytes, its
+    images and video from that job's folder beside it, and links to that job's report; a
+    failed job's report.html says what failed. Both open from the folder, no console error."""
+    store, first, second, failed = deduped.store, deduped.first, deduped.second, deduped.failed
     results = json.loads(store.get_bytes(keys.results_key(first.job_id)))
     first_folder = store.root / keys.job_prefix(first.job_id)
 
@@ -297,6 +295,7 @@ def test_duplicate_and_failed_jobs_have_their_static_report_too(browser, media, 
     assert all(src.startswith(first_folder.as_uri()) for src, _ in images)
     original = page.eval_on_selector("#duplicate a", "a => a.href")
     assert original == (store.root / keys.report_key(first.job_id)).as_uri()
+    _check_plays(page, results["video"]["duration_s"])
 
     page.goto((store.root / keys.report_key(failed.job_id)).as_uri())
     alert = page.locator("[role=alert]")
@@ -304,3 +303,146 @@ def test_duplicate_and_failed_jobs_have_their_static_report_too(browser, media, 
     assert page.locator("[data-scene]").count() == 0
     assert watch.errors == [] and watch.dialogs == []
     context.close()
+
+
+def _check_plays(page, duration_s: float) -> None:
+    """The page's video has its source, loads it (duration known) and plays."""
+    assert page.locator("#player source").count() == 1
+    page.wait_for_function(
+        "() => document.getElementById('player').readyState >= 2", timeout=10_000
+    )
+    got = page.evaluate("document.getElementById('player').duration")
+    assert got == pytest.approx(duration_s, abs=0.2)
+    page.evaluate("document.getElementById('player').muted = true")
+    page.evaluate("document.getElementById('player').play()")
+    page.wait_for_function(
+        "() => document.getElementById('player').currentTime > 0.2", timeout=10_000
+    )
+
+
+def test_a_duplicates_page_plays_its_own_video(browser, deduped, tmp_path):
+    """The API's page of a duplicate: the earlier job's results, and its own source video
+    (its upload, in the store under its own id), which Chromium loads and plays."""
+    app, _ = local_api(deduped.settings, lambda spec: None)
+    results = json.loads(deduped.store.get_bytes(keys.results_key(deduped.first.job_id)))
+    with serve(app) as served:
+        context = browser.new_context()
+        page = context.new_page()
+        watch = Watch(page)
+        assert page.goto(f"{served.base_url}/jobs/{deduped.second.job_id}").status == 200
+        assert page.locator("[data-scene]").count() == len(results["scenes"])
+        src = page.eval_on_selector("#player source", "s => s.src")
+        assert f"/files/jobs/{deduped.second.job_id}/input/source.mp4" in src
+        _check_plays(page, results["video"]["duration_s"])
+        _check_captions_and_exports(page)
+        page.screenshot(path=str(tmp_path / "duplicate-page.png"), full_page=True)
+        assert watch.errors == [] and watch.dialogs == []
+        context.close()
+
+
+LAYOUT = """() => {
+  const box = e => e.getBoundingClientRect();
+  const frames = Array.from(document.querySelectorAll('#frames .frame')).map(f => {
+    const t = box(f.querySelector('.times')), c = box(f.querySelector('.counts'));
+    return {timesBottom: t.bottom, countsTop: c.top};
+  });
+  const items = Array.from(document.querySelectorAll('.exports li'));
+  return {
+    frames,
+    bullets: items.map(li => getComputedStyle(li).listStyleType),
+    exports: items.map(li => {
+      const b = box(li), a = box(li.querySelector('a'));
+      return {left: b.left, right: b.right, top: b.top, bottom: b.bottom,
+              linkLeft: a.left, linkRight: a.right};
+    }),
+  };
+}"""
+
+
+def _check_captions_and_exports(page) -> None:
+    """A frame's caption: its times and its counts on lines of their own (they ran into one
+    another: "scene 1 0 objects"); the exports: no bullets running into the links, no two
+    items overlapping, each link inside its own item."""
+    layout = page.evaluate(LAYOUT)
+    assert layout["frames"] and all(
+        f["countsTop"] >= f["timesBottom"] - 0.5 for f in layout["frames"]
+    )
+    assert len(layout["exports"]) == len(keys.EXPORT_FILES)
+    assert set(layout["bullets"]) == {"none"}
+    boxes = layout["exports"]
+    for e in boxes:
+        assert e["left"] <= e["linkLeft"] and e["linkRight"] <= e["right"]
+    for a, b in zip(boxes, boxes[1:], strict=False):
+        same_line = a["top"] < b["bottom"] and b["top"] < a["bottom"]
+        assert not same_line or a["right"] <= b["left"], (a, b)
+
+
+PHONE_NAMES = [
+    "holiday-at-the-lake-2026-07-14-family-and-friends.mp4",
+    "VID_20261121_183304_HDR_stabilised.mov",
+    "a.mp4",
+    "Interview with the head of the rocket programme (final cut, 2nd edit).mkv",
+]
+PHONE_ROWS = """() => Array.from(document.querySelectorAll('[data-job]')).map(row => {
+  const lines = el => el.getClientRects().length;
+  const box = el => { const b = el.getBoundingClientRect();
+    return {left: b.left, right: b.right, width: b.width}; };
+  const name = row.querySelector('.name a'), id = row.querySelector('.name small');
+  const time = row.querySelector('time'), dur = row.querySelector('.duration');
+  return {
+    job: row.dataset.job, name: name.innerText, nameLines: lines(name), nameBox: box(name),
+    idLines: lines(id), idBox: box(id), time: time.innerText, timeLines: lines(time),
+    timeBox: box(time), duration: dur.innerText, durationBox: box(dur),
+    durationClipped: dur.scrollWidth > dur.clientWidth,
+  };
+})"""
+
+
+def test_the_jobs_list_at_a_phones_width(browser, tmp_path):
+    """At 390 px the list reflows into one card per job: whole file names on a line or two
+    (not a few characters a line), ids and times on one line, the duration column not cut,
+    nothing wider than the screen."""
+    settings = load_settings(
+        {"TEMP_MEDIA_DIR": str(tmp_path / "tmp"), "LOCAL_STORE_DIR": str(tmp_path / "store")}
+    )
+    app, store = local_api(settings, lambda spec: None)
+    written = []
+    for i, name in enumerate(PHONE_NAMES):
+        state = ("completed", "failed", "running", "completed")[i]
+        manifest = Manifest(job_id=new_job_id(), origin="api", filename=name, state=state)
+        if state == "completed":
+            manifest.summary = JobSummary(
+                scenes=3,
+                frames_analyzed=12,
+                labels=["person"],
+                faces=FaceSummary(frames=3, max_in_frame=1),
+                duration_s=11.2 + 3600 * i,
+            )
+        if state == "failed":
+            manifest.error = ErrorInfo(code="not_a_video", message="not a video")
+        if state == "running":
+            manifest.frames_done, manifest.frames_total = 5, 20
+        write_manifest(store, manifest)
+        written.append(manifest)
+    with serve(app) as served:
+        context = browser.new_context(
+            viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+        )
+        page = context.new_page()
+        watch = Watch(page)
+        assert page.goto(f"{served.base_url}/jobs").status == 200
+        page.screenshot(path=str(tmp_path / "jobs-390.png"), full_page=True)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        rows = page.evaluate(PHONE_ROWS)
+        assert [r["name"] for r in rows] == PHONE_NAMES[::-1]
+        for row in rows:
+            for part in ("nameBox", "idBox", "timeBox", "durationBox"):
+                assert row[part]["left"] >= 0 and row[part]["right"] <= 390, (part, row)
+            assert row["nameLines"] <= (1 if len(row["name"]) < 30 else 3), row
+            assert row["idLines"] == 1 and row["timeLines"] == 1, row
+            assert not row["durationClipped"], row
+        durations = {r["job"]: r["duration"] for r in rows}
+        assert durations[written[0].job_id].endswith("0:11")
+        assert durations[written[3].job_id].endswith("3:00:11")
+        assert watch.errors == [] and watch.dialogs == []
+        context.close()

@@ -31,13 +31,35 @@ def _vidwatch(args, env, cwd, timeout=300):
 def test_analyze_prints_where_results_are_and_a_summary(media, model_env, tmp_path):
     proc = _vidwatch(["analyze", str(media / "single_shot.mp4"), "--no-toon"], model_env, tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "completed: 48 frames, 1 scenes" in proc.stdout
+    assert "completed: 48 frames, 1 scene, " in proc.stdout  # issue 25 (14): not "1 scenes"
     line = next(x for x in proc.stdout.splitlines() if "results:" in x)
     results = Path(line.split("results:", 1)[1].strip())
     assert results.is_file() and results.is_relative_to(tmp_path / "store" / "jobs")
     doc = json.loads(results.read_text())
     assert len(doc["scenes"]) == 1 and doc["video"]["frames"] == 48
     assert "analysing" in proc.stderr  # the progress bar
+
+
+def test_json_prints_one_json_document_on_stdout_and_nothing_else(media, model_env, tmp_path):
+    """Issue 25 (13): with the models on (OpenVINO on a CPU, as by default), Ultralytics'
+    "Loading ... for OpenVINO inference" went to stdout before the document."""
+    proc = _vidwatch(
+        ["analyze", str(media / "single_shot.mp4"), "--no-toon", "--json"], model_env, tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["state"] == "completed" and doc["job_id"]
+    assert doc["summary"]["scenes"] == 1
+
+
+def test_counts_read_as_words():
+    from vidwatch.cli.analyze import counted
+
+    assert counted(1, "scene") == "1 scene"
+    assert counted(0, "scene") == "0 scenes"
+    assert counted(2, "frame") == "2 frames"
+    assert counted(1, "person", "people") == "1 person"
+    assert counted(3, "person", "people") == "3 people"
 
 
 def test_bad_input_exits_nonzero_with_one_clear_message(media, model_env, tmp_path):

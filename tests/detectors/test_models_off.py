@@ -34,10 +34,18 @@ def test_models_off_give_empty_lists_and_say_so(tmp_path, media):
     for frame in results["frames"]:
         assert frame["objects"] == [] and frame["segments"] == [] and frame["faces"] == []
     provenance = results["provenance"]["models"]
-    for role, setting in (("objects", "DETECT_MODEL"), ("segments", "SEGMENT_MODEL")):
+    # Issue 25 (14): the keys are the same whatever the settings; an off model says why.
+    assert set(provenance) == {"detect", "segment", "faces", "identities"}
+    for role, setting in (
+        ("detect", "DETECT_MODEL=none"),
+        ("segment", "SEGMENT_MODEL=none"),
+        ("faces", "FACES_ENABLED=false"),
+        ("identities", "FACES_ENABLED=false"),
+    ):
         assert provenance[role]["name"] == "none"
+        assert provenance[role]["sha256"] is None
         assert provenance[role]["enabled"] is False
-        assert f"{setting}=none" in provenance[role]["reason"]
+        assert setting in provenance[role]["reason"]
 
 
 @pytest.mark.parametrize("value", ["missing/yolo11n.pt", "yolo11n.pt"])
@@ -51,3 +59,26 @@ def test_missing_weights_name_the_way_out_beside_the_path(tmp_path, value, monke
     message = str(caught.value)
     assert str(tmp_path / value) in message
     assert "DETECT_MODEL=none" in message
+
+
+def test_one_start_names_every_model_setting_without_weights(tmp_path, monkeypatch):
+    """Issue 25 (12): by default DETECT_MODEL and SEGMENT_MODEL name the same file; offline
+    one error names both, so the user sets both at once instead of learning of the second
+    at the next start. Two different missing files are named in one error too."""
+    monkeypatch.chdir(tmp_path)
+    env = {"ALLOW_MODEL_DOWNLOAD": "false", "TEMP_MEDIA_DIR": str(tmp_path / "tmp")}
+    with pytest.raises(ConfigError) as caught:
+        load_models(load_settings(env))
+    assert caught.value.settings == ("DETECT_MODEL", "SEGMENT_MODEL")
+    message = str(caught.value)
+    assert "DETECT_MODEL='yolo11n-seg.pt', SEGMENT_MODEL='yolo11n-seg.pt'" in message
+    assert "set DETECT_MODEL and SEGMENT_MODEL to the path of a .pt file" in message
+    assert "\n" not in message
+
+    env.update({"DETECT_MODEL": "yolo11n.pt", "SEGMENT_MODEL": "missing/seg.pt"})
+    with pytest.raises(ConfigError) as caught:
+        load_models(load_settings(env))
+    assert caught.value.settings == ("DETECT_MODEL", "SEGMENT_MODEL")
+    message = str(caught.value)
+    assert "DETECT_MODEL='yolo11n.pt'" in message and "SEGMENT_MODEL='missing/seg.pt'" in message
+    assert "\n" not in message

@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 
 from tests.api.api_harness import Served, serve
-from tests.api.test_pages_browser import ALL_IMAGES_LOADED, Watch, browser  # noqa: F401
+from tests.api.browser import Watch
+from tests.api.conftest import browser  # noqa: F401 - the Chromium fixture
+from tests.api.test_pages_browser import ALL_IMAGES_LOADED
 from tests.library.photo_video import PHOTOS, side_by_side, still_video
 from tests.pipeline.test_pipeline import _run
 from vidwatch.api.app import create_app

@@ -219,7 +219,9 @@ def test_identities_off_gives_the_same_output_with_person_null(
     assert all(s["people"] == [] for s in results["scenes"])
     assert not any("/people/" in i.key for i in store.list(keys.job_prefix(job_id)))
     assert results["provenance"]["settings"]["face_identities"] is False
-    assert "identities" not in results["provenance"]["models"]
+    off = results["provenance"]["models"]["identities"]
+    assert off["name"] == "none" and off["enabled"] is False
+    assert "FACE_IDENTITIES=false" in off["reason"]
     assert results["stats"]["face_descriptors"] == 0
     assert len(results["frames"]) == len(on["frames"])
     for off_frame, on_frame in zip(results["frames"], on["frames"], strict=True):

@@ -17,6 +17,8 @@ jobs. The routes live in routers, one module per concern:
   files, ``GET /files/{key}?expires=&signature=`` (403 for a missing, tampered or
   expired signature).
 - ``routes_health``: ``GET /healthz`` (never needs the token), ``GET /metrics``.
+- ``GET /docs``: Swagger UI on ``/openapi.json``, its files under ``/docs/assets/`` (from
+  the package, nothing from a CDN); the pages below are in the document too (HTML answers).
 - ``routes_people``: the people library, ``/people`` and ``/people/{id}`` (JSON, or the
   pages when a browser asks), enrol, rename, merge, forget.
 - ``pages``: ``GET /jobs``, ``GET /jobs/{job_id}`` (HTML), ``GET|POST /login``,
@@ -33,12 +35,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 
 from vidwatch import __version__
 from vidwatch.api import pages, routes_health, routes_jobs, routes_people, routes_results
 from vidwatch.api.context import ApiContext
 from vidwatch.api.errors import install_error_handlers
 from vidwatch.api.middleware import RequestContextMiddleware
+
+DOCS_ASSETS = "/docs/assets"
+"""Swagger UI's files (swagger-ui-bundle.js, swagger-ui.css, favicon.png), from the package."""
 
 
 def routers(ctx: ApiContext) -> list[APIRouter]:
@@ -54,8 +60,10 @@ def routers(ctx: ApiContext) -> list[APIRouter]:
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
-    """The API on ``ctx``'s store: routers, error handlers, then the middleware."""
-    app = FastAPI(
+    """The API on ``ctx``'s store: routers, error handlers, then the middleware. ``/docs``
+    is Swagger UI from the package fastapi-offline, its script and style served under
+    ``DOCS_ASSETS`` (FastAPI's own /docs fetches them from a CDN: blank on an offline host)."""
+    app = FastAPIOffline(
         title="vidwatch",
         version=__version__,
         description="Video analysis: scenes, objects, masks and faces. Upload a video, poll "
@@ -63,6 +71,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
         openapi_url="/openapi.json",
+        static_url=DOCS_ASSETS,
     )
     app.state.ctx = ctx
     install_error_handlers(app)

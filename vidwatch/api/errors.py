@@ -8,7 +8,7 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
@@ -42,6 +42,15 @@ class ApiError(VidwatchError):
 
 def request_id(scope: Scope) -> str | None:
     return scope.get("state", {}).get("request_id")
+
+
+def wants_html(scope: Scope) -> bool:
+    """Whether the client is a browser navigating: its ``Accept`` names ``text/html`` (a
+    browser's does; curl's, httpx's and fetch's ``*/*`` or ``application/json`` do not)."""
+    for name, value in scope.get("headers", ()):
+        if name == b"accept":
+            return b"text/html" in value.lower()
+    return False
 
 
 def error_response(
@@ -120,13 +129,23 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _invalid(request: Request, exc: Exception) -> JSONResponse:
+def _for_a_browser(scope: Scope) -> bool:
+    """A page's route asked for by a browser: it gets its error as a page, not JSON."""
+    route = scope.get("route")
+    return "pages" in (getattr(route, "tags", None) or ()) and wants_html(scope)
+
+
+async def _invalid(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {}
     where = ".".join(str(p) for p in first.get("loc", ()))
-    return error_response(
-        request.scope, 422, "invalid_request", f"{where}: {first.get('msg', 'invalid request')}"
-    )
+    message = f"{where}: {first.get('msg', 'invalid request')}"
+    if _for_a_browser(request.scope):
+        from vidwatch.api.pages import html
+        from vidwatch.report.render import render_error
+
+        return html(render_error("Invalid request", message), 422)
+    return error_response(request.scope, 422, "invalid_request", message)
 
 
 async def _internal(request: Request, exc: Exception) -> JSONResponse:

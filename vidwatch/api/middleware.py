@@ -12,7 +12,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vidwatch import metrics
-from vidwatch.api.errors import error_response
+from vidwatch.api.errors import error_response, wants_html
 from vidwatch.api.session import cookie_from_headers, session_valid
 
 log = structlog.get_logger("vidwatch.api")
@@ -22,6 +22,14 @@ _UNAUTHENTICATED_PATHS = ("/healthz", "/login", "/logout")
 _UNAUTHENTICATED_PREFIXES = ("/files/",)  # a signed link's signature is its proof
 _QUIET_ROUTES = ("/metrics", "/healthz")
 _DOC_PATHS = ("/docs", "/openapi.json", "/docs/oauth2-redirect")
+_DOC_ASSETS = "/docs/assets"  # Swagger UI's files (vidwatch.api.app.DOCS_ASSETS)
+
+
+def _unrouted_label(path: str) -> str:
+    """The metrics' route label of a path no route object names (a bounded set)."""
+    if path in _DOC_PATHS:
+        return path
+    return _DOC_ASSETS if path.startswith(_DOC_ASSETS + "/") else "unmatched"
 
 
 def _same_origin_form(scope: Scope) -> bool:
@@ -70,13 +78,16 @@ class RequestContextMiddleware:
 
     @staticmethod
     def _is_page(scope: Scope) -> bool:
+        """Where a refusal is the sign-in form: the pages, and /docs and /people (which
+        answer JSON too) for a browser that does not ask for JSON."""
         path = scope["path"]
         if path == "/jobs" or path.startswith("/jobs/"):
             return True
-        # /people answers JSON too: the sign-in form only for a browser's request.
         accept = dict(scope["headers"]).get(b"accept", b"").lower()
-        return (path == "/people" or path.startswith("/people/")) and (
-            b"text/html" in accept and b"application/json" not in accept
+        return (
+            (path in ("/docs", "/people") or path.startswith("/people/"))
+            and wants_html(scope)
+            and b"application/json" not in accept
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -129,9 +140,7 @@ class RequestContextMiddleware:
             finally:
                 elapsed = time.perf_counter() - started
                 route = scope.get("route")
-                label = getattr(route, "path", None) or (
-                    scope["path"] if scope["path"] in _DOC_PATHS else "unmatched"
-                )
+                label = getattr(route, "path", None) or _unrouted_label(scope["path"])
                 metrics.HTTP_REQUESTS.labels(route=label, status=str(status)).inc()
                 metrics.HTTP_REQUEST_SECONDS.labels(route=label).observe(elapsed)
                 quiet = scope["method"] in ("GET", "HEAD") and status < 400

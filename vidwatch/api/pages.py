@@ -56,7 +56,13 @@ def _safe_next(path: str | None) -> str:
     return path
 
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(tags=["pages"], default_response_class=HTMLResponse)
+"""In the OpenAPI document too: they answer HTML (``text/html``), for browsers."""
+_Responses = dict[int | str, dict[str, Any]]
+_SIGN_IN: _Responses = {
+    401: {"description": "With API_TOKEN set and no session: the sign-in form (HTML)"}
+}
+_REDIRECT: _Responses = {303: {"description": "Redirect (``Location``) to the page"}}
 
 
 def _read_json(ctx: ApiContext, key: str) -> dict[str, Any] | None:
@@ -67,12 +73,14 @@ def _read_json(ctx: ApiContext, key: str) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
-@router.get("/jobs")
+@router.get("/jobs", summary="The jobs list (HTML)", responses=_SIGN_IN)
 def jobs_page(
     ctx: Ctx,
     before: Annotated[str | None, Query(max_length=40)] = None,
     limit: Annotated[int, Query(ge=1, le=LIST_MAX)] = LIST_DEFAULT,
 ) -> Response:
+    """The jobs, newest first: state, progress, origin, file name, duration; ``before`` (a
+    job id) pages on to older jobs."""
     signed_in = ctx.settings.api_token is not None
     try:
         ids = sorted(ctx.reads.list_job_ids(), reverse=True)  # ULIDs sort by creation time
@@ -88,8 +96,18 @@ def jobs_page(
     return html(render_jobs(rows, older_url=older, logout=signed_in))
 
 
-@router.get("/jobs/{job_id}")
+@router.get(
+    "/jobs/{job_id}",
+    summary="One job's page (HTML)",
+    responses={
+        **_SIGN_IN,
+        404: {"description": "No such job"},
+        422: {"description": "Not a job id"},
+    },
+)
 def job_page(ctx: Ctx, job_id: str, request: Request) -> Response:
+    """The video with its scene chapters, the scenes, people, timeline, frames, exports and
+    provenance; live progress while the job runs; the error when it failed."""
     normalised = job_id.strip().upper()
     if not keys.is_job_id(normalised):
         return html(render_error("Not a job id", "A job id is a 26-character ULID."), 422)
@@ -108,13 +126,14 @@ def job_page(ctx: Ctx, job_id: str, request: Request) -> Response:
         if results is not None:  # names from the library, current now
             names = ctx.library.names_for if ctx.library else (lambda ids: {})
             results["people"] = with_names(results.get("people"), names)
-        prefix = keys.job_prefix(made_by)
+        # Only keys of the job that made the results are signed, as /results does, and the
+        # job's own (a duplicate's source video is its own upload, under its own id).
+        prefixes = (keys.job_prefix(made_by), keys.job_prefix(normalised))
         with request_base_url(ctx.base_url(request)):
             page = render_job(
                 status,
                 results,
-                # Only the job's own keys are signed, as /results does.
-                lambda key: ctx.store.signed_url(key, ttl_s) if key.startswith(prefix) else None,
+                lambda key: ctx.store.signed_url(key, ttl_s) if key.startswith(prefixes) else None,
                 status_url=f"/status/{normalised}",
                 jobs_url="/jobs",
                 logout=ctx.settings.api_token is not None,
@@ -125,20 +144,27 @@ def job_page(ctx: Ctx, job_id: str, request: Request) -> Response:
     return html(page)
 
 
-@router.get("/login")
+@router.get("/login", summary="The sign-in form (HTML)", responses=_REDIRECT)
 def login_form(ctx: Ctx, next: Annotated[str | None, Query(max_length=2000)] = None) -> Response:
+    """With API_TOKEN set, the one-field form; without, a redirect to ``next``."""
     if ctx.settings.api_token is None:
         return RedirectResponse(_safe_next(next), status_code=303)
     return login_page(next or "/jobs", status_code=200)
 
 
-@router.post("/login")
+@router.post(
+    "/login",
+    summary="Sign in a browser",
+    responses={**_REDIRECT, 401: {"description": "A wrong token: the form again (HTML)"}},
+)
 def login(
     ctx: Ctx,
     request: Request,
     token_field: Annotated[str, Form(alias="token", max_length=4096)] = "",
     next: Annotated[str, Form(max_length=2000)] = "/jobs",
 ) -> Response:
+    """The right token sets the session cookie ``vidwatch_session`` and redirects to
+    ``next`` (a path of this site)."""
     token = ctx.settings.api_token
     target = _safe_next(next)
     if token is None:
@@ -158,8 +184,9 @@ def login(
     return response
 
 
-@router.post("/logout")
+@router.post("/logout", summary="Sign a browser out", responses=_REDIRECT)
 def logout(ctx: Ctx) -> Response:
+    """Clears the session cookie and redirects to the sign-in form."""
     signed_in = ctx.settings.api_token is not None
     response = RedirectResponse("/login" if signed_in else "/jobs", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")

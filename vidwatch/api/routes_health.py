@@ -1,4 +1,5 @@
-"""``GET /healthz`` (never needs the token) and ``GET /metrics`` (Prometheus)."""
+"""``GET /healthz`` and ``HEAD /healthz`` (never need the token) and ``GET /metrics``
+(Prometheus)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,21 @@ router = APIRouter()
     responses={503: {"description": "unhealthy; the body says what"}},
 )
 async def healthz(ctx: Ctx) -> JSONResponse:
+    body, status = await _health(ctx)
+    return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+@router.head("/healthz", include_in_schema=False)
+async def healthz_head(ctx: Ctx) -> Response:
+    """What GET answers, without the body: load balancers and uptime checkers send HEAD.
+    (Left out of the OpenAPI document, where it would be GET's twin.)"""
+    _, status = await _health(ctx)
+    return Response(
+        status_code=status, media_type="application/json", headers={"Cache-Control": "no-store"}
+    )
+
+
+async def _health(ctx: Ctx) -> tuple[dict, int]:
     try:
         with anyio.fail_after(ctx.health_timeout_s):
             result = await anyio.to_thread.run_sync(ctx.health, abandon_on_cancel=True)
@@ -33,7 +49,7 @@ async def healthz(ctx: Ctx) -> JSONResponse:
         "status": "ok" if ok else "unhealthy",
         "version": __version__,
     }
-    return JSONResponse(body, status_code=200 if ok else 503, headers={"Cache-Control": "no-store"})
+    return body, 200 if ok else 503
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

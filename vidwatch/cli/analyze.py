@@ -40,7 +40,7 @@ def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
         models = load_models(settings)
     except (ConfigError, StoreError) as exc:
         setting = getattr(exc, "setting", None)
-        hint = f" (check {setting})" if setting else ""
+        hint = f" (check {setting})" if setting and setting not in str(exc) else ""
         print(f"vidwatch: {exc}{hint}", file=sys.stderr)
         with contextlib.suppress(Exception):
             started = toon_future.result()
@@ -111,14 +111,21 @@ def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
     if not args.json and summary is not None:
         labels = ", ".join(summary.labels) or "none"
         print(
-            f"job {job_id} completed: {manifest.frames_total} frames, "
-            f"{summary.scenes} scenes, {summary.frames_analyzed} frames analysed"
+            f"job {job_id} completed: {counted(manifest.frames_total or 0, 'frame')}, "
+            f"{counted(summary.scenes, 'scene')}, "
+            f"{counted(summary.frames_analyzed, 'frame')} analysed"
         )
         print(f"  labels: {labels}")
         print(
-            f"  faces: in {summary.faces.frames} frames, at most "
-            f"{summary.faces.max_in_frame} in one; {summary.people} people"
+            f"  faces: in {counted(summary.faces.frames, 'frame')}, at most "
+            f"{summary.faces.max_in_frame} in one; "
+            f"{counted(summary.people, 'person', 'people')}"
         )
         print(f"  results: {where}analysis/results.json")
         print(f"  report:  {where}report.html")
     return 0
+
+
+def counted(n: int, one: str, many: str | None = None) -> str:
+    """``1 scene``, ``2 scenes``, ``0 scenes``; ``many`` where the plural is not ``one + s``."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"

@@ -38,7 +38,16 @@ WEBHOOK_SECRET_BYTES = (24, 64)
 
 
 class ConfigError(VidwatchError):
-    """A setting is missing or invalid; the message is one line naming it."""
+    """A setting is missing or invalid; the message is one line naming it. ``settings``
+    names the settings to fix where the raiser knows them (for the log's ``setting``)."""
+
+    def __init__(self, message: str, *, settings: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.settings = settings
+
+    @property
+    def setting(self) -> str | None:
+        return ", ".join(self.settings) or None
 
 
 class Settings(BaseModel):
@@ -155,7 +164,8 @@ class Settings(BaseModel):
     max_upload_bytes: int = Field(2 * 1024**3, ge=1)
     api_token: str | None = None
     public_base_url: str | None = None
-    """Base URL of our own API for signed local-store links (default http://HTTP_HOST:HTTP_PORT)."""
+    """Base URL of our own API for signed local-store links; None: the address the client
+    used (the request's Host), so links work under whatever name reached the API."""
     cors_origins: str = ""
     """Comma-separated origins allowed by CORS (``*`` for any); empty: CORS off."""
     url_signing_secret: str | None = None

@@ -13,8 +13,10 @@ to fix (systemd does not restart then), 1 for anything worth a restart.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
+import socket
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -76,8 +78,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "run",
         help="run the daemon: inbox, bucket, HTTP API, retention",
         description="Run vidwatch as a service: watch INBOX_DIR, poll the bucket's "
-        "jobs/*/input/ (with R2 settings), serve the HTTP API, clean up on a "
-        "schedule. SIGTERM stops it gracefully (SHUTDOWN_GRACE_S).",
+        "jobs/*/input/ (with R2 settings), serve the HTTP API and the pages on "
+        "HTTP_HOST:HTTP_PORT (127.0.0.1:8000 by default; the jobs at /jobs; "
+        "HTTP_ENABLED=false for none), clean up on a schedule. The port is taken "
+        "before the models load: a busy one stops the start at once (exit 2). "
+        "SIGTERM stops it gracefully (SHUTDOWN_GRACE_S).",
     )
     parser.add_argument(
         "--once",
@@ -97,17 +102,19 @@ def run_service(args: argparse.Namespace, settings: Settings) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     code = 1
+    failed: dict[str, Any] | None = None
     try:
         service.start()
         code = service.wait()
     except _Stopping:
         code = 0
     except (ConfigError, PermanentStoreError) as exc:
+        # A setting to fix: one line naming it, the last line of the start (after the stop).
         setting = getattr(exc, "setting", None)
-        log.error("start_failed", error=str(exc), setting=setting, exit_code=2)
+        failed = {"error": str(exc), **({"setting": setting} if setting else {})}
         code = 2
     except (StoreError, StartupError, OSError) as exc:
-        log.error("start_failed", error=str(exc), exit_code=1)
+        failed = {"error": str(exc)}
         code = 1
     except Exception:  # noqa: BLE001 - logged whole; systemd restarts us
         log.exception("service_crashed", exit_code=1)
@@ -116,6 +123,8 @@ def run_service(args: argparse.Namespace, settings: Settings) -> int:
         clean = service.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if failed is not None:
+        log.error("start_failed", **failed, exit_code=code)
     if not clean:
         # A thread that ignored its stop (a job stuck in a library call) would hold the
         # interpreter's exit past the budget: leave now, as the budget promises.
@@ -156,6 +165,8 @@ class Service:
         self.http_server: uvicorn.Server | None = None
         self.http_thread: threading.Thread | None = None
         self.http_port: int | None = None
+        self.http_socket: socket.socket | None = None
+        self.pages_url: str | None = None
         self._monitor: _Monitor | None = None
         self._stopped = False
 
@@ -206,6 +217,9 @@ class Service:
         self.notifier.status("starting")
         _prepare_folder(s.temp_media_dir, "TEMP_MEDIA_DIR")
         _prepare_folder(s.inbox_dir, "INBOX_DIR")
+        if s.http_enabled and not self.once:
+            # The port before the models (tens of seconds): a busy one stops the start now.
+            self.http_socket = bind_http_socket(s.http_host, s.http_port)
 
         # The local store's links point at the API's /files route (an S3 store presigns).
         self.url_signer = FileLinkSigner.from_settings(s)
@@ -271,6 +285,7 @@ class Service:
             mode="service",
             store=store.name,
             http=self.http_port is not None,
+            **({"url": self.pages_url} if self.pages_url else {}),
             bucket_polling=scanner.new_sources,
             watchdog_s=self.notifier.watchdog_s,
         )
@@ -304,9 +319,14 @@ class Service:
             timeout_graceful_shutdown=5,
         )
         server = uvicorn.Server(config)
+        sock = self.http_socket
+        assert sock is not None, "start() binds the socket before the models load"
         # Not the main thread: uvicorn then leaves SIGTERM/SIGINT to us (it would otherwise
         # take them and raise them again after its own shutdown, cutting our drain short).
-        thread = threading.Thread(target=server.run, name="vidwatch-http", daemon=True)
+        # It serves the socket bound at the start, so the port cannot be lost meanwhile.
+        thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [sock]}, name="vidwatch-http", daemon=True
+        )
         self.http_server, self.http_thread = server, thread
         thread.start()
         deadline = time.monotonic() + HTTP_START_TIMEOUT_S
@@ -320,9 +340,10 @@ class Service:
             if time.monotonic() > deadline:
                 raise StartupError("the HTTP server did not start")
             time.sleep(0.02)
-        sock = server.servers[0].sockets[0].getsockname()
-        self.http_port = int(sock[1])
-        log.info("http_listening", host=sock[0], port=self.http_port)
+        address = server.servers[0].sockets[0].getsockname()
+        self.http_port = int(address[1])
+        self.pages_url = pages_url(s.public_base_url, s.http_host, self.http_port)
+        log.info("http_listening", host=address[0], port=self.http_port, url=self.pages_url)
 
     # --- running --------------------------------------------------------------------------
     def wait(self) -> int:
@@ -450,6 +471,8 @@ class Service:
                 clean = False
         if self.http_thread is not None and self.http_thread.is_alive():
             clean = False
+        elif self.http_socket is not None:
+            self.http_socket.close()  # bound at the start; uvicorn may never have taken it
         took_s = time.monotonic() - started
         log.info("service_stopped", took_s=round(took_s, 2), budget_s=budget_s, clean=clean)
         self.notifier.close()
@@ -536,6 +559,49 @@ def _bounded(step: Any, left_s: float) -> bool:
     thread.start()
     thread.join(max(0.0, left_s))
     return not thread.is_alive()
+
+
+def bind_http_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to HTTP_HOST:HTTP_PORT, for uvicorn to listen on once the rest is up.
+    A port that is taken (or a host that is not ours) is a setting to fix: ConfigError
+    naming HTTP_PORT (or HTTP_HOST), exit 2, before any model is loaded."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ConfigError(
+            f"HTTP_HOST={host!r}: not an address of this host ({exc})", settings=("HTTP_HOST",)
+        ) from None
+    sock = socket.socket(family, kind, proto)
+    # As uvicorn binds: a port left in TIME_WAIT by the previous run is free to take.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise ConfigError(
+                f"HTTP_HOST={host!r}: not an address of this host ({exc.strerror})",
+                settings=("HTTP_HOST",),
+            ) from None
+        raise ConfigError(
+            f"HTTP_PORT={port}: cannot listen on {host}:{port} ({exc.strerror}); set HTTP_PORT "
+            "to a free port, or HTTP_ENABLED=false for no HTTP API",
+            settings=("HTTP_PORT",),
+        ) from None
+    return sock
+
+
+def pages_url(public_base_url: str | None, host: str, port: int) -> str:
+    """Where the pages are, for the ready line: PUBLIC_BASE_URL's /jobs when it is set,
+    else the address served (a wildcard host shown as loopback, which it includes)."""
+    if public_base_url:
+        return public_base_url.rstrip("/") + "/jobs"
+    shown = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}/jobs"
 
 
 def _prepare_folder(path, setting: str) -> None:

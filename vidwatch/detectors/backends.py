@@ -91,8 +91,9 @@ def exported_yolo(weights: Path, sha256: str, backend: str, cache_dir: Path) -> 
 
 
 def _export(weights: Path, sha256: str, backend: str, target: Path) -> None:
-    from ultralytics import YOLO
+    from vidwatch.detectors.quiet import export_warnings_silenced, import_yolo
 
+    YOLO = import_yolo()
     log.info("model_export", weights=weights.name, backend=backend, cache=str(target))
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as tmp:
         work = Path(tmp)
@@ -102,8 +103,8 @@ def _export(weights: Path, sha256: str, backend: str, target: Path) -> None:
         task = model.task
         # dynamic: the exported model takes the same letterboxed (rectangular) input as the
         # PyTorch model and any batch size, so both see the same pixels.
-        out = Path(
-            model.export(
+        with export_warnings_silenced():
+            exported = model.export(
                 format=backend,
                 imgsz=EXPORT_IMGSZ,
                 dynamic=True,
@@ -111,7 +112,7 @@ def _export(weights: Path, sha256: str, backend: str, target: Path) -> None:
                 device="cpu",
                 verbose=False,
             )
-        )
+        out = Path(exported)
         staged = work / "export"
         staged.mkdir()
         # Ultralytics knows the format by the name: <stem>_openvino_model/ or <stem>.onnx.

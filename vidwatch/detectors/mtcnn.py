@@ -292,9 +292,12 @@ def openvino_runners(
         else:
             import torch
 
-            model = ov.convert_model(
-                net.eval(), example_input=torch.zeros(_EXAMPLES[name]), input=[_SHAPES[name]]
-            )
+            from vidwatch.detectors.quiet import export_warnings_silenced
+
+            with export_warnings_silenced():  # the conversion traces with torch.jit
+                model = ov.convert_model(
+                    net.eval(), example_input=torch.zeros(_EXAMPLES[name]), input=[_SHAPES[name]]
+                )
             if xml is not None:
                 _save(ov, model, xml)
         compiled = core.compile_model(

@@ -6,18 +6,17 @@ import os
 import queue
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
 
-from vidwatch.config import Settings
+from vidwatch.config import ConfigError, Settings
 from vidwatch.detectors.base import Detector, resolve_device
 from vidwatch.detectors.scenes import ContentSceneTracker, SceneTracker
 from vidwatch.detectors.types import Detections, ModelInfo
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     import numpy as np
 
     from vidwatch.detectors.identities import DlibFaceDescriber
@@ -27,6 +26,10 @@ log = structlog.get_logger("vidwatch.detectors")
 
 MODEL_OFF = "none"
 """DETECT_MODEL / SEGMENT_MODEL value that turns that model off."""
+
+
+MODEL_ROLES = ("detect", "segment", "faces")
+"""The keys of ``provenance.models`` that are always there (``identities`` is added per job)."""
 
 
 def model_off(value: str) -> bool:
@@ -81,15 +84,11 @@ class ModelSet:
         if self.describer is not None:
             models.append(self.describer)
         found = {info.role: info for m in models for info in m.infos}
-        # A model turned off says so in the provenance instead of vanishing from it.
-        for role, setting in (
-            ("objects", self.settings.detect_model),
-            ("segments", self.settings.segment_model),
-        ):
-            if role not in found and model_off(setting):
-                found[role] = ModelInfo(
-                    role, MODEL_OFF, None, {"enabled": False, "reason": _off_reason(role)}
-                )
+        # A model turned off says so in the provenance instead of vanishing from it: the
+        # keys are the same whatever the settings.
+        for role in MODEL_ROLES:
+            if role not in found:
+                found[role] = off_info(role, _off_reason(role))
         return found
 
     def scene_tracker(self, fps: float) -> SceneTracker:
@@ -102,8 +101,12 @@ class ModelSet:
 
 
 def prepare_model_env(settings: Settings) -> None:
-    """Keep Ultralytics off the network when downloads are off, and its settings file in a
-    folder we may write (the home folder is read-only under systemd's ProtectSystem)."""
+    """Keep Ultralytics off the network when downloads are off, its settings file in a
+    folder we may write (the home folder is read-only under systemd's ProtectSystem), and
+    its banners out of our output (detectors.quiet)."""
+    from vidwatch.detectors.quiet import quiet_ultralytics
+
+    quiet_ultralytics()
     if not settings.allow_model_download:
         os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault(
@@ -115,22 +118,7 @@ def load_models(settings: Settings) -> ModelSet:
     """Resolve weights and load every model; ConfigError names the setting at fault."""
     prepare_model_env(settings)
     # Weights first, so a missing file fails before the slow imports.
-    from vidwatch.detectors.weights import resolve_yolo_weights
-
-    detect_path = (
-        None
-        if model_off(settings.detect_model)
-        else resolve_yolo_weights(
-            settings.detect_model, "DETECT_MODEL", allow_download=settings.allow_model_download
-        )
-    )
-    segment_path = (
-        None
-        if model_off(settings.segment_model)
-        else resolve_yolo_weights(
-            settings.segment_model, "SEGMENT_MODEL", allow_download=settings.allow_model_download
-        )
-    )
+    detect_path, segment_path = _resolve_weights(settings)
     import torch
 
     if settings.torch_threads:
@@ -210,6 +198,50 @@ def load_models(settings: Settings) -> ModelSet:
     )
 
 
+def _resolve_weights(settings: Settings) -> tuple[Path | None, Path | None]:
+    """The weights of DETECT_MODEL and SEGMENT_MODEL (None where off). Both are looked for
+    before anything fails, and where both lack weights one ConfigError names both, so one
+    start says everything there is to set (by default they name the same file)."""
+    from vidwatch.detectors.weights import resolve_yolo_weights
+
+    wanted: dict[str, list[str]] = {}
+    for setting, value in (
+        ("DETECT_MODEL", settings.detect_model),
+        ("SEGMENT_MODEL", settings.segment_model),
+    ):
+        if not model_off(value):
+            wanted.setdefault(value, []).append(setting)
+    found: dict[str, Path] = {}
+    errors: list[ConfigError] = []
+    for value, names in wanted.items():
+        try:
+            found[value] = resolve_yolo_weights(
+                value, tuple(names), allow_download=settings.allow_model_download
+            )
+        except ConfigError as exc:
+            errors.append(exc)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ConfigError(
+            "; and ".join(str(e) for e in errors),
+            settings=tuple(n for e in errors for n in e.settings),
+        )
+    return found.get(settings.detect_model), found.get(settings.segment_model)
+
+
+def off_info(role: str, reason: str) -> ModelInfo:
+    """The provenance of a model that did not run: name ``none``, no hash, and why."""
+    return ModelInfo(role, MODEL_OFF, None, {"enabled": False, "reason": reason})
+
+
+_OFF = {
+    "detect": ("DETECT_MODEL=none", "objects"),
+    "segment": ("SEGMENT_MODEL=none", "segments"),
+    "faces": ("FACES_ENABLED=false", "faces"),
+}
+
+
 def _off_reason(role: str) -> str:
-    setting = "DETECT_MODEL" if role == "objects" else "SEGMENT_MODEL"
-    return f"{setting}=none: turned off by the operator; the {role} lists are empty"
+    setting, lists = _OFF[role]
+    return f"{setting}: turned off by the operator; the {lists} lists are empty"

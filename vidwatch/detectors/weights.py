@@ -17,32 +17,32 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def resolve_yolo_weights(value: str, setting: str, *, allow_download: bool) -> Path:
+def resolve_yolo_weights(
+    value: str, setting: str | tuple[str, ...], *, allow_download: bool
+) -> Path:
     """The weights file for ``value`` (a path, or a name such as ``yolo11n.pt``).
 
-    Raises ConfigError naming ``setting`` when there are no weights and none can be fetched.
+    ``setting`` is the setting, or the settings, that name ``value`` (DETECT_MODEL and
+    SEGMENT_MODEL share the default): the ConfigError raised when there are no weights and
+    none can be fetched names every one of them, so one start says all there is to set.
     """
+    names = (setting,) if isinstance(setting, str) else setting
     path = Path(value).expanduser()
     if path.is_file():
         return path.resolve()
-    off = f"{setting}=none to run without this model"
+    looked = str(path.resolve())
     looks_like_path = os.sep in value or "/" in value or not value.endswith(".pt")
     if looks_like_path:
-        raise ConfigError(
-            f"{setting}={value!r}: no such weights file {str(path.resolve())!r}; set {setting} "
-            "to the path of a .pt file or to an Ultralytics model name such as "
-            f"yolo11n.pt, or set {off}"
-        )
-    hint = (
-        f"set {setting} to the path of a .pt file (the weights of {value}, copied onto this "
-        f"host), or set {off}"
-    )
+        raise _missing(names, value, f"no such weights file {looked!r}", named=False)
     if not allow_download:
-        raise ConfigError(
-            f"{setting}={value!r}: weights not found on this host (looked for "
-            f"{str(path.resolve())!r}) and ALLOW_MODEL_DOWNLOAD=false; {hint}"
-        )
+        why = f"weights not on this host (looked for {looked!r}) and ALLOW_MODEL_DOWNLOAD=false"
+        raise _missing(names, value, why)
+    from vidwatch.detectors.quiet import quiet_ultralytics
+
+    quiet_ultralytics()
     from ultralytics.utils import SETTINGS
+
+    quiet_ultralytics()
 
     cached = Path(SETTINGS.get("weights_dir", "weights")) / value
     if cached.is_file():
@@ -52,12 +52,32 @@ def resolve_yolo_weights(value: str, setting: str, *, allow_download: bool) -> P
 
         fetched = Path(attempt_download_asset(value))
     except Exception as exc:  # noqa: BLE001 - any download failure means the same to the user
-        raise ConfigError(
-            f"{setting}={value!r}: weights not on this host and the download "
-            f"failed ({type(exc).__name__}); {hint}"
+        raise _missing(
+            names,
+            value,
+            f"weights not on this host (looked for {looked!r}) and the download failed "
+            f"({type(exc).__name__})",
         ) from None
     if not fetched.is_file():
-        raise ConfigError(
-            f"{setting}={value!r}: weights not on this host and could not be downloaded; {hint}"
+        raise _missing(
+            names, value, f"weights not on this host (looked for {looked!r}) and not downloaded"
         )
     return fetched.resolve()
+
+
+def _missing(names: tuple[str, ...], value: str, why: str, *, named: bool = True) -> ConfigError:
+    """One line: the settings and their value, why there are no weights, what to set.
+    ``named``: ``value`` is a model name (its weights may be copied in under any path)."""
+    settings = ", ".join(f"{n}={value!r}" for n in names)
+    both = " and ".join(names)
+    to = (
+        f"the path of a .pt file (the weights of {value}, copied onto this host)"
+        if named
+        else "the path of a .pt file or to an Ultralytics model name such as yolo11n-seg.pt"
+    )
+    off = " and ".join(f"{n}=none" for n in names)
+    them = "these models" if len(names) > 1 else "this model"
+    return ConfigError(
+        f"{settings}: {why}; set {both} to {to}, or set {off} to run without {them}",
+        settings=names,
+    )

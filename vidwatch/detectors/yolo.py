@@ -38,8 +38,9 @@ class YoloDetector:
         cache_dir: Path | None = None,
         openvino_config: dict[str, Any] | None = None,
     ) -> None:
-        from ultralytics import YOLO
+        from vidwatch.detectors.quiet import import_yolo
 
+        YOLO = import_yolo()
         digest = sha256_of(weights)
         if backend == "torch":
             self._model = YOLO(str(weights))

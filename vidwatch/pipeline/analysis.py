@@ -41,10 +41,10 @@ from vidwatch.pipeline.documents import (
     FrameImages,
     LabelSegment,
     LabelSummary,
-    ModelEntry,
     ObjectEntry,
     PersonEntry,
     Provenance,
+    ProvenanceModels,
     ProvenanceSettings,
     Results,
     SceneEntry,
@@ -438,6 +438,26 @@ def _summary(frames: list[FrameEntry]) -> Summary:
     )
 
 
+def _provenance_models(
+    ctx: AnalysisContext, options: AnalysisOptions, people: IdentityTracker | None
+) -> ProvenanceModels:
+    """Every role, whatever the settings: a model that did not run for this job has an
+    entry named ``none`` that says why (registry.off_info)."""
+    from vidwatch.detectors.registry import off_info
+
+    infos = dict(ctx.models.infos)
+    if people is None:
+        why = (
+            "FACES_ENABLED=false: no faces to tell apart"
+            if not ctx.models.settings.faces_enabled
+            else "FACE_IDENTITIES=false: turned off by the operator"
+            if not options.face_identities
+            else "no face describer loaded"
+        )
+        infos["identities"] = off_info("identities", f"{why}; people is empty")
+    return ProvenanceModels.model_validate({role: i.to_json() for role, i in infos.items()})
+
+
 def _provenance(
     ctx: AnalysisContext,
     options: AnalysisOptions,
@@ -448,11 +468,7 @@ def _provenance(
     return Provenance(
         vidwatch_version=__version__,
         source_sha256=ctx.source_sha256,
-        models={
-            role: ModelEntry.model_validate(i.to_json())
-            for role, i in ctx.models.infos.items()
-            if role != "identities" or people is not None
-        },
+        models=_provenance_models(ctx, options, people),
         settings=ProvenanceSettings(
             sample_fps=options.sample_fps,
             object_min_confidence=settings.object_min_confidence,

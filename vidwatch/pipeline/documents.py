@@ -179,6 +179,21 @@ class ModelEntry(Document):
     sha256: str | None
 
 
+class ProvenanceModels(Document):
+    """One entry per role, whatever the settings. A model that did not run has
+    ``{"name": "none", "sha256": null, "enabled": false, "reason": "..."}`` (the reason
+    names the setting that turned it off)."""
+
+    detect: ModelEntry
+    """Made the ``objects`` lists (DETECT_MODEL)."""
+    segment: ModelEntry
+    """Made the ``segments`` lists (SEGMENT_MODEL)."""
+    faces: ModelEntry
+    """Made the ``faces`` lists (MTCNN; FACES_ENABLED)."""
+    identities: ModelEntry
+    """Told the faces apart into ``people`` (dlib; FACE_IDENTITIES)."""
+
+
 class ProvenanceSettings(Document):
     sample_fps: float
     object_min_confidence: float
@@ -203,8 +218,7 @@ class Provenance(Document):
 
     vidwatch_version: str
     source_sha256: str | None
-    models: dict[str, ModelEntry]
-    """Per role: ``detect``, ``segment``, ``faces``."""
+    models: ProvenanceModels
     settings: ProvenanceSettings
     device: str
     toon: ToonProvenance

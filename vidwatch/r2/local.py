@@ -4,6 +4,11 @@ Writes are atomic (a temporary file renamed into place); ``If-None-Match`` is an
 ``link()``; ``If-Match`` compares ETags under a file lock, so several processes on one
 host may share the folder. Object metadata lives in a sidecar folder ``.meta``.
 
+Files and folders get the modes a plain ``open()`` and ``mkdir()`` would give (0666 and
+0777 less the umask: 0660/0770 under the unit's ``UMask=0007``, 0644/0755 in a terminal):
+the staged files come from ``mkstemp``, which makes them 0600, and would keep members of
+the service's group out of their own results.
+
 A delete removes the folders it leaves empty. Another thread or process may be writing into
 such a folder at that moment (it made the folder, the delete removed it, its rename or link
 then finds no folder): the write makes the folder again and places its file again, so a
@@ -83,6 +88,21 @@ def _place(dest: Path, place: Callable[[], None], source: Path | None = None) ->
                 raise
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (changing it,
+    even for an instant, would touch files other threads create meanwhile)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
 class LocalStore:
     """An ObjectStore in a folder of this host. ``url_signer`` makes its links (the HTTP
     API's ``/files`` route); without one, links are ``file://`` URIs, for this host only."""
@@ -102,6 +122,7 @@ class LocalStore:
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / _TMP).mkdir(exist_ok=True)
+        self._file_mode = 0o666 & ~current_umask()
         self._url_signer = url_signer
         self._puts = PutPool(PUT_POOL_PER_WORKER * workers, name="local_put")
         self._lock = threading.Lock()
@@ -132,6 +153,7 @@ class LocalStore:
     def _stage(self, write: Callable[[int], None]) -> Path:
         fd, tmp = tempfile.mkstemp(dir=self.root / _TMP, prefix="put-")
         try:
+            os.fchmod(fd, self._file_mode)  # mkstemp's 0600 would hide it from the group
             write(fd)
             os.fsync(fd)
         except BaseException:

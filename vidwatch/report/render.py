@@ -22,6 +22,7 @@ from vidwatch.report.view import (
     appearances,
     chapters_vtt,
     clock,
+    counted,
     duration_s,
     scene_cast,
     scene_labels,
@@ -40,6 +41,7 @@ _env = jinja2.Environment(
     lstrip_blocks=True,
 )
 _env.filters["clock"] = clock
+_env.filters["counted"] = counted
 
 
 def _asset(name: str) -> str:
@@ -122,6 +124,14 @@ def relative_link(job_id: str, made_by: str | None = None) -> Link:
 def static_job_link(job_id: str) -> str:
     """Another job's page, from a static ``report.html``: its report beside this one."""
     return f"../{job_id}/report.html"
+
+
+def _timings(timings: Any) -> list[tuple[str, Any]]:
+    """The stage times, ``wall`` first (the job's length), then the stages by name: they
+    overlap, so they are not parts of ``wall``."""
+    if not isinstance(timings, dict):
+        return []
+    return sorted(timings.items(), key=lambda kv: (kv[0] != "wall", kv[0]))
 
 
 def _percent(status: dict[str, Any]) -> float:
@@ -248,7 +258,7 @@ def job_view(
         "provenance": provenance,
         "models": provenance.get("models") or {},
         "settings": provenance.get("settings") or {},
-        "timings": results.get("timings_s") or {},
+        "timings_ordered": _timings(results.get("timings_s")),
         "chapters": "data:text/vtt;base64," + base64.b64encode(vtt.encode()).decode()
         if vtt
         else None,

@@ -116,6 +116,11 @@ def clock(seconds: float | None, millis: bool = False) -> str:
     return f"{text}.{ms:03d}" if millis else text
 
 
+def counted(n: Any, noun: str) -> str:
+    """``1 face``, ``0 faces``, ``3 faces``: a count with its noun (nouns with a plain -s)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def scene_title(scene: dict[str, Any], cast: list[int], labels: list[str]) -> str:
     """``Scene 3: Person 0, Person 2 · person, dog`` (scene numbers 1-based, as editors
     count)."""
