@@ -185,7 +185,7 @@ def person_with_appearances(store: ObjectStore, n: int = 1000) -> dict[str, Any]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--people", type=int, default=10_000)
-    parser.add_argument("--views", type=int, nargs="+", default=[4, 16])
+    parser.add_argument("--views", type=int, nargs="+", default=[4, 8, 16])
     parser.add_argument("--job-people", type=int, default=20)
     parser.add_argument("--store", choices=["local", "seaweedfs"], default="local")
     parser.add_argument("--json", type=Path)

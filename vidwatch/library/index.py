@@ -25,7 +25,7 @@ import numpy as np
 
 INDEX_VERSION = 1
 DIMENSIONS = 128
-MAX_DESCRIPTORS = 16
+MAX_DESCRIPTORS = 8
 """Descriptors kept per library person (enrolment photos first, then views from videos)."""
 NEW_VIEW_DISTANCE = 0.1
 """A descriptor is worth keeping only where it is at least this far from every kept one."""
