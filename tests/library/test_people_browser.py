@@ -138,6 +138,9 @@ def test_the_people_pages_in_chromium(browser, site, tmp_path):  # noqa: F811
         ".person .name a",
         "els => els.map(a => [a.dataset.libraryId, a.textContent, a.getAttribute('href')])",
     )
+    chips = page.locator(".chip.person").all_inner_texts()
+    assert "Eileen Collins" in chips and not any(c.startswith("Barack") for c in chips)
+    assert "Eileen Collins" in page.locator(".timeline").inner_text()
     assert sorted(names) == sorted(
         [
             [obama, "Unnamed", f"/people/{obama}"],

@@ -230,8 +230,16 @@ def job_view(
                 "width": round(max(0.4, 100.0 * (a.end_s - a.start_s) / total_s), 3),
             }
         )
+    # A person's library name where the page was given names (the API's pages).
+    named: dict[str, str] = {str(p["id"]): str(p["name"]) for p in people if p.get("name")}
+
+    def row_name(kind: str, name: str) -> str:
+        if kind != "person":
+            return name
+        return named.get(name) or f"Person {name}"
+
     timeline = [
-        {"kind": kind, "name": f"Person {name}" if kind == "person" else name, "spans": spans}
+        {"kind": kind, "name": row_name(kind, name), "spans": spans}
         for (kind, name), spans in sorted(
             rows.items(), key=lambda kv: (kv[0][0] != "person", kv[0][1])
         )
@@ -250,6 +258,7 @@ def job_view(
         "frames": shown,
         "frames_total": len(frames),
         "people": people,
+        "names": {p["id"]: p["name"] for p in people if p.get("name")},
         "has_people": "people" in results,
         "timeline": timeline,
         "has_label_segments": "label_segments" in results,
