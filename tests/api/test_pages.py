@@ -381,7 +381,12 @@ def test_the_openapi_document_describes_the_pages(make_site):
     for path, method in pages:
         operation = paths[path][method]
         assert operation["tags"] == ["pages"] and operation["summary"], (path, method)
-        if (path, method) != ("/login", "post"):
+        if (path, method) == ("/jobs", "get"):  # JSON too, for Accept: application/json
+            assert set(operation["responses"]["200"]["content"]) == {
+                "text/html",
+                "application/json",
+            }, path
+        elif (path, method) != ("/login", "post"):
             assert set(operation["responses"]["200"]["content"]) == {"text/html"}, path
     limit = {p["name"]: p for p in paths["/jobs"]["get"]["parameters"]}["limit"]
     assert limit["schema"]["maximum"] == 500

@@ -17,6 +17,8 @@ jobs. The routes live in routers, one module per concern:
   files, ``GET /files/{key}?expires=&signature=`` (403 for a missing, tampered or
   expired signature).
 - ``routes_health``: ``GET /healthz`` (never needs the token), ``GET /metrics``.
+- ``routes_search``: ``GET /search`` (scenes of every job from the catalog; JSON, or the
+  search page for browsers).
 - ``GET /docs``: Swagger UI on ``/openapi.json``, its files under ``/docs/assets/`` (from
   the package, nothing from a CDN); the pages below are in the document too (HTML answers).
 - ``routes_people``: the people library, ``/people`` and ``/people/{id}`` (JSON, or the
@@ -38,7 +40,14 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
 from vidwatch import __version__
-from vidwatch.api import pages, routes_health, routes_jobs, routes_people, routes_results
+from vidwatch.api import (
+    pages,
+    routes_health,
+    routes_jobs,
+    routes_people,
+    routes_results,
+    routes_search,
+)
 from vidwatch.api.context import ApiContext
 from vidwatch.api.errors import install_error_handlers
 from vidwatch.api.middleware import RequestContextMiddleware
@@ -54,6 +63,7 @@ def routers(ctx: ApiContext) -> list[APIRouter]:
         routes_results.router,
         *([routes_results.files_router] if ctx.store.local_files else []),
         routes_health.router,
+        routes_search.router,
         pages.router,
         routes_people.router,
     ]

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from vidwatch.api.links import FileLinkSigner
+from vidwatch.catalog import Catalog
 from vidwatch.config import Settings
 from vidwatch.jobs.staging import JobSpec
 from vidwatch.library import PeopleLibrary
@@ -31,6 +32,8 @@ class ApiContext:
     - ``signer``: the URL signer the store was opened with. A store of local files
       (``store.local_files``) links to the API's ``/files`` route, which checks links with it.
     - ``notify(event, manifest)``: the webhooks' sender (``job.queued`` of an upload).
+    - ``catalog``: the catalog of every job (``GET /search``, ``GET /jobs``); without one
+      the job list lists the store and ``/search`` answers 503.
     """
 
     settings: Settings
@@ -39,6 +42,7 @@ class ApiContext:
     health: Callable[[], dict[str, Any]]
     signer: FileLinkSigner | None = None
     notify: Callable[..., None] | None = None
+    catalog: Catalog | None = None
     library: PeopleLibrary | None = None
     """The people library (``/people``, names in results); made on ``store`` when not given
     and FACE_LIBRARY is on, None when it is off."""

@@ -9,28 +9,45 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from vidwatch.api.context import ApiContext, Ctx
+from vidwatch.api.errors import ApiError, store_unavailable
 from vidwatch.api.links import request_base_url
+from vidwatch.api.negotiate import wants_html
 from vidwatch.api.session import SESSION_COOKIE, SESSION_TTL_S, session_value
+from vidwatch.catalog.query import LIMIT_DEFAULT as LIST_DEFAULT
+from vidwatch.catalog.query import LIMIT_MAX as LIST_MAX
+from vidwatch.catalog.query import QueryError, parse_jobs
+from vidwatch.catalog.rows import SLOT_BITS
 from vidwatch.library.jobs import with_names
 from vidwatch.r2 import keys
 from vidwatch.r2.store import ObjectNotFound, StoreError
 from vidwatch.report.render import Rendered, render_error, render_job, render_jobs, render_login
+
+
+def next_url(request: Request, cursor: int | None) -> str | None:
+    """This request's URL with the next page's cursor (and without ``before``)."""
+    if cursor is None:
+        return None
+    drop = ("cursor", "before")
+    pairs = [(k, v) for k, v in request.query_params.multi_items() if k not in drop]
+    return f"{request.url.path}?{urlencode([*pairs, ('cursor', str(cursor))])}"
+
 
 PAGE_HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-LIST_DEFAULT, LIST_MAX = 50, 500
 _STATUS_READERS = 8
 
 
@@ -73,15 +90,116 @@ def _read_json(ctx: ApiContext, key: str) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
-@router.get("/jobs", summary="The jobs list (HTML)", responses=_SIGN_IN)
+@router.get(
+    "/jobs",
+    summary="The jobs list (HTML; JSON for Accept: application/json)",
+    responses={
+        **_SIGN_IN,
+        200: {
+            "description": 'The page, or `{"jobs": [...], "next"}`',
+            "content": {"text/html": {}, "application/json": {}},
+        },
+        422: {"description": "A bad filter"},
+    },
+)
 def jobs_page(
     ctx: Ctx,
+    request: Request,
     before: Annotated[str | None, Query(max_length=40)] = None,
+    state: Annotated[str | None, Query(description="queued, running, completed, failed")] = None,
+    origin: Annotated[str | None, Query(description="api, inbox, bucket, cli")] = None,
+    text: Annotated[str | None, Query(description="words: file name, labels, names")] = None,
     limit: Annotated[int, Query(ge=1, le=LIST_MAX)] = LIST_DEFAULT,
+    cursor: Annotated[str | None, Query(description="an answer's next")] = None,
 ) -> Response:
-    """The jobs, newest first: state, progress, origin, file name, duration; ``before`` (a
-    job id) pages on to older jobs."""
-    signed_in = ctx.settings.api_token is not None
+    """The jobs, newest first: state, progress, origin, file name, duration. The page for
+    browsers, ``{"jobs": [...], "next"}`` for ``Accept: application/json``. With a catalog
+    it is read from there (filters ``state``, ``origin``, ``text``; pages by ``cursor``),
+    without listing the store; ``before`` (a job id) pages on to older jobs too."""
+    as_page = wants_html(request, default=True)
+    if ctx.catalog is None:
+        return _listed_jobs(ctx, before, limit, as_page)
+    params = request.query_params
+    try:
+        query = parse_jobs(
+            state=state,
+            origin=origin,
+            text=text,
+            limit_=str(limit),
+            cursor_=cursor or _cursor_of(ctx, before),
+        )
+    except QueryError as exc:
+        if as_page:
+            return html(render_error("Not a job filter", str(exc)), 422)
+        raise ApiError(422, "invalid_request", str(exc)) from None
+    rows, following = ctx.catalog.jobs(query)
+    rows = _live(ctx, rows)
+    older = next_url(request, following)
+    if not as_page:
+        for row in rows:
+            row["page"] = f"/jobs/{row['job_id']}"
+        body = {"jobs": rows, "next": str(following) if following is not None else None}
+        return JSONResponse(body, headers={"Cache-Control": "no-store"})
+    filters = {k: params.get(k) or "" for k in ("state", "origin", "text")}
+    page = render_jobs(
+        [_as_status(row) for row in rows],
+        older_url=older,
+        logout=ctx.settings.api_token is not None,
+        filters=filters,
+    )
+    return html(page)
+
+
+def _cursor_of(ctx: ApiContext, before: str | None) -> str | None:
+    """The older pages' link of earlier versions: ``?before=<job_id>``."""
+    job_id = keys.normalize_job_id(before or "")
+    if job_id is None or ctx.catalog is None:
+        return None
+    key = ctx.catalog.job_key(job_id)
+    if key is None:  # gone meanwhile: its time still says where the older jobs begin
+        key = int(keys.job_id_time(job_id) * 1000) << SLOT_BITS
+    return str(key)
+
+
+def _live(ctx: ApiContext, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Queued and running jobs with their progress of now (their status.json): the catalog
+    keeps a job's state changes, not every progress write."""
+    pending = [i for i, row in enumerate(rows) if row["state"] in ("queued", "running")]
+    if not pending:
+        return rows
+    try:
+        with ThreadPoolExecutor(min(_STATUS_READERS, len(pending))) as pool:
+            found = list(
+                pool.map(lambda i: _read_json(ctx, keys.status_key(rows[i]["job_id"])), pending)
+            )
+    except StoreError:
+        return rows
+    for i, status in zip(pending, found, strict=True):
+        if status is None:
+            continue
+        progress = status.get("progress") or {}
+        rows[i]["state"] = status.get("state", rows[i]["state"])
+        rows[i]["stage"] = status.get("stage", rows[i]["stage"])
+        rows[i]["percent"] = progress.get("percent", rows[i]["percent"])
+    return rows
+
+
+def _as_status(row: dict[str, Any]) -> dict[str, Any]:
+    """A catalog row in the shape of the status.json the list template reads."""
+    return {
+        "job_id": row["job_id"],
+        "state": row["state"],
+        "stage": row["stage"],
+        "progress": {"percent": row["percent"]},
+        "source": {"origin": row["origin"], "filename": row["file_name"]},
+        "summary": {"duration_s": row["duration_s"]},
+        "created_at": row["created_at"],
+        "error": {"code": row["error"]} if row["error"] else None,
+    }
+
+
+def _listed_jobs(ctx: ApiContext, before: str | None, limit: int, as_page: bool) -> Response:
+    """Without a catalog (the API alone): the store's job folders, newest first."""
     try:
         ids = sorted(ctx.reads.list_job_ids(), reverse=True)  # ULIDs sort by creation time
         if before:
@@ -90,10 +208,16 @@ def jobs_page(
         with ThreadPoolExecutor(_STATUS_READERS) as pool:
             found = list(pool.map(lambda i: _read_json(ctx, keys.status_key(i)), page[:limit]))
     except StoreError as exc:
+        if not as_page:
+            raise store_unavailable(exc) from None
         return html(render_error("The store is unavailable", str(exc)), 503)
     rows = [s for s in found if s is not None]
-    older = f"/jobs?before={page[limit - 1]}&limit={limit}" if len(page) > limit else None
-    return html(render_jobs(rows, older_url=older, logout=signed_in))
+    last = page[limit - 1] if len(page) > limit else None
+    if not as_page:
+        body = {"jobs": rows, "next": None, "next_before": last}
+        return JSONResponse(body, headers={"Cache-Control": "no-store"})
+    older = f"/jobs?before={last}&limit={limit}" if last else None
+    return html(render_jobs(rows, older_url=older, logout=ctx.settings.api_token is not None))
 
 
 @router.get(
@@ -105,9 +229,15 @@ def jobs_page(
         422: {"description": "Not a job id"},
     },
 )
-def job_page(ctx: Ctx, job_id: str, request: Request) -> Response:
+def job_page(
+    ctx: Ctx,
+    job_id: str,
+    request: Request,
+    t: Annotated[str | None, Query(description="seconds: the video plays from there")] = None,
+) -> Response:
     """The video with its scene chapters, the scenes, people, timeline, frames, exports and
-    provenance; live progress while the job runs; the error when it failed."""
+    provenance; live progress while the job runs; the error when it failed. ``?t=<seconds>``
+    starts the video there (a search hit's scene)."""
     normalised = job_id.strip().upper()
     if not keys.is_job_id(normalised):
         return html(render_error("Not a job id", "A job id is a 26-character ULID."), 422)
@@ -137,11 +267,23 @@ def job_page(ctx: Ctx, job_id: str, request: Request) -> Response:
                 status_url=f"/status/{normalised}",
                 jobs_url="/jobs",
                 logout=ctx.settings.api_token is not None,
+                start_s=_start(t),
                 person_link=(lambda lid: f"/people/{lid}") if ctx.library else None,
             )
     except StoreError as exc:
         return html(render_error("The store is unavailable", str(exc)), 503)
     return html(page)
+
+
+def _start(t: str | None) -> float | None:
+    """``?t=`` as seconds; anything else is no start (the page still shows)."""
+    try:
+        value = float(t) if t is not None else None
+    except ValueError:
+        return None
+    if value is None or not math.isfinite(value) or value < 0:
+        return None
+    return round(value, 3)
 
 
 @router.get("/login", summary="The sign-in form (HTML)", responses=_REDIRECT)

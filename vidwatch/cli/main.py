@@ -1,5 +1,5 @@
 """The ``vidwatch`` command: ``analyze`` one video, ``run`` the daemon, ``r2`` operations,
-``people`` (the library of people)."""
+``people`` (the library of people), ``catalog rebuild``."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ _SUBCOMMANDS = (
     ("run", "vidwatch.daemon.service", "add_parser"),
     ("r2", "vidwatch.r2.cli", "add_r2_parser"),
     ("people", "vidwatch.library.cli", "add_people_parser"),
+    ("catalog", "vidwatch.catalog.cli", "add_parser"),
 )
 """Sub-commands whose modules add their own arguments: (name, module, function)."""
 
@@ -113,6 +114,10 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, unknown: lis
         from vidwatch.library.cli import run_people
 
         return run_people(args, settings)
+    if args.command == "catalog":
+        from vidwatch.catalog.cli import run_catalog
+
+        return run_catalog(args, settings)
     from vidwatch.r2.cli import run_r2
 
     return run_r2(args, settings)

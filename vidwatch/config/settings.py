@@ -75,6 +75,9 @@ class Settings(BaseModel):
     """The embedded store's folder, used when no R2 settings are given."""
     store_probe_timeout_s: float = Field(3.0, gt=0, le=60)
     """Bound of the store calls someone waits on: /healthz's probe, GET /status, /results."""
+    catalog_path: Path | None = None
+    """The catalog's SQLite file (derived from the store, safe to delete); default
+    ``catalog.sqlite3`` beside LOCAL_STORE_DIR's folder."""
 
     # --- analysis -------------------------------------------------------------------------
     sample_fps: float = Field(1.0, gt=0, le=240)
@@ -193,6 +196,11 @@ class Settings(BaseModel):
                 "upload falls into some poll's window"
             )
         return self
+
+    @field_validator("catalog_path", mode="before")
+    @classmethod
+    def _blank_path(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("model_backend", mode="before")
     @classmethod

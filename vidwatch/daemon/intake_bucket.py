@@ -141,6 +141,10 @@ class ScanReport:
     submitted: int = 0
     markers_written: int = 0
     markers_deleted: int = 0
+    marked: set[str] = field(default_factory=set)
+    """The jobs with a pending marker (a poll's listing)."""
+    listed: set[str] = field(default_factory=set)
+    """The job folders listed: the window's for a poll, all of ``jobs/`` for a sweep."""
 
 
 class JobScanner:
@@ -172,6 +176,7 @@ class JobScanner:
         clock: Callable[[], float] = time.time,
         page_size: int = 1000,
         retry_at: Callable[[str], float] | None = None,
+        on_scan: Callable[[ScanReport], None] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -185,6 +190,9 @@ class JobScanner:
         self.retry_at = retry_at or (lambda job_id: 0.0)
         """When a job may be submitted again after its source found staging full (the
         runner's ``retry_at``); until then polls and sweeps leave it alone."""
+        self.on_scan = on_scan
+        """Told of every poll and sweep that listed without error (the catalog follows the
+        listings: ``vidwatch.catalog.keeper``)."""
         self._terminal: set[str] = set()
         self._not_before: dict[str, float] = {}
         self._settled: set[str] = set()
@@ -257,6 +265,8 @@ class JobScanner:
                 markers = self._scan_markers(report)
                 self._scan_window(markers, report)
             self.last_error = None
+            if self.on_scan is not None:
+                self.on_scan(report)
         except QueueFull:
             log.info("scan_paused", reason="queue full or stopping")
         except StoreError as exc:
@@ -336,6 +346,7 @@ class JobScanner:
             and now >= self.retry_at(m.job_id)
         ]
         written = {m.job_id: m.written_at for m in listed}
+        report.marked = set(written)
         for found in self._examine_all([m.job_id for m in todo]):
             report.inspected += 1
             if found.spec is not None:
@@ -360,6 +371,7 @@ class JobScanner:
             self.store, start_after=start, page_size=self.page_size, others=others
         ):
             report.folders += 1
+            report.listed.add(job_id)
             if job_id in markers or job_id in self._settled or self._skip(job_id, now):
                 continue
             todo.append(job_id)
@@ -499,6 +511,9 @@ class JobScanner:
             )
         # Forget what the bucket no longer holds (expired), so memory follows the bucket.
         self._terminal &= listed | self._staged_ids()
+        report.listed = listed
+        if self.on_scan is not None:
+            self.on_scan(report)
         self._settled.clear()
         for outcome, n in outcomes.items():
             metrics.BUCKET_SWEEP_FOLDERS.labels(outcome=outcome).set(n)

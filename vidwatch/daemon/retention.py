@@ -137,12 +137,20 @@ class Retention:
         is_active: Callable[[str], bool] = lambda job_id: False,
         clock: Callable[[], float] = time.time,
         logger: Any = None,
+        catalog: Any = None,
+        library: Any = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.is_active = is_active
         self.clock = clock
         self.log = logger or log
+        self.catalog = catalog
+        """The catalog's keeper (``remove_job``, ``prune_expired``): a job removed here, or
+        expired by the bucket's own rules, leaves the catalog too."""
+        self.library = library
+        """The people library (``prune``, once a day); None: FACE_LIBRARY decides, on a
+        library of its own."""
         self._library_pruned_at = float("-inf")
 
     def run(self, now: float | None = None) -> RetentionReport:
@@ -150,7 +158,14 @@ class Retention:
         now = self.clock() if now is None else now
         report = RetentionReport()
         started = time.monotonic()
-        for step in (self.sweep_staging, self.expire_store, self.expire_index, self.prune_library):
+        steps = (
+            self.sweep_staging,
+            self.expire_store,
+            self.expire_index,
+            self.expire_catalog,
+            self.prune_library,
+        )
+        for step in steps:
             try:
                 step(now, report)
             except Exception:  # noqa: BLE001 - a scheduled job must not die
@@ -279,6 +294,8 @@ class Retention:
             self.store.delete_many(info.key for info in objects)
             self.store.delete(keys.pending_key(job_id))  # a marker left by a job never ended
             report.jobs_expired.append(job_id)
+            if self.catalog is not None:
+                self.catalog.remove_job(job_id)
             self.log.info(
                 "retention_deleted",
                 kind="store_job",
@@ -308,6 +325,12 @@ class Retention:
                 retention_days=self.settings.r2_retention_days,
             )
 
+    def expire_catalog(self, now: float, report: RetentionReport) -> None:
+        """Jobs the bucket's lifecycle rules expired (R2) leave the catalog: only those old
+        enough are checked, one HEAD each."""
+        if self.catalog is not None:
+            self.catalog.prune_expired(now, self.settings.r2_retention_days)
+
     def prune_library(self, now: float, report: RetentionReport) -> None:
         """Once a day: the people library drops appearances in jobs that are gone, and
         forgets strangers seen only there (``PeopleLibrary.prune``)."""
@@ -316,7 +339,10 @@ class Retention:
         from vidwatch.library import PeopleLibrary
 
         self._library_pruned_at = now
-        PeopleLibrary(self.store, threshold=self.settings.face_match_threshold).prune()
+        library = self.library or PeopleLibrary(
+            self.store, threshold=self.settings.face_match_threshold
+        )
+        library.prune()
 
     # --- the schedule ---------------------------------------------------------------------
     def schedule(self, *, first_run_s: float | None = None):

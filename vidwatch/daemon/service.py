@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import functools
 import os
 import signal
 import socket
@@ -35,11 +36,13 @@ if TYPE_CHECKING:
     from apscheduler.schedulers.base import BaseScheduler
 
     from vidwatch.api.links import FileLinkSigner
+    from vidwatch.catalog import CatalogKeeper
     from vidwatch.daemon.intake_bucket import JobScanner
     from vidwatch.daemon.intake_inbox import InboxIntake
     from vidwatch.daemon.runner import Runner
     from vidwatch.detectors.registry import ModelSet
     from vidwatch.jobs.webhooks import WebhookSender
+    from vidwatch.library import PeopleLibrary
     from vidwatch.r2.store import ObjectStore
     from vidwatch.toon_bridge import ToonBridge
 
@@ -159,6 +162,8 @@ class Service:
         self.toon: ToonBridge | None = None
         self.runner: Runner | None = None
         self.webhooks: WebhookSender | None = None
+        self.catalog: CatalogKeeper | None = None
+        self.library: PeopleLibrary | None = None
         self.scanner: JobScanner | None = None
         self.inbox: InboxIntake | None = None
         self.scheduler: BaseScheduler | None = None
@@ -194,12 +199,15 @@ class Service:
     # --- start ----------------------------------------------------------------------------
     def start(self) -> None:
         from vidwatch.api.links import FileLinkSigner
+        from vidwatch.catalog import open_catalog
         from vidwatch.daemon.intake_bucket import JobScanner
         from vidwatch.daemon.intake_inbox import InboxIntake
         from vidwatch.daemon.retention import Retention
         from vidwatch.daemon.runner import Runner
         from vidwatch.detectors.registry import load_models
+        from vidwatch.jobs.run import run_job
         from vidwatch.jobs.webhooks import WebhookSender
+        from vidwatch.library import PeopleLibrary
         from vidwatch.pipeline.toon import open_toon
         from vidwatch.r2 import open_store
         from vidwatch.r2.leases import new_owner_id
@@ -227,22 +235,41 @@ class Service:
         store.check()
         self._check_stop()
 
+        # The catalog is derived: a new, foreign or unreadable file is rebuilt from the
+        # store in the background (from below, once the models are in) while jobs run and
+        # are indexed as they end. Opened before the models: a bad CATALOG_PATH stops now.
+        # One people library for the jobs, the API and retention: its changes (renames,
+        # merges, forgets) reach the catalog, which resolves names through it.
+        self.library = library = (
+            PeopleLibrary(store, threshold=s.face_match_threshold) if s.face_library else None
+        )
+        self.catalog = catalog = open_catalog(
+            s, store, names=library.names_for if library is not None else None
+        )
+        if library is not None:
+            library.on_change = catalog.on_library_change
+
         self.notifier.status("loading models")
         self.models = load_models(s)
         self._check_stop()
         self.toon = open_toon(s)
+        catalog.start()
 
         owner = new_owner_id()
         # Webhooks first: jobs resumed below already have somewhere to tell their end.
         self.webhooks = webhooks = WebhookSender(s, store, owner=owner)
         webhooks.start()
+        events = _fan_out(webhooks.emit, catalog.job_event)
         self.runner = runner = Runner(
             settings=s,
             store=store,
             models=self.models,
             toon=self.toon,
             owner=owner,
-            notify=webhooks.emit,
+            notify=events,
+            job_fn=functools.partial(
+                run_job, dedupe=True, on_library_change=catalog.on_library_change
+            ),
         )
         runner.start()
 
@@ -256,6 +283,7 @@ class Service:
             owner=runner.owner,
             new_sources=store.shared,
             retry_at=runner.retry_at,
+            on_scan=catalog.on_scan,
         )
         scanner.poll_once(startup=True)
         self.inbox = inbox = InboxIntake(
@@ -263,7 +291,7 @@ class Service:
             store,
             submit=runner.submit,
             has_room=runner.has_room,
-            notify=webhooks.emit,
+            notify=events,
         )
         self._check_stop()
         if self.once:
@@ -273,11 +301,13 @@ class Service:
 
         scanner.start()
         inbox.start()
-        self.scheduler = Retention(s, store, is_active=runner.is_active).schedule()
+        self.scheduler = Retention(
+            s, store, is_active=runner.is_active, catalog=catalog, library=library
+        ).schedule()
         self._monitor = _Monitor(self)
         self._monitor.start()
         if s.http_enabled:
-            self._start_http(store, runner, webhooks)
+            self._start_http(store, runner, events)
         self._check_stop()
         self.notifier.ready(self._status_text())
         log.info(
@@ -290,7 +320,7 @@ class Service:
             watchdog_s=self.notifier.watchdog_s,
         )
 
-    def _start_http(self, store: ObjectStore, runner: Runner, webhooks: WebhookSender) -> None:
+    def _start_http(self, store: ObjectStore, runner: Runner, events: Any) -> None:
         import uvicorn
 
         from vidwatch.api.app import create_app
@@ -304,7 +334,9 @@ class Service:
                 submit=runner.submit,
                 health=self.health,
                 signer=self.url_signer,
-                notify=webhooks.emit,
+                notify=events,
+                catalog=self.catalog.catalog if self.catalog is not None else None,
+                library=self.library,
                 photo_faces=_photo_faces(self.models),
             )
         )
@@ -382,6 +414,8 @@ class Service:
             seen |= scanner.last_found
             if not new and not from_inbox:
                 break
+        if self.catalog is not None:
+            self.catalog.drain()
         if self.webhooks is not None and self.webhooks.enabled:
             # Attempt what is due now once; what fails stays in the outbox for a later run.
             self.webhooks.drain(self.settings.webhook_timeout_s + 5)
@@ -405,6 +439,7 @@ class Service:
             "store_error": store_error,
             "scan_error": getattr(self.scanner, "last_error", None),
             **(self.webhooks.health() if self.webhooks is not None else {}),
+            **(self.catalog.health() if self.catalog is not None else {}),
         }
         body["ok"] = bool(runner["runner_alive"] and store_ok and not self.stop_requested.is_set())
         return body
@@ -462,6 +497,7 @@ class Service:
                 else None,
             ),
             ("monitor", getattr(self._monitor, "stop", None)),
+            ("catalog", getattr(self.catalog, "close", None)),
             ("toon", getattr(self.toon, "close", None)),
             ("store", getattr(self.store, "close", None)),
         ]
@@ -550,6 +586,16 @@ WATCHDOG_TICK_S = 5.0
 def watchdog_tick_s(watchdog_s: float | None) -> float:
     """How often WATCHDOG=1 is sent: every 5 s, or half of WatchdogSec where that is less."""
     return min(WATCHDOG_TICK_S, watchdog_s / 2) if watchdog_s else WATCHDOG_TICK_S
+
+
+def _fan_out(*listeners: Any) -> Any:
+    """One job-event callback that tells each listener in turn (webhooks, the catalog)."""
+
+    def notify(type_: str, manifest: Any, **kwargs: Any) -> None:
+        for listener in listeners:
+            listener(type_, manifest, **kwargs)
+
+    return notify
 
 
 def _bounded(step: Any, left_s: float) -> bool:

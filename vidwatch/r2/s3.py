@@ -47,6 +47,7 @@ from s3transfer.exceptions import RetriesExceededError
 
 from vidwatch import metrics
 from vidwatch.r2.keys import JOBS_PREFIX, content_type_for, is_job_id
+from vidwatch.r2.presign import Presigner
 from vidwatch.r2.putpool import PUT_POOL_PER_WORKER, PutPool
 from vidwatch.r2.retry import RETRY_FENCE, RetryPolicy, call_with_retry, note_retry
 from vidwatch.r2.store import (
@@ -211,6 +212,9 @@ class S3Store:
         self.endpoint_url = endpoint_url
         self.region = region
         self.workers = max(1, int(workers))
+        self._presign_lock = threading.Lock()
+        self._presign: Callable[[str, int], str] | None = None
+        self._presign_credentials = (access_key_id, secret_access_key)
         # put_many runs in one pool for the store's life; several writer threads share it,
         # as wide as their calls were when each made a pool of its own.
         self._puts = PutPool(PUT_POOL_PER_WORKER * self.workers, name="r2_put")
@@ -640,10 +644,18 @@ class S3Store:
 
     # --- links and checks ---------------------------------------------------------------------
     def signed_url(self, key: str, ttl_s: int) -> str:
-        """A presigned GET (SigV4, computed locally, no request) valid ``ttl_s`` seconds."""
+        """A presigned GET (SigV4, computed locally, no request) valid ``ttl_s`` seconds;
+        ``r2.presign`` computes it, checked once against botocore's."""
         ttl_s = int(ttl_s)
         if not 1 <= ttl_s <= MAX_URL_TTL_S:
             raise ValueError(f"signed URL lifetime must be 1 s to 7 days, got {ttl_s} s")
+        if self._presign is None:
+            with self._presign_lock:
+                if self._presign is None:
+                    self._presign = Presigner(*self._presign_credentials, self._botocore_presign)
+        return self._presign(key, ttl_s)
+
+    def _botocore_presign(self, key: str, ttl_s: int) -> str:
         return self._client.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=ttl_s
         )

@@ -53,7 +53,7 @@ PAGE_JS = _asset("page.js")
 
 
 def _render(name: str, **context: Any) -> str:
-    base = {"css": PAGE_CSS, "js": PAGE_JS, "logout": False, "jobs_url": None}
+    base = {"css": PAGE_CSS, "js": PAGE_JS, "logout": False, "jobs_url": None, "search": None}
     return _env.get_template(name).render({**base, **context})
 
 
@@ -284,11 +284,14 @@ def render_job(
     jobs_url: str | None = None,
     logout: bool = False,
     job_link: Callable[[str], str] = str,
+    start_s: float | None = None,
     person_link: Callable[[str], str] | None = None,
 ) -> Rendered:
     """The job page. ``status_url`` (the API) makes a queued or running job's page poll its
     status and reload when it ends; ``jobs_url`` links back to the list; ``job_link`` makes
     another job's page address from its id (the API's pages: the id, relative to /jobs/);
+    ``start_s`` starts the video there (``/jobs/{id}?t=``). The API's page (``jobs_url``
+    given) carries the search box; the static report has no /search to ask.
     ``person_link`` a library person's page from its id (the API's pages only: the static
     report has none, and shows no names, which change after it is written)."""
     links = _Links(link)
@@ -308,14 +311,21 @@ def render_job(
         logout=logout,
         version=__version__,
         image_kinds=keys.IMAGE_KINDS,
+        start_s=start_s,
+        search={"q": ""} if jobs_url else None,
     )
     return Rendered(html, links.origins)
 
 
 def render_jobs(
-    rows: list[dict[str, Any]], *, older_url: str | None = None, logout: bool = False
+    rows: list[dict[str, Any]],
+    *,
+    older_url: str | None = None,
+    logout: bool = False,
+    filters: dict[str, str] | None = None,
 ) -> Rendered:
-    """The jobs list: one row per status.json (newest first, as given)."""
+    """The jobs list: one row per status.json (newest first, as given). ``filters`` (the
+    catalog's: state, origin, text) shows the filter form with their values."""
     items = []
     for status in rows:
         source = status.get("source") or {}
@@ -333,8 +343,40 @@ def render_jobs(
                 "error": (status.get("error") or {}).get("code"),
             }
         )
-    html = _render("jobs.html.j2", jobs=items, older_url=older_url, logout=logout)
+    html = _render(
+        "jobs.html.j2",
+        jobs=items,
+        older_url=older_url,
+        logout=logout,
+        filters=filters,
+        search={"q": ""},
+    )
     return Rendered(html)
+
+
+def render_search(
+    hits: list[dict[str, Any]],
+    *,
+    form: dict[str, Any],
+    next_url: str | None = None,
+    logout: bool = False,
+    searched: bool = False,
+) -> Rendered:
+    """The search page: the form and one card per scene (``/search``'s JSON hits, their
+    thumbnails already signed links)."""
+    links = _Links(lambda url: url)
+    cards = [{**hit, "thumb": links(hit.get("thumbnail"))} for hit in hits]
+    html = _render(
+        "search.html.j2",
+        hits=cards,
+        form=form,
+        next_url=next_url,
+        logout=logout,
+        searched=searched,
+        jobs_url="/jobs",
+        search={"q": form.get("q") or ""},
+    )
+    return Rendered(html, links.origins)
 
 
 def render_login(*, next_path: str, failed: bool = False) -> Rendered:

@@ -26,17 +26,19 @@
     }
   });
 
-  // A link with ?t=<seconds> (a person's appearance) opens the page playing from there.
-  var startAt = parseFloat(new URLSearchParams(window.location.search).get("t"));
-  if (video && !isNaN(startAt)) {
-    var startPlaying = function () {
-      seek(startAt);
-      video.muted = true;  // browsers play muted video without a gesture
-      var playing = video.play();
-      if (playing && playing.catch) playing.catch(function () { /* paused at t is fine */ });
+  // /jobs/{id}?t=<seconds>: play from there (a search hit's scene). Browsers that block
+  // playback with sound get it muted; the source's #t= fragment starts it there without us.
+  if (video && video.hasAttribute("data-start")) {
+    var start = parseFloat(video.getAttribute("data-start"));
+    var begin = function () {
+      if (isNaN(start)) return;
+      if (Math.abs(video.currentTime - start) > 0.25) video.currentTime = start;
+      var played = video.play();
+      if (played && played.catch) {
+        played.catch(function () { video.muted = true; video.play().catch(function () {}); });
+      }
     };
-    if (video.readyState >= 1) startPlaying();
-    else video.addEventListener("loadedmetadata", startPlaying, {once: true});
+    if (video.readyState >= 1) begin(); else video.addEventListener("loadedmetadata", begin, {once: true});
   }
 
   // Timeline spans: placed from data attributes (no inline styles: the page's CSP forbids them).
