@@ -39,6 +39,10 @@ def test_the_api_imports_no_heavy_library():
         "vidwatch.api.routes_jobs",
         "vidwatch.api.routes_results",
         "vidwatch.api.routes_health",
+        "vidwatch.api.routes_people",
+        "vidwatch.api.people_pages",
+        "vidwatch.library",
+        "vidwatch.library.photos",
     ]
     assert heavy_modules_after_import(*api_modules) == []
 

@@ -48,7 +48,7 @@ def test_a_sub_command_whose_import_fails_shows_the_import_error():
 def test_the_other_sub_commands_still_work_and_help_lists_the_broken_one():
     proc = _vidwatch("--help")
     assert proc.returncode == 0, proc.stderr
-    assert "{analyze,run,r2,catalog}" in proc.stdout
+    assert "{analyze,run,r2,people,catalog}" in proc.stdout
     assert "unavailable: No module named 'apscheduler'" in proc.stdout
     proc = _vidwatch("r2", "--help")
     assert proc.returncode == 0, proc.stderr

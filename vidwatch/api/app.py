@@ -21,6 +21,8 @@ jobs. The routes live in routers, one module per concern:
   search page for browsers).
 - ``GET /docs``: Swagger UI on ``/openapi.json``, its files under ``/docs/assets/`` (from
   the package, nothing from a CDN); the pages below are in the document too (HTML answers).
+- ``routes_people``: the people library, ``/people`` and ``/people/{id}`` (JSON, or the
+  pages when a browser asks), enrol, rename, merge, forget.
 - ``pages``: ``GET /jobs``, ``GET /jobs/{job_id}`` (HTML), ``GET|POST /login``,
   ``POST /logout`` (the browsers' sign-in: ``session``).
 
@@ -38,7 +40,14 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
 from vidwatch import __version__
-from vidwatch.api import pages, routes_health, routes_jobs, routes_results, routes_search
+from vidwatch.api import (
+    pages,
+    routes_health,
+    routes_jobs,
+    routes_people,
+    routes_results,
+    routes_search,
+)
 from vidwatch.api.context import ApiContext
 from vidwatch.api.errors import install_error_handlers
 from vidwatch.api.middleware import RequestContextMiddleware
@@ -56,6 +65,7 @@ def routers(ctx: ApiContext) -> list[APIRouter]:
         routes_health.router,
         routes_search.router,
         pages.router,
+        routes_people.router,
     ]
 
 

@@ -13,6 +13,8 @@ from vidwatch.api.links import FileLinkSigner
 from vidwatch.catalog import Catalog
 from vidwatch.config import Settings
 from vidwatch.jobs.staging import JobSpec
+from vidwatch.library import PeopleLibrary
+from vidwatch.library.photos import PhotoFaces
 from vidwatch.r2 import quick_view
 from vidwatch.r2.store import ObjectStore
 
@@ -41,6 +43,12 @@ class ApiContext:
     signer: FileLinkSigner | None = None
     notify: Callable[..., None] | None = None
     catalog: Catalog | None = None
+    library: PeopleLibrary | None = None
+    """The people library (``/people``, names in results); made on ``store`` when not given
+    and FACE_LIBRARY is on, None when it is off."""
+    photo_faces: PhotoFaces | None = None
+    """Faces of an enrolment photo: the daemon's loaded face models; None: ``POST /people``
+    answers 503 (the API itself loads no model)."""
     upload_idle_timeout_s: float = UPLOAD_IDLE_TIMEOUT_S
     health_timeout_s: float = HEALTH_TIMEOUT_S
     reads: ObjectStore = field(init=False, repr=False)
@@ -54,6 +62,11 @@ class ApiContext:
             )
         reads = quick_view(self.store, self.settings.store_probe_timeout_s)
         object.__setattr__(self, "reads", reads)  # frozen: set once, here
+        if not self.settings.face_library:
+            object.__setattr__(self, "library", None)
+        elif self.library is None:
+            library = PeopleLibrary(self.store, threshold=self.settings.face_match_threshold)
+            object.__setattr__(self, "library", library)
 
     def base_url(self, request: Request) -> str:
         """PUBLIC_BASE_URL, else the address the client used."""

@@ -32,6 +32,23 @@ def _unrouted_label(path: str) -> str:
     return _DOC_ASSETS if path.startswith(_DOC_ASSETS + "/") else "unmatched"
 
 
+def _same_origin_form(scope: Scope) -> bool:
+    """A POST of the people pages' forms from this very site: the browser says so
+    (``Sec-Fetch-Site: same-origin``, a header no page's script can set), or its Origin
+    names the host it was sent to. The cookie is SameSite=Strict besides, so no other
+    site's form can rename, merge or forget anyone. (The pages' ``no-referrer`` policy
+    makes a browser send ``Origin: null`` on form posts: Sec-Fetch-Site is what tells.)"""
+    if scope["method"] != "POST" or not scope["path"].startswith("/people"):
+        return False
+    headers = dict(scope["headers"])
+    if headers.get(b"sec-fetch-site") == b"same-origin":
+        return True
+    origin, host = headers.get(b"origin"), headers.get(b"host")
+    if not origin or not host or origin == b"null":
+        return False
+    return origin.split(b"://", 1)[-1] == host
+
+
 class RequestContextMiddleware:
     """Request ids (``X-Request-ID``, taken from the client when sane), the bearer token,
     one log line per request and the HTTP metrics."""
@@ -55,16 +72,22 @@ class RequestContextMiddleware:
                     return hmac.compare_digest(given.strip(), self.token)
         # A browser's session cookie (the pages' sign-in) stands in for the header on
         # reads only: no cross-site request can make it upload.
-        if scope["method"] in ("GET", "HEAD"):
+        if scope["method"] in ("GET", "HEAD") or _same_origin_form(scope):
             return session_valid(self.token, cookie_from_headers(scope["headers"]), time.time())
         return False
 
     @staticmethod
     def _is_page(scope: Scope) -> bool:
-        """Where a refusal is the sign-in form: the pages, and /docs for a browser."""
+        """Where a refusal is the sign-in form: the pages, and /docs and /people (which
+        answer JSON too) for a browser that does not ask for JSON."""
         path = scope["path"]
+        if path == "/jobs" or path.startswith("/jobs/"):
+            return True
+        accept = dict(scope["headers"]).get(b"accept", b"").lower()
         return (
-            path == "/jobs" or path.startswith("/jobs/") or (path == "/docs" and wants_html(scope))
+            (path in ("/docs", "/people") or path.startswith("/people/"))
+            and wants_html(scope)
+            and b"application/json" not in accept
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -1,5 +1,5 @@
 """The ``vidwatch`` command: ``analyze`` one video, ``run`` the daemon, ``r2`` operations,
-``catalog rebuild``."""
+``people`` (the library of people), ``catalog rebuild``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from vidwatch.config import ConfigError, load_settings
 _SUBCOMMANDS = (
     ("run", "vidwatch.daemon.service", "add_parser"),
     ("r2", "vidwatch.r2.cli", "add_r2_parser"),
+    ("people", "vidwatch.library.cli", "add_people_parser"),
     ("catalog", "vidwatch.catalog.cli", "add_parser"),
 )
 """Sub-commands whose modules add their own arguments: (name, module, function)."""
@@ -109,6 +110,10 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, unknown: lis
         from vidwatch.daemon.service import run_service
 
         return run_service(args, settings)
+    if args.command == "people":
+        from vidwatch.library.cli import run_people
+
+        return run_people(args, settings)
     if args.command == "catalog":
         from vidwatch.catalog.cli import run_catalog
 

@@ -113,6 +113,12 @@ class Settings(BaseModel):
     face_identity_reuse_iou: float = Field(0.5, ge=0, le=1)
     """A face overlapping (IoU at least this) a face of the previous sampled frame of the same
     scene keeps that face's person without a new descriptor; 0 describes every face."""
+    face_library: bool = True
+    """Link every job's people to the library of people in the store (``library/``), so
+    one person has one id across videos and can be named; false: per-job people only."""
+    face_match_threshold: float = Field(0.6, gt=0, le=2)
+    """Largest descriptor distance at which a job's person is a library person (measured on
+    real photos: same person 0.24-0.42, different people 0.70 and more)."""
     max_video_pixels: int = Field(8192 * 8192, ge=1)
     max_video_duration_s: float = Field(6 * 3600.0, gt=0)
     jpeg_quality: int = Field(85, ge=10, le=100)

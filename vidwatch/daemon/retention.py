@@ -100,6 +100,8 @@ def plan_staging(
 
 
 PENDING_STATES = ("queued", "running")
+LIBRARY_PRUNE_S = 24 * 3600.0
+"""How often the people library forgets appearances in jobs that are gone."""
 
 
 def store_job_expired(
@@ -136,6 +138,7 @@ class Retention:
         clock: Callable[[], float] = time.time,
         logger: Any = None,
         catalog: Any = None,
+        library: Any = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -145,13 +148,24 @@ class Retention:
         self.catalog = catalog
         """The catalog's keeper (``remove_job``, ``prune_expired``): a job removed here, or
         expired by the bucket's own rules, leaves the catalog too."""
+        self.library = library
+        """The people library (``prune``, once a day); None: FACE_LIBRARY decides, on a
+        library of its own."""
+        self._library_pruned_at = float("-inf")
 
     def run(self, now: float | None = None) -> RetentionReport:
         """One pass; errors are logged, never raised (the next pass tries again)."""
         now = self.clock() if now is None else now
         report = RetentionReport()
         started = time.monotonic()
-        for step in (self.sweep_staging, self.expire_store, self.expire_index, self.expire_catalog):
+        steps = (
+            self.sweep_staging,
+            self.expire_store,
+            self.expire_index,
+            self.expire_catalog,
+            self.prune_library,
+        )
+        for step in steps:
             try:
                 step(now, report)
             except Exception:  # noqa: BLE001 - a scheduled job must not die
@@ -316,6 +330,19 @@ class Retention:
         enough are checked, one HEAD each."""
         if self.catalog is not None:
             self.catalog.prune_expired(now, self.settings.r2_retention_days)
+
+    def prune_library(self, now: float, report: RetentionReport) -> None:
+        """Once a day: the people library drops appearances in jobs that are gone, and
+        forgets strangers seen only there (``PeopleLibrary.prune``)."""
+        if not self.settings.face_library or now - self._library_pruned_at < LIBRARY_PRUNE_S:
+            return
+        from vidwatch.library import PeopleLibrary
+
+        self._library_pruned_at = now
+        library = self.library or PeopleLibrary(
+            self.store, threshold=self.settings.face_match_threshold
+        )
+        library.prune()
 
     # --- the schedule ---------------------------------------------------------------------
     def schedule(self, *, first_run_s: float | None = None):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import functools
 import os
 import signal
 import socket
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from vidwatch.daemon.runner import Runner
     from vidwatch.detectors.registry import ModelSet
     from vidwatch.jobs.webhooks import WebhookSender
+    from vidwatch.library import PeopleLibrary
     from vidwatch.r2.store import ObjectStore
     from vidwatch.toon_bridge import ToonBridge
 
@@ -161,6 +163,7 @@ class Service:
         self.runner: Runner | None = None
         self.webhooks: WebhookSender | None = None
         self.catalog: CatalogKeeper | None = None
+        self.library: PeopleLibrary | None = None
         self.scanner: JobScanner | None = None
         self.inbox: InboxIntake | None = None
         self.scheduler: BaseScheduler | None = None
@@ -202,7 +205,9 @@ class Service:
         from vidwatch.daemon.retention import Retention
         from vidwatch.daemon.runner import Runner
         from vidwatch.detectors.registry import load_models
+        from vidwatch.jobs.run import run_job
         from vidwatch.jobs.webhooks import WebhookSender
+        from vidwatch.library import PeopleLibrary
         from vidwatch.pipeline.toon import open_toon
         from vidwatch.r2 import open_store
         from vidwatch.r2.leases import new_owner_id
@@ -233,7 +238,16 @@ class Service:
         # The catalog is derived: a new, foreign or unreadable file is rebuilt from the
         # store in the background (from below, once the models are in) while jobs run and
         # are indexed as they end. Opened before the models: a bad CATALOG_PATH stops now.
-        self.catalog = catalog = open_catalog(s, store)
+        # One people library for the jobs, the API and retention: its changes (renames,
+        # merges, forgets) reach the catalog, which resolves names through it.
+        self.library = library = (
+            PeopleLibrary(store, threshold=s.face_match_threshold) if s.face_library else None
+        )
+        self.catalog = catalog = open_catalog(
+            s, store, names=library.names_for if library is not None else None
+        )
+        if library is not None:
+            library.on_change = catalog.on_library_change
 
         self.notifier.status("loading models")
         self.models = load_models(s)
@@ -253,6 +267,9 @@ class Service:
             toon=self.toon,
             owner=owner,
             notify=events,
+            job_fn=functools.partial(
+                run_job, dedupe=True, on_library_change=catalog.on_library_change
+            ),
         )
         runner.start()
 
@@ -285,7 +302,9 @@ class Service:
 
         scanner.start()
         inbox.start()
-        self.scheduler = Retention(s, store, is_active=runner.is_active, catalog=catalog).schedule()
+        self.scheduler = Retention(
+            s, store, is_active=runner.is_active, catalog=catalog, library=library
+        ).schedule()
         self._monitor = _Monitor(self)
         self._monitor.start()
         if s.http_enabled:
@@ -318,6 +337,8 @@ class Service:
                 signer=self.url_signer,
                 notify=events,
                 catalog=self.catalog.catalog if self.catalog is not None else None,
+                library=self.library,
+                photo_faces=_photo_faces(self.models),
             )
         )
         config = uvicorn.Config(
@@ -637,3 +658,13 @@ def _prepare_folder(path, setting: str) -> None:
         raise ConfigError(f"{setting}={path}: cannot create the folder: {exc.strerror}") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise ConfigError(f"{setting}={path}: the folder is not writable")
+
+
+def _photo_faces(models: Any) -> Any:
+    """The enrolment photos' reader on the models the daemon loaded (the API loads none);
+    None without the face models (FACES_ENABLED or FACE_IDENTITIES off)."""
+    if getattr(models, "describer", None) is None:
+        return None
+    from vidwatch.library.photos import ModelPhotoFaces
+
+    return ModelPhotoFaces(models)

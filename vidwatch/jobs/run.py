@@ -64,8 +64,12 @@ def run_job(
     on_progress: Callable[[Manifest], None] | None = None,
     stop: threading.Event | None = None,
     dedupe: bool = False,
+    on_library_change: Callable[[Any], None] | None = None,
 ) -> Manifest:
     """Run one job to its end and return its final manifest (completed or failed).
+
+    ``on_library_change``: the people library's listener (``vidwatch.library``), told of
+    each library person this job links.
 
     ``dedupe`` (the daemon's jobs): claim the content in the index first; a job whose
     content an earlier job analysed completes at once with ``duplicate_of`` (see
@@ -177,6 +181,7 @@ def run_job(
             _complete_as_duplicate(manifest, store, claim.original, bound)
         else:
             save("analyzing")
+            descriptors: dict[int, Any] = {}  # person -> descriptors, for the library only
             context = AnalysisContext(
                 job_id=spec.job_id,
                 store=store,
@@ -185,11 +190,13 @@ def run_job(
                 source_sha256=manifest.source_sha256,
                 progress=progress,
                 stop=stop,
+                on_people=descriptors.update,
             )
             results = analyze(source, context, options)
             save("writing")
             doc = results.to_json()
             doc["exports"] = _write_exports(store, spec.job_id, doc, manifest, bound)
+            _link_people(store, settings, manifest, doc, descriptors, bound, on_library_change)
             store.put_bytes(
                 keys.results_key(spec.job_id),
                 json.dumps(doc, indent=1, ensure_ascii=False).encode(),
@@ -465,6 +472,37 @@ def _write_exports(
             {"code": "exports_failed", "message": f"{type(exc).__name__}: {exc}"}
         )
         return {}
+
+
+def _link_people(
+    store: ObjectStore,
+    settings: Settings,
+    manifest: Manifest,
+    results: dict[str, Any],
+    descriptors: dict[int, Any],
+    bound: Any,
+    on_change: Callable[[Any], None] | None,
+) -> None:
+    """Each person of the job linked to the people library (``people[*].library_id``),
+    with FACE_LIBRARY on; a failure other than the store's leaves them unlinked, with a
+    warning, and the job stands."""
+    if not settings.face_library or not results.get("people"):
+        return
+    from vidwatch.library import PeopleLibrary
+    from vidwatch.library.link import link_results
+
+    library = PeopleLibrary(store, threshold=settings.face_match_threshold, on_change=on_change)
+    try:
+        link_results(library, manifest.job_id, results, descriptors, file_name=manifest.filename)
+    except StoreError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the analysis stands (LibraryConflict too)
+        bound.exception("library_link_failed")
+        for person in results.get("people") or []:
+            person["library_id"] = None
+        manifest.warnings.append(
+            {"code": "library_link_failed", "message": f"{type(exc).__name__}: {exc}"}
+        )
 
 
 def _write_report(

@@ -141,9 +141,14 @@ def decide(
 
 
 def event_data(
-    type_: str, manifest: Manifest, *, summary: dict[str, Any] | None = None
+    type_: str,
+    manifest: Manifest,
+    *,
+    summary: dict[str, Any] | None = None,
+    people: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The event's ``data``: the job's identity and state, and what its type adds."""
+    """The event's ``data``: the job's identity and state, and what its type adds
+    (``job.completed``: the summary, and the people with their library ids and names)."""
     data: dict[str, Any] = {
         "job_id": manifest.job_id,
         "state": manifest.state,
@@ -160,6 +165,7 @@ def event_data(
         data["results_key"] = manifest.current_results_key()
         data["summary"] = summary
         data["duplicate_of"] = manifest.duplicate_of
+        data["people"] = people if people is not None else []
     if type_ == "job.failed":
         data["error"] = manifest.error.to_json() if manifest.error is not None else None
     return data
@@ -383,7 +389,9 @@ class WebhookSender:
         try:
             now = self.clock()
             event_id = f"msg_{ULID()}"
-            body = event_body(type_, event_data(type_, manifest, summary=summary), now)
+            people = self._people(manifest) if type_ == "job.completed" else None
+            data = event_data(type_, manifest, summary=summary, people=people)
+            body = event_body(type_, data, now)
             for url in self.endpoints:
                 record = Delivery(
                     event_id=event_id,
@@ -399,6 +407,22 @@ class WebhookSender:
             log.info("webhook_event", job_id=manifest.job_id, type=type_, event_id=event_id)
         except Exception:  # noqa: BLE001 - an event must never fail the job
             log.exception("webhook_emit_failed", job_id=manifest.job_id, type=type_)
+
+    def _people(self, manifest: Manifest) -> list[dict[str, Any]] | None:
+        """The job's people with their library ids and names now; None (an empty list in
+        the event) when its results cannot be read."""
+        from vidwatch.library import PeopleLibrary
+        from vidwatch.library.jobs import job_people
+
+        key = manifest.current_results_key()
+        if key is None:
+            return None
+        library = PeopleLibrary(self.store) if self.settings.face_library else None
+        try:
+            return job_people(self.store, key, library.names_for if library else _no_names)
+        except Exception as exc:  # noqa: BLE001 - the event goes out without them
+            log.warning("webhook_people_unread", job_id=manifest.job_id, error=str(exc))
+            return None
 
     def _write_new(self, record: Delivery) -> bool:
         try:
@@ -715,3 +739,8 @@ def _settled(job: _JobEntries) -> bool:
 def _reason(exc: Exception) -> str:
     text = str(exc) or type(exc).__name__
     return text[:200]
+
+
+def _no_names(ids: list[str]) -> dict[str, str | None]:
+    """FACE_LIBRARY=false: no library, every person unlinked."""
+    return {}

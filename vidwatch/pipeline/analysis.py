@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
 import structlog
 
 from vidwatch import __version__
@@ -126,6 +127,9 @@ class AnalysisContext:
     stop: threading.Event | None = None
     """Set by the owner to interrupt: ``analyze`` then raises JobInterrupted."""
     on_probe: Callable[[VideoInfo], None] | None = None
+    on_people: Callable[[dict[int, np.ndarray]], None] | None = None
+    """Given each person's descriptors (``person -> n x 128``) at the end, for the people
+    library; they are written into none of the job's files."""
 
     def stopped(self) -> bool:
         return self.stop is not None and self.stop.is_set()
@@ -147,6 +151,8 @@ def analyze(source: Path, ctx: AnalysisContext, options: AnalysisOptions) -> Res
     people = _identity_tracker(ctx.models, options)
     frames = _detect_and_write(source, info, ctx, options, sampler, people, timings)
     thumbnails = _write_thumbnails(ctx.store, ctx.job_id, people, options.jpeg_quality)
+    if people is not None and ctx.on_people is not None:
+        ctx.on_people(people.exemplars())
     timings.wall = time.perf_counter() - started
     return _results(ctx, options, info, sampler, people, frames, thumbnails, timings)
 

@@ -258,6 +258,10 @@ class PersonEntry(Document):
     last_s: float
     thumbnail: str | None
     """Key of the person's best face crop (``jobs/<id>/people/person_<k>.jpg``)."""
+    library_id: str | None = None
+    """The library person this is (``P`` and a ULID), shared by every job of the store;
+    null with FACE_LIBRARY=false, for a person without descriptors, or after that library
+    person was forgotten. ``GET /results`` adds ``name``, current when it is read."""
 
 
 class LabelSegment(Document):

@@ -13,7 +13,9 @@ least ``reuse_iou``, one to one) keeps that face's person without a new descript
 way trackers identify a track once: a descriptor costs about as much as the face detector
 on the CPU. Every ``recheck_every`` samples a continued face is described again.
 
-Descriptors stay in memory for the job and are never written anywhere.
+Descriptors stay in memory for the job: the job's files hold none. At the job's end they
+are handed to the people library (``vidwatch.library``), which keeps a few per person in
+``library/index.json``.
 """
 
 from __future__ import annotations
@@ -183,6 +185,11 @@ class IdentityTracker:
         if quality > entry.best_quality:
             entry.best_quality = quality
             entry.best_crop = face_crop(image, face.box_xyxy)
+
+    def exemplars(self) -> dict[int, np.ndarray]:
+        """Each person's kept descriptors (``n x 128``), handed to the library at the job's
+        end (``AnalysisContext.on_people``); the job itself writes none of them."""
+        return {k: np.stack(p.exemplars) for k, p in enumerate(self.people) if p.exemplars}
 
     def thumbnails(self) -> list[tuple[int, np.ndarray]]:
         """``(person, crop)``: each person's best face (largest side times confidence)."""

@@ -12,6 +12,8 @@
     jobs/<job_id>/lease.json
     pending/<job_id>                     (a marker while the job is queued or running)
     scan/ended.json.gz                   (the ids of ended jobs, written by the full sweep)
+    library/index.json                   (the people library: vidwatch.library.keys)
+    library/people/<id>.json, <id>.jpg
 
 ``<N>`` is the frame's 0-based index in the decoded video, so a rerun overwrites.
 

@@ -218,6 +218,8 @@ def job_view(
             "scenes": p.get("scenes") or [],
             "first_s": p.get("first_s"),
             "last_s": p.get("last_s"),
+            "name": p.get("name") if isinstance(p.get("name"), str) else None,
+            "library_id": p.get("library_id") if isinstance(p.get("library_id"), str) else None,
         }
         for p in results.get("people") or []
         if isinstance(p, dict)
@@ -234,8 +236,16 @@ def job_view(
                 "width": round(max(0.4, 100.0 * (a.end_s - a.start_s) / total_s), 3),
             }
         )
+    # A person's library name where the page was given names (the API's pages).
+    named: dict[str, str] = {str(p["id"]): str(p["name"]) for p in people if p.get("name")}
+
+    def row_name(kind: str, name: str) -> str:
+        if kind != "person":
+            return name
+        return named.get(name) or f"Person {name}"
+
     timeline = [
-        {"kind": kind, "name": f"Person {name}" if kind == "person" else name, "spans": spans}
+        {"kind": kind, "name": row_name(kind, name), "spans": spans}
         for (kind, name), spans in sorted(
             rows.items(), key=lambda kv: (kv[0][0] != "person", kv[0][1])
         )
@@ -254,6 +264,7 @@ def job_view(
         "frames": shown,
         "frames_total": len(frames),
         "people": people,
+        "names": {p["id"]: p["name"] for p in people if p.get("name")},
         "has_people": "people" in results,
         "timeline": timeline,
         "has_label_segments": "label_segments" in results,
@@ -280,16 +291,23 @@ def render_job(
     logout: bool = False,
     job_link: Callable[[str], str] = str,
     start_s: float | None = None,
+    person_link: Callable[[str], str] | None = None,
 ) -> Rendered:
     """The job page. ``status_url`` (the API) makes a queued or running job's page poll its
     status and reload when it ends; ``jobs_url`` links back to the list; ``job_link`` makes
     another job's page address from its id (the API's pages: the id, relative to /jobs/);
     ``start_s`` starts the video there (``/jobs/{id}?t=``). The API's page (``jobs_url``
-    given) carries the search box; the static report has no /search to ask."""
+    given) carries the search box; the static report has no /search to ask.
+    ``person_link`` a library person's page from its id (the API's pages only: the static
+    report has none, and shows no names, which change after it is written)."""
     links = _Links(link)
     view = job_view(status, results, links)
     original = view.get("duplicate_of")
     view["duplicate_url"] = job_link(original) if isinstance(original, str) else None
+    if view["results"] is not None and person_link is not None:
+        for person in view["results"]["people"]:
+            lid = person.get("library_id")
+            person["library_url"] = person_link(lid) if lid else None
     live = status_url if status.get("state") in ("queued", "running") else None
     html = _render(
         "job.html.j2",
