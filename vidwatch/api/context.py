@@ -52,8 +52,10 @@ class ApiContext:
     upload_idle_timeout_s: float = UPLOAD_IDLE_TIMEOUT_S
     health_timeout_s: float = HEALTH_TIMEOUT_S
     reads: ObjectStore = field(init=False, repr=False)
-    """The store for reads a client waits on: they give up within STORE_PROBE_TIMEOUT_S
-    (503), not after the minute of retries that job writes use to ride out an outage."""
+    """The store for calls a client waits on (reads, and an upload's few small writes: its
+    queued manifest, pending marker and Idempotency-Key): they give up within
+    STORE_PROBE_TIMEOUT_S (503), not after the minute of retries that a running job's
+    writes use to ride out an outage."""
 
     def __post_init__(self) -> None:
         if self.store.local_files and self.signer is None:

@@ -168,7 +168,7 @@ async def analyze_video(request: Request, ctx: Ctx) -> Response:
         except BaseException:
             if idem is not None:
                 with contextlib.suppress(StoreError):
-                    await anyio.to_thread.run_sync(forget_idempotency, ctx.store, idem, job_id)
+                    await anyio.to_thread.run_sync(forget_idempotency, ctx.reads, idem, job_id)
             raise
     finally:
         arriving.__exit__(None, None, None)
@@ -202,7 +202,7 @@ async def _idempotent(
     try:
         found = await anyio.to_thread.run_sync(
             lambda: remember_idempotency(
-                ctx.store, idem, job_id=job_id, sha256=upload.sha256, now=time.time()
+                ctx.reads, idem, job_id=job_id, sha256=upload.sha256, now=time.time()
             )
         )
     except StoreError as exc:
@@ -270,7 +270,9 @@ async def _accept(
         warnings=list(upload.warnings),
     )
     try:
-        await anyio.to_thread.run_sync(write_manifest, ctx.store, manifest)
+        # The client waits: with the store down it gets its 503 within STORE_PROBE_TIMEOUT_S
+        # (ctx.reads), not after the minute of retries that a running job's writes ride out.
+        await anyio.to_thread.run_sync(write_manifest, ctx.reads, manifest)
     except StoreError as exc:
         await anyio.to_thread.run_sync(remove_staging, folder)
         metrics.API_UPLOADS.labels(outcome="store_unavailable").inc()
