@@ -42,7 +42,7 @@ from ulid import ULID
 
 from vidwatch import __version__, metrics
 from vidwatch.config import Settings
-from vidwatch.jobs.manifest import Manifest
+from vidwatch.jobs.manifest import Manifest, write_manifest
 from vidwatch.r2 import keys
 from vidwatch.r2.store import ObjectNotFound, ObjectStore, PreconditionFailed, StoreError
 
@@ -256,6 +256,34 @@ def stored_notifications(store: ObjectStore, job_id: str) -> list[dict[str, Any]
         return list(json.loads(store.get_bytes(keys.status_key(job_id))).get("notifications") or [])
     except (ObjectNotFound, ValueError, AttributeError):
         return []
+
+
+def write_keeping_notifications(
+    store: ObjectStore, manifest: Manifest, etag: str | None
+) -> str | None:
+    """Write a running job's manifest without losing what the webhook sender merged into
+    status.json since the job's own last write (``etag``): the write is conditional on that
+    ETag; when someone else wrote meanwhile, the stored ``notifications`` are merged in and
+    the write is tried again. Returns the ETag written, for the next call.
+
+    Without it a job's progress writes replaced the sender's delivery states, and a job that
+    died (kill -9) took its acknowledged events with it: the next attempt read a manifest
+    without them."""
+    key = keys.status_key(manifest.job_id)
+    for _ in range(STATUS_WRITE_TRIES):
+        if etag is not None:
+            try:
+                return write_manifest(store, manifest, if_match=etag).etag
+            except PreconditionFailed:
+                pass
+        info = store.head(key)
+        if info is None:
+            break
+        manifest.notifications = merge_notifications(
+            stored_notifications(store, manifest.job_id), manifest.notifications
+        )
+        etag = info.etag
+    return write_manifest(store, manifest).etag
 
 
 # --- the sender ------------------------------------------------------------------------------
