@@ -112,4 +112,20 @@ def test_an_upload_answers_503_within_seconds_of_the_store_dying_and_keeps_nothi
         assert took_s < 5, (headers, took_s)
         print(f"upload with the store down, {headers or 'no key'}: 503 after {took_s:.2f} s")
         assert _staged(tmp_path) == before, "the refused upload left files in staging"
+
+    # Once the store probe has seen the outage, an upload is refused before its body is read.
+    wait_until(
+        lambda: http.get("/healthz").status_code == 503,
+        timeout_s=15,
+        what="/healthz to answer 503",
+        daemon=daemon,
+        interval_s=0.2,
+    )
+    asked = time.monotonic()
+    answer = http.post("/analyze-video", files={"file": ("clip.mp4", video, "video/mp4")})
+    took_s = time.monotonic() - asked
+    assert answer.status_code == 503 and answer.json()["error"]["code"] == "store_unavailable"
+    assert took_s < 1.5, took_s
+    print(f"upload with the outage known to the probe: 503 after {took_s:.2f} s")
+    assert _staged(tmp_path) == before
     http.close()

@@ -126,6 +126,7 @@ _UPLOAD_BODY: dict[str, Any] = {
 )
 async def analyze_video(request: Request, ctx: Ctx) -> Response:
     idem = _idempotency_header(request)
+    _store_seen_up(ctx)
     job_id = new_job_id()
     folder = staging_dir(ctx.settings, job_id)
     structlog.contextvars.bind_contextvars(job_id=job_id)
@@ -173,6 +174,18 @@ async def analyze_video(request: Request, ctx: Ctx) -> Response:
     finally:
         arriving.__exit__(None, None, None)
         structlog.contextvars.unbind_contextvars("job_id")
+
+
+def _store_seen_up(ctx: ApiContext) -> None:
+    """503 before a byte of the body is read when the daemon's store probe (every 2 s,
+    bounded by STORE_PROBE_TIMEOUT_S) last found the store down: a client need not send a
+    whole video to learn it. A probe not yet aware of an outage leaves it to the writes,
+    which are bounded the same way."""
+    health = ctx.health()
+    if health.get("store_ok") is False:
+        metrics.API_UPLOADS.labels(outcome="store_unavailable").inc()
+        error = health.get("store_error") or "the store probe failed"
+        raise ApiError(503, "store_unavailable", f"the object store failed: {error}")
 
 
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
