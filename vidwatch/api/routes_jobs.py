@@ -42,6 +42,8 @@ from vidwatch.r2.store import ObjectNotFound, StoreError
 log = structlog.get_logger("vidwatch.api")
 
 QUEUE_FULL_RETRY_AFTER_S = 30
+HEALTH_GLANCE_S = 1.0
+"""How long an upload waits for the daemon's health answer (its cached store probe)."""
 
 router = APIRouter()
 
@@ -126,7 +128,7 @@ _UPLOAD_BODY: dict[str, Any] = {
 )
 async def analyze_video(request: Request, ctx: Ctx) -> Response:
     idem = _idempotency_header(request)
-    _store_seen_up(ctx)
+    await _store_seen_up(ctx)
     job_id = new_job_id()
     folder = staging_dir(ctx.settings, job_id)
     structlog.contextvars.bind_contextvars(job_id=job_id)
@@ -176,13 +178,15 @@ async def analyze_video(request: Request, ctx: Ctx) -> Response:
         structlog.contextvars.unbind_contextvars("job_id")
 
 
-def _store_seen_up(ctx: ApiContext) -> None:
+async def _store_seen_up(ctx: ApiContext) -> None:
     """503 before a byte of the body is read when the daemon's store probe (every 2 s,
     bounded by STORE_PROBE_TIMEOUT_S) last found the store down: a client need not send a
-    whole video to learn it. A probe not yet aware of an outage leaves it to the writes,
-    which are bounded the same way."""
-    health = ctx.health()
-    if health.get("store_ok") is False:
+    whole video to learn it. A probe not yet aware of an outage (or a health answer that
+    does not come within HEALTH_GLANCE_S) leaves it to the writes, bounded the same way."""
+    health: Any = {}
+    with anyio.move_on_after(HEALTH_GLANCE_S), contextlib.suppress(Exception):
+        health = await anyio.to_thread.run_sync(ctx.health, abandon_on_cancel=True)
+    if isinstance(health, dict) and health.get("store_ok") is False:
         metrics.API_UPLOADS.labels(outcome="store_unavailable").inc()
         error = health.get("store_error") or "the store probe failed"
         raise ApiError(503, "store_unavailable", f"the object store failed: {error}")
