@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from tests.api.api_harness import Served, local_api, serve
-from vidwatch.api.session import SESSION_COOKIE, session_value
+from vidwatch.api.session import SESSION_COOKIE, SESSIONS_PREFIX, Session, cookie_value
 from vidwatch.config import load_settings
 from vidwatch.jobs.manifest import Manifest, write_manifest
 from vidwatch.jobs.staging import new_job_id
@@ -349,8 +349,9 @@ def test_with_a_token_pages_need_the_sign_in_cookie(make_site):
     assert httpx.get(image.replace("signature=", "signature=0")).status_code == 403
     for bad in (
         value[:-2] + "00",
-        session_value(TOKEN.encode(), time.time() - 8 * 86400),
-        session_value(b"other-token", time.time()),
+        cookie_value(TOKEN.encode(), Session(value.split(".")[0], int(time.time()) - 60)),
+        cookie_value(b"other-token", Session(value.split(".")[0], int(time.time()) + 60)),
+        cookie_value(TOKEN.encode(), Session("never-opened", int(time.time()) + 60)),
     ):
         with served.client(cookies={SESSION_COOKIE: bad}) as other:
             assert other.get(f"/jobs/{job_id}").status_code == 401
@@ -409,3 +410,64 @@ def test_a_bad_query_answers_a_browser_with_a_page_and_a_client_with_json(make_s
     # The API's own routes keep JSON whatever the client accepts.
     resp = client.get("/status/not-an-id", headers=browser)
     assert resp.status_code == 422 and resp.json()["error"]["code"] == "invalid_job_id"
+
+
+def _signed_in(client: httpx.Client) -> str:
+    resp = client.post("/login", data={"token": TOKEN, "next": "/jobs"})
+    assert resp.status_code == 303, resp.text
+    return resp.headers["set-cookie"].split(";")[0].split("=", 1)[1]
+
+
+def test_logout_ends_the_session_on_every_daemon_of_the_store(make_site):
+    """Issue 21, point 2: a cookie captured before ``POST /logout`` opens nothing after it,
+    on this daemon or another one on the same store; the bearer header still works."""
+    served, store, client = make_site(API_TOKEN=TOKEN)
+    other, _, _ = make_site(API_TOKEN=TOKEN)  # a second daemon: its own app, the same store
+    job_id = put_job(store, state="completed", filename="a.mp4")
+    kept = _signed_in(client)
+    captured = _signed_in(client)
+    assert len(list(store.list(SESSIONS_PREFIX))) == 2
+    for site in (served, other):
+        with site.client(cookies={SESSION_COOKIE: captured}) as browser:
+            assert browser.get("/jobs").status_code == 200
+            assert browser.get(f"/status/{job_id}").status_code == 200
+
+    with served.client(cookies={SESSION_COOKIE: captured}, follow_redirects=False) as browser:
+        out = browser.post("/logout")
+    assert out.status_code == 303 and out.headers["location"] == "/login"
+    for site in (served, other):
+        with site.client(cookies={SESSION_COOKIE: captured}) as browser:
+            page = browser.get("/jobs")
+            assert page.status_code == 401 and 'name="token"' in page.text
+            assert browser.get(f"/jobs/{job_id}").status_code == 401
+            assert browser.get(f"/status/{job_id}").status_code == 401
+        # Another browser's session is its own; the token is the token.
+        with site.client(cookies={SESSION_COOKIE: kept}) as browser:
+            assert browser.get("/jobs").status_code == 200
+        bearer = {"Authorization": f"Bearer {TOKEN}"}
+        assert httpx.get(f"{site.base_url}/status/{job_id}", headers=bearer).status_code == 200
+    # Logging out on the other daemon ends the other session everywhere too.
+    with other.client(cookies={SESSION_COOKIE: kept}) as browser:
+        assert browser.post("/logout").status_code == 303
+    with served.client(cookies={SESSION_COOKIE: kept}) as browser:
+        assert browser.get("/jobs").status_code == 401
+    assert list(store.list(SESSIONS_PREFIX)) == []
+
+
+def test_wrong_tokens_are_limited_per_address_with_429_and_retry_after(make_site):
+    """Issue 21, point 2: after 5 wrong tokens within a minute, ``POST /login`` answers 429
+    with Retry-After in the API's error shape, even to the right token; a right token
+    before that clears the count."""
+    _, _, client = make_site(API_TOKEN=TOKEN)
+    for _ in range(4):
+        assert client.post("/login", data={"token": "nope"}).status_code == 401
+    _signed_in(client)  # a success resets
+    for _ in range(5):
+        assert client.post("/login", data={"token": "nope"}).status_code == 401
+    for token in ("nope", TOKEN):
+        refused = client.post("/login", data={"token": token})
+        assert refused.status_code == 429, refused.text
+        assert 50 <= int(refused.headers["retry-after"]) <= 60
+        error = refused.json()["error"]
+        assert error["code"] == "too_many_login_attempts" and error["request_id"]
+        assert "set-cookie" not in refused.headers

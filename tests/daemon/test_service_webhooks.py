@@ -17,7 +17,7 @@ from vidwatch.r2 import keys
 from vidwatch.r2.local import LocalStore
 
 from ..jobs.webhook_receiver import BlackHole, Receiver, free_port, new_secret, spec_verify
-from .service_harness import daemon_env, wait_job_state, wait_until
+from .service_harness import daemon_env, job_of_file, read_status, wait_job_state, wait_until
 
 pytestmark = pytest.mark.models
 
@@ -169,5 +169,69 @@ def test_an_event_for_an_endpoint_down_arrives_after_a_daemon_restart(
             "job.completed",
         }
         time.sleep(0.5)
+    finally:
+        receiver.close()
+
+
+def test_notifications_keep_the_first_attempts_events_after_kill_9_and_a_takeover(
+    daemons, tmp_path, model_env, media
+):
+    """Issue 21, point 4: the events the receiver acknowledged during an attempt that died
+    (kill -9) stay in status.json's ``notifications`` after another daemon takes the job
+    over and completes it; every delivered event of every attempt is listed."""
+    receiver = Receiver().start()
+    try:
+        env = daemon_env(
+            tmp_path,
+            model_env,
+            WEBHOOK_URLS=receiver.url("/hook"),
+            WEBHOOK_SECRET=SECRET,
+            WEBHOOK_RETRY_BASE_S="1",
+            # Every frame to the models, one at a time: a job far longer than the wait.
+            SAMPLE_FPS="25",
+            MODEL_BATCH_SIZE="1",
+        )
+        store = LocalStore(tmp_path / "store")
+        first = daemons(tmp_path, env, name="first").start()
+        first.wait_ready()
+        shutil.copyfile(media / "cuts_h264.mp4", tmp_path / "inbox" / "long.mp4")
+
+        def first_events_acknowledged():
+            doc = job_of_file(store, "long.mp4")
+            if doc is None or doc["stage"] != "analyzing":
+                return None
+            seen = {e["type"] for e in _events(receiver, "/hook", doc["job_id"])}
+            return doc if {"job.queued", "job.started"} <= seen else None
+
+        job_id = wait_until(
+            first_events_acknowledged, timeout_s=60, what="queued and started", daemon=first
+        )["job_id"]
+        # The sender records deliveries in status.json within about a second, and the
+        # job's own progress writes go on meanwhile.
+        time.sleep(3)
+        first.kill9()
+        assert read_status(store, job_id)["state"] == "running", "the job ended before the kill"
+        acknowledged = {h.headers["webhook-id"]: h.json["type"] for h in receiver.at("/hook")}
+
+        # The second daemon samples less, to finish soon.
+        second = daemons(tmp_path, {**env, "SAMPLE_FPS": "2"}, name="second").start()
+        done = wait_job_state(store, job_id=job_id, daemon=second)
+        assert done["state"] == "completed" and done["attempts"] == 2
+
+        def all_recorded():
+            delivered = {
+                e["event_id"]: e["type"]
+                for e in read_status(store, job_id).get("notifications") or []
+                if e["state"] == "delivered"
+            }
+            sent = {h.headers["webhook-id"]: h.json["type"] for h in receiver.at("/hook")}
+            complete = "job.completed" in delivered.values() and sent == delivered
+            return delivered if complete else None
+
+        delivered = wait_until(
+            all_recorded, timeout_s=30, what="every delivery in status.json", daemon=second
+        )
+        assert set(acknowledged) <= set(delivered), (acknowledged, delivered)
+        assert sorted(delivered.values()).count("job.started") == 2, delivered
     finally:
         receiver.close()

@@ -69,3 +69,63 @@ def test_healthz_and_status_answer_503_within_seconds_of_the_store_dying(
         interval_s=0.2,
     )
     http.close()
+
+
+def _staged(root) -> list[str]:
+    folder = root / "tmp_media"
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
+
+
+def test_an_upload_answers_503_within_seconds_of_the_store_dying_and_keeps_nothing(
+    tmp_path, daemons, restartable_moto, media
+):
+    """Issue 21, point 9: the upload's store writes (the queued manifest, its pending marker,
+    the Idempotency-Key) give up within STORE_PROBE_TIMEOUT_S as the other routes do, not
+    after the minute of retries that job writes use."""
+    server = restartable_moto.server()
+    bucket = server.create_bucket()
+    port = free_port()
+    env = daemon_env(
+        tmp_path,
+        MODELS_OFF,
+        **server.env(bucket),
+        HTTP_ENABLED="true",
+        HTTP_PORT=str(port),
+        BUCKET_POLL_S="30",
+    )
+    daemon = daemons(tmp_path, env).start()
+    daemon.wait_ready()
+    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=90)
+    assert http.get("/healthz").status_code == 200
+    video = (media / "single_shot.mp4").read_bytes()
+    before = _staged(tmp_path)
+
+    restartable_moto.stop()
+    for headers in ({}, {"Idempotency-Key": "outage-1"}):
+        asked = time.monotonic()
+        answer = http.post(
+            "/analyze-video", files={"file": ("clip.mp4", video, "video/mp4")}, headers=headers
+        )
+        took_s = time.monotonic() - asked
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["error"]["code"] == "store_unavailable"
+        assert took_s < 5, (headers, took_s)
+        print(f"upload with the store down, {headers or 'no key'}: 503 after {took_s:.2f} s")
+        assert _staged(tmp_path) == before, "the refused upload left files in staging"
+
+    # Once the store probe has seen the outage, an upload is refused before its body is read.
+    wait_until(
+        lambda: http.get("/healthz").status_code == 503,
+        timeout_s=15,
+        what="/healthz to answer 503",
+        daemon=daemon,
+        interval_s=0.2,
+    )
+    asked = time.monotonic()
+    answer = http.post("/analyze-video", files={"file": ("clip.mp4", video, "video/mp4")})
+    took_s = time.monotonic() - asked
+    assert answer.status_code == 503 and answer.json()["error"]["code"] == "store_unavailable"
+    assert took_s < 1.5, took_s
+    print(f"upload with the outage known to the probe: 503 after {took_s:.2f} s")
+    assert _staged(tmp_path) == before
+    http.close()

@@ -111,7 +111,7 @@ def receiver():
 def senders():
     made = []
 
-    def make(store, urls, *, owner="a", timeout_s=2.0, base_s=0.2, **kw):
+    def make(store, urls, *, owner="a", timeout_s=2.0, base_s=0.2, clock=None, **kw):
         settings = load_settings(
             {
                 "WEBHOOK_URLS": ",".join(urls),
@@ -121,7 +121,9 @@ def senders():
                 **kw,
             }
         )
-        sender = WebhookSender(settings, store, owner=owner, scan_interval_s=0.2)
+        sender = WebhookSender(
+            settings, store, owner=owner, scan_interval_s=0.2, clock=clock or time.time
+        )
         made.append(sender)
         return sender
 
@@ -345,3 +347,35 @@ def test_an_outbox_write_that_fails_is_kept_and_written_later(tmp_path, receiver
     sender.start()
     sender.emit("job.completed", _job(store))  # does not raise
     rec.wait("/hook", 1, timeout_s=5)
+
+
+def test_a_delivered_event_leaves_the_outbox_only_once_status_json_lists_it(
+    tmp_path, receiver, senders
+):
+    """Issue 21, point 4: a daemon that dies between a delivery and its status.json write
+    (kill -9) leaves the record in the outbox; another daemon delivers it again with the same
+    webhook-id (at least once) and lists it, so no delivered event is missing from
+    ``notifications``. The first sender's threads are not started: the test takes its steps
+    one at a time, to stop where a crash would."""
+    import httpx
+
+    rec = receiver()
+    store = LocalStore(tmp_path / "store")
+    first = senders(store, [rec.url("/hook")], owner="first")
+    first._client = httpx.Client(timeout=2.0)
+    first.emit("job.started", _job(store, "running"))
+    (key,) = _outbox(store)
+    assert first.attempt(key) == "delivered"
+    (hit,) = rec.wait("/hook", 1)
+    assert _outbox(store) == [key], "deleted before status.json listed it"
+    assert _notifications(store) == []
+    first._client.close()  # the crash: nothing more from the first daemon
+
+    later = time.time() + 120  # past the first daemon's claim
+    second = senders(store, [rec.url("/hook")], owner="second", clock=lambda: later)
+    second.start()
+    again = rec.wait("/hook", 2)[1]
+    assert again.headers["webhook-id"] == hit.headers["webhook-id"]
+    _wait(lambda: not _outbox(store), what="outbox emptied")
+    (entry,) = _notifications(store)
+    assert entry["event_id"] == hit.headers["webhook-id"] and entry["state"] == "delivered"

@@ -88,7 +88,9 @@ def create_app(ctx: ApiContext) -> FastAPI:
     for router in routers(ctx):
         app.include_router(router)
     # Inner first: CORS must be outermost so that preflights need no token.
-    app.add_middleware(RequestContextMiddleware, api_token=ctx.settings.api_token)
+    app.add_middleware(
+        RequestContextMiddleware, api_token=ctx.settings.api_token, sessions=ctx.sessions
+    )
     origins = [o.strip() for o in ctx.settings.cors_origins.split(",") if o.strip()]
     if origins:
         app.add_middleware(

@@ -10,6 +10,8 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from vidwatch.api.links import FileLinkSigner
+from vidwatch.api.session import SessionStore
+from vidwatch.api.throttle import LoginThrottle
 from vidwatch.catalog import Catalog
 from vidwatch.config import Settings
 from vidwatch.jobs.staging import JobSpec
@@ -52,8 +54,13 @@ class ApiContext:
     upload_idle_timeout_s: float = UPLOAD_IDLE_TIMEOUT_S
     health_timeout_s: float = HEALTH_TIMEOUT_S
     reads: ObjectStore = field(init=False, repr=False)
-    """The store for reads a client waits on: they give up within STORE_PROBE_TIMEOUT_S
-    (503), not after the minute of retries that job writes use to ride out an outage."""
+    """The store for calls a client waits on (reads, and an upload's few small writes: its
+    queued manifest, pending marker and Idempotency-Key): they give up within
+    STORE_PROBE_TIMEOUT_S (503), not after the minute of retries that a running job's
+    writes use to ride out an outage."""
+    sessions: SessionStore = field(init=False, repr=False)
+    """The pages' sign-in sessions, objects in the store (through ``reads``)."""
+    login_throttle: LoginThrottle = field(default_factory=LoginThrottle, repr=False)
 
     def __post_init__(self) -> None:
         if self.store.local_files and self.signer is None:
@@ -67,6 +74,7 @@ class ApiContext:
         elif self.library is None:
             library = PeopleLibrary(self.store, threshold=self.settings.face_match_threshold)
             object.__setattr__(self, "library", library)
+        object.__setattr__(self, "sessions", SessionStore(reads))
 
     def base_url(self, request: Request) -> str:
         """PUBLIC_BASE_URL, else the address the client used."""

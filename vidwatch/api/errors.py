@@ -82,6 +82,7 @@ HTTP_CODES = {
     413: "upload_too_large",
     415: "unsupported_media_type",
     422: "invalid_request",
+    429: "too_many_requests",
     500: "internal_error",
     503: "unavailable",
     507: "storage_full",

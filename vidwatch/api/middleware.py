@@ -7,13 +7,15 @@ import re
 import time
 import uuid
 
+import anyio
 import structlog
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vidwatch import metrics
 from vidwatch.api.errors import error_response, wants_html
-from vidwatch.api.session import cookie_from_headers, session_valid
+from vidwatch.api.session import SessionStore, cookie_from_headers, parse_cookie
+from vidwatch.r2.store import StoreError
 
 log = structlog.get_logger("vidwatch.api")
 
@@ -53,11 +55,15 @@ class RequestContextMiddleware:
     """Request ids (``X-Request-ID``, taken from the client when sane), the bearer token,
     one log line per request and the HTTP metrics."""
 
-    def __init__(self, app: ASGIApp, *, api_token: str | None) -> None:
+    def __init__(
+        self, app: ASGIApp, *, api_token: str | None, sessions: SessionStore | None = None
+    ) -> None:
         self.app = app
         self.token = api_token.encode() if api_token else None
+        self.sessions = sessions
 
-    def _authorized(self, scope: Scope) -> bool:
+    async def _authorized(self, scope: Scope) -> bool:
+        """Raises StoreError when only the store can tell (a session cookie's check)."""
         path = scope["path"]
         if (
             self.token is None
@@ -72,9 +78,15 @@ class RequestContextMiddleware:
                     return hmac.compare_digest(given.strip(), self.token)
         # A browser's session cookie (the pages' sign-in) stands in for the header on
         # reads only: no cross-site request can make it upload.
-        if scope["method"] in ("GET", "HEAD") or _same_origin_form(scope):
-            return session_valid(self.token, cookie_from_headers(scope["headers"]), time.time())
-        return False
+        if not (scope["method"] in ("GET", "HEAD") or _same_origin_form(scope)):
+            return False
+        if self.sessions is None:
+            return False
+        session = parse_cookie(self.token, cookie_from_headers(scope["headers"]), time.time())
+        if session is None:
+            return False
+        # Still open in the store: POST /logout, on any daemon of the store, closed it.
+        return await anyio.to_thread.run_sync(self.sessions.is_open, session)
 
     @staticmethod
     def _is_page(scope: Scope) -> bool:
@@ -89,6 +101,16 @@ class RequestContextMiddleware:
             and wants_html(scope)
             and b"application/json" not in accept
         )
+
+    def _store_down(self, scope: Scope, exc: StoreError) -> ASGIApp:
+        """503 when a session could not be checked: the store is unreachable."""
+        log.warning("session_check_failed", error=str(exc))
+        if self._is_page(scope):
+            from vidwatch.api.pages import html
+            from vidwatch.report.render import render_error
+
+            return html(render_error("The store is unavailable", str(exc)), 503)
+        return error_response(scope, 503, "store_unavailable", f"the object store failed: {exc}")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -118,7 +140,12 @@ class RequestContextMiddleware:
         structlog.contextvars.clear_contextvars()
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             try:
-                if self._authorized(scope):
+                try:
+                    authorized = await self._authorized(scope)
+                except StoreError as exc:
+                    await self._store_down(scope, exc)(scope, receive, send_with_id)
+                    return
+                if authorized:
                     await self.app(scope, receive, send_with_id)
                 elif self._is_page(scope):
                     from vidwatch.api.pages import login_page

@@ -16,6 +16,7 @@ from itertools import islice
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
+import structlog
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
@@ -23,7 +24,7 @@ from vidwatch.api.context import ApiContext, Ctx
 from vidwatch.api.errors import ApiError, store_unavailable
 from vidwatch.api.links import request_base_url
 from vidwatch.api.negotiate import wants_html
-from vidwatch.api.session import SESSION_COOKIE, SESSION_TTL_S, session_value
+from vidwatch.api.session import SESSION_COOKIE, SESSION_TTL_S, cookie_value, parse_cookie
 from vidwatch.catalog.query import LIMIT_DEFAULT as LIST_DEFAULT
 from vidwatch.catalog.query import LIMIT_MAX as LIST_MAX
 from vidwatch.catalog.query import QueryError, parse_jobs
@@ -32,6 +33,8 @@ from vidwatch.library.jobs import with_names
 from vidwatch.r2 import keys
 from vidwatch.r2.store import ObjectNotFound, StoreError
 from vidwatch.report.render import Rendered, render_error, render_job, render_jobs, render_login
+
+log = structlog.get_logger("vidwatch.api")
 
 
 def next_url(request: Request, cursor: int | None) -> str | None:
@@ -297,7 +300,11 @@ def login_form(ctx: Ctx, next: Annotated[str | None, Query(max_length=2000)] = N
 @router.post(
     "/login",
     summary="Sign in a browser",
-    responses={**_REDIRECT, 401: {"description": "A wrong token: the form again (HTML)"}},
+    responses={
+        **_REDIRECT,
+        401: {"description": "A wrong token: the form again (HTML)"},
+        429: {"description": "Too many wrong tokens from this address (JSON, Retry-After)"},
+    },
 )
 def login(
     ctx: Ctx,
@@ -311,12 +318,31 @@ def login(
     target = _safe_next(next)
     if token is None:
         return RedirectResponse(target, status_code=303)
+    address = request.client.host if request.client else "unknown"
+    now = time.time()
+    wait_s = ctx.login_throttle.wait_s(address, now)
+    if wait_s > 0:
+        log.warning("login_throttled", client=address, retry_after_s=round(wait_s, 1))
+        raise ApiError(
+            429,
+            "too_many_login_attempts",
+            f"more than {ctx.login_throttle.allowed} wrong tokens within "
+            f"{ctx.login_throttle.window_s:g} s from this address; try again later",
+            headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
+        )
     if not hmac.compare_digest(token_field.encode(), token.encode()):
+        ctx.login_throttle.failed(address, now)
+        log.info("login_failed", client=address)
         return login_page(target, failed=True)
+    ctx.login_throttle.succeeded(address)
+    try:
+        session = ctx.sessions.open(now)
+    except StoreError as exc:
+        raise store_unavailable(exc) from None
     response = RedirectResponse(target, status_code=303, headers=PAGE_HEADERS)
     response.set_cookie(
         SESSION_COOKIE,
-        session_value(token.encode(), time.time()),
+        cookie_value(token.encode(), session),
         max_age=SESSION_TTL_S,
         path="/",
         httponly=True,
@@ -327,9 +353,17 @@ def login(
 
 
 @router.post("/logout", summary="Sign a browser out", responses=_REDIRECT)
-def logout(ctx: Ctx) -> Response:
-    """Clears the session cookie and redirects to the sign-in form."""
-    signed_in = ctx.settings.api_token is not None
-    response = RedirectResponse("/login" if signed_in else "/jobs", status_code=303)
+def logout(ctx: Ctx, request: Request) -> Response:
+    """Closes the session in the store (every daemon then refuses its cookie), clears the
+    session cookie and redirects to the sign-in form."""
+    token = ctx.settings.api_token
+    if token is not None:
+        session = parse_cookie(token.encode(), request.cookies.get(SESSION_COOKIE), time.time())
+        if session is not None:
+            try:
+                ctx.sessions.close(session)
+            except StoreError as exc:
+                raise store_unavailable(exc) from None
+    response = RedirectResponse("/login" if token is not None else "/jobs", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
     return response

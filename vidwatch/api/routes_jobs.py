@@ -42,6 +42,8 @@ from vidwatch.r2.store import ObjectNotFound, StoreError
 log = structlog.get_logger("vidwatch.api")
 
 QUEUE_FULL_RETRY_AFTER_S = 30
+HEALTH_GLANCE_S = 1.0
+"""How long an upload waits for the daemon's health answer (its cached store probe)."""
 
 router = APIRouter()
 
@@ -126,6 +128,7 @@ _UPLOAD_BODY: dict[str, Any] = {
 )
 async def analyze_video(request: Request, ctx: Ctx) -> Response:
     idem = _idempotency_header(request)
+    await _store_seen_up(ctx)
     job_id = new_job_id()
     folder = staging_dir(ctx.settings, job_id)
     structlog.contextvars.bind_contextvars(job_id=job_id)
@@ -168,11 +171,25 @@ async def analyze_video(request: Request, ctx: Ctx) -> Response:
         except BaseException:
             if idem is not None:
                 with contextlib.suppress(StoreError):
-                    await anyio.to_thread.run_sync(forget_idempotency, ctx.store, idem, job_id)
+                    await anyio.to_thread.run_sync(forget_idempotency, ctx.reads, idem, job_id)
             raise
     finally:
         arriving.__exit__(None, None, None)
         structlog.contextvars.unbind_contextvars("job_id")
+
+
+async def _store_seen_up(ctx: ApiContext) -> None:
+    """503 before a byte of the body is read when the daemon's store probe (every 2 s,
+    bounded by STORE_PROBE_TIMEOUT_S) last found the store down: a client need not send a
+    whole video to learn it. A probe not yet aware of an outage (or a health answer that
+    does not come within HEALTH_GLANCE_S) leaves it to the writes, bounded the same way."""
+    health: Any = {}
+    with anyio.move_on_after(HEALTH_GLANCE_S), contextlib.suppress(Exception):
+        health = await anyio.to_thread.run_sync(ctx.health, abandon_on_cancel=True)
+    if isinstance(health, dict) and health.get("store_ok") is False:
+        metrics.API_UPLOADS.labels(outcome="store_unavailable").inc()
+        error = health.get("store_error") or "the store probe failed"
+        raise ApiError(503, "store_unavailable", f"the object store failed: {error}")
 
 
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -202,7 +219,7 @@ async def _idempotent(
     try:
         found = await anyio.to_thread.run_sync(
             lambda: remember_idempotency(
-                ctx.store, idem, job_id=job_id, sha256=upload.sha256, now=time.time()
+                ctx.reads, idem, job_id=job_id, sha256=upload.sha256, now=time.time()
             )
         )
     except StoreError as exc:
@@ -270,7 +287,9 @@ async def _accept(
         warnings=list(upload.warnings),
     )
     try:
-        await anyio.to_thread.run_sync(write_manifest, ctx.store, manifest)
+        # The client waits: with the store down it gets its 503 within STORE_PROBE_TIMEOUT_S
+        # (ctx.reads), not after the minute of retries that a running job's writes ride out.
+        await anyio.to_thread.run_sync(write_manifest, ctx.reads, manifest)
     except StoreError as exc:
         await anyio.to_thread.run_sync(remove_staging, folder)
         metrics.API_UPLOADS.labels(outcome="store_unavailable").inc()

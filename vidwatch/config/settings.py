@@ -12,7 +12,7 @@ import binascii
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -35,6 +35,33 @@ SECRET_SETTINGS = frozenset(
 WEBHOOK_SECRET_PREFIX = "whsec_"
 WEBHOOK_SECRET_BYTES = (24, 64)
 """Standard Webhooks 1.0: a secret is 24 to 64 random bytes, base64 after ``whsec_``."""
+
+
+# --- what changes a result: the one declaration ------------------------------------------
+CHANGES_RESULTS = "changes_results"
+BY_WEIGHTS = "by_weights"
+
+
+def changes_results(default: Any, **constraints: Any) -> Any:
+    """A setting whose value changes what an analysis yields: its value goes into the
+    content key (``jobs.dedupe``), the provenance ``settings`` of results.json and their
+    schema (``pipeline.documents``), all read from ``result_settings``."""
+    return Field(default, json_schema_extra={CHANGES_RESULTS: True}, **constraints)
+
+
+def changes_results_by_weights(default: Any, **constraints: Any) -> Any:
+    """A setting naming weights: what changes a result is the weights it loads, which go
+    into the content key and the provenance as the model's name and sha256, not the name
+    or path the setting gives them."""
+    return Field(default, json_schema_extra={CHANGES_RESULTS: BY_WEIGHTS}, **constraints)
+
+
+def keeps_results(default: Any, **constraints: Any) -> Any:
+    """A setting the analysis reads that does not change what it yields (workers, paths,
+    timeouts, limits that fail a job rather than change its result): declared so, for
+    ``tests/config/test_result_settings.py``, which fails on an analysis setting declared
+    neither way."""
+    return Field(default, json_schema_extra={CHANGES_RESULTS: False}, **constraints)
 
 
 class ConfigError(VidwatchError):
@@ -64,7 +91,7 @@ class Settings(BaseModel):
     r2_url_ttl_seconds: int = Field(3600, ge=1, le=7 * 24 * 3600)
     r2_retention_days: int = Field(7, ge=1)
     r2_abort_multipart_days: int = Field(1, ge=1)
-    temp_media_dir: Path = Path("tmp_media")
+    temp_media_dir: Path = keeps_results(Path("tmp_media"))
     cleanup_local_video_after_upload_default: bool = True
 
     # --- object store ---------------------------------------------------------------------
@@ -80,56 +107,56 @@ class Settings(BaseModel):
     ``catalog.sqlite3`` beside LOCAL_STORE_DIR's folder."""
 
     # --- analysis -------------------------------------------------------------------------
-    sample_fps: float = Field(1.0, gt=0, le=240)
-    detect_model: str = "yolo11n-seg.pt"
+    sample_fps: float = changes_results(1.0, gt=0, le=240)
+    detect_model: str = changes_results_by_weights("yolo11n-seg.pt")
     """Objects come from this model; the default names the segmentation model's weights, so
     one -seg pass serves objects and masks (README Performance); yolo11n.pt (the earlier
     default) runs a separate detection model."""
-    segment_model: str = "yolo11n-seg.pt"
-    object_min_confidence: float = Field(0.25, ge=0, le=1)
-    face_min_confidence: float = Field(0.9, ge=0, le=1)
-    model_device: str = "auto"
-    model_backend: Literal["auto", "torch", "openvino", "onnx"] = "auto"
+    segment_model: str = changes_results_by_weights("yolo11n-seg.pt")
+    object_min_confidence: float = changes_results(0.25, ge=0, le=1)
+    face_min_confidence: float = changes_results(0.9, ge=0, le=1)
+    model_device: str = keeps_results("auto")
+    model_backend: Literal["auto", "torch", "openvino", "onnx"] = keeps_results("auto")
     """Where YOLO and MTCNN's nets run; auto: OpenVINO on the CPU, PyTorch on a GPU."""
-    model_cache_dir: Path = Path("model_cache")
+    model_cache_dir: Path = keeps_results(Path("model_cache"))
     """Exports of the weights for OpenVINO / ONNX Runtime, made once per weights sha256."""
-    model_batch_size: int = Field(4, ge=1, le=64)
-    model_workers: int = Field(0, ge=0, le=32)
+    model_batch_size: int = keeps_results(4, ge=1, le=64)
+    model_workers: int = keeps_results(0, ge=0, le=32)
     """Model lanes: sampled frames (batches) analysed at once, each lane with its own copy of
     the models. 0: one per CPU core on OpenVINO (each lane single-threaded), at most 4; one
     on PyTorch and on a GPU."""
-    allow_model_download: bool = True
+    allow_model_download: bool = keeps_results(True)
     """When false, a model name whose weights are not on disk fails at once (no network)."""
-    scene_threshold: float = Field(27.0, gt=0)
-    scene_min_len_frames: int = Field(15, ge=0)
-    scene_downscale_width: int = Field(256, ge=16)
-    faces_enabled: bool = True
-    face_identities: bool = True
+    scene_threshold: float = changes_results(27.0, gt=0)
+    scene_min_len_frames: int = changes_results(15, ge=0)
+    scene_downscale_width: int = changes_results(256, ge=16)
+    faces_enabled: bool = changes_results(True)
+    face_identities: bool = changes_results(True)
     """Group the faces of a job into people (dlib descriptors on the MTCNN boxes)."""
-    face_identity_threshold: float = Field(0.6, gt=0, le=2)
+    face_identity_threshold: float = changes_results(0.6, gt=0, le=2)
     """Largest descriptor distance at which two faces are the same person (dlib's 0.6)."""
-    face_identity_min_px: int = Field(32, ge=8)
+    face_identity_min_px: int = changes_results(32, ge=8)
     """Smallest face side (px) that gets a descriptor; smaller faces have person null."""
-    face_identity_reuse_iou: float = Field(0.5, ge=0, le=1)
+    face_identity_reuse_iou: float = changes_results(0.5, ge=0, le=1)
     """A face overlapping (IoU at least this) a face of the previous sampled frame of the same
     scene keeps that face's person without a new descriptor; 0 describes every face."""
-    face_library: bool = True
+    face_library: bool = changes_results(True)
     """Link every job's people to the library of people in the store (``library/``), so
     one person has one id across videos and can be named; false: per-job people only."""
-    face_match_threshold: float = Field(0.6, gt=0, le=2)
+    face_match_threshold: float = changes_results(0.6, gt=0, le=2)
     """Largest descriptor distance at which a job's person is a library person (measured on
     real photos: same person 0.24-0.42, different people 0.70 and more)."""
-    max_video_pixels: int = Field(8192 * 8192, ge=1)
-    max_video_duration_s: float = Field(6 * 3600.0, gt=0)
-    jpeg_quality: int = Field(85, ge=10, le=100)
-    write_workers: int = Field(4, ge=1, le=64)
-    torch_threads: int = Field(0, ge=0)
+    max_video_pixels: int = keeps_results(8192 * 8192, ge=1)
+    max_video_duration_s: float = keeps_results(6 * 3600.0, gt=0)
+    jpeg_quality: int = changes_results(85, ge=10, le=100)
+    write_workers: int = keeps_results(4, ge=1, le=64)
+    torch_threads: int = keeps_results(0, ge=0)
     """0: leave torch's default."""
 
     # --- TOON ---------------------------------------------------------------------------------
-    toon_enabled: bool = True
-    node_binary: str = "node"
-    toon_timeout_s: float = Field(30.0, gt=0)
+    toon_enabled: bool = changes_results(True)
+    node_binary: str = keeps_results("node")
+    toon_timeout_s: float = keeps_results(30.0, gt=0)
 
     # --- daemon ----------------------------------------------------------------------------
     inbox_dir: Path = Path("inbox")
@@ -307,6 +334,30 @@ class Settings(BaseModel):
         if self.r2_account_id:
             return f"https://{self.r2_account_id}.r2.cloudflarestorage.com"
         return None
+
+
+def declared_result_effects() -> dict[str, bool | str]:
+    """Every setting declared to change results (True, or BY_WEIGHTS) or not (False)."""
+    out: dict[str, bool | str] = {}
+    for name, info in Settings.model_fields.items():
+        extra = info.json_schema_extra
+        if isinstance(extra, dict) and CHANGES_RESULTS in extra:
+            value = extra[CHANGES_RESULTS]
+            assert isinstance(value, bool | str)
+            out[name] = value
+    return out
+
+
+RESULT_SETTINGS: tuple[str, ...] = tuple(
+    name for name, effect in declared_result_effects().items() if effect is True
+)
+"""The settings whose values change results, in declaration order."""
+
+
+def result_settings(settings: Settings) -> dict[str, Any]:
+    """The values of the settings that change results (``RESULT_SETTINGS``): what the
+    content key hashes and the provenance records."""
+    return {name: getattr(settings, name) for name in RESULT_SETTINGS}
 
 
 def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:

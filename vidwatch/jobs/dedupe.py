@@ -1,8 +1,9 @@
 """One analysis per content: the content key, the index in the store, Idempotency-Key records.
 
-A job's content key is the sha256 over its source's sha256 and every setting that changes
-its results (sample rate, thresholds, scene settings, faces on/off, JPEG quality, TOON on/off,
-each model's name and weights sha256, vidwatch's version). ``index/content/<key>.json``
+A job's content key is the sha256 over its source's sha256, every setting declared to change
+results (``vidwatch.config.settings.result_settings``: sample rate, thresholds, scene and face
+identity settings, faces on/off, JPEG quality, TOON on/off), each model's name and weights
+sha256, and vidwatch's version. ``index/content/<key>.json``
 names the job that analyses (``running``), analysed (``completed``) or failed that content.
 It is claimed with a conditional write (If-None-Match for a new key, If-Match to take over a
 stale one), so inbox, bucket and API jobs, restarted daemons and several daemons on one
@@ -31,6 +32,7 @@ from typing import Any
 
 from vidwatch import __version__
 from vidwatch.config import Settings
+from vidwatch.config.settings import result_settings
 from vidwatch.jobs.manifest import read_manifest
 from vidwatch.r2 import keys
 from vidwatch.r2.leases import Verdict, decide, read_lease
@@ -52,18 +54,10 @@ def content_key(
     """sha256 of the source's sha256 and the result-changing settings; ``models`` maps each
     role to its provenance (``name``, ``sha256``)."""
     payload = {
-        "v": 1,
+        "v": 2,
         "source_sha256": source_sha256,
         "vidwatch": __version__,
-        "sample_fps": settings.sample_fps,
-        "object_min_confidence": settings.object_min_confidence,
-        "face_min_confidence": settings.face_min_confidence,
-        "faces_enabled": settings.faces_enabled,
-        "scene_threshold": settings.scene_threshold,
-        "scene_min_len_frames": settings.scene_min_len_frames,
-        "scene_downscale_width": settings.scene_downscale_width,
-        "jpeg_quality": settings.jpeg_quality,
-        "toon_enabled": settings.toon_enabled,
+        "settings": result_settings(settings),
         "models": {
             role: {"name": info.get("name"), "sha256": info.get("sha256")}
             for role, info in sorted(models.items())

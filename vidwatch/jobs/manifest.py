@@ -23,7 +23,7 @@ from pydantic.json_schema import JsonDict
 from vidwatch.errors import VidwatchError
 from vidwatch.pipeline.documents import Document, FaceSummary
 from vidwatch.r2 import keys
-from vidwatch.r2.store import ObjectNotFound, ObjectStore
+from vidwatch.r2.store import ObjectInfo, ObjectNotFound, ObjectStore
 
 SCHEMA_VERSION = 1
 State = Literal["queued", "running", "completed", "failed"]
@@ -275,21 +275,26 @@ def worker_id() -> dict[str, Any]:
 ENDED = ("completed", "failed")
 
 
-def write_manifest(store: ObjectStore, manifest: Manifest) -> None:
+def write_manifest(
+    store: ObjectStore, manifest: Manifest, *, if_match: str | None = None
+) -> ObjectInfo:
     """Write the manifest whole, and keep the job's pending marker (``pending/<job_id>``)
     in step: a ``queued`` manifest gets its marker first (intake, or a job put back at a
     stop), a ``completed`` or ``failed`` one loses it after. A crash between the two writes
     leaves a marker too many, never one too few: the scanner deletes a marker whose job
-    ended."""
+    ended. ``if_match``: only over this ETag of status.json (PreconditionFailed else)."""
     from vidwatch.r2.pending import clear_pending, mark_pending
 
     manifest.updated_at = utc_now()
     body = json.dumps(manifest.to_json(), indent=2).encode()
     if manifest.state == "queued":
         mark_pending(store, manifest.job_id, origin=manifest.origin)
-    store.put_bytes(keys.status_key(manifest.job_id), body, content_type="application/json")
+    info = store.put_bytes(
+        keys.status_key(manifest.job_id), body, content_type="application/json", if_match=if_match
+    )
     if manifest.state in ENDED:
         clear_pending(store, manifest.job_id)
+    return info
 
 
 def read_manifest(store: ObjectStore, job_id: str) -> Manifest | None:

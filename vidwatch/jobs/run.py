@@ -3,7 +3,6 @@ results.json and status.json, with the user's local cleanup policy."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import threading
@@ -29,11 +28,10 @@ from vidwatch.jobs.manifest import (
     utc_at,
     utc_now,
     worker_id,
-    write_manifest,
 )
 from vidwatch.jobs.names import FILENAME_CHANGED
 from vidwatch.jobs.staging import JobSpec, resolve_cleanup
-from vidwatch.jobs.webhooks import merge_notifications, stored_notifications
+from vidwatch.jobs.webhooks import write_keeping_notifications
 from vidwatch.pipeline.analysis import AnalysisContext, AnalysisOptions, TextEncoder, analyze
 from vidwatch.pipeline.documents import Results
 from vidwatch.r2 import keys
@@ -119,6 +117,7 @@ def run_job(
     failure_page = False
     claimed: Claim | None = None
     last_write = float("-inf")
+    written = _Written()  # the ETag of the job's last status.json write
 
     def save(stage: Stage | None = None, *, force: bool = False) -> None:
         """Record a stage; the manifest is written at most once a second (R2 takes about
@@ -132,7 +131,7 @@ def run_job(
         now = time.monotonic()
         if force or now - last_write >= MIN_MANIFEST_INTERVAL_S:
             last_write = now
-            write_manifest(store, manifest)
+            written.etag = write_keeping_notifications(store, manifest, written.etag)
         if on_progress is not None:
             on_progress(manifest)
 
@@ -264,11 +263,6 @@ def run_job(
             _cleanup_local(spec, manifest, verified, bound)
         if failure_page:
             _write_failed_report(store, manifest, bound)
-        # Webhook delivery states written meanwhile by the sender stay in the manifest.
-        with contextlib.suppress(StoreError):
-            manifest.notifications = merge_notifications(
-                stored_notifications(store, spec.job_id), manifest.notifications
-            )
         try:
             save("done" if manifest.state in ("completed", "failed") else None, force=True)
         except StoreError as exc:
@@ -278,6 +272,13 @@ def run_job(
     if interrupted:
         raise JobInterrupted(spec.job_id)
     return manifest
+
+
+class _Written:
+    """The ETag of a job's last status.json write: webhook delivery states merged in by
+    the sender since then show as a lost condition (``write_keeping_notifications``)."""
+
+    etag: str | None = None
 
 
 def _claim_content(

@@ -5,9 +5,12 @@ outbox record per endpoint, ``outbox/<event ulid>.<endpoint id>.json``, written 
 *before* the first attempt. The sender's threads deliver what is due: a record is claimed
 with a conditional write (If-Match on its ETag, so two daemons on one bucket never attempt
 it at once), POSTed with ``webhook-id`` / ``webhook-timestamp`` / ``webhook-signature``
-headers, then deleted (2xx delivered, 410 gone, or given up after ``WEBHOOK_MAX_AGE_H``) or
-written back with its next attempt time. A restart, a crash (the claim runs out) or another
-daemon picks pending records up by listing ``outbox/``, which holds only pending records.
+headers, then deleted (2xx delivered, 410 gone, or given up after ``WEBHOOK_MAX_AGE_H``) as
+soon as the job's status.json records how it ended, or written back with its next attempt
+time. A restart, a crash (the claim runs out) or another daemon picks pending records up by
+listing ``outbox/``, which holds only pending records (and, for about a second, ended ones
+waiting for that status.json write: a crash then costs a repeated delivery, never a
+delivered event missing from status.json).
 
 Each retry keeps the event's ``webhook-id`` and is signed afresh with its own timestamp
 (receivers refuse timestamps over 5 minutes old). The decisions (``retry_delay_s``,
@@ -42,7 +45,7 @@ from ulid import ULID
 
 from vidwatch import __version__, metrics
 from vidwatch.config import Settings
-from vidwatch.jobs.manifest import Manifest
+from vidwatch.jobs.manifest import Manifest, write_manifest
 from vidwatch.r2 import keys
 from vidwatch.r2.store import ObjectNotFound, ObjectStore, PreconditionFailed, StoreError
 
@@ -258,12 +261,43 @@ def stored_notifications(store: ObjectStore, job_id: str) -> list[dict[str, Any]
         return []
 
 
+def write_keeping_notifications(
+    store: ObjectStore, manifest: Manifest, etag: str | None
+) -> str | None:
+    """Write a running job's manifest without losing what the webhook sender merged into
+    status.json since the job's own last write (``etag``): the write is conditional on that
+    ETag; when someone else wrote meanwhile, the stored ``notifications`` are merged in and
+    the write is tried again. Returns the ETag written, for the next call.
+
+    Without it a job's progress writes replaced the sender's delivery states, and a job that
+    died (kill -9) took its acknowledged events with it: the next attempt read a manifest
+    without them."""
+    key = keys.status_key(manifest.job_id)
+    for _ in range(STATUS_WRITE_TRIES):
+        if etag is not None:
+            try:
+                return write_manifest(store, manifest, if_match=etag).etag
+            except PreconditionFailed:
+                pass
+        info = store.head(key)
+        if info is None:
+            break
+        manifest.notifications = merge_notifications(
+            stored_notifications(store, manifest.job_id), manifest.notifications
+        )
+        etag = info.etag
+    return write_manifest(store, manifest).etag
+
+
 # --- the sender ------------------------------------------------------------------------------
 @dataclass
 class _JobEntries:
     entries: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     dirty: bool = False
     written_at: float = float("-inf")
+    finished: set[str] = field(default_factory=set)
+    """Outbox keys of events that ended (delivered, gone, expired): deleted once a
+    status.json write holding their final state succeeded."""
 
 
 class WebhookSender:
@@ -294,6 +328,8 @@ class WebhookSender:
         self._due: list[tuple[float, str]] = []
         self._known: dict[str, float] = {}
         self._in_flight: set[str] = set()
+        self._settling: set[str] = set()
+        """Ended records left in the outbox until status.json says how they ended."""
         self._unwritten: list[Delivery] = []
         self._jobs: OrderedDict[str, _JobEntries] = OrderedDict()
         self._work: queue.Queue[str | None] = queue.Queue()
@@ -466,7 +502,11 @@ class WebhookSender:
         for info in self.store.list(OUTBOX_PREFIX):
             listed.add(info.key)
             with self._lock:
-                if info.key in self._known or info.key in self._in_flight:
+                if (
+                    info.key in self._known
+                    or info.key in self._in_flight
+                    or info.key in self._settling
+                ):
                     continue
             try:
                 record = Delivery.from_bytes(self.store.get_bytes(info.key))
@@ -549,6 +589,10 @@ class WebhookSender:
     def attempt(self, key: str) -> str | None:
         """Claim the record, POST it, record the outcome. Returns the new state, or None
         when the record was not ours to attempt now (absent, not due, claimed elsewhere)."""
+        with self._lock:
+            if key in self._settling:  # ended: it only waits for its status.json write
+                self._forget(key)
+                return None
         info = self.store.head(key)
         if info is None:
             self._forget(key)
@@ -624,7 +668,10 @@ class WebhookSender:
         return "pending"
 
     def _finish(self, record: Delivery, decision: Decision, now: float, bound: Any) -> str:
-        self.store.delete(record.key)
+        """The event ended. Its record stays in the outbox (still claimed by us) until
+        status.json holds its final state (``_flush_status`` deletes it then): a crash in
+        between leaves the record to be attempted again (at least once), never an event
+        delivered that status.json does not list."""
         self._forget(record.key)
         metrics.WEBHOOK_DELIVERIES.labels(outcome=decision.state).inc()
         if decision.state == "delivered":
@@ -640,7 +687,7 @@ class WebhookSender:
                 last_error=record.last_error,
                 max_age_h=self.settings.webhook_max_age_h,
             )
-        self._note(record, decision.state, now)
+        self._note(record, decision.state, now, finished=True)
         return decision.state
 
     def _post(self, record: Delivery) -> tuple[Outcome, float]:
@@ -668,30 +715,48 @@ class WebhookSender:
         return Outcome(error=error), time.monotonic() - started
 
     # --- status.json ------------------------------------------------------------------------
-    def _note(self, record: Delivery, state: str, now: float) -> None:
+    def _note(self, record: Delivery, state: str, now: float, *, finished: bool = False) -> None:
         entry = record.entry(state, now=now)
+        evicted: set[str] = set()
         with self._lock:
             job = self._jobs.get(record.job_id) or _JobEntries()
             self._jobs[record.job_id] = job
             self._jobs.move_to_end(record.job_id)
             job.entries[(entry["event_id"], entry["endpoint"])] = entry
             job.dirty = True
+            if finished:
+                job.finished.add(record.key)
+                self._settling.add(record.key)
             while len(self._jobs) > CACHE_JOBS:
-                self._jobs.popitem(last=False)
+                evicted |= self._jobs.popitem(last=False)[1].finished
             self._lock.notify_all()
+        self._delete_finished(evicted)  # no status write will come for these
+
+    def _delete_finished(self, finished: set[str]) -> set[str]:
+        """Delete ended records from the outbox; returns those whose delete failed."""
+        failed = set()
+        for key in sorted(finished):
+            try:
+                self.store.delete(key)
+            except StoreError as exc:
+                log.warning("webhook_record_delete_failed", key=key, error=str(exc))
+                failed.add(key)
+        with self._lock:
+            self._settling -= finished - failed
+        return failed
 
     def _flush_status(self, *, force: bool = False) -> None:
         now = time.monotonic()
         with self._lock:
             todo = [
-                (job_id, list(job.entries.values()))
+                (job_id, list(job.entries.values()), set(job.finished))
                 for job_id, job in self._jobs.items()
                 if job.dirty and (force or now - job.written_at >= STATUS_WRITE_INTERVAL_S)
             ]
-            for job_id, _ in todo:
+            for job_id, _, _ in todo:
                 self._jobs[job_id].dirty = False
                 self._jobs[job_id].written_at = now
-        for job_id, entries in todo:
+        for job_id, entries, finished in todo:
             try:
                 self._write_status(job_id, entries)
             except StoreError as exc:
@@ -699,6 +764,14 @@ class WebhookSender:
                 with self._lock:
                     if job_id in self._jobs:
                         self._jobs[job_id].dirty = True
+            else:
+                # status.json now says how these ended: their records can go.
+                failed = self._delete_finished(finished)
+                with self._lock:
+                    job = self._jobs.get(job_id)
+                    if job is not None:
+                        job.finished -= finished - failed
+                        job.dirty = job.dirty or bool(failed)
             with self._lock:
                 job = self._jobs.get(job_id)
                 if job is not None and not job.dirty and _settled(job):
@@ -731,8 +804,10 @@ class WebhookSender:
 def _settled(job: _JobEntries) -> bool:
     """Every entry final, and the job's last event among them: nothing more will come."""
     entries = list(job.entries.values())
-    return all(e["state"] in FINAL_STATES for e in entries) and any(
-        e["type"] in ("job.completed", "job.failed") for e in entries
+    return (
+        not job.finished
+        and all(e["state"] in FINAL_STATES for e in entries)
+        and any(e["type"] in ("job.completed", "job.failed") for e in entries)
     )
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import structlog
 
 from vidwatch import __version__
+from vidwatch.config.settings import result_settings
 from vidwatch.detectors.registry import ModelSet
 from vidwatch.detectors.scenes import SceneTracker
 from vidwatch.detectors.types import Detections
@@ -469,17 +470,20 @@ def _provenance(
         vidwatch_version=__version__,
         source_sha256=ctx.source_sha256,
         models=_provenance_models(ctx, options, people),
-        settings=ProvenanceSettings(
-            sample_fps=options.sample_fps,
-            object_min_confidence=settings.object_min_confidence,
-            face_min_confidence=settings.face_min_confidence,
-            scene_detector=scene_detector,
-            scene_threshold=settings.scene_threshold,
-            scene_min_len_frames=settings.scene_min_len_frames,
-            face_identities=people is not None,
-            face_identity_threshold=options.face_identity_threshold,
-            face_identity_min_px=options.face_identity_min_px,
-            face_identity_reuse_iou=options.face_identity_reuse_iou,
+        # The declared result-changing settings (as the content key reads them), with
+        # the values this analysis really used where options or the models decide.
+        settings=ProvenanceSettings.model_validate(
+            {
+                **result_settings(settings),
+                "sample_fps": options.sample_fps,
+                "jpeg_quality": options.jpeg_quality,
+                "face_identities": people is not None,
+                "face_identity_threshold": options.face_identity_threshold,
+                "face_identity_min_px": options.face_identity_min_px,
+                "face_identity_reuse_iou": options.face_identity_reuse_iou,
+                "toon_enabled": ctx.toon is not None,
+                "scene_detector": scene_detector,
+            }
         ),
         device=ctx.models.device,
         toon=ToonProvenance(

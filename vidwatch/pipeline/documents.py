@@ -12,9 +12,11 @@ These models import nothing heavy: the API and the store may use them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from vidwatch.config.settings import RESULT_SETTINGS, Settings
 
 SCHEMA_VERSION = 1
 
@@ -194,17 +196,33 @@ class ProvenanceModels(Document):
     """Told the faces apart into ``people`` (dlib; FACE_IDENTITIES)."""
 
 
-class ProvenanceSettings(Document):
-    sample_fps: float
-    object_min_confidence: float
-    face_min_confidence: float
-    scene_detector: str
-    scene_threshold: float
-    scene_min_len_frames: int
-    face_identities: bool
-    face_identity_threshold: float
-    face_identity_min_px: int
-    face_identity_reuse_iou: float
+def _provenance_settings() -> type[Document]:
+    """The provenance's ``settings``: one field per setting declared to change results
+    (``vidwatch.config.settings.RESULT_SETTINGS``, the same list the content key hashes),
+    plus the scene detector that ran. Declaring a new such setting adds it here."""
+    fields: dict[str, Any] = {
+        name: (
+            Settings.model_fields[name].annotation,
+            Field(description=f"{name.upper()} as the analysis used it"),
+        )
+        for name in RESULT_SETTINGS
+    }
+    fields["scene_detector"] = (str, Field(description="the scene detector that ran"))
+    return create_model(
+        "ProvenanceSettings",
+        __base__=Document,
+        __doc__="The settings that change results, as the analysis used them.",
+        **fields,
+    )
+
+
+if TYPE_CHECKING:
+
+    class ProvenanceSettings(Document):
+        """For the type checker; the fields are made by ``_provenance_settings``."""
+
+else:
+    ProvenanceSettings = _provenance_settings()
 
 
 class ToonProvenance(Document):
