@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vidwatch import __version__
+from vidwatch.config.settings import load_settings, result_settings
 from vidwatch.jobs.manifest import utc_at
 from vidwatch.r2 import keys
 
@@ -157,18 +158,8 @@ def results_doc(spec: JobSpecDocs) -> dict[str, Any]:
                 role: {"name": "synthetic", "sha256": None}
                 for role in ("detect", "segment", "faces", "identities")
             },
-            "settings": {
-                "sample_fps": 1.0,
-                "object_min_confidence": 0.25,
-                "face_min_confidence": 0.9,
-                "scene_detector": "content",
-                "scene_threshold": 27.0,
-                "scene_min_len_frames": 15,
-                "face_identities": True,
-                "face_identity_threshold": 0.6,
-                "face_identity_min_px": 32,
-                "face_identity_reuse_iou": 0.5,
-            },
+            # The declared result-changing settings at their defaults, as a job records them.
+            "settings": {**result_settings(load_settings({})), "scene_detector": "content"},
             "device": "cpu",
             "toon": {"enabled": False, "library": None},
         },

@@ -40,7 +40,8 @@ def site(analysed_job, tmp_path) -> Iterator[Served]:
 
     store = LocalStore(settings.local_store_dir, url_signer=signer)
     catalog = Catalog.open(tmp_path / "catalog.sqlite3", store_id="browser")
-    assert CatalogKeeper(catalog, store).rebuild().indexed == 1
+    # Only this job: other tests add jobs (a duplicate) to the shared analysed store.
+    assert CatalogKeeper(catalog, store).read_job(analysed_job.job_id)
     app = create_app(
         ApiContext(
             settings=settings,

@@ -420,9 +420,13 @@ def test_retention_on_a_bucket_lists_nothing(moto_bucket, tmp_path):
     settings = _settings(tmp_path)
     store = moto_bucket.store()
     seed_finished(moto_bucket, _old_ids(30, time.time()))
+    retention = Retention(settings, store)
+    # The first pass of a day also prunes the people library (one listing of jobs/ and of
+    # library/people/, docs/people-library.md); every other pass lists nothing.
+    retention.run()
     calls = Requests(store)
     with calls:
-        Retention(settings, store).run()
+        retention.run()
     assert calls.lists == 0 and calls.reads == 0, dict(calls.by_op)
     store.close()
 
