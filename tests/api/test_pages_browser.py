@@ -3,7 +3,7 @@ job of the shared cut video served by the API with API_TOKEN set, and as the sta
 report.html opened from the store's folder. One browser for the module.
 
 Writes a screenshot of the job page to pytest's tmp folder (and, when
-VIDWATCH_SCREENSHOT_DIR is set, there too: how the README's picture is made)."""
+VIDWATCH_SCREENSHOT_DIR is set, there too: how docs/job-page.md's picture is made)."""
 
 from __future__ import annotations
 

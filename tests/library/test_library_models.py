@@ -61,7 +61,7 @@ def _people(store, job_id: str) -> list[dict]:
 
 def test_threshold_separates_the_photos(face_models):
     """The distances the threshold was chosen from: three photos of one man, three other
-    people (README, FACE_MATCH_THRESHOLD)."""
+    people (docs/people.md, FACE_MATCH_THRESHOLD)."""
     faces_of = ModelPhotoFaces(face_models)
     who = ["obama", "obama2", "obama3", "biden", "astronaut", "camera"]
     d = {w: faces_of(photo_bytes(w)) for w in who}

@@ -110,7 +110,7 @@ class Settings(BaseModel):
     sample_fps: float = changes_results(1.0, gt=0, le=240)
     detect_model: str = changes_results_by_weights("yolo11n-seg.pt")
     """Objects come from this model; the default names the segmentation model's weights, so
-    one -seg pass serves objects and masks (README Performance); yolo11n.pt (the earlier
+    one -seg pass serves objects and masks (docs/performance.md); yolo11n.pt (the earlier
     default) runs a separate detection model."""
     segment_model: str = changes_results_by_weights("yolo11n-seg.pt")
     object_min_confidence: float = changes_results(0.25, ge=0, le=1)

@@ -31,7 +31,7 @@ _MODULES = {"openvino": "openvino", "onnx": "onnxruntime"}
 
 
 def resolve_backend(setting: str, device: str) -> str:
-    """``auto``: OpenVINO on the CPU (the fastest measured here, see README Performance),
+    """``auto``: OpenVINO on the CPU (the fastest measured here, see docs/performance.md),
     PyTorch on a GPU. An explicit runtime that is missing, or a CPU runtime asked to run on
     a GPU, stops with a ConfigError naming MODEL_BACKEND."""
     if setting not in BACKENDS:
@@ -157,14 +157,14 @@ def openvino_config(cache_dir: Path | None, threads: int | None = None) -> dict[
 
 AUTO_LANES_MAX = 4
 """Auto never makes more lanes than this: each lane holds its own models and working
-buffers (about 0.37 GB more peak RSS a lane on a 720p job, README Performance)."""
+buffers (about 0.37 GB more peak RSS a lane on a 720p job, docs/performance.md)."""
 
 
 def lanes_and_threads(setting: int, backend: str, device: str) -> tuple[int, int | None]:
     """Model lanes (MODEL_WORKERS, 0 = auto) and the threads each lane's OpenVINO models
     get. Auto: one single-threaded lane per CPU core on OpenVINO, where two single-threaded
-    models side by side do about 1.4x the work of one model on two threads (README
-    Performance), at most AUTO_LANES_MAX lanes sharing the cores between them; one lane on
+    models side by side do about 1.4x the work of one model on two threads
+    (docs/performance.md), at most AUTO_LANES_MAX lanes sharing the cores between them; one lane on
     PyTorch and on a GPU, which spread one call over the device."""
     cores = os.cpu_count() or 1
     auto = min(cores, AUTO_LANES_MAX) if backend == "openvino" and device == "cpu" else 1

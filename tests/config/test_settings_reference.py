@@ -1,4 +1,4 @@
-"""The README's settings table against the code: every setting has a row under its
+"""The settings reference (docs/settings.md) against the code: every setting has a row under its
 environment name, every row names a real setting, and the default a row gives is the code's
 default. The table is what users read; this keeps it from drifting."""
 
@@ -13,13 +13,13 @@ from pydantic import SecretStr
 
 from vidwatch.config import Settings
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
 _SIZES = {"KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
 
 
-def settings_rows(readme: str) -> list[tuple[list[str], str, str]]:
-    """(names, default cell, meaning) of each row of the table under ``## Settings``."""
-    section = readme.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+def settings_rows(page: str) -> list[tuple[list[str], str, str]]:
+    """(names, default cell, meaning) of each row of the table under ``# Settings``."""
+    section = page.split("# Settings\n", 1)[1].split("\n## ", 1)[0]
     rows = []
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -70,8 +70,8 @@ def code_default(name: str) -> Any:
 
 
 def test_every_setting_has_a_row_with_the_codes_default():
-    rows = settings_rows(README.read_text())
-    assert rows, "no settings table under ## Settings"
+    rows = settings_rows(REFERENCE.read_text())
+    assert rows, "no settings table under # Settings"
     documented: dict[str, Any] = {}
     for names, cell, _ in rows:
         assert names, f"a row without a setting name: {cell!r}"
@@ -86,7 +86,7 @@ def test_every_setting_has_a_row_with_the_codes_default():
         for env, field in fields.items()
         if documented[env] != code_default(field)
     }
-    assert wrong == {}, "README default != code default"
+    assert wrong == {}, "docs/settings.md default != code default"
 
 
 def test_no_row_names_a_second_default_in_its_meaning():
@@ -95,7 +95,7 @@ def test_no_row_names_a_second_default_in_its_meaning():
     the code's links follow the request's Host."""
     stray = {
         names[0]: meaning
-        for names, _, meaning in settings_rows(README.read_text())
+        for names, _, meaning in settings_rows(REFERENCE.read_text())
         if re.search(r"\(default `", meaning)
     }
     assert stray == {}
@@ -118,6 +118,6 @@ def test_the_cells_read_as_written(cell, count, expected):
 
 def test_a_wrong_row_is_found():
     """The check can fail: a default changed in the table is reported."""
-    readme = README.read_text().replace("| `SAMPLE_FPS` | 1.0 |", "| `SAMPLE_FPS` | 2.0 |")
-    rows = {n: c for names, c, _ in settings_rows(readme) for n in names}
+    page = REFERENCE.read_text().replace("| `SAMPLE_FPS` | 1.0 |", "| `SAMPLE_FPS` | 2.0 |")
+    rows = {n: c for names, c, _ in settings_rows(page) for n in names}
     assert parse_default(rows["SAMPLE_FPS"]) == 2.0 != code_default("sample_fps")
