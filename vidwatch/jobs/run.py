@@ -19,6 +19,7 @@ from vidwatch.detectors.registry import ModelSet
 from vidwatch.errors import JobError, JobInterrupted
 from vidwatch.jobs.dedupe import REANALYZE_METADATA, Claim, ContentIndex, content_key
 from vidwatch.jobs.manifest import (
+    TERMINAL,
     ErrorInfo,
     JobSummary,
     Manifest,
@@ -252,7 +253,7 @@ def run_job(
     finally:
         attempt["ended_at"] = utc_now()
         attempt["outcome"] = "interrupted" if interrupted else manifest.state
-        if claimed is not None and manifest.state in ("completed", "failed"):
+        if claimed is not None and manifest.state in TERMINAL:
             try:
                 ContentIndex(store).settle(
                     manifest.content_key or "", spec.job_id, manifest.state, claimed.etag
@@ -264,7 +265,7 @@ def run_job(
         if failure_page:
             _write_failed_report(store, manifest, bound)
         try:
-            save("done" if manifest.state in ("completed", "failed") else None, force=True)
+            save("done" if manifest.state in TERMINAL else None, force=True)
         except StoreError as exc:
             bound.error("manifest_write_failed", error=str(exc))
         structlog.contextvars.unbind_contextvars("job_id", "stage")
