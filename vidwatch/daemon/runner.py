@@ -30,6 +30,7 @@ import structlog
 from vidwatch import metrics
 from vidwatch.config import Settings
 from vidwatch.errors import JobInterrupted, QueueFull
+from vidwatch.jobs.attempt import unrecorded_attempt
 from vidwatch.jobs.manifest import (
     TERMINAL,
     ErrorInfo,
@@ -40,7 +41,7 @@ from vidwatch.jobs.manifest import (
     utc_now,
     write_manifest,
 )
-from vidwatch.jobs.run import run_job, unrecorded_attempt
+from vidwatch.jobs.run import run_job
 from vidwatch.jobs.staging import JobSpec, doubling_wait_s
 from vidwatch.r2.fenced import FencedStore, LeaseGuard
 from vidwatch.r2.leases import claim, new_owner_id, release
