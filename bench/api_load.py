@@ -266,8 +266,8 @@ def _run(args, root: Path, video: bytes, remaining) -> int:
     from vidwatch.api.app import create_app
     from vidwatch.api.context import ApiContext
     from vidwatch.api.links import FileLinkSigner
-    from vidwatch.daemon.runner import TERMINAL, Runner
-    from vidwatch.jobs.manifest import read_manifest
+    from vidwatch.daemon.runner import Runner
+    from vidwatch.jobs.manifest import TERMINAL, read_manifest
     from vidwatch.logs import configure_logging
     from vidwatch.r2.local import LocalStore
 

@@ -111,8 +111,7 @@ def test_every_object_under_jobs_is_taken_or_answered(tmp_path, seaweedfs_bucket
 
 
 def test_a_job_refused_at_intake_is_told_apart_by_its_error_code():
-    from vidwatch.daemon.intake_keys import INTAKE_CODES, failed_at_intake
-    from vidwatch.jobs.manifest import ErrorInfo, Manifest
+    from vidwatch.jobs.manifest import INTAKE_CODES, ErrorInfo, Manifest, failed_at_intake
 
     code = sorted(INTAKE_CODES)[0]
     refused = Manifest(job_id="01JD3W5Q6Y7Z8A9B0C1D2E3F4G", state="failed")

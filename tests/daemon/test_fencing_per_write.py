@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from vidwatch.daemon.runner import FencedStore, LeaseGuard
 from vidwatch.jobs.staging import new_job_id
 from vidwatch.r2 import keys
+from vidwatch.r2.fenced import FencedStore, LeaseGuard
 from vidwatch.r2.leases import LeaseLost, claim, read_lease
 from vidwatch.r2.store import PutItem
 

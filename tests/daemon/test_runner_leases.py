@@ -202,7 +202,7 @@ class _StuckRenewals(LocalStore):
 
 
 def test_stopping_a_lease_guard_does_not_wait_for_a_stuck_renewal(tmp_path):
-    from vidwatch.daemon.runner import LEASE_STOP_WAIT_S, LeaseGuard
+    from vidwatch.r2.fenced import LEASE_STOP_WAIT_S, LeaseGuard
     from vidwatch.r2.leases import claim
 
     store = _StuckRenewals(tmp_path)

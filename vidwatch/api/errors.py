@@ -142,7 +142,7 @@ async def _invalid(request: Request, exc: Exception) -> Response:
     where = ".".join(str(p) for p in first.get("loc", ()))
     message = f"{where}: {first.get('msg', 'invalid request')}"
     if _for_a_browser(request.scope):
-        from vidwatch.api.pages import html
+        from vidwatch.api.page_html import html
         from vidwatch.report.render import render_error
 
         return html(render_error("Invalid request", message), 422)

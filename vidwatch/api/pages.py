@@ -24,6 +24,7 @@ from vidwatch.api.context import ApiContext, Ctx
 from vidwatch.api.errors import ApiError, store_unavailable
 from vidwatch.api.links import request_base_url
 from vidwatch.api.negotiate import wants_html
+from vidwatch.api.page_html import PAGE_HEADERS, html
 from vidwatch.api.session import SESSION_COOKIE, SESSION_TTL_S, cookie_value, parse_cookie
 from vidwatch.catalog.query import LIMIT_DEFAULT as LIST_DEFAULT
 from vidwatch.catalog.query import LIMIT_MAX as LIST_MAX
@@ -32,7 +33,7 @@ from vidwatch.catalog.rows import SLOT_BITS
 from vidwatch.library.jobs import with_names
 from vidwatch.r2 import keys
 from vidwatch.r2.store import ObjectNotFound, StoreError
-from vidwatch.report.render import Rendered, render_error, render_job, render_jobs, render_login
+from vidwatch.report.render import render_error, render_job, render_jobs, render_login
 
 log = structlog.get_logger("vidwatch.api")
 
@@ -46,22 +47,7 @@ def next_url(request: Request, cursor: int | None) -> str | None:
     return f"{request.url.path}?{urlencode([*pairs, ('cursor', str(cursor))])}"
 
 
-PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
 _STATUS_READERS = 8
-
-
-def html(
-    page: Rendered, status_code: int = 200, headers: dict[str, str] | None = None
-) -> HTMLResponse:
-    return HTMLResponse(
-        page.html,
-        status_code=status_code,
-        headers={**PAGE_HEADERS, "Content-Security-Policy": page.csp(), **(headers or {})},
-    )
 
 
 def login_page(next_path: str, *, failed: bool = False, status_code: int = 401) -> HTMLResponse:

@@ -30,7 +30,6 @@ def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     from tqdm import tqdm
 
-    from vidwatch.daemon.runner import FencedStore, LeaseTaken, lease_held
     from vidwatch.detectors.registry import load_models
     from vidwatch.errors import JobInterrupted
     from vidwatch.jobs.names import clean_filename
@@ -38,6 +37,7 @@ def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
     from vidwatch.jobs.staging import JobSpec, new_job_id, stage_copy
     from vidwatch.pipeline.toon import open_toon
     from vidwatch.r2 import StoreError, keys, open_store
+    from vidwatch.r2.fenced import FencedStore, LeaseTaken, lease_held
     from vidwatch.r2.leases import LeaseLost, new_owner_id
 
     toon = None

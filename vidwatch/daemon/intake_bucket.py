@@ -40,11 +40,10 @@ import structlog
 
 from vidwatch import metrics
 from vidwatch.config import Settings
-from vidwatch.daemon.intake_keys import BadKeys, failed_at_intake
-from vidwatch.daemon.runner import TERMINAL, job_spec_for_store_source
+from vidwatch.daemon.intake_keys import BadKeys
 from vidwatch.errors import QueueFull
-from vidwatch.jobs.manifest import Manifest, read_manifest
-from vidwatch.jobs.staging import JobSpec
+from vidwatch.jobs.manifest import TERMINAL, Manifest, failed_at_intake, read_manifest
+from vidwatch.jobs.staging import JobSpec, job_spec_for_store_source
 from vidwatch.r2 import calls, keys
 from vidwatch.r2.calls import CallCounts
 from vidwatch.r2.ended import merge, read_ended, write_ended

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -336,35 +337,7 @@ class InboxIntake:
             return
         except OSError as exc:
             _remove_empty_staging(dest)
-            self.settler.forget(name)
-            failures = self._failures.get(name, 0) + 1
-            self._failures[name] = failures
-            metrics.INBOX_STAGE_FAILURES.inc()
-            if failures >= self.settings.inbox_stage_attempts:
-                self._candidates.discard(name)
-                self._failures.pop(name, None)
-                self._retry_after.pop(name, None)
-                bound.error(
-                    "inbox_stage_failed",
-                    error=str(exc),
-                    attempt=failures,
-                    effect="moved to failed/ after the last attempt",
-                )
-                self._move_to_failed(
-                    path,
-                    f"could not be staged in {failures} attempts: {exc.strerror or exc} "
-                    f"(TEMP_MEDIA_DIR {self.settings.temp_media_dir}; a full disk?)",
-                )
-                return
-            wait_s = stage_backoff_s(failures, self.settings.inbox_settle_s)
-            self._retry_after[name] = self.clock() + wait_s
-            bound.error(
-                "inbox_stage_failed",
-                error=str(exc),
-                attempt=failures,
-                retry_in_s=wait_s,
-                effect="file left in the inbox, tried again later",
-            )
+            self._stage_failed(name, path, exc, bound)
             return
         self._candidates.discard(name)
         self.settler.forget(name)
@@ -372,6 +345,44 @@ class InboxIntake:
         self._failures.pop(name, None)
         self.claimed += 1
         bound.info("inbox_file_claimed", bytes=sig.size, staged=str(dest))
+        self._queue_staged(name, job_id, dest, sig, bound)
+
+    def _stage_failed(self, name: str, path: Path, exc: OSError, bound: Any) -> None:
+        """Staging the file failed (a full disk?): it stays in the inbox, tried again
+        after a backoff, and goes to failed/ after INBOX_STAGE_ATTEMPTS tries."""
+        self.settler.forget(name)
+        failures = self._failures.get(name, 0) + 1
+        self._failures[name] = failures
+        metrics.INBOX_STAGE_FAILURES.inc()
+        if failures >= self.settings.inbox_stage_attempts:
+            self._candidates.discard(name)
+            self._failures.pop(name, None)
+            self._retry_after.pop(name, None)
+            bound.error(
+                "inbox_stage_failed",
+                error=str(exc),
+                attempt=failures,
+                effect="moved to failed/ after the last attempt",
+            )
+            self._move_to_failed(
+                path,
+                f"could not be staged in {failures} attempts: {exc.strerror or exc} "
+                f"(TEMP_MEDIA_DIR {self.settings.temp_media_dir}; a full disk?)",
+            )
+            return
+        wait_s = stage_backoff_s(failures, self.settings.inbox_settle_s)
+        self._retry_after[name] = self.clock() + wait_s
+        bound.error(
+            "inbox_stage_failed",
+            error=str(exc),
+            attempt=failures,
+            retry_in_s=wait_s,
+            effect="file left in the inbox, tried again later",
+        )
+
+    def _queue_staged(self, name: str, job_id: str, dest: Path, sig: FileSig, bound: Any) -> None:
+        """A staged file becomes a job: its queued status.json (event ``job.queued``) and
+        its spec in the backlog the runner is fed from."""
         reanalyze = REANALYZE_MARKER in name.lower()
         cleaned = clean_filename(name, path_allowed=False)
         manifest = Manifest(

@@ -38,18 +38,13 @@ from prometheus_client import Counter
 
 from vidwatch import metrics
 from vidwatch.config import Settings
-from vidwatch.jobs.manifest import Manifest, read_manifest, utc_now
+from vidwatch.jobs.manifest import BAD_JOB_KEY, BAD_SOURCE_KEY, Manifest, read_manifest, utc_now
 from vidwatch.jobs.names import clean_filename
-from vidwatch.jobs.staging import JobSpec, new_job_id
+from vidwatch.jobs.staging import JobSpec, job_spec_for_store_source, new_job_id
 from vidwatch.r2 import keys
 from vidwatch.r2.store import ObjectStore
 
 log = structlog.get_logger("vidwatch.intake.bucket")
-
-BAD_JOB_KEY = "bad_job_key"
-BAD_SOURCE_KEY = "bad_source_key"
-INTAKE_CODES = (BAD_JOB_KEY, BAD_SOURCE_KEY)
-"""Failures of intake itself: the job was never run, and a corrected upload is taken."""
 
 BUCKET_KEYS = Counter(
     "vidwatch_bucket_keys_total",
@@ -57,12 +52,6 @@ BUCKET_KEYS = Counter(
     ["outcome"],
     registry=metrics.REGISTRY,
 )
-
-
-def failed_at_intake(manifest: Manifest) -> bool:
-    """Whether the job was refused at intake (never run): a corrected upload is taken."""
-    error = manifest.error
-    return manifest.state == "failed" and error is not None and error.code in INTAKE_CODES
 
 
 def expected_key(job_id: str, found_key: str) -> str:
@@ -160,7 +149,6 @@ class BadKeys:
 
     def folders(self, names: list[str], offer: Callable[[JobSpec, str], int]) -> int:
         """Judge each folder name; offer the ones to take. The number of jobs submitted."""
-        from vidwatch.daemon.runner import job_spec_for_store_source
 
         submitted = 0
         for name in names:

@@ -30,8 +30,7 @@ import structlog
 
 from vidwatch.config import Settings
 from vidwatch.daemon.intake_bucket import staged_source
-from vidwatch.daemon.runner import TERMINAL
-from vidwatch.jobs.manifest import read_manifest
+from vidwatch.jobs.manifest import TERMINAL, read_manifest
 from vidwatch.jobs.staging import ARRIVING
 from vidwatch.r2 import keys
 from vidwatch.r2.leases import read_lease

@@ -272,7 +272,20 @@ def worker_id() -> dict[str, Any]:
     return {"host": socket.gethostname(), "pid": os.getpid()}
 
 
-ENDED = ("completed", "failed")
+TERMINAL = ("completed", "failed")
+"""The states a job ends in: the one list of them (the runner, intake, retention and
+``run_job`` read it)."""
+
+BAD_JOB_KEY = "bad_job_key"
+BAD_SOURCE_KEY = "bad_source_key"
+INTAKE_CODES = (BAD_JOB_KEY, BAD_SOURCE_KEY)
+"""Failures of intake itself: the job was never run, and a corrected upload is taken."""
+
+
+def failed_at_intake(manifest: Manifest) -> bool:
+    """Whether the job was refused at intake (never run): a corrected upload is taken."""
+    error = manifest.error
+    return manifest.state == "failed" and error is not None and error.code in INTAKE_CODES
 
 
 def write_manifest(
@@ -292,7 +305,7 @@ def write_manifest(
     info = store.put_bytes(
         keys.status_key(manifest.job_id), body, content_type="application/json", if_match=if_match
     )
-    if manifest.state in ENDED:
+    if manifest.state in TERMINAL:
         clear_pending(store, manifest.job_id)
     return info
 

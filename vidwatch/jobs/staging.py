@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ulid import ULID
 
 from vidwatch.config import Settings
-from vidwatch.jobs.manifest import Origin
+from vidwatch.jobs.manifest import Manifest, Origin
 from vidwatch.r2 import keys
 
 if TYPE_CHECKING:
@@ -110,3 +110,21 @@ class Arriving:
 
 ARRIVING = Arriving()
 """The process's registry of staging folders being written."""
+
+
+def job_spec_for_store_source(
+    settings: Settings, job_id: str, key: str, *, manifest: Manifest | None
+) -> JobSpec:
+    """A job whose source is already in the store: a new bucket job (no manifest) or one
+    resumed after a crash or a stop."""
+    ext = key.rsplit(".", 1)[-1].lower()
+    origin: Origin = manifest.origin if manifest else "bucket"
+    return JobSpec(
+        job_id=job_id,
+        staged_source=staged_source_path(settings, job_id, ext),
+        origin=origin,
+        filename=manifest.filename if manifest else None,
+        cleanup_override=manifest.cleanup_local_source if manifest else None,
+        source_in_store=True,
+        source_key=key,
+    )
