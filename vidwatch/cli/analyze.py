@@ -20,7 +20,7 @@ from vidwatch.config import ConfigError, Settings
 from vidwatch.logs import configure_logging
 
 
-def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
+def run_analyze(args: argparse.Namespace, settings: Settings) -> int:  # noqa: C901 - one exit code per start-up failure
     configure_logging(
         "console" if sys.stderr.isatty() else "json", "info" if args.verbose else "warning"
     )

@@ -167,7 +167,7 @@ class Retention:
         for step in steps:
             try:
                 step(now, report)
-            except Exception:  # noqa: BLE001 - a scheduled job must not die
+            except Exception:  # a scheduled job must not die
                 self.log.exception("retention_failed", step=step.__name__)
         self.log.info(
             "retention_done",

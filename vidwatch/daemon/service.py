@@ -119,7 +119,7 @@ def run_service(args: argparse.Namespace, settings: Settings) -> int:
     except (StoreError, StartupError, OSError) as exc:
         failed = {"error": str(exc)}
         code = 1
-    except Exception:  # noqa: BLE001 - logged whole; systemd restarts us
+    except Exception:  # logged whole; systemd restarts us
         log.exception("service_crashed", exit_code=1)
         code = 1
     finally:

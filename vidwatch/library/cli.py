@@ -51,7 +51,7 @@ def add_people_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def run_people(args: argparse.Namespace, settings: Settings) -> int:
+def run_people(args: argparse.Namespace, settings: Settings) -> int:  # noqa: C901 - one branch per subcommand, each a few lines
     from vidwatch.library import InvalidName, PeopleLibrary, PersonNotFound
     from vidwatch.library import keys as lkeys
     from vidwatch.library.photos import PhotoError, enrolment_faces, load_photo_faces

@@ -171,7 +171,7 @@ def _identity_tracker(models: ModelSet, options: AnalysisOptions) -> IdentityTra
 
 
 # --- stage: decode, scenes, sampling, models, writer ----------------------------------------
-def _detect_and_write(
+def _detect_and_write(  # noqa: C901 - the per-frame stages share its clock and stop
     source: Path,
     info: VideoInfo,
     ctx: AnalysisContext,

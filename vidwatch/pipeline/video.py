@@ -193,7 +193,7 @@ def _display_rotation(container: av.container.InputContainer, stream: av.VideoSt
         return 0
     if frame is None:
         return 0
-    degrees = int(round(float(getattr(frame, "rotation", 0) or 0)))
+    degrees = round(float(getattr(frame, "rotation", 0) or 0))
     return (-degrees) % 360 // 90 * 90
 
 

@@ -77,7 +77,7 @@ class ToonError(VidwatchError):
 
 
 class _Request:
-    __slots__ = ("id", "line", "attempts", "event", "outcome", "value", "detail")
+    __slots__ = ("attempts", "detail", "event", "id", "line", "outcome", "value")
 
     def __init__(self, req_id: int, line: bytes) -> None:
         self.id = req_id
