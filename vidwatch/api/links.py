@@ -32,7 +32,7 @@ _request_base_url: ContextVar[str | None] = ContextVar("vidwatch_api_base_url", 
 
 def load_signing_secret(settings: Settings) -> bytes:
     """``URL_SIGNING_SECRET``, else the persisted secret of TEMP_MEDIA_DIR (made once)."""
-    configured = getattr(settings, "url_signing_secret", None)
+    configured: str | None = getattr(settings, "url_signing_secret", None)
     if configured:
         return configured.encode()
     folder = Path(settings.temp_media_dir)

@@ -27,6 +27,7 @@ once. A job held by a live lease is left alone until its lease would expire.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import threading
 import time
@@ -71,9 +72,7 @@ def list_job_ids(
     yield from store.list_job_ids(start_after=start_after, page_size=page_size, others=others)
 
 
-def _scandir(folder: Path):
-    import os
-
+def _scandir(folder: Path) -> list[os.DirEntry[str]]:
     with os.scandir(folder) as entries:
         return list(entries)
 

@@ -20,6 +20,7 @@ import signal
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -76,7 +77,9 @@ class _Stopping(Exception):
     """A stop was requested while starting."""
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "run",
         help="run the daemon: inbox, bucket, HTTP API, retention",
@@ -651,7 +654,7 @@ def pages_url(public_base_url: str | None, host: str, port: int) -> str:
     return f"http://{shown}:{port}/jobs"
 
 
-def _prepare_folder(path, setting: str) -> None:
+def _prepare_folder(path: Path, setting: str) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -18,7 +18,9 @@ from typing import Any
 from vidwatch.config import Settings
 
 
-def add_people_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_people_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "people",
         help="the library of people: add, list, show, rename, merge, forget",

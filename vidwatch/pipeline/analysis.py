@@ -75,7 +75,8 @@ ProgressFn = Callable[[int, int | None], None]
 class TextEncoder(Protocol):
     """Turns a frame document into TOON (the Node bridge, or a stand-in where TOON is off)."""
 
-    version: str
+    @property
+    def version(self) -> str: ...
 
     def encode(self, doc: Any) -> str: ...
 

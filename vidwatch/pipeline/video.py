@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
@@ -57,7 +58,7 @@ class VideoInfo:
     coded_height: int | None = None
     """The size of the frames as stored (before the rotation); the upright size if None."""
 
-    def to_json(self, frames: int | None = None) -> dict:
+    def to_json(self, frames: int | None = None) -> dict[str, Any]:
         return {
             "fps": round(self.fps, 3),
             "frames": frames if frames is not None else self.frames_expected,

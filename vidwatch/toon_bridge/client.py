@@ -306,7 +306,8 @@ class ToonBridge:
 
     def ping(self) -> bool:
         """Round trip to the helper (starting it if needed)."""
-        return self._run([self._request_line("ping", "", None, 0)])[0] == "pong"
+        reply: str = self._run([self._request_line("ping", "", None, 0)])[0]
+        return reply == "pong"
 
     # ----------------------------------------------------------------- internals
 
