@@ -9,7 +9,6 @@ from typing import Any
 
 from vidwatch.report.render import Rendered, _Links, _render
 
-
 _SERVED: dict[str, Any] = {"jobs_url": "/jobs", "search": {"q": ""}}
 """Pages the API serves carry its header: the links to every page and the search box."""
 
