@@ -160,9 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     import structlog
 
     from bench.upload_bench import SeaweedProcess
-    from tests.api.api_harness import serve
-    from vidwatch.api.app import create_app
-    from vidwatch.api.context import ApiContext
+    from tests.api.api_harness import api_app, serve
     from vidwatch.catalog import Catalog, CatalogKeeper
     from vidwatch.catalog.query import parse_jobs, parse_search
     from vidwatch.config import load_settings
@@ -231,15 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             report["queries_in_catalog"] = in_catalog
             print(json.dumps({"in_catalog": in_catalog}), file=sys.stderr)
 
-            app = create_app(
-                ApiContext(
-                    settings=settings,
-                    store=store,
-                    submit=lambda spec: None,
-                    health=lambda: {"ok": True},
-                    catalog=catalog,
-                )
-            )
+            app = api_app(settings, store, catalog=catalog)
             over_http: dict[str, Any] = {}
             with serve(app) as served, httpx.Client(base_url=served.base_url) as client:
                 client.get("/jobs", headers={"Accept": "application/json"})

@@ -11,14 +11,11 @@ from typing import Any
 
 import pytest
 
-from tests.api.api_harness import Served, serve
+from tests.api.api_harness import Served, api_app, serve
 from tests.api.browser import Watch
-from tests.api.conftest import browser  # noqa: F401 - the Chromium fixture
 from tests.api.test_pages_browser import ALL_IMAGES_LOADED
 from tests.library.photo_video import PHOTOS, side_by_side, still_video
 from tests.pipeline.test_pipeline import _run
-from vidwatch.api.app import create_app
-from vidwatch.api.context import ApiContext
 from vidwatch.api.links import FileLinkSigner
 from vidwatch.config import load_settings
 from vidwatch.library.photos import ModelPhotoFaces
@@ -56,15 +53,8 @@ def site(face_models, tmp_path_factory) -> Iterator[tuple[Served, dict[str, Any]
         _, job_id, manifest = _run(video, settings, face_models, store=store)
         assert manifest.state == "completed", manifest.error
         jobs[name] = job_id
-    ctx = ApiContext(
-        settings=settings,
-        store=store,
-        submit=lambda spec: None,
-        health=lambda: {"ok": True},
-        signer=signer,
-        photo_faces=ModelPhotoFaces(face_models),
-    )
-    with serve(create_app(ctx)) as served:
+    app = api_app(settings, store, signer=signer, photo_faces=ModelPhotoFaces(face_models))
+    with serve(app) as served:
         yield served, {"store": store, "jobs": jobs}
 
 
@@ -87,7 +77,7 @@ def _images_loaded(page) -> None:
     assert images and all(width > 0 for _, width in images), images
 
 
-def test_the_people_pages_in_chromium(browser, site, tmp_path):  # noqa: F811
+def test_the_people_pages_in_chromium(browser, site, tmp_path):
     served, info = site
     obama, astronaut = _left_to_right(_results(info, "a"))
     biden, astronaut_b = _left_to_right(_results(info, "b"))
