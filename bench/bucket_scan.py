@@ -41,8 +41,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import platform
 import statistics
 import sys
 import tempfile
@@ -385,15 +383,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
 
-    import structlog
-
+    from bench.report import emit, quiet_logs, report_header
     from bench.upload_bench import SeaweedProcess
 
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    quiet_logs()
     server = SeaweedProcess()
     report: dict[str, Any] = {
-        "server": server.description,
-        "host": f"{platform.node()} ({platform.machine()}, Python {platform.python_version()})",
+        **report_header(server),
         "runs": [],
     }
     try:
@@ -407,10 +403,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(report["sweep_over_rtt"]), file=sys.stderr)
     finally:
         server.close()
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+    emit(report, args.json)
     return 0
 
 

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import platform
 import random
 import statistics
 import sys
@@ -157,24 +155,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import httpx
-    import structlog
 
+    from bench.report import emit, quiet_logs, report_header
     from bench.upload_bench import SeaweedProcess
-    from tests.api.api_harness import serve
-    from vidwatch.api.app import create_app
-    from vidwatch.api.context import ApiContext
+    from tests.api.api_harness import api_app, serve
     from vidwatch.catalog import Catalog, CatalogKeeper
     from vidwatch.catalog.query import parse_jobs, parse_search
     from vidwatch.config import load_settings
     from vidwatch.r2 import open_store
 
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    quiet_logs()
     now = time.time()
     specs = [make_job(i, args.jobs, args.scenes, now) for i in range(args.jobs)]
     server = SeaweedProcess()
     report: dict[str, Any] = {
-        "server": server.description,
-        "host": f"{platform.node()} ({platform.machine()}, Python {platform.python_version()})",
+        **report_header(server),
         "jobs": args.jobs,
         "scenes_per_job": args.scenes,
     }
@@ -231,15 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             report["queries_in_catalog"] = in_catalog
             print(json.dumps({"in_catalog": in_catalog}), file=sys.stderr)
 
-            app = create_app(
-                ApiContext(
-                    settings=settings,
-                    store=store,
-                    submit=lambda spec: None,
-                    health=lambda: {"ok": True},
-                    catalog=catalog,
-                )
-            )
+            app = api_app(settings, store, catalog=catalog)
             over_http: dict[str, Any] = {}
             with serve(app) as served, httpx.Client(base_url=served.base_url) as client:
                 client.get("/jobs", headers={"Accept": "application/json"})
@@ -260,10 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             store.close()
     finally:
         server.close()
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+    emit(report, args.json)
     return 0
 
 

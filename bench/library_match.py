@@ -121,9 +121,7 @@ def person_with_appearances(store: ObjectStore, n: int = 1000) -> dict[str, Any]
     """``GET /people/{id}`` of a person with ``n`` appearances, over a real uvicorn."""
     import httpx
 
-    from tests.api.api_harness import serve
-    from vidwatch.api.app import create_app
-    from vidwatch.api.context import ApiContext
+    from tests.api.api_harness import api_app, serve
     from vidwatch.api.links import FileLinkSigner
     from vidwatch.config import load_settings
 
@@ -151,15 +149,8 @@ def person_with_appearances(store: ObjectStore, n: int = 1000) -> dict[str, Any]
             }
         )
     library._update(pid, lambda p: (p.appearances.extend(appearances), p)[1], create=True)
-    ctx = ApiContext(
-        settings=settings,
-        store=local,
-        submit=lambda spec: None,
-        health=lambda: {"ok": True},
-        signer=signer,
-        library=library,
-    )
-    with serve(create_app(ctx)) as served, httpx.Client(base_url=served.base_url) as http:
+    app = api_app(settings, local, signer=signer, library=library)
+    with serve(app) as served, httpx.Client(base_url=served.base_url) as http:
         http.get(f"/people/{pid}")
         times = []
         for _ in range(20):

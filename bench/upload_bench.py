@@ -45,6 +45,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from bench.report import emit, quiet_logs
+
 REPO = Path(__file__).resolve().parent.parent
 MEDIA = Path(os.environ.get("VIDWATCH_TEST_MEDIA", REPO.parent / "shared" / "media"))
 VIDEO = "cuts_h264.mp4"
@@ -381,12 +383,10 @@ def open_target(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> tupl
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    import structlog
-
     from vidwatch.r2.s3 import S3Store
     from vidwatch.r2.store import PutItem
 
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    quiet_logs()
     started = time.monotonic()
     artifacts, stats = build_artifacts(args.frames)
     build_s = time.monotonic() - started
@@ -496,11 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
     report = run(args)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
+    emit(report, args.json)
     seq = report["one_by_one"]["median_s"]
     parts = [f"one-by-one {seq:.2f} s"] + [
         f"put_many x{w} {r['median_s']:.2f} s ({r['ratio_vs_one_by_one']:.1f}x)"

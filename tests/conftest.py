@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,3 +35,12 @@ def media() -> Path:
     if not (MEDIA / "cuts_h264.mp4").is_file():
         pytest.fail(f"test media not found at {MEDIA}; set VIDWATCH_TEST_MEDIA")
     return MEDIA
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One Chromium per test module, for the page tests."""
+    from tests.api.browser import chromium
+
+    with chromium() as launched:
+        yield launched

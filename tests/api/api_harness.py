@@ -24,6 +24,7 @@ from vidwatch.api.context import ApiContext
 from vidwatch.api.links import FileLinkSigner
 from vidwatch.config import Settings
 from vidwatch.r2.local import LocalStore
+from vidwatch.r2.store import ObjectStore
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT_S = 15.0
@@ -70,6 +71,21 @@ def serve(app, port: int = 0) -> Iterator[Served]:
         thread.join(timeout=15)
 
 
+def api_app(
+    settings: Settings,
+    store: ObjectStore,
+    submit: Callable[[Any], Any] = lambda spec: None,
+    **parts: Any,
+) -> FastAPI:
+    """The API app on ``store``, its health always ok, jobs handed to ``submit`` (dropped when
+    not given); ``parts`` are the other ApiContext fields (signer, catalog, library...)."""
+    return create_app(
+        ApiContext(
+            settings=settings, store=store, submit=submit, health=lambda: {"ok": True}, **parts
+        )
+    )
+
+
 def local_api(
     settings: Settings, submit: Callable[[Any], Any], *, secret: bytes | None = None
 ) -> tuple[FastAPI, LocalStore]:
@@ -77,16 +93,7 @@ def local_api(
     the settings' secret), jobs handed to ``submit``, its health always ok."""
     signer = FileLinkSigner.from_settings(settings, secret=secret)
     store = LocalStore(settings.local_store_dir, url_signer=signer)
-    app = create_app(
-        ApiContext(
-            settings=settings,
-            store=store,
-            submit=submit,
-            health=lambda: {"ok": True},
-            signer=signer,
-        )
-    )
-    return app, store
+    return api_app(settings, store, submit, signer=signer), store
 
 
 def wait_for(

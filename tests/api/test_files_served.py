@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.api.api_harness import Served, local_api, serve
+from tests.api.browser import chromium
 from tests.test_keys import SERVED
 from vidwatch.api.links import request_base_url
 from vidwatch.config import load_settings
@@ -87,23 +88,6 @@ def test_the_report_keeps_its_styles_and_nothing_else(files_api):
     csp = [part.strip() for part in resp.headers["content-security-policy"].split(";")]
     assert "style-src 'unsafe-inline'" in csp and "img-src 'self' data:" in csp
     assert not any(part.startswith(("script-src", "connect-src")) for part in csp)
-
-
-@contextlib.contextmanager
-def chromium() -> Iterator[Any]:
-    import shutil
-
-    from playwright.sync_api import sync_playwright
-
-    executable = shutil.which("chromium")
-    if executable is None:
-        pytest.fail("Chromium not found: apt-get install chromium (as .ci/run does)")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def until(page: Any, expression: str, timeout_s: float = 15.0) -> None:

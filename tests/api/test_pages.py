@@ -471,3 +471,40 @@ def test_wrong_tokens_are_limited_per_address_with_429_and_retry_after(make_site
         error = refused.json()["error"]
         assert error["code"] == "too_many_login_attempts" and error["request_id"]
         assert "set-cookie" not in refused.headers
+
+
+def test_every_served_page_has_one_header_and_the_static_report_none() -> None:
+    """The pages the API serves share one header (Jobs, People, API docs, the search box);
+    report.html, opened from a folder, links nowhere it cannot reach."""
+    from vidwatch.report.people import render_people, render_person
+    from vidwatch.report.render import render_job, render_jobs, render_search
+
+    status = {
+        "job_id": "01JD3Y5Z0000000000000000AA",
+        "state": "queued",
+        "stage": "staging",
+        "source": {"filename": "a.mp4"},
+        "progress": {"frames_done": 0, "frames_total": None, "percent": 0.0},
+    }
+    person = {
+        "id": "P01JD3Y5Z0000000000000000AA",
+        "name": None,
+        "jobs": 0,
+        "thumbnail": None,
+        "appearances": [],
+    }
+    served = {
+        "jobs": render_jobs([]),
+        "job": render_job(status, None, lambda key: key, jobs_url="/jobs"),
+        "people": render_people([]),
+        "person": render_person(person),
+        "search": render_search(
+            [], form=dict.fromkeys(["q", "label", "person", "job", "from", "to"], "")
+        ),
+    }
+    nav = '<a href="/jobs">Jobs</a> <a href="/people">People</a> <a href="/docs">API docs</a>'
+    for name, page in served.items():
+        assert nav in page.html, name
+        assert '<form class="search" method="get" action="/search"' in page.html, name
+    report = render_job(status, None, lambda key: key).html
+    assert 'href="/people"' not in report and 'action="/search"' not in report

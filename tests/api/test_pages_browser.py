@@ -20,6 +20,7 @@ import pytest
 
 from tests.api.api_harness import Served, local_api, serve
 from tests.api.browser import Watch
+from tests.daemon.helpers import MODELS_OFF, local_settings
 from vidwatch.config import Settings, load_settings
 from vidwatch.jobs.manifest import ErrorInfo, JobSummary, Manifest, write_manifest
 from vidwatch.jobs.staging import new_job_id
@@ -247,17 +248,7 @@ def deduped(media, tmp_path_factory) -> DedupedJobs:
     from vidwatch.jobs.staging import JobSpec, stage_copy
 
     root = tmp_path_factory.mktemp("deduped")
-    settings = load_settings(
-        {
-            "TEMP_MEDIA_DIR": str(root / "tmp"),
-            "LOCAL_STORE_DIR": str(root / "store"),
-            "TOON_ENABLED": "false",
-            "SAMPLE_FPS": "0.5",
-            "DETECT_MODEL": "none",
-            "SEGMENT_MODEL": "none",
-            "FACES_ENABLED": "false",
-        }
-    )
+    settings = local_settings(root, MODELS_OFF, SAMPLE_FPS="0.5")
     store = LocalStore(settings.local_store_dir)
     models = load_models(settings)
 

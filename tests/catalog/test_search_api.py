@@ -11,10 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.api_harness import serve
+from tests.api.api_harness import api_app, serve
 from tests.catalog.conftest import ALICE, BOB
-from vidwatch.api.app import create_app
-from vidwatch.api.context import ApiContext
 from vidwatch.api.links import FileLinkSigner
 from vidwatch.config import load_settings
 from vidwatch.r2.local import LocalStore
@@ -47,16 +45,7 @@ def api(tmp_path: Path, library, open_keeper) -> Iterator[httpx.Client]:
         for index in range(len(spec.scenes)):
             frame = int(index * 4 * 25)
             store.put_bytes(f"jobs/{spec.job_id}/frames/original/frame_{frame}.jpg", b"\xff\xd8jpg")
-    app = create_app(
-        ApiContext(
-            settings=settings,
-            store=store,
-            submit=lambda spec: None,
-            health=lambda: {"ok": True},
-            signer=signer,
-            catalog=keeper.catalog,
-        )
-    )
+    app = api_app(settings, store, signer=signer, catalog=keeper.catalog)
     with serve(app) as served, served.client() as client:
         yield client
 

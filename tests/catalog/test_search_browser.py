@@ -4,32 +4,15 @@ the job page playing from the scene's start."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from tests.api.api_harness import Served, serve
-from vidwatch.api.app import create_app
-from vidwatch.api.context import ApiContext
+from tests.api.api_harness import Served, api_app, serve
 from vidwatch.api.links import FileLinkSigner
 from vidwatch.catalog import Catalog, CatalogKeeper
 
 pytestmark = pytest.mark.models
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    executable = shutil.which("chromium")
-    if executable is None:
-        pytest.fail("Chromium not found: apt-get install chromium (as .ci/run does)")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -42,16 +25,7 @@ def site(analysed_job, tmp_path) -> Iterator[Served]:
     catalog = Catalog.open(tmp_path / "catalog.sqlite3", store_id="browser")
     # Only this job: other tests add jobs (a duplicate) to the shared analysed store.
     assert CatalogKeeper(catalog, store).read_job(analysed_job.job_id)
-    app = create_app(
-        ApiContext(
-            settings=settings,
-            store=store,
-            submit=lambda spec: None,
-            health=lambda: {"ok": True},
-            signer=signer,
-            catalog=catalog,
-        )
-    )
+    app = api_app(settings, store, signer=signer, catalog=catalog)
     try:
         with serve(app) as served:
             yield served

@@ -16,6 +16,9 @@ from vidwatch.jobs.manifest import Manifest, write_manifest
 from vidwatch.r2 import keys
 from vidwatch.r2.leases import claim
 
+MODELS_OFF = {"DETECT_MODEL": "none", "SEGMENT_MODEL": "none", "FACES_ENABLED": "false"}
+"""A daemon or job that loads no model (tests of its plumbing, not of analysis)."""
+
 
 def local_settings(tmp_path: Path, defaults: Mapping[str, Any], **extra: Any) -> Settings:
     """Settings on folders under ``tmp_path`` (``tmp`` for TEMP_MEDIA_DIR, ``store`` for

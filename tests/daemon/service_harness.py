@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 import pytest
 
+from tests.daemon.helpers import MODELS_OFF
+from tests.s3_servers import free_port
 from vidwatch.r2 import keys
 
 T = TypeVar("T")
@@ -212,6 +214,18 @@ def daemons() -> Iterator[Callable[..., Daemon]]:
     finally:
         for daemon in made:
             daemon.close()
+
+
+def served_daemon(
+    daemons: Callable[..., Daemon], root: Path, s3_env: dict[str, str], **extra: str
+) -> tuple[Daemon, str]:
+    """A started, ready daemon without models on the bucket ``s3_env`` names, its HTTP API on
+    a free port; returns it and the API's base URL."""
+    port = free_port()
+    env = daemon_env(root, MODELS_OFF, **s3_env, HTTP_ENABLED="true", HTTP_PORT=str(port), **extra)
+    daemon = daemons(root, env).start()
+    daemon.wait_ready()
+    return daemon, f"http://127.0.0.1:{port}"
 
 
 # --- reading jobs back ----------------------------------------------------------------------

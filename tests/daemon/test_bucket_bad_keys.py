@@ -11,17 +11,15 @@ import json
 import httpx
 from structlog.testing import capture_logs
 
-from tests.api.api_harness import serve
+from tests.api.api_harness import api_app, serve
 from vidwatch import metrics
-from vidwatch.api.app import create_app
-from vidwatch.api.context import ApiContext
 from vidwatch.config import load_settings
 from vidwatch.daemon.runner import Runner
 from vidwatch.detectors.registry import load_models
 from vidwatch.jobs.staging import new_job_id
 from vidwatch.r2 import keys
 
-from .helpers import runner_scanner
+from .helpers import MODELS_OFF, runner_scanner
 
 
 def _count(outcome: str) -> float:
@@ -37,9 +35,7 @@ def test_every_object_under_jobs_is_taken_or_answered(tmp_path, seaweedfs_bucket
     settings = load_settings(
         {
             "TEMP_MEDIA_DIR": str(tmp_path / "tmp"),
-            "DETECT_MODEL": "none",
-            "SEGMENT_MODEL": "none",
-            "FACES_ENABLED": "false",
+            **MODELS_OFF,
             "TOON_ENABLED": "false",
             "SAMPLE_FPS": "1",
             **{k: v for k, v in seaweedfs_bucket.env().items()},
@@ -93,11 +89,7 @@ def test_every_object_under_jobs_is_taken_or_answered(tmp_path, seaweedfs_bucket
         assert _status(store, keys.status_key(misnamed))["state"] == "completed"
 
         # The API answers for the lower-case id intake accepted (no 404).
-        app = create_app(
-            ApiContext(
-                settings=settings, store=store, submit=runner.submit, health=lambda: {"ok": True}
-            )
-        )
+        app = api_app(settings, store, runner.submit)
         with serve(app) as served:
             for asked in (lower, job_id):
                 answer = httpx.get(f"{served.base_url}/status/{asked}", timeout=30)

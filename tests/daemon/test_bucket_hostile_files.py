@@ -16,13 +16,12 @@ from pathlib import Path
 import httpx
 
 from tests.api.api_harness import local_api, serve
-from vidwatch.config import load_settings
 from vidwatch.daemon.runner import Runner
 from vidwatch.detectors.registry import load_models
 from vidwatch.jobs.staging import new_job_id
 from vidwatch.r2 import keys
 
-from .helpers import runner_scanner
+from .helpers import MODELS_OFF, local_settings, runner_scanner
 
 
 def _status(store, job_id: str) -> dict:
@@ -30,17 +29,7 @@ def _status(store, job_id: str) -> dict:
 
 
 def test_a_source_html_in_the_bucket_is_refused_then_taken_as_source_bin(tmp_path, media):
-    settings = load_settings(
-        {
-            "TEMP_MEDIA_DIR": str(tmp_path / "tmp"),
-            "LOCAL_STORE_DIR": str(tmp_path / "store"),
-            "DETECT_MODEL": "none",
-            "SEGMENT_MODEL": "none",
-            "FACES_ENABLED": "false",
-            "TOON_ENABLED": "false",
-            "SAMPLE_FPS": "1",
-        }
-    )
+    settings = local_settings(tmp_path, MODELS_OFF, SAMPLE_FPS="1")
     app, store = local_api(settings, lambda spec: None)
     payload = b"<!doctype html><script>document.title='pwned'</script>"
     video = (media / "single_shot.mp4").read_bytes()

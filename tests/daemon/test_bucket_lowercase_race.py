@@ -16,7 +16,7 @@ from vidwatch.detectors.registry import load_models
 from vidwatch.jobs.staging import new_job_id
 from vidwatch.r2 import keys
 
-from .helpers import runner_scanner
+from .helpers import MODELS_OFF, runner_scanner
 from .service_harness import wait_until
 
 ROUNDS = 8
@@ -30,9 +30,7 @@ def _poll_until(scanner, done: threading.Event) -> None:
 
 def test_two_daemons_give_a_lower_case_upload_one_outcome(tmp_path, seaweedfs_bucket, media):
     base = {
-        "DETECT_MODEL": "none",
-        "SEGMENT_MODEL": "none",
-        "FACES_ENABLED": "false",
+        **MODELS_OFF,
         "TOON_ENABLED": "false",
         "SAMPLE_FPS": "1",
         **seaweedfs_bucket.env(),

@@ -15,12 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon.service_harness import daemon_env
+from tests.daemon.service_harness import MODELS_OFF, daemon_env
 from tests.s3_servers import free_port
 from vidwatch.daemon.service import pages_url
 
 REPO = Path(__file__).resolve().parents[2]
-MODELS_OFF = {"DETECT_MODEL": "none", "SEGMENT_MODEL": "none", "FACES_ENABLED": "false"}
 
 
 def _lines(daemon) -> list[str]:

@@ -8,12 +8,20 @@ import time
 
 import httpx
 
-from tests.daemon.service_harness import daemon_env, wait_until
-from tests.s3_servers import free_port
+from tests.daemon.service_harness import served_daemon, wait_until
 from vidwatch.jobs.manifest import Manifest, write_manifest
 from vidwatch.jobs.staging import new_job_id
 
-MODELS_OFF = {"DETECT_MODEL": "none", "SEGMENT_MODEL": "none", "FACES_ENABLED": "false"}
+
+def _wait_health(http: httpx.Client, daemon, code: int, what: str) -> None:
+    """Polls ``/healthz`` every 0.2 s until it answers ``code`` (15 s at the most)."""
+    wait_until(
+        lambda: http.get("/healthz").status_code == code,
+        timeout_s=15,
+        what=what,
+        daemon=daemon,
+        interval_s=0.2,
+    )
 
 
 def test_healthz_and_status_answer_503_within_seconds_of_the_store_dying(
@@ -25,30 +33,14 @@ def test_healthz_and_status_answer_503_within_seconds_of_the_store_dying(
     job_id = new_job_id()
     write_manifest(store, Manifest(job_id=job_id, state="completed"))
     store.close()
-    port = free_port()
-    env = daemon_env(
-        tmp_path,
-        MODELS_OFF,
-        **server.env(bucket),
-        HTTP_ENABLED="true",
-        HTTP_PORT=str(port),
-        BUCKET_POLL_S="30",
-    )
-    daemon = daemons(tmp_path, env).start()
-    daemon.wait_ready()
-    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=90)
+    daemon, url = served_daemon(daemons, tmp_path, server.env(bucket), BUCKET_POLL_S="30")
+    http = httpx.Client(base_url=url, timeout=90)
     assert http.get("/healthz").status_code == 200
     assert http.get(f"/status/{job_id}").status_code == 200
 
     restartable_moto.stop()
     died = time.monotonic()
-    wait_until(
-        lambda: http.get("/healthz").status_code == 503,
-        timeout_s=15,
-        what="/healthz to answer 503",
-        daemon=daemon,
-        interval_s=0.2,
-    )
+    _wait_health(http, daemon, 503, "/healthz to answer 503")
     unhealthy_after_s = time.monotonic() - died
     asked = time.monotonic()
     answer = http.get(f"/status/{job_id}")
@@ -61,13 +53,7 @@ def test_healthz_and_status_answer_503_within_seconds_of_the_store_dying(
     assert body["store_ok"] is False and body["store_error"]
 
     restartable_moto.start()
-    wait_until(
-        lambda: http.get("/healthz").status_code == 200,
-        timeout_s=15,
-        what="/healthz to recover",
-        daemon=daemon,
-        interval_s=0.2,
-    )
+    _wait_health(http, daemon, 200, "/healthz to recover")
     http.close()
 
 
@@ -84,18 +70,8 @@ def test_an_upload_answers_503_within_seconds_of_the_store_dying_and_keeps_nothi
     after the minute of retries that job writes use."""
     server = restartable_moto.server()
     bucket = server.create_bucket()
-    port = free_port()
-    env = daemon_env(
-        tmp_path,
-        MODELS_OFF,
-        **server.env(bucket),
-        HTTP_ENABLED="true",
-        HTTP_PORT=str(port),
-        BUCKET_POLL_S="30",
-    )
-    daemon = daemons(tmp_path, env).start()
-    daemon.wait_ready()
-    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=90)
+    daemon, url = served_daemon(daemons, tmp_path, server.env(bucket), BUCKET_POLL_S="30")
+    http = httpx.Client(base_url=url, timeout=90)
     assert http.get("/healthz").status_code == 200
     video = (media / "single_shot.mp4").read_bytes()
     before = _staged(tmp_path)
@@ -114,13 +90,7 @@ def test_an_upload_answers_503_within_seconds_of_the_store_dying_and_keeps_nothi
         assert _staged(tmp_path) == before, "the refused upload left files in staging"
 
     # Once the store probe has seen the outage, an upload is refused before its body is read.
-    wait_until(
-        lambda: http.get("/healthz").status_code == 503,
-        timeout_s=15,
-        what="/healthz to answer 503",
-        daemon=daemon,
-        interval_s=0.2,
-    )
+    _wait_health(http, daemon, 503, "/healthz to answer 503")
     asked = time.monotonic()
     answer = http.post("/analyze-video", files={"file": ("clip.mp4", video, "video/mp4")})
     took_s = time.monotonic() - asked

@@ -155,3 +155,22 @@ def test_readme_and_unit_state_the_watchdog_interval_the_code_keeps():
     assert in_unit is not None and float(in_unit[1]) == tick
     stop_timeout = int(re.search(r"^TimeoutStopSec=(\d+)$", text, re.M)[1])
     assert f"`TimeoutStopSec={stop_timeout}`" in readme
+
+
+def test_the_unit_shows_a_credential_line_for_every_secret_setting():
+    """Each secret setting has a commented ``LoadCredential=NAME:PATH`` line whose NAME is
+    the setting (the file name vidwatch reads in $CREDENTIALS_DIRECTORY)."""
+    from vidwatch.config.settings import SECRET_SETTINGS
+
+    lines = re.findall(r"^#LoadCredential=([A-Z0-9_]+):(/\S+)$", UNIT.read_text(), re.M)
+    assert {name for name, _ in lines} == {name.upper() for name in SECRET_SETTINGS}
+    assert all(Path(path).name == name for name, path in lines)
+
+
+def test_unit_with_its_credentials_uncommented_verifies(systemd_analyze, tmp_path):
+    text = re.sub(r"^#(LoadCredential=)", r"\1", UNIT.read_text(), flags=re.M)
+    assert text.count("\nLoadCredential=") == 4
+    result = _verify(text, tmp_path)
+    assert result.returncode == 0 and result.stdout == "" and result.stderr == "", (
+        result.stdout + result.stderr
+    )

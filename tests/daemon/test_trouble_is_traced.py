@@ -13,10 +13,7 @@ import time
 
 import httpx
 
-from tests.daemon.service_harness import daemon_env, wait_job_state
-from tests.s3_servers import free_port
-
-MODELS_OFF = {"DETECT_MODEL": "none", "SEGMENT_MODEL": "none", "FACES_ENABLED": "false"}
+from tests.daemon.service_harness import served_daemon, wait_job_state
 
 
 def _metric(text: str, name: str) -> float:
@@ -28,19 +25,9 @@ def test_retries_a_lost_lease_and_a_second_attempt_show_in_status_and_metrics(
 ):
     server = restartable_moto.server()
     bucket = server.create_bucket()
-    port = free_port()
-    env = daemon_env(
-        tmp_path,
-        MODELS_OFF,
-        **server.env(bucket),
-        HTTP_ENABLED="true",
-        HTTP_PORT=str(port),
-        SAMPLE_FPS="2",
-        LEASE_TTL_S="4",
-        LEASE_RENEW_S="1",
+    daemon, url = served_daemon(
+        daemons, tmp_path, server.env(bucket), SAMPLE_FPS="2", LEASE_TTL_S="4", LEASE_RENEW_S="1"
     )
-    daemon = daemons(tmp_path, env).start()
-    daemon.wait_ready()
     store = server.store(bucket)
     inbox = tmp_path / "inbox"
 
@@ -64,7 +51,7 @@ def test_retries_a_lost_lease_and_a_second_attempt_show_in_status_and_metrics(
     #    attempt 2 takes the job up once the store is back.
     outage_at_upload("long.webm", 9, "cuts_vp9.webm")
     long = wait_job_state(store, filename="long.webm", daemon=daemon, timeout_s=180)
-    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+    metrics = httpx.get(f"{url}/metrics", timeout=30).text
     store.close()
 
     assert short["state"] == "completed" and short["attempts"] == 1

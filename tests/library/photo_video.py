@@ -4,6 +4,7 @@ test photos (``photos/``, MIT) and scikit-image's ``astronaut`` and ``camera``."
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -69,3 +70,26 @@ def still_video(
         for packet in stream.encode():
             out.mux(packet)
     return path
+
+
+CASTS = (("a", ("obama", "astronaut")), ("b", ("biden", "astronaut")))
+"""Video A: Obama and the astronaut; video B: Biden and the astronaut (a shared stranger)."""
+
+FACES_ONLY = {"DETECT_MODEL": "none", "SEGMENT_MODEL": "none"}
+"""Settings of a job that runs the face models only (TOON is off in ``local_settings``)."""
+
+
+def analyse_casts(
+    root: Path, settings: Any, face_models: Any, store: Any, **video: int
+) -> dict[str, str]:
+    """The CASTS' videos (``still_video`` with ``video``), each analysed into ``store``;
+    their job ids by name."""
+    from tests.pipeline.test_pipeline import _run
+
+    jobs = {}
+    for name, cast in CASTS:
+        path = still_video(root / f"{name}.mp4", side_by_side(*cast), **video)
+        _, job_id, manifest = _run(path, settings, face_models, store=store)
+        assert manifest.state == "completed", manifest.error
+        jobs[name] = job_id
+    return jobs

@@ -10,7 +10,16 @@ import json
 import numpy as np
 import pytest
 
-from tests.library.photo_video import photo, photo_bytes, side_by_side, still_video
+from tests.daemon.helpers import local_settings
+from tests.library.photo_video import (
+    CASTS,
+    FACES_ONLY,
+    analyse_casts,
+    photo,
+    photo_bytes,
+    side_by_side,
+    still_video,
+)
 from tests.pipeline.test_pipeline import _run
 from vidwatch.library import PeopleLibrary
 from vidwatch.library.jobs import with_names
@@ -24,27 +33,10 @@ pytestmark = pytest.mark.models
 @pytest.fixture(scope="module")
 def two_jobs(face_models, tmp_path_factory):
     """Video A: Obama and the astronaut; video B: Biden and the astronaut."""
-    from vidwatch.config import load_settings
-
     root = tmp_path_factory.mktemp("library_jobs")
-    settings = load_settings(
-        {
-            "TEMP_MEDIA_DIR": str(root / "tmp"),
-            "LOCAL_STORE_DIR": str(root / "store"),
-            "TOON_ENABLED": "false",
-            "DETECT_MODEL": "none",
-            "SEGMENT_MODEL": "none",
-            "SAMPLE_FPS": "1",
-        }
-    )
+    settings = local_settings(root, FACES_ONLY, SAMPLE_FPS="1")
     store = LocalStore(settings.local_store_dir)
-    jobs = {}
-    for name, cast in (("a", ("obama", "astronaut")), ("b", ("biden", "astronaut"))):
-        video = still_video(root / f"{name}.mp4", side_by_side(*cast))
-        _, job_id, manifest = _run(video, settings, face_models, store=store)
-        assert manifest.state == "completed", manifest.error
-        jobs[name] = job_id
-    return store, settings, jobs
+    return store, settings, analyse_casts(root, settings, face_models, store)
 
 
 def _people(store, job_id: str) -> list[dict]:
@@ -132,22 +124,10 @@ def test_two_daemons_on_s3_share_a_stranger(face_models, seaweedfs_bucket, tmp_p
     person, Obama and Biden two others."""
     import threading
 
-    from vidwatch.config import load_settings
-
-    settings = load_settings(
-        {
-            "TEMP_MEDIA_DIR": str(tmp_path / "tmp"),
-            "LOCAL_STORE_DIR": str(tmp_path / "unused"),
-            "TOON_ENABLED": "false",
-            "DETECT_MODEL": "none",
-            "SEGMENT_MODEL": "none",
-            "SAMPLE_FPS": "1",
-        }
+    settings = local_settings(
+        tmp_path, FACES_ONLY, SAMPLE_FPS="1", LOCAL_STORE_DIR=str(tmp_path / "unused")
     )
-    videos = [
-        still_video(tmp_path / f"{n}.mp4", side_by_side(*cast))
-        for n, cast in (("a", ("obama", "astronaut")), ("b", ("biden", "astronaut")))
-    ]
+    videos = [still_video(tmp_path / f"{n}.mp4", side_by_side(*cast)) for n, cast in CASTS]
     stores = [seaweedfs_bucket.store() for _ in videos]
     done: dict[int, str] = {}
     errors: list[BaseException] = []
@@ -182,19 +162,7 @@ def test_two_daemons_on_s3_share_a_stranger(face_models, seaweedfs_bucket, tmp_p
 def test_library_off_links_nothing(face_models, tmp_path):
     """FACE_LIBRARY=false: the job's people stay per-job (library_id null), nothing is
     written under library/."""
-    from vidwatch.config import load_settings
-
-    settings = load_settings(
-        {
-            "TEMP_MEDIA_DIR": str(tmp_path / "tmp"),
-            "LOCAL_STORE_DIR": str(tmp_path / "store"),
-            "TOON_ENABLED": "false",
-            "DETECT_MODEL": "none",
-            "SEGMENT_MODEL": "none",
-            "SAMPLE_FPS": "1",
-            "FACE_LIBRARY": "false",
-        }
-    )
+    settings = local_settings(tmp_path, FACES_ONLY, SAMPLE_FPS="1", FACE_LIBRARY="false")
     video = still_video(tmp_path / "a.mp4", side_by_side("obama", "astronaut"))
     store, job_id, manifest = _run(video, settings, face_models)
     assert manifest.state == "completed", manifest.error

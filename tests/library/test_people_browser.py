@@ -11,16 +11,12 @@ from typing import Any
 
 import pytest
 
-from tests.api.api_harness import Served, serve
+from tests.api.api_harness import Served, api_app, serve
 from tests.api.browser import Watch
-from tests.api.conftest import browser  # noqa: F401 - the Chromium fixture
 from tests.api.test_pages_browser import ALL_IMAGES_LOADED
-from tests.library.photo_video import PHOTOS, side_by_side, still_video
-from tests.pipeline.test_pipeline import _run
-from vidwatch.api.app import create_app
-from vidwatch.api.context import ApiContext
+from tests.daemon.helpers import local_settings
+from tests.library.photo_video import FACES_ONLY, PHOTOS, analyse_casts
 from vidwatch.api.links import FileLinkSigner
-from vidwatch.config import load_settings
 from vidwatch.library.photos import ModelPhotoFaces
 from vidwatch.r2 import keys
 from vidwatch.r2.local import LocalStore
@@ -35,36 +31,14 @@ BLANK_FRAMES = 5  # the people appear at 2.5 s
 @pytest.fixture(scope="module")
 def site(face_models, tmp_path_factory) -> Iterator[tuple[Served, dict[str, Any]]]:
     root = tmp_path_factory.mktemp("people_site")
-    settings = load_settings(
-        {
-            "TEMP_MEDIA_DIR": str(root / "tmp"),
-            "LOCAL_STORE_DIR": str(root / "store"),
-            "TOON_ENABLED": "false",
-            "DETECT_MODEL": "none",
-            "SEGMENT_MODEL": "none",
-            "SAMPLE_FPS": "2",
-            "API_TOKEN": TOKEN,
-        }
-    )
+    settings = local_settings(root, FACES_ONLY, SAMPLE_FPS="2", API_TOKEN=TOKEN)
     signer = FileLinkSigner.from_settings(settings)
     store = LocalStore(settings.local_store_dir, url_signer=signer)
-    jobs = {}
-    for name, cast in (("a", ("obama", "astronaut")), ("b", ("biden", "astronaut"))):
-        video = still_video(
-            root / f"{name}.mp4", side_by_side(*cast), frames=4, fps=FPS, blank_frames=BLANK_FRAMES
-        )
-        _, job_id, manifest = _run(video, settings, face_models, store=store)
-        assert manifest.state == "completed", manifest.error
-        jobs[name] = job_id
-    ctx = ApiContext(
-        settings=settings,
-        store=store,
-        submit=lambda spec: None,
-        health=lambda: {"ok": True},
-        signer=signer,
-        photo_faces=ModelPhotoFaces(face_models),
+    jobs = analyse_casts(
+        root, settings, face_models, store, frames=4, fps=FPS, blank_frames=BLANK_FRAMES
     )
-    with serve(create_app(ctx)) as served:
+    app = api_app(settings, store, signer=signer, photo_faces=ModelPhotoFaces(face_models))
+    with serve(app) as served:
         yield served, {"store": store, "jobs": jobs}
 
 
@@ -87,7 +61,7 @@ def _images_loaded(page) -> None:
     assert images and all(width > 0 for _, width in images), images
 
 
-def test_the_people_pages_in_chromium(browser, site, tmp_path):  # noqa: F811
+def test_the_people_pages_in_chromium(browser, site, tmp_path):
     served, info = site
     obama, astronaut = _left_to_right(_results(info, "a"))
     biden, astronaut_b = _left_to_right(_results(info, "b"))

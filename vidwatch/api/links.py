@@ -32,9 +32,9 @@ _request_base_url: ContextVar[str | None] = ContextVar("vidwatch_api_base_url", 
 
 def load_signing_secret(settings: Settings) -> bytes:
     """``URL_SIGNING_SECRET``, else the persisted secret of TEMP_MEDIA_DIR (made once)."""
-    configured: str | None = getattr(settings, "url_signing_secret", None)
-    if configured:
-        return configured.encode()
+    configured = settings.url_signing_secret
+    if configured is not None:
+        return configured.get_secret_value().encode()
     folder = Path(settings.temp_media_dir)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / SECRET_FILE

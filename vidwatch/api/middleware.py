@@ -9,6 +9,7 @@ import uuid
 
 import anyio
 import structlog
+from pydantic import SecretStr
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -56,10 +57,14 @@ class RequestContextMiddleware:
     one log line per request and the HTTP metrics."""
 
     def __init__(
-        self, app: ASGIApp, *, api_token: str | None, sessions: SessionStore | None = None
+        self,
+        app: ASGIApp,
+        *,
+        api_token: SecretStr | None,
+        sessions: SessionStore | None = None,
     ) -> None:
         self.app = app
-        self.token = api_token.encode() if api_token else None
+        self.token = api_token.get_secret_value().encode() if api_token else None
         self.sessions = sessions
 
     async def _authorized(self, scope: Scope) -> bool:

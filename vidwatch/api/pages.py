@@ -275,6 +275,12 @@ def _start(t: str | None) -> float | None:
     return round(value, 3)
 
 
+def _api_token(ctx: Ctx) -> bytes | None:
+    """API_TOKEN's value, taken out of its secret type only here, where it is compared."""
+    token = ctx.settings.api_token
+    return None if token is None else token.get_secret_value().encode()
+
+
 @router.get("/login", summary="The sign-in form (HTML)", responses=_REDIRECT)
 def login_form(ctx: Ctx, next: Annotated[str | None, Query(max_length=2000)] = None) -> Response:
     """With API_TOKEN set, the one-field form; without, a redirect to ``next``."""
@@ -300,7 +306,7 @@ def login(
 ) -> Response:
     """The right token sets the session cookie ``vidwatch_session`` and redirects to
     ``next`` (a path of this site)."""
-    token = ctx.settings.api_token
+    token = _api_token(ctx)
     target = _safe_next(next)
     if token is None:
         return RedirectResponse(target, status_code=303)
@@ -316,7 +322,7 @@ def login(
             f"{ctx.login_throttle.window_s:g} s from this address; try again later",
             headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
         )
-    if not hmac.compare_digest(token_field.encode(), token.encode()):
+    if not hmac.compare_digest(token_field.encode(), token):
         ctx.login_throttle.failed(address, now)
         log.info("login_failed", client=address)
         return login_page(target, failed=True)
@@ -328,7 +334,7 @@ def login(
     response = RedirectResponse(target, status_code=303, headers=PAGE_HEADERS)
     response.set_cookie(
         SESSION_COOKIE,
-        cookie_value(token.encode(), session),
+        cookie_value(token, session),
         max_age=SESSION_TTL_S,
         path="/",
         httponly=True,
@@ -342,9 +348,9 @@ def login(
 def logout(ctx: Ctx, request: Request) -> Response:
     """Closes the session in the store (every daemon then refuses its cookie), clears the
     session cookie and redirects to the sign-in form."""
-    token = ctx.settings.api_token
+    token = _api_token(ctx)
     if token is not None:
-        session = parse_cookie(token.encode(), request.cookies.get(SESSION_COOKIE), time.time())
+        session = parse_cookie(token, request.cookies.get(SESSION_COOKIE), time.time())
         if session is not None:
             try:
                 ctx.sessions.close(session)

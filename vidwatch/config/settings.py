@@ -31,7 +31,12 @@ REQUIRED_R2_SETTINGS = ("R2_BUCKET", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY")
 SECRET_SETTINGS = frozenset(
     {"r2_secret_access_key", "api_token", "url_signing_secret", "webhook_secret"}
 )
-"""Settings whose values never appear in an error line or a log."""
+"""Settings whose values never appear in an error line or a log: typed ``SecretStr`` (a repr
+shows ``**********``; ``.get_secret_value()`` at the edge that uses them) and also read
+from systemd's credentials folder (``load_settings``)."""
+CREDENTIALS_DIRECTORY = "CREDENTIALS_DIRECTORY"
+"""Set by systemd for a unit with ``LoadCredential=NAME:PATH``: a private folder holding one
+file per credential, named ``NAME``."""
 WEBHOOK_SECRET_PREFIX = "whsec_"
 WEBHOOK_SECRET_BYTES = (24, 64)
 """Standard Webhooks 1.0: a secret is 24 to 64 random bytes, base64 after ``whsec_``."""
@@ -87,7 +92,7 @@ class Settings(BaseModel):
     r2_account_id: str | None = None
     r2_bucket: str | None = None
     r2_access_key_id: str | None = None
-    r2_secret_access_key: str | None = None
+    r2_secret_access_key: SecretStr | None = None
     r2_url_ttl_seconds: int = Field(3600, ge=1, le=7 * 24 * 3600)
     r2_retention_days: int = Field(7, ge=1)
     r2_abort_multipart_days: int = Field(1, ge=1)
@@ -192,13 +197,13 @@ class Settings(BaseModel):
     http_host: str = "127.0.0.1"
     http_port: int = Field(8000, ge=0, le=65535)
     max_upload_bytes: int = Field(2 * 1024**3, ge=1)
-    api_token: str | None = None
+    api_token: SecretStr | None = None
     public_base_url: str | None = None
     """Base URL of our own API for signed local-store links; None: the address the client
     used (the request's Host), so links work under whatever name reached the API."""
     cors_origins: str = ""
     """Comma-separated origins allowed by CORS (``*`` for any); empty: CORS off."""
-    url_signing_secret: str | None = None
+    url_signing_secret: SecretStr | None = None
     """HMAC secret of the local store's signed links (default: a random secret kept in
     TEMP_MEDIA_DIR/.url-signing-key)."""
 
@@ -291,17 +296,22 @@ class Settings(BaseModel):
         "r2_account_id",
         "r2_bucket",
         "r2_access_key_id",
-        "r2_secret_access_key",
         "r2_endpoint_url",
-        "api_token",
         "public_base_url",
-        "url_signing_secret",
     )
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
         return value.strip()
+
+    @field_validator("r2_secret_access_key", "api_token", "url_signing_secret", mode="before")
+    @classmethod
+    def _blank_secret_is_none(cls, value: object) -> object:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if not isinstance(raw, str):
+            return value  # not text: pydantic's own error, which never shows a secret
+        return raw.strip() or None
 
     # --- derived ----------------------------------------------------------------------------
     def missing_r2_settings(self) -> list[str]:
@@ -360,8 +370,59 @@ def result_settings(settings: Settings) -> dict[str, Any]:
     return {name: getattr(settings, name) for name in RESULT_SETTINGS}
 
 
+def read_credentials(source: Mapping[str, str], given: Mapping[str, object]) -> dict[str, str]:
+    """The secret settings found in ``$CREDENTIALS_DIRECTORY`` (systemd's ``LoadCredential=``),
+    each in the file named after the setting (``API_TOKEN``), its trailing newline dropped.
+
+    The environment wins: a secret given there (not blank) is not read from the folder, so
+    a drop-in's ``Environment=`` can still replace a credential. Only secret settings are
+    read; other files of the folder are not ours. A file the folder lists but that cannot
+    be read (a dangling link, a folder, no permission, not UTF-8) or that is empty is a
+    ConfigError naming the setting: the unit named it, so it was meant to hold a value.
+    """
+    folder_text = source.get(CREDENTIALS_DIRECTORY, "")
+    if not folder_text:
+        return {}
+    folder = Path(folder_text)
+    if not folder.is_dir():
+        raise ConfigError(
+            f"invalid setting {CREDENTIALS_DIRECTORY}={folder_text!r}: not a readable folder",
+            settings=(CREDENTIALS_DIRECTORY,),
+        )
+    found: dict[str, str] = {}
+    for name in sorted(SECRET_SETTINGS):
+        in_env = given.get(name)
+        if isinstance(in_env, str) and in_env.strip():
+            continue
+        path = folder / name.upper()
+        if not (path.exists() or path.is_symlink()):
+            continue
+        found[name] = _read_credential(path, name.upper())
+    return found
+
+
+def _read_credential(path: Path, setting: str) -> str:
+    """One credential's text; ConfigError naming ``setting`` when it cannot be had."""
+    where = f"${CREDENTIALS_DIRECTORY}/{setting}"
+    try:
+        text = path.read_bytes().decode("utf-8").rstrip("\r\n")
+    except FileNotFoundError:
+        problem = "missing (its source file is gone)"
+    except UnicodeDecodeError:
+        problem = "unreadable (not UTF-8 text)"
+    except OSError as exc:
+        problem = f"unreadable ({exc.strerror or type(exc).__name__})"
+    else:
+        if text.strip():
+            return text
+        problem = "empty"
+    raise ConfigError(f"credential {setting} ({where}) is {problem}", settings=(setting,))
+
+
 def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-    """Read the settings from ``env`` (default: the process environment) plus overrides.
+    """Read the settings from ``env`` (default: the process environment), the secrets not
+    given there from ``$CREDENTIALS_DIRECTORY`` when ``env`` names one (``read_credentials``),
+    plus overrides.
 
     Raises ConfigError with one line naming the first invalid setting.
     """
@@ -372,6 +433,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
             if key in source:
                 values[name] = source[key]
                 break
+    values.update(read_credentials(source, given=values))
     values.update(overrides)
     try:
         return Settings.model_validate(values)

@@ -221,8 +221,9 @@ class PeopleLibrary:
         descriptors. Records each appearance in the person's record."""
         assigned: list[str | None] = []
         created: set[str] = set()
-        for _ in range(WRITE_TRIES):
-            index = self._read_index()
+
+        def link(index: Index) -> bool:
+            nonlocal assigned, created
             assigned, created = [], set()
             # Every person is matched against the index as read, before any is added (an
             # addition would rebuild the search matrix for the next).
@@ -241,15 +242,9 @@ class PeopleLibrary:
                     have = index.people[pid].shape[0] if pid in index.people else 0
                     limit = min(MAX_DESCRIPTORS, have + JOB_VIEWS)
                     dirty |= index.add(pid, jp.descriptors, limit=limit) > 0
-            if not dirty:
-                break
-            try:
-                self._write_index(index)
-                break
-            except PreconditionFailed:
-                continue
-        else:
-            raise LibraryConflict(f"the library index kept changing while job {job_id} linked")
+            return dirty
+
+        self._change_index(link, f"while job {job_id} linked")
         for jp, pid in zip(people, assigned, strict=True):
             if pid is not None:
                 self._add_appearance(pid, job_id, jp.entry, file_name, new=pid in created)
@@ -317,8 +312,9 @@ class PeopleLibrary:
             raise ValueError("enrolment needs at least one face")
         descriptors = np.stack([np.asarray(f.descriptor, np.float32) for f in faces])
         target, new = "", False
-        for _ in range(WRITE_TRIES):
-            index = self._read_index()
+
+        def add(index: Index) -> bool:
+            nonlocal target, new
             pid, distance = index.nearest(descriptors)
             target, new = lkeys.new_person_id(), True
             if pid is not None and distance < self.threshold:
@@ -328,13 +324,9 @@ class PeopleLibrary:
                     target, new = pid, False
             have = index.people[target].shape[0] if target in index.people else 0
             index.add(target, descriptors, limit=max(have, MAX_DESCRIPTORS) + ENROLMENT_VIEWS)
-            try:
-                self._write_index(index)
-                break
-            except PreconditionFailed:
-                continue
-        else:
-            raise LibraryConflict("the library index kept changing during the enrolment")
+            return True
+
+        self._change_index(add, "during the enrolment")
         crop = next((f.crop_jpeg for f in faces if f.crop_jpeg), None)
 
         def change(person: Person) -> Person:
@@ -372,19 +364,15 @@ class PeopleLibrary:
             raise ValueError("a person cannot be merged into itself")
         gone = self.get(from_id)
         self.get(into_id)
-        for _ in range(WRITE_TRIES):
-            index = self._read_index()
+
+        def move(index: Index) -> bool:
             moved = index.remove(from_id)
             if moved is None:
-                break
+                return False
             index.add(into_id, moved, limit=MAX_DESCRIPTORS + ENROLMENT_VIEWS)
-            try:
-                self._write_index(index)
-                break
-            except PreconditionFailed:
-                continue
-        else:
-            raise LibraryConflict("the library index kept changing during the merge")
+            return True
+
+        self._change_index(move, "during the merge")
 
         def change(person: Person) -> Person:
             seen = {(a.get("job_id"), a.get("person")) for a in person.appearances}
@@ -415,17 +403,7 @@ class PeopleLibrary:
         """Delete the person: their descriptors (index), record and thumbnail, and in every
         job they appear in the link and the face crop. Returns what was deleted."""
         person = self.get(person_id)
-        for _ in range(WRITE_TRIES):
-            index = self._read_index()
-            if index.remove(person_id) is None:
-                break
-            try:
-                self._write_index(index)
-                break
-            except PreconditionFailed:
-                continue
-        else:
-            raise LibraryConflict("the library index kept changing while forgetting")
+        self._change_index(lambda index: index.remove(person_id) is not None, "while forgetting")
         for job_id in person.job_ids:
             relink_job(self.store, job_id, {person_id: None}, drop_thumbnails=True)
         # Appearances that landed meanwhile (a job linking as the index changed) are read
@@ -501,6 +479,21 @@ class PeopleLibrary:
         with self._cache_lock:
             self._cached = index
         return index.copy()
+
+    def _change_index(self, change: Callable[[Index], bool], during: str) -> None:
+        """Read-change-write the index under If-Match, again from a fresh read whenever
+        another writer won; ``change`` edits the index it is given and says whether there is
+        anything to write. ``during`` ends the LibraryConflict's message."""
+        for _ in range(WRITE_TRIES):
+            index = self._read_index()
+            if not change(index):
+                return
+            try:
+                self._write_index(index)
+                return
+            except PreconditionFailed:
+                continue
+        raise LibraryConflict(f"the library index kept changing {during}")
 
     def _write_index(self, index: Index) -> None:
         info = self.store.put_bytes(

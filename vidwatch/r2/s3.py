@@ -281,13 +281,14 @@ class S3Store:
         from vidwatch.config import ConfigError
 
         endpoint = settings.r2_endpoint()
+        secret = settings.r2_secret_access_key
         missing = [
             name
             for name, value in (
                 ("R2_ACCOUNT_ID" if not settings.r2_endpoint_url else "R2_ENDPOINT_URL", endpoint),
                 ("R2_BUCKET", settings.r2_bucket),
                 ("R2_ACCESS_KEY_ID", settings.r2_access_key_id),
-                ("R2_SECRET_ACCESS_KEY", settings.r2_secret_access_key),
+                ("R2_SECRET_ACCESS_KEY", secret),
             )
             if not value
         ]
@@ -297,7 +298,7 @@ class S3Store:
             "bucket": settings.r2_bucket,
             "endpoint_url": endpoint,
             "access_key_id": settings.r2_access_key_id,
-            "secret_access_key": settings.r2_secret_access_key,
+            "secret_access_key": secret.get_secret_value() if secret else None,
             "region": settings.r2_region or "auto",
             "workers": settings.write_workers,
             "endpoint_setting": "R2_ENDPOINT_URL" if settings.r2_endpoint_url else "R2_ACCOUNT_ID",

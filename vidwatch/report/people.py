@@ -9,6 +9,9 @@ from typing import Any
 
 from vidwatch.report.render import Rendered, _Links, _render
 
+_SERVED: dict[str, Any] = {"jobs_url": "/jobs", "search": {"q": ""}}
+"""Pages the API serves carry its header: the links to every page and the search box."""
+
 
 def _origins(urls: list[Any]) -> set[str]:
     links = _Links(lambda url: url)
@@ -20,11 +23,11 @@ def _origins(urls: list[Any]) -> set[str]:
 def render_people(
     people: list[dict[str, Any]], *, next_url: str | None = None, logout: bool = False
 ) -> Rendered:
-    html = _render("people.html.j2", people=people, next_url=next_url, logout=logout)
+    html = _render("people.html.j2", people=people, next_url=next_url, logout=logout, **_SERVED)
     return Rendered(html, _origins([p.get("thumbnail") for p in people]))
 
 
 def render_person(person: dict[str, Any], *, logout: bool = False) -> Rendered:
-    html = _render("person.html.j2", person=person, logout=logout)
+    html = _render("person.html.j2", person=person, logout=logout, **_SERVED)
     urls = [person.get("thumbnail"), *(a.get("thumbnail") for a in person["appearances"])]
     return Rendered(html, _origins(urls))

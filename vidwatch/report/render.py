@@ -355,6 +355,7 @@ def render_jobs(
         older_url=older_url,
         logout=logout,
         filters=filters,
+        jobs_url="/jobs",
         search={"q": ""},
     )
     return Rendered(html)
