@@ -110,7 +110,7 @@ def score(
             best = max(
                 ((iou(t, d), i) for i, d in enumerate(kept) if i not in used), default=(0.0, -1)
             )
-            size = int(round(t[2] - t[0]))
+            size = round(t[2] - t[0])
             entry = by_size.setdefault(size, [0, 0])
             entry[1] += 1
             if best[0] >= min_iou:

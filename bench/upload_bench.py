@@ -129,7 +129,7 @@ def toon_texts(docs: list[dict[str, Any]]) -> tuple[list[str], str]:
 
         with ToonBridge(timeout_s=60) as bridge:
             return bridge.encode_many(docs), "@toon-format/toon"
-    except Exception as exc:  # Node missing, runtime not installed...
+    except Exception as exc:  # noqa: BLE001 - Node missing, runtime not installed...
         print(f"TOON encoder unavailable ({type(exc).__name__}); using a stand-in", file=sys.stderr)
         return [
             json.dumps(d, indent=1).replace('"', "")[: len(json.dumps(d)) * 6 // 10] for d in docs

@@ -395,7 +395,7 @@ def _wait_ready(proc: WeedProcess, server: S3Server) -> bool:
                     client.delete_object(Bucket="vidwatch-ready", Key="probe")
                     client.delete_bucket(Bucket="vidwatch-ready")
                     return True
-            except Exception:
+            except Exception:  # noqa: BLE001 - the server is not up yet, whatever the error: retry
                 time.sleep(0.2)
         return False
     finally:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 
 
-def configure_logging(fmt: str = "auto", level: str = "info", *, stream=None) -> None:
+def configure_logging(
+    fmt: str = "auto", level: str = "info", *, stream: TextIO | None = None
+) -> None:
     stream = stream or sys.stderr
     if fmt == "auto":
         fmt = "console" if stream.isatty() else "json"

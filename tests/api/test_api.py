@@ -636,7 +636,7 @@ def test_results_turn_every_key_into_a_signed_link_that_serves_the_bytes(api):
 
 
 def test_a_signed_link_tampered_expired_or_unsigned_is_403(api):
-    job_id, blobs = _completed_job(api.store)
+    job_id, _blobs = _completed_job(api.store)
     key = keys.frame_image_key(job_id, "det", 0)
     link = api.client.get(f"/results/{job_id}").json()["frames"][0]["images"]["det"]["url"]
     assert httpx.get(link).status_code == 200

@@ -214,9 +214,9 @@ def test_a_completed_jobs_page_links_every_image_and_shows_what_results_carry(ma
         assert parts.path.startswith(f"/files/jobs/{job_id}/") and "signature=" in parts.query
         got = httpx.get(url)
         assert got.status_code == 200 and got.headers["content-type"] == "image/jpeg"
-    video = [a for t, a in page.tags if t == "source"][0]["src"]
+    video = next(a for t, a in page.tags if t == "source")["src"]
     assert httpx.get(video).content == b"\x00" * 16
-    track = [a for t, a in page.tags if t == "track"][0]
+    track = next(a for t, a in page.tags if t == "track")
     assert track["kind"] == "chapters" and track["src"].startswith("data:text/vtt;base64,")
     assert "chapters.vtt" in text and "yolo11n.pt" in text and "ab" * 32 in text
     # /results turns the exports (and the people's thumbnails) into signed links too.

@@ -7,6 +7,7 @@ VIDWATCH_SCREENSHOT_DIR is set, there too: how docs/job-page.md's picture is mad
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -363,7 +364,7 @@ def _check_captions_and_exports(page) -> None:
     boxes = layout["exports"]
     for e in boxes:
         assert e["left"] <= e["linkLeft"] and e["linkRight"] <= e["right"]
-    for a, b in zip(boxes, boxes[1:], strict=False):
+    for a, b in itertools.pairwise(boxes):
         same_line = a["top"] < b["bottom"] and b["top"] < a["bottom"]
         assert not same_line or a["right"] <= b["left"], (a, b)
 

@@ -173,8 +173,8 @@ def test_removed_jobs_leave_and_a_sweep_listing_forgets_them(library, open_keepe
     store.delete_many(i.key for i in store.list(keys.job_prefix(park)))
 
     class Sweep:
-        kind, marked = "sweep", set()
-        listed = {library[n].job_id for n in ("office", "broken")}
+        kind, marked = "sweep", frozenset()
+        listed = frozenset(library[n].job_id for n in ("office", "broken"))
 
     keeper.on_scan(Sweep())
     assert hits(keeper, label=["dog"]) == []

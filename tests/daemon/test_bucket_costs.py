@@ -125,7 +125,7 @@ def test_an_idle_poll_costs_two_lists_and_no_read_whatever_the_bucket_holds(s3_b
     store = s3_bucket.store()
     now = time.time()
     calls = Requests(store)
-    seed_finished(s3_bucket, _old_ids(3, now) + [_id_at(now - 60)])
+    seed_finished(s3_bucket, [*_old_ids(3, now), _id_at(now - 60)])
     with calls:
         make_scanner(settings, store, Submitted()).poll_once(startup=True)
     small_restart = dict(calls.by_op)

@@ -153,7 +153,7 @@ def test_staging_pass_removes_exactly_what_the_policy_says(tmp_path):
         policy=False,
         extra={"input/source.mp4.download": 30, "scratch/frame.jpg": 30, "scratch/fresh.jpg": 2},
     )
-    lost, lost_dir = _stage(settings, store, state="failed", policy=True, uploaded=False)
+    _lost, lost_dir = _stage(settings, store, state="failed", policy=True, uploaded=False)
     fresh, fresh_dir = _stage(settings, store, state="completed", policy=True, source_h=2)
     pending, pending_dir = _stage(
         settings, store, state="queued", uploaded=False, extra={"input/source.mp4.download": 30}
@@ -250,7 +250,7 @@ def test_local_store_jobs_expire_after_the_retention_days(tmp_path):
 def test_the_scheduler_runs_the_pass(tmp_path):
     settings = _settings(tmp_path, RETENTION_INTERVAL_S="0.2")
     store = LocalStore(settings.local_store_dir)
-    job_id, folder = _stage(settings, store, state="completed", policy=True)
+    _job_id, folder = _stage(settings, store, state="completed", policy=True)
     retention = Retention(settings, store, clock=lambda: NOW)
     scheduler = retention.schedule(first_run_s=0.1)
     try:

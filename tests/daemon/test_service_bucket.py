@@ -46,7 +46,7 @@ def _upload(bucket, data: bytes, *, age_s: float = 0.0) -> str:
 
 def test_two_daemons_share_a_bucket_and_run_each_job_once(
     s3_bucket, daemons, tmp_path, model_env, media
-):  # noqa: F811
+):
     data = (media / "single_shot.mp4").read_bytes()
     early = [_upload(s3_bucket, data) for _ in range(4)]  # waiting before either starts
     early.append(_upload(s3_bucket, data, age_s=2 * 3600))  # older than the window
@@ -101,7 +101,7 @@ def test_two_daemons_share_a_bucket_and_run_each_job_once(
 
 def test_kill_9_mid_bucket_job_another_host_resumes_it_by_its_marker(
     moto_bucket, daemons, tmp_path, model_env, media
-):  # noqa: F811
+):
     data = (media / "cuts_h264.mp4").read_bytes()
     job_id = _upload(moto_bucket, data, age_s=2 * 3600)  # no poll window shows it
     env = {**moto_bucket.env(), "SAMPLE_FPS": "2", "MODEL_BATCH_SIZE": "1", "TORCH_THREADS": "1"}

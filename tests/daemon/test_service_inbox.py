@@ -142,7 +142,7 @@ def test_bad_videos_fail_clearly_and_the_next_good_one_completes(running, media)
 def test_http_api_is_served_by_the_daemon(running, media):
     import httpx
 
-    daemon, store, inbox = running
+    daemon, store, _inbox = running
     port = daemon.wait_for("http_listening")["port"]
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
         health = client.get("/healthz")

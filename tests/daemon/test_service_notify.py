@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import signal
 import socket
 import threading
@@ -52,7 +53,7 @@ class FakeSystemd:
         self.sock.close()
 
 
-def test_ready_after_models_then_watchdog_then_stopping(daemons, tmp_path, model_env):  # noqa: F811
+def test_ready_after_models_then_watchdog_then_stopping(daemons, tmp_path, model_env):
     systemd = FakeSystemd()
     try:
         env = daemon_env(
@@ -81,7 +82,7 @@ def test_ready_after_models_then_watchdog_then_stopping(daemons, tmp_path, model
             daemon=daemon,
         )
         pings = [t for t, _, _ in systemd.with_key("WATCHDOG")]
-        assert all(b - a < 1.0 for a, b in zip(pings, pings[1:], strict=False))
+        assert all(b - a < 1.0 for a, b in itertools.pairwise(pings))
         daemon.signal(signal.SIGTERM)
         assert daemon.wait_exit(30) == 0
         assert systemd.with_key("STOPPING")

@@ -33,7 +33,7 @@ def _without_job_id(doc, job_id: str):
 
 def test_kill_9_mid_job_then_restart_completes_with_the_same_artifacts(
     daemons, tmp_path, model_env, media
-):  # noqa: F811
+):
     # One sampled frame per model call: frame images appear early in the job.
     env = daemon_env(tmp_path, model_env, SAMPLE_FPS="2", MODEL_BATCH_SIZE="1")
     store = LocalStore(tmp_path / "store")
@@ -84,7 +84,7 @@ def test_kill_9_mid_job_then_restart_completes_with_the_same_artifacts(
 
 def test_sigterm_mid_job_exits_within_the_bound_and_loses_nothing(
     daemons, tmp_path, model_env, media
-):  # noqa: F811
+):
     grace_s = 1.0
     # Every frame to the models, one at a time: a job far longer than the grace period,
     # which stops within one frame's inference once told to.

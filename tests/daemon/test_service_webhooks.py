@@ -94,7 +94,7 @@ def test_real_jobs_send_signed_events_and_bad_endpoints_block_nothing(
             failing = [e for e in entries if e["state"] == "pending" and e["last_error"]]
             return (entries, failing) if len(delivered) == 3 and len(failing) >= 4 else None
 
-        entries, failing = wait_until(
+        _entries, failing = wait_until(
             recorded, timeout_s=30, what="delivery states in status.json", daemon=daemon
         )
         assert {e["endpoint"] for e in failing} >= {urls[1], urls[2], urls[3], urls[4]}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 from typing import Any
 
 import opentimelineio as otio
@@ -108,7 +109,7 @@ def _doc(fps: float, cuts: list[int], frames: int, *, vfr: bool = False) -> dict
             "keyframe": a,
             "people": [0] if i % 2 == 0 else [],
         }
-        for i, (a, b) in enumerate(zip(bounds, bounds[1:], strict=False))
+        for i, (a, b) in enumerate(itertools.pairwise(bounds))
     ]
     sampled = []
     for s in scenes:

@@ -244,7 +244,7 @@ def _job(tmp_path, models, make_settings, scenes, size=(640, 360), fps=10, **set
 def test_one_person_across_a_whole_clip_is_one_person(tmp_path, models, make_settings):
     # She crosses the frame and grows; every face is described (no reuse by overlap).
     scenes = [Scene(60, (90, 90, 90), [Placement(A, 60, 120, 180, dx=7, grow=1.0)])]
-    store, job_id, results, truth = _job(
+    _store, _job_id, results, _truth = _job(
         tmp_path, models, make_settings, scenes, sample_fps=2, face_identity_reuse_iou=0
     )
     faces = [face for f in results["frames"] for face in f["faces"]]
@@ -263,7 +263,7 @@ def test_two_people_side_by_side_stay_two(tmp_path, models, make_settings):
             [Placement(A, 70, 150, 180, dx=3), Placement(C, 70, 480, 180, dx=-2)],
         )
     ]
-    store, job_id, results, truth = _job(
+    _store, _job_id, results, truth = _job(
         tmp_path, models, make_settings, scenes, sample_fps=2, face_identity_reuse_iou=0
     )
     assert len(results["frames"]) == 8
@@ -304,7 +304,7 @@ def test_a_frame_with_twenty_faces(tmp_path, models, make_settings):
 
 def test_a_job_with_no_face_has_no_people(media, models, make_settings):
     settings = make_settings()
-    store, job_id, manifest = _run(media / "single_shot.mp4", settings, models)
+    store, job_id, _manifest = _run(media / "single_shot.mp4", settings, models)
     results = json.loads(store.get_bytes(keys.results_key(job_id)))
     assert results["people"] == [] and results["summary"]["people"] == 0
     assert all(f["faces"] == [] for f in results["frames"])

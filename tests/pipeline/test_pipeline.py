@@ -201,7 +201,7 @@ def test_bad_inputs_fail_with_a_code_and_keep_the_source(
 
 def test_higher_sample_rate_samples_more(media, models, make_settings):
     settings = make_settings(sample_fps=4)
-    store, job_id, manifest = _run(media / "single_shot.mp4", settings, models)
+    store, job_id, _manifest = _run(media / "single_shot.mp4", settings, models)
     results = json.loads(store.get_bytes(keys.results_key(job_id)))
     # 24 fps, 48 frames, 4 samples a second: frames 0, 6, 12, ... 42.
     assert [f["frame"] for f in results["frames"]] == list(range(0, 48, 6))

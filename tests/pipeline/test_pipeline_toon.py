@@ -38,7 +38,7 @@ def test_every_frame_toon_decodes_to_its_json_exactly(media, models, make_settin
 
 def test_toon_off_writes_no_toon_and_says_so(media, models, make_settings):
     settings = make_settings(toon_enabled="false")
-    store, job_id, manifest = _run(media / "single_shot.mp4", settings, models, toon=None)
+    store, job_id, _manifest = _run(media / "single_shot.mp4", settings, models, toon=None)
     results = json.loads(store.get_bytes(keys.results_key(job_id)))
     assert results["provenance"]["toon"] == {"enabled": False, "library": None}
     assert all(f["toon"] is None for f in results["frames"])

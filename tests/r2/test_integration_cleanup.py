@@ -43,7 +43,7 @@ def bucket_keys(bucket: S3Bucket) -> list[str]:
 def test_skips_without_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in R2_VARS:
         monkeypatch.delenv(name, raising=False)
-    with pytest.raises(pytest.skip.Exception, match="R2_ACCOUNT_ID.*R2_BUCKET"):
+    with pytest.raises(pytest.skip.Exception, match=r"R2_ACCOUNT_ID.*R2_BUCKET"):
         it.r2_store_or_skip()
 
 

@@ -320,6 +320,6 @@ def test_put_many_raises_after_all_ended(moto_bucket: S3Bucket) -> None:
     store.client.meta.events.register("before-parameter-build.s3.PutObject", refuse_one)
     items = [PutItem(f"k/{n}.json", b"{}") for n in range(20)]
     with pytest.raises(PermanentStoreError):
-        store.put_many(items[:10] + [PutItem("k/bad.json", b"{}")] + items[10:])
+        store.put_many([*items[:10], PutItem("k/bad.json", b"{}"), *items[10:]])
     assert sorted(i.key for i in store.list("k/")) == sorted(i.key for i in items)
     store.close()

@@ -309,7 +309,7 @@ def test_list_prefix_and_order(store: ObjectStore) -> None:
 def test_list_and_delete_past_1000_keys(store: ObjectStore) -> None:
     prefix = f"jobs/{JOB}/analysis/json/"
     items = [PutItem(f"{prefix}frame_{n}.json", b"{}") for n in range(1005)]
-    store.put_many(items + [PutItem(f"jobs/{JOB}/status.json", b"{}")])
+    store.put_many([*items, PutItem(f"jobs/{JOB}/status.json", b"{}")])
     pages = count_calls(store, "ListObjectsV2") if isinstance(store, S3Store) else None
     listed = [i.key for i in store.list(prefix)]
     assert listed == sorted(i.key for i in items)

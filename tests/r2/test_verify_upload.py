@@ -82,7 +82,7 @@ def test_a_damaged_upload_is_not_verified(
     tamper: Callable[[S3Store, str, bytes], None],
     message: str,
 ) -> None:
-    path, data, digest = source
+    path, _data, digest = source
     store = s3_bucket.store(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
     with pytest.raises(UploadVerificationError, match=message):
         upload_verified(Tampering(store, tamper), KEY, path, sha256=digest)

@@ -82,7 +82,8 @@ class ApiContext:
 
 
 def get_context(request: Request) -> ApiContext:
-    return request.app.state.ctx
+    ctx: ApiContext = request.app.state.ctx
+    return ctx
 
 
 Ctx = Annotated[ApiContext, Depends(get_context)]

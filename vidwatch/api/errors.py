@@ -41,7 +41,8 @@ class ApiError(VidwatchError):
 
 
 def request_id(scope: Scope) -> str | None:
-    return scope.get("state", {}).get("request_id")
+    value: str | None = scope.get("state", {}).get("request_id")
+    return value
 
 
 def wants_html(scope: Scope) -> bool:

@@ -43,7 +43,7 @@ def _same_origin_form(scope: Scope) -> bool:
     makes a browser send ``Origin: null`` on form posts: Sec-Fetch-Site is what tells.)"""
     if scope["method"] != "POST" or not scope["path"].startswith("/people"):
         return False
-    headers = dict(scope["headers"])
+    headers: dict[bytes, bytes] = dict(scope["headers"])
     if headers.get(b"sec-fetch-site") == b"same-origin":
         return True
     origin, host = headers.get(b"origin"), headers.get(b"host")
@@ -111,7 +111,7 @@ class RequestContextMiddleware:
         """503 when a session could not be checked: the store is unreachable."""
         log.warning("session_check_failed", error=str(exc))
         if self._is_page(scope):
-            from vidwatch.api.pages import html
+            from vidwatch.api.page_html import html
             from vidwatch.report.render import render_error
 
             return html(render_error("The store is unavailable", str(exc)), 503)

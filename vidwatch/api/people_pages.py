@@ -7,7 +7,7 @@ from typing import Any
 from fastapi.responses import HTMLResponse
 
 from vidwatch.api.context import ApiContext
-from vidwatch.api.pages import html
+from vidwatch.api.page_html import html
 from vidwatch.report.people import render_people, render_person
 
 

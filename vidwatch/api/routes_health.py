@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
@@ -34,7 +36,7 @@ async def healthz_head(ctx: Ctx) -> Response:
     )
 
 
-async def _health(ctx: Ctx) -> tuple[dict, int]:
+async def _health(ctx: Ctx) -> tuple[dict[str, Any], int]:
     try:
         with anyio.fail_after(ctx.health_timeout_s):
             result = await anyio.to_thread.run_sync(ctx.health, abandon_on_cancel=True)

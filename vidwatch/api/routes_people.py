@@ -162,7 +162,7 @@ _ENROL_BODY: dict[str, Any] = {
 
 def _page_error(exc: ApiError) -> Response:
     """A refused form of the pages, as a page (a browser shows it) with the same status."""
-    from vidwatch.api.pages import html
+    from vidwatch.api.page_html import html
     from vidwatch.report.render import render_error
 
     return html(render_error("Not done", f"{exc.message} ({exc.code})"), exc.http_status)
@@ -260,7 +260,7 @@ async def get_person(ctx: Ctx, request: Request, person_id: PersonId) -> Respons
     except ApiError as exc:
         if exc.http_status != 404 or not wants_html(request):
             raise
-        from vidwatch.api.pages import html
+        from vidwatch.api.page_html import html
         from vidwatch.report.render import render_error
 
         return html(render_error("No such person", exc.message), 404)

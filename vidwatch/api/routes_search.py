@@ -14,7 +14,7 @@ from vidwatch.api.context import ApiContext, Ctx
 from vidwatch.api.errors import ApiError, documented
 from vidwatch.api.links import request_base_url
 from vidwatch.api.negotiate import wants_html
-from vidwatch.api.pages import html as page
+from vidwatch.api.page_html import html as page
 from vidwatch.api.pages import next_url
 from vidwatch.catalog import Catalog
 from vidwatch.catalog.db import SceneHit

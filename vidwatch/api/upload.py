@@ -20,7 +20,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import anyio
 from python_multipart.exceptions import MultipartParseError
@@ -366,12 +366,12 @@ async def _receive(
     )
 
 
-def _write_hashed(fh, digest, data: bytes) -> None:
+def _write_hashed(fh: BinaryIO, digest: hashlib._Hash, data: bytes) -> None:
     digest.update(data)
     fh.write(data)
 
 
-def _flush_and_sync(fh) -> None:
+def _flush_and_sync(fh: BinaryIO) -> None:
     fh.flush()
     os.fsync(fh.fileno())
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
 
 from vidwatch.config import Settings
 from vidwatch.r2.store import StoreError
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "catalog",
         help="the catalog of every job (search, job list)",

@@ -236,7 +236,7 @@ class CatalogKeeper:
     def _rebuild_quietly(self) -> None:
         try:
             self.rebuild()
-        except Exception as exc:  # noqa: BLE001 - retried at the next start or by hand
+        except Exception as exc:  # retried at the next start or by hand
             self.last_error = f"rebuild: {type(exc).__name__}: {exc}"
             log.exception("catalog_rebuild_failed")
         finally:

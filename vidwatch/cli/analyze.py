@@ -15,12 +15,16 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vidwatch.config import ConfigError, Settings
 from vidwatch.logs import configure_logging
 
+if TYPE_CHECKING:
+    from vidwatch.jobs.manifest import Manifest
 
-def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
+
+def run_analyze(args: argparse.Namespace, settings: Settings) -> int:  # noqa: C901 - one exit code per start-up failure
     configure_logging(
         "console" if sys.stderr.isatty() else "json", "info" if args.verbose else "warning"
     )
@@ -97,9 +101,9 @@ def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
             dynamic_ncols=True,
         )
 
-        shown = {"stage": None}
+        shown: dict[str, str | None] = {"stage": None}
 
-        def on_progress(manifest) -> None:
+        def on_progress(manifest: Manifest) -> None:
             if manifest.frames_total and bar.total != manifest.frames_total:
                 bar.total = manifest.frames_total
             if manifest.frames_done > bar.n:

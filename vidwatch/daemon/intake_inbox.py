@@ -263,7 +263,7 @@ class InboxIntake:
                         if change != Change.deleted:
                             self._note(Path(path))
                     self._tick_safely()
-            except Exception:  # noqa: BLE001 - e.g. the inbox folder was removed
+            except Exception:  # e.g. the inbox folder was removed
                 log.exception("inbox_watch_failed", retry_s=5)
                 if self._stop.wait(5):
                     return
@@ -275,7 +275,7 @@ class InboxIntake:
             if self.clock() >= self._next_rescan:
                 self.rescan()
             self.tick()
-        except Exception:  # noqa: BLE001 - the next tick tries again
+        except Exception:  # the next tick tries again
             log.exception("inbox_tick_failed")
 
     # --- finding files --------------------------------------------------------------------

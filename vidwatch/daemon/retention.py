@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -35,6 +35,9 @@ from vidwatch.jobs.staging import ARRIVING
 from vidwatch.r2 import keys
 from vidwatch.r2.leases import read_lease
 from vidwatch.r2.store import ObjectStore, StoreError
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.background import BackgroundScheduler
 
 log = structlog.get_logger("vidwatch.retention")
 
@@ -167,7 +170,7 @@ class Retention:
         for step in steps:
             try:
                 step(now, report)
-            except Exception:  # noqa: BLE001 - a scheduled job must not die
+            except Exception:  # a scheduled job must not die
                 self.log.exception("retention_failed", step=step.__name__)
         self.log.info(
             "retention_done",
@@ -344,7 +347,7 @@ class Retention:
         library.prune()
 
     # --- the schedule ---------------------------------------------------------------------
-    def schedule(self, *, first_run_s: float | None = None):
+    def schedule(self, *, first_run_s: float | None = None) -> BackgroundScheduler:
         """A started APScheduler BackgroundScheduler running ``run`` every
         ``RETENTION_INTERVAL_S`` (the first pass after ``first_run_s``, default one minute
         or the interval, whichever is shorter). Stop it with ``shutdown(wait=False)``."""

@@ -307,7 +307,7 @@ class Runner:
                 if self._halt.is_set():  # taken just as the daemon began to stop
                     continue
                 self._process(spec)
-            except Exception:  # noqa: BLE001 - one job's bug must not stop the runner
+            except Exception:  # one job's bug must not stop the runner
                 log.exception("runner_error", job_id=spec.job_id)
             finally:
                 with self._lock:

@@ -20,6 +20,7 @@ import signal
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -76,7 +77,9 @@ class _Stopping(Exception):
     """A stop was requested while starting."""
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "run",
         help="run the daemon: inbox, bucket, HTTP API, retention",
@@ -119,7 +122,7 @@ def run_service(args: argparse.Namespace, settings: Settings) -> int:
     except (StoreError, StartupError, OSError) as exc:
         failed = {"error": str(exc)}
         code = 1
-    except Exception:  # noqa: BLE001 - logged whole; systemd restarts us
+    except Exception:  # logged whole; systemd restarts us
         log.exception("service_crashed", exit_code=1)
         code = 1
     finally:
@@ -651,7 +654,7 @@ def pages_url(public_base_url: str | None, host: str, port: int) -> str:
     return f"http://{shown}:{port}/jobs"
 
 
-def _prepare_folder(path, setting: str) -> None:
+def _prepare_folder(path: Path, setting: str) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

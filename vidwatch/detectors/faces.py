@@ -96,8 +96,10 @@ class MtcnnFaceDetector:
             found = [self._mtcnn.detect(img, landmarks=True) for img in rgb]
         return [self._convert(b, p, pts) for b, p, pts in found]
 
-    def _convert(self, boxes, probs, points) -> Detections:
-        if boxes is None:
+    def _convert(
+        self, boxes: np.ndarray | None, probs: np.ndarray, points: np.ndarray | None
+    ) -> Detections:
+        if boxes is None or points is None:  # facenet-pytorch gives both or neither
             return Detections()
         faces = []
         for box, prob, pts in zip(boxes, probs, points, strict=True):

@@ -14,9 +14,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    import openvino as ov
+    import torch
 
 # A net runner: a float32 NCHW batch in, the net's outputs (numpy) out.
 NetRunner = Callable[[np.ndarray], Sequence[np.ndarray]]
@@ -264,7 +270,7 @@ def detect_faces(
     )
 
 
-def torch_runner(net) -> NetRunner:
+def torch_runner(net: torch.nn.Module) -> NetRunner:
     import torch
 
     def run(x: np.ndarray) -> list[np.ndarray]:
@@ -275,7 +281,10 @@ def torch_runner(net) -> NetRunner:
 
 
 def openvino_runners(
-    nets: dict, *, cache: Path | None = None, config: dict | None = None
+    nets: dict[str, torch.nn.Module],
+    *,
+    cache: Path | None = None,
+    config: dict[str, Any] | None = None,
 ) -> dict[str, NetRunner]:
     """The three nets on OpenVINO (any batch; P-Net any size), compiled for the CPU in fp32.
 
@@ -309,7 +318,7 @@ def openvino_runners(
     return out
 
 
-def _ov_runner(request, n_out: int) -> NetRunner:
+def _ov_runner(request: ov.InferRequest, n_out: int) -> NetRunner:
     def run(x: np.ndarray) -> list[np.ndarray]:
         res = request.infer({0: x})
         return [np.array(res[i]) for i in range(n_out)]
@@ -321,7 +330,7 @@ _EXAMPLES = {"pnet": (1, 3, 64, 64), "rnet": (4, 3, 24, 24), "onet": (4, 3, 48, 
 _SHAPES = {"pnet": [-1, 3, -1, -1], "rnet": [-1, 3, 24, 24], "onet": [-1, 3, 48, 48]}
 
 
-def _save(ov, model, xml: Path) -> None:
+def _save(ov: ModuleType, model: ov.Model, xml: Path) -> None:
     """Write the converted net beside its siblings, atomically (another process may too)."""
     import os
     import tempfile

@@ -45,7 +45,7 @@ def export_warnings_silenced() -> Iterator[None]:
 def import_yolo() -> type:
     """``ultralytics.YOLO``, imported with its output kept quiet (before and after)."""
     quiet_ultralytics()
-    from ultralytics import YOLO
+    from ultralytics import YOLO  # type: ignore[attr-defined]  # a lazy __getattr__ export
 
     quiet_ultralytics()
     return YOLO

@@ -9,13 +9,16 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from vidwatch.detectors.types import Detections, ModelInfo, ObjectDetection
 from vidwatch.detectors.weights import sha256_of
+
+if TYPE_CHECKING:
+    from ultralytics.engine.results import Results
 
 # Polygons are simplified to within this many pixels: outlines stay exact to the eye and
 # per-frame documents stay small.
@@ -82,7 +85,7 @@ class YoloDetector:
             return []
         return [self._convert(r) for r in self._predict(frames)]
 
-    def _predict(self, frames: Sequence[np.ndarray]) -> list:
+    def _predict(self, frames: Sequence[np.ndarray]) -> list[Results]:
         kwargs = {"half": True} if self._half else {}
         return list(
             self._model.predict(
@@ -103,13 +106,14 @@ class YoloDetector:
         compiled = self._model.predictor.model.backend.ov_compiled_model
         return str(compiled.get_property("INFERENCE_PRECISION_HINT"))
 
-    def _convert(self, result) -> Detections:
+    def _convert(self, result: Results) -> Detections:
         boxes = result.boxes
         if boxes is None or len(boxes) == 0:
             return Detections()
-        xyxy = boxes.xyxy.cpu().numpy()
-        confs = boxes.conf.cpu().numpy()
-        classes = boxes.cls.cpu().numpy().astype(int)
+        # Ultralytics types these Tensor | ndarray; predict() hands tensors.
+        xyxy = boxes.xyxy.cpu().numpy()  # type: ignore[union-attr]
+        confs = boxes.conf.cpu().numpy()  # type: ignore[union-attr]
+        classes = boxes.cls.cpu().numpy().astype(int)  # type: ignore[union-attr]
         polygons = result.masks.xy if result.masks is not None else None
         objects: list[ObjectDetection] = []
         segments: list[ObjectDetection] = []
@@ -137,7 +141,13 @@ def _openvino_compile_config(extra: dict[str, Any]) -> Iterator[None]:
 
     original = ov.Core.compile_model
 
-    def compile_fp32(self, model, device_name=None, config=None, **kwargs):
+    def compile_fp32(
+        self: ov.Core,
+        model: ov.Model | str | Path,
+        device_name: str | None = None,
+        config: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> ov.CompiledModel:
         config = {**(config or {}), **extra, "INFERENCE_PRECISION_HINT": "f32"}
         if device_name is None:
             return original(self, model, config=config, **kwargs)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
-from pydantic.json_schema import JsonDict
+from pydantic.config import JsonDict
 
 from vidwatch.errors import VidwatchError
 from vidwatch.pipeline.documents import Document, FaceSummary
@@ -242,7 +242,8 @@ class Manifest(_Part, _FlatNames):
             return 100.0
         if not self.frames_total:
             return 0.0
-        return round(min(99.9, 100.0 * self.frames_done / self.frames_total), 1)
+        share: float = round(min(99.9, 100.0 * self.frames_done / self.frames_total), 1)
+        return share
 
     def to_json(self) -> dict[str, Any]:
         """The document to write, its derived fields set for this moment and this process."""

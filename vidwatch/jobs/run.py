@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
+from structlog.typing import FilteringBoundLogger
 
 from vidwatch.config import Settings
 from vidwatch.detectors.registry import ModelSet
@@ -229,7 +230,7 @@ def _claim_content(
     models: ModelSet,
     stop: threading.Event | None,
     save: Callable[..., None],
-    bound: Any,
+    bound: FilteringBoundLogger,
 ) -> Claim:
     """The job's content key, claimed in the index: analyse it (``claimed``), or answer
     with an earlier job's results (``duplicate``). While another live job analyses the same
@@ -264,7 +265,9 @@ def _claim_content(
             time.sleep(WAIT_POLL_S)
 
 
-def _complete_as_duplicate(manifest: Manifest, store: ObjectStore, original: str, bound) -> None:
+def _complete_as_duplicate(
+    manifest: Manifest, store: ObjectStore, original: str, bound: FilteringBoundLogger
+) -> None:
     # Read as plain JSON: the original may have been written by another version.
     results = json.loads(store.get_bytes(keys.results_key(original)))
     manifest.duplicate_of = original
@@ -284,7 +287,11 @@ def _complete_as_duplicate(manifest: Manifest, store: ObjectStore, original: str
 
 
 def _write_exports(
-    store: ObjectStore, job_id: str, results: dict[str, Any], manifest: Manifest, bound
+    store: ObjectStore,
+    job_id: str,
+    results: dict[str, Any],
+    manifest: Manifest,
+    bound: FilteringBoundLogger,
 ) -> dict[str, str]:
     """The editors' and players' files; a failure costs them (with a warning), not the job."""
     from vidwatch.pipeline.exports import write_exports
@@ -307,7 +314,7 @@ def _link_people(
     manifest: Manifest,
     results: dict[str, Any],
     descriptors: dict[int, Any],
-    bound: Any,
+    bound: FilteringBoundLogger,
     on_change: Callable[[Any], None] | None,
 ) -> None:
     """Each person of the job linked to the people library (``people[*].library_id``),
@@ -336,7 +343,7 @@ def _write_report(
     store: ObjectStore,
     manifest: Manifest,
     results: dict[str, Any] | None,
-    bound: Any,
+    bound: FilteringBoundLogger,
     *,
     made_by: str | None = None,
 ) -> None:
@@ -365,7 +372,9 @@ def _write_report(
         )
 
 
-def _write_failed_report(store: ObjectStore, manifest: Manifest, bound: Any) -> None:
+def _write_failed_report(
+    store: ObjectStore, manifest: Manifest, bound: FilteringBoundLogger
+) -> None:
     """A failed job's page too says what went wrong (its error's code and message). Best
     effort: the job's end is recorded in status.json whether or not the page lands."""
     try:
@@ -374,7 +383,9 @@ def _write_failed_report(store: ObjectStore, manifest: Manifest, bound: Any) -> 
         bound.warning("report_write_failed", error=str(exc))
 
 
-def _cleanup_local(spec: JobSpec, manifest: Manifest, verified: bool, bound) -> None:
+def _cleanup_local(
+    spec: JobSpec, manifest: Manifest, verified: bool, bound: FilteringBoundLogger
+) -> None:
     """Delete the staged source only after a verified upload and when the policy allows."""
     source = spec.staged_source
     if verified and manifest.cleanup_local_source:

@@ -32,7 +32,8 @@ def doubling_wait_s(failures: int, first_s: float, max_s: float) -> float:
     """The wait after ``failures`` failed tries to stage a source (1 or more): ``first_s``,
     doubling with each further try, at most ``max_s``. The inbox's and the bucket's full-disk
     waits both use it."""
-    return min(max_s, first_s * 2 ** (failures - 1))
+    wait: float = min(max_s, first_s * 2 ** (failures - 1))
+    return wait
 
 
 def staging_dir(settings: Settings, job_id: str) -> Path:

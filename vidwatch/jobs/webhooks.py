@@ -441,7 +441,7 @@ class WebhookSender:
                 self._write_new(record)
             metrics.WEBHOOK_EVENTS.labels(type=type_).inc()
             log.info("webhook_event", job_id=manifest.job_id, type=type_, event_id=event_id)
-        except Exception:  # noqa: BLE001 - an event must never fail the job
+        except Exception:  # an event must never fail the job
             log.exception("webhook_emit_failed", job_id=manifest.job_id, type=type_)
 
     def _people(self, manifest: Manifest) -> list[dict[str, Any]] | None:
@@ -536,7 +536,7 @@ class WebhookSender:
                 except StoreError as exc:
                     self.last_scan_error = str(exc)
                     log.warning("webhook_scan_failed", error=str(exc))
-                except Exception:  # noqa: BLE001 - the next scan tries again
+                except Exception:  # the next scan tries again
                     log.exception("webhook_scan_failed")
             self._retry_unwritten()
             self._flush_status()
@@ -578,7 +578,7 @@ class WebhookSender:
             except StoreError as exc:
                 log.warning("webhook_store_failed", key=key, error=str(exc))
                 self._schedule(key, self.clock() + self.settings.webhook_retry_base_s)
-            except Exception:  # noqa: BLE001 - one record's bug must not stop the sender
+            except Exception:  # one record's bug must not stop the sender
                 log.exception("webhook_attempt_crashed", key=key)
                 self._schedule(key, self.clock() + self.settings.webhook_retry_base_s)
             finally:

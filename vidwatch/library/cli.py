@@ -18,7 +18,9 @@ from typing import Any
 from vidwatch.config import Settings
 
 
-def add_people_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_people_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "people",
         help="the library of people: add, list, show, rename, merge, forget",
@@ -51,7 +53,7 @@ def add_people_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def run_people(args: argparse.Namespace, settings: Settings) -> int:
+def run_people(args: argparse.Namespace, settings: Settings) -> int:  # noqa: C901 - one branch per subcommand, each a few lines
     from vidwatch.library import InvalidName, PeopleLibrary, PersonNotFound
     from vidwatch.library import keys as lkeys
     from vidwatch.library.photos import PhotoError, enrolment_faces, load_photo_faces

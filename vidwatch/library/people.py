@@ -564,5 +564,5 @@ class PeopleLibrary:
             return
         try:
             self.on_change(change)
-        except Exception:  # noqa: BLE001 - a listener's failure is not the library's
+        except Exception:  # a listener's failure is not the library's
             log.exception("library_listener_failed", kind=change.kind, library_id=change.library_id)

@@ -75,7 +75,8 @@ ProgressFn = Callable[[int, int | None], None]
 class TextEncoder(Protocol):
     """Turns a frame document into TOON (the Node bridge, or a stand-in where TOON is off)."""
 
-    version: str
+    @property
+    def version(self) -> str: ...
 
     def encode(self, doc: Any) -> str: ...
 
@@ -171,7 +172,7 @@ def _identity_tracker(models: ModelSet, options: AnalysisOptions) -> IdentityTra
 
 
 # --- stage: decode, scenes, sampling, models, writer ----------------------------------------
-def _detect_and_write(
+def _detect_and_write(  # noqa: C901 - the per-frame stages share its clock and stop
     source: Path,
     info: VideoInfo,
     ctx: AnalysisContext,

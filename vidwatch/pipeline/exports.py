@@ -157,7 +157,8 @@ def scenes_edl(results: dict[str, Any], *, source_key: str | None = None) -> str
     rate = edl_rate(fps)
     edl = timeline(results, rate=rate, source_key=source_key)
     edl.name = f"vidwatch {results.get('job_id')}"
-    return otio.adapters.write_to_string(edl, "cmx_3600", rate=rate)
+    text: str = otio.adapters.write_to_string(edl, "cmx_3600", rate=rate)
+    return text
 
 
 def render_exports(results: dict[str, Any], *, source_key: str | None = None) -> dict[str, bytes]:

@@ -13,14 +13,19 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-_END = object()
+
+class _End:
+    """The stage's last item: it produced everything."""
+
+
+_END = _End()
 
 
 def threaded(produce: Callable[[], Iterator[T]], *, maxsize: int, name: str) -> Iterator[T]:
-    items: queue.Queue = queue.Queue(maxsize=maxsize)
+    items: queue.Queue[T | BaseException | _End] = queue.Queue(maxsize=maxsize)
     cancel = threading.Event()
 
-    def put(item) -> bool:
+    def put(item: T | BaseException | _End) -> bool:
         while not cancel.is_set():
             try:
                 items.put(item, timeout=0.2)
@@ -43,7 +48,7 @@ def threaded(produce: Callable[[], Iterator[T]], *, maxsize: int, name: str) -> 
     try:
         while True:
             item = items.get()
-            if item is _END:
+            if isinstance(item, _End):
                 return
             if isinstance(item, BaseException):
                 raise item

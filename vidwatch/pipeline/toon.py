@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import structlog
 
 from vidwatch.config import ConfigError, Settings
 
+if TYPE_CHECKING:
+    from vidwatch.toon_bridge import ToonBridge
+
 log = structlog.get_logger("vidwatch.toon")
 
 
-def open_toon(settings: Settings):
+def open_toon(settings: Settings) -> ToonBridge | None:
     """A started TOON bridge, or None when TOON is off (said once, at start-up)."""
     if not settings.toon_enabled:
         log.warning(

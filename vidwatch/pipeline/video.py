@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
@@ -57,7 +58,7 @@ class VideoInfo:
     coded_height: int | None = None
     """The size of the frames as stored (before the rotation); the upright size if None."""
 
-    def to_json(self, frames: int | None = None) -> dict:
+    def to_json(self, frames: int | None = None) -> dict[str, Any]:
         return {
             "fps": round(self.fps, 3),
             "frames": frames if frames is not None else self.frames_expected,
@@ -193,7 +194,7 @@ def _display_rotation(container: av.container.InputContainer, stream: av.VideoSt
         return 0
     if frame is None:
         return 0
-    degrees = int(round(float(getattr(frame, "rotation", 0) or 0)))
+    degrees = round(float(getattr(frame, "rotation", 0) or 0))
     return (-degrees) % 360 // 90 * 90
 
 

@@ -17,7 +17,9 @@ from typing import Any, TextIO
 from vidwatch.r2.store import StoreError
 
 
-def add_r2_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_r2_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "r2",
         help="bucket operations (lifecycle rules)",

@@ -130,6 +130,6 @@ def _same_rule(sent: dict[str, Any], got: dict[str, Any] | None) -> bool:
             continue
         if not isinstance(have, dict) or any(have.get(k) != v for k, v in wanted.items()):
             return False
-    sent_prefix = sent.get("Filter", {}).get("Prefix", "")
+    sent_prefix: str = sent.get("Filter", {}).get("Prefix", "")
     got_prefix = (got.get("Filter") or {}).get("Prefix", got.get("Prefix", ""))
     return sent_prefix == (got_prefix or "")

@@ -141,7 +141,7 @@ class LocalStore:
         return self.root / _META / (key + ".json")
 
     @contextmanager
-    def _file_lock(self):
+    def _file_lock(self) -> Iterator[None]:
         with self._lock, open(self.root / _TMP / ".lock", "a+b") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:

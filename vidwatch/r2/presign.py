@@ -75,7 +75,7 @@ class Presigner:
             "AWS4-HMAC-SHA256"
         ):
             return False
-        access, day, region, service, terminal = params["X-Amz-Credential"].split("/")
+        access, _day, region, service, terminal = params["X-Amz-Credential"].split("/")
         if access != self._access_key_id or terminal != "aws4_request":
             return False
         self._form = (base[: -len(encoded)], urlsplit(base).netloc, region, service)

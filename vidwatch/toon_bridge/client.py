@@ -77,7 +77,7 @@ class ToonError(VidwatchError):
 
 
 class _Request:
-    __slots__ = ("id", "line", "attempts", "event", "outcome", "value", "detail")
+    __slots__ = ("attempts", "detail", "event", "id", "line", "outcome", "value")
 
     def __init__(self, req_id: int, line: bytes) -> None:
         self.id = req_id
@@ -306,7 +306,8 @@ class ToonBridge:
 
     def ping(self) -> bool:
         """Round trip to the helper (starting it if needed)."""
-        return self._run([self._request_line("ping", "", None, 0)])[0] == "pong"
+        reply: str = self._run([self._request_line("ping", "", None, 0)])[0]
+        return reply == "pong"
 
     # ----------------------------------------------------------------- internals
 
