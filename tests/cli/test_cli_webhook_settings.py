@@ -3,11 +3,9 @@ setting, the secret never printed."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
+
+from tests.cli.refused_start import run_once
 
 SECRET = "whsec_" + "QUJD" * 8  # valid base64, 24 bytes
 
@@ -25,22 +23,8 @@ SECRET = "whsec_" + "QUJD" * 8  # valid base64, 24 bytes
     ],
 )
 def test_run_refuses_bad_webhook_settings_in_one_line(tmp_path, env, name):
-    base = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOK_")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "vidwatch.cli", "run", "--once"],
-        env={
-            **base,
-            **env,
-            "TEMP_MEDIA_DIR": str(tmp_path / "t"),
-            "INBOX_DIR": str(tmp_path / "i"),
-        },
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc, lines = run_once(tmp_path, env, drop=lambda k: k.startswith("WEBHOOK_"))
     assert proc.returncode == 2, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and name in lines[0], proc.stderr
     assert "hunter2" not in proc.stderr + proc.stdout
     assert SECRET not in proc.stderr + proc.stdout

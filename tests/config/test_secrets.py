@@ -4,14 +4,12 @@ from the environment, the environment winning where both are given."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
+from tests.cli.refused_start import run_once
 from vidwatch.config import ConfigError, load_settings
 from vidwatch.config.settings import SECRET_SETTINGS, Settings
 
@@ -131,20 +129,8 @@ def test_run_reads_a_bad_credential_as_a_setting_to_fix(tmp_path):
     not restart it), one line naming the setting."""
     folder = credentials(tmp_path / "creds")
     (folder / "API_TOKEN").symlink_to(tmp_path / "nowhere")
-    base = {k: v for k, v in os.environ.items() if k not in VALUES}
-    proc = subprocess.run(
-        [sys.executable, "-m", "vidwatch.cli", "run", "--once"],
-        env={
-            **base,
-            "CREDENTIALS_DIRECTORY": str(folder),
-            "TEMP_MEDIA_DIR": str(tmp_path / "t"),
-            "INBOX_DIR": str(tmp_path / "i"),
-        },
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    proc, lines = run_once(
+        tmp_path, {"CREDENTIALS_DIRECTORY": str(folder)}, drop=lambda k: k in VALUES
     )
     assert proc.returncode == 2, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "API_TOKEN" in lines[0], proc.stderr
