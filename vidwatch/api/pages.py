@@ -31,6 +31,7 @@ from vidwatch.catalog.query import LIMIT_MAX as LIST_MAX
 from vidwatch.catalog.query import QueryError, parse_jobs
 from vidwatch.catalog.rows import SLOT_BITS
 from vidwatch.library.jobs import with_names
+from vidwatch.library.people import names_of
 from vidwatch.r2 import keys
 from vidwatch.r2.store import ObjectNotFound, StoreError
 from vidwatch.report.render import render_error, render_job, render_jobs, render_login
@@ -243,8 +244,7 @@ def job_page(
         if status.get("state") == "completed":
             results = _read_json(ctx, keys.results_key(made_by))
         if results is not None:  # names from the library, current now
-            names = ctx.library.names_for if ctx.library else (lambda ids: {})
-            results["people"] = with_names(results.get("people"), names)
+            results["people"] = with_names(results.get("people"), names_of(ctx.library))
         # Only keys of the job that made the results are signed, as /results does, and the
         # job's own (a duplicate's source video is its own upload, under its own id).
         prefixes = (keys.job_prefix(made_by), keys.job_prefix(normalised))

@@ -10,12 +10,13 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
-from vidwatch.api.context import ApiContext, Ctx
+from vidwatch.api.context import Ctx
 from vidwatch.api.errors import ApiError, ErrorBody, documented, store_unavailable
 from vidwatch.api.links import link_results, request_base_url
 from vidwatch.api.routes_jobs import JobId, read_status
 from vidwatch.library import keys as library_keys
-from vidwatch.library.jobs import Names, with_names
+from vidwatch.library.jobs import with_names
+from vidwatch.library.people import names_of
 from vidwatch.r2 import keys
 from vidwatch.r2.store import ObjectNotFound, StoreError
 
@@ -75,21 +76,13 @@ def get_results(ctx: Ctx, job_id: JobId, request: Request) -> Response:
         doc = link_results(doc, made_by, lambda key: ctx.store.signed_url(key, ttl_s), ttl_s)
     # Names are the library's now (a rename shows at once); the file keeps the ids.
     try:
-        doc["people"] = with_names(doc.get("people"), _names(ctx))
+        doc["people"] = with_names(doc.get("people"), names_of(ctx.library))
     except StoreError as exc:
         raise store_unavailable(exc) from None
     if made_by != job_id:
         # The same content was analysed by an earlier job: its results, its links.
         doc["job_id"], doc["duplicate_of"] = job_id, made_by
     return JSONResponse(doc, headers={"Cache-Control": "no-store"})
-
-
-def _names(ctx: ApiContext) -> Names:
-    """Names of library ids; with the library off, none (every person reads unlinked)."""
-    library = ctx.library
-    if library is None:
-        return lambda ids: {}
-    return library.names_for
 
 
 _LINK_PROBLEMS = {

@@ -449,13 +449,14 @@ class WebhookSender:
         the event) when its results cannot be read."""
         from vidwatch.library import PeopleLibrary
         from vidwatch.library.jobs import job_people
+        from vidwatch.library.people import names_of
 
         key = manifest.current_results_key()
         if key is None:
             return None
         library = PeopleLibrary(self.store) if self.settings.face_library else None
         try:
-            return job_people(self.store, key, library.names_for if library else _no_names)
+            return job_people(self.store, key, names_of(library))
         except Exception as exc:  # noqa: BLE001 - the event goes out without them
             log.warning("webhook_people_unread", job_id=manifest.job_id, error=str(exc))
             return None
@@ -814,8 +815,3 @@ def _settled(job: _JobEntries) -> bool:
 def _reason(exc: Exception) -> str:
     text = str(exc) or type(exc).__name__
     return text[:200]
-
-
-def _no_names(ids: list[str]) -> dict[str, str | None]:
-    """FACE_LIBRARY=false: no library, every person unlinked."""
-    return {}

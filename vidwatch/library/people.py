@@ -34,7 +34,7 @@ import structlog
 from vidwatch.errors import VidwatchError
 from vidwatch.library import keys as lkeys
 from vidwatch.library.index import MAX_DESCRIPTORS, Index
-from vidwatch.library.jobs import relink_job
+from vidwatch.library.jobs import Names, relink_job
 from vidwatch.r2 import keys as jobs_keys
 from vidwatch.r2.store import ObjectNotFound, ObjectStore, PreconditionFailed
 
@@ -566,3 +566,14 @@ class PeopleLibrary:
             self.on_change(change)
         except Exception:  # a listener's failure is not the library's
             log.exception("library_listener_failed", kind=change.kind, library_id=change.library_id)
+
+
+def no_names(ids: list[str]) -> dict[str, str | None]:
+    """FACE_LIBRARY=false: no library, every person reads unlinked."""
+    return {}
+
+
+def names_of(library: PeopleLibrary | None) -> Names:
+    """What resolves a job's library ids to names when its results are read: the library's
+    ``names_for``, or with the library off (None) nothing."""
+    return library.names_for if library is not None else no_names
