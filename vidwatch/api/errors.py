@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
 
+from vidwatch.api.negotiate import prefers_html
 from vidwatch.errors import VidwatchError
 from vidwatch.r2.store import StoreError
 
@@ -46,11 +47,11 @@ def request_id(scope: Scope) -> str | None:
 
 
 def wants_html(scope: Scope) -> bool:
-    """Whether the client is a browser navigating: its ``Accept`` names ``text/html`` (a
-    browser's does; curl's, httpx's and fetch's ``*/*`` or ``application/json`` do not)."""
+    """Whether the client is a browser navigating (``negotiate``'s rule, JSON by default:
+    curl's, httpx's and fetch's ``*/*`` get JSON)."""
     for name, value in scope.get("headers", ()):
         if name == b"accept":
-            return b"text/html" in value.lower()
+            return prefers_html(value.decode("latin-1"), default=False)
     return False
 
 

@@ -25,12 +25,17 @@ def _ranks(accept: str) -> dict[str, float]:
     return ranks
 
 
-def wants_html(request: Request, *, default: bool) -> bool:
-    """True for the page, False for JSON."""
-    ranks = _ranks(request.headers.get("accept", ""))
+def prefers_html(accept: str, *, default: bool) -> bool:
+    """The rule, on an ``Accept`` header's value: True for the page, False for JSON."""
+    ranks = _ranks(accept)
     html, json_ = ranks.get("text/html", 0.0), ranks.get("application/json", 0.0)
     if json_ > 0 and json_ >= html:
         return False
     if html > 0:
         return True
     return default
+
+
+def wants_html(request: Request, *, default: bool) -> bool:
+    """True for the page, False for JSON."""
+    return prefers_html(request.headers.get("accept", ""), default=default)

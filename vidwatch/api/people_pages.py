@@ -1,4 +1,4 @@
-"""HTML answers of the ``/people`` routes, for browsers (``routes_people.wants_html``)."""
+"""HTML answers of the ``/people`` routes, for browsers (``negotiate.wants_html``)."""
 
 from __future__ import annotations
 

@@ -31,6 +31,7 @@ from starlette.datastructures import UploadFile
 from vidwatch.api.context import ApiContext, Ctx
 from vidwatch.api.errors import ApiError, documented, store_unavailable
 from vidwatch.api.links import request_base_url
+from vidwatch.api.negotiate import wants_html
 from vidwatch.library import InvalidName, PeopleLibrary, Person, PersonNotFound
 from vidwatch.library import keys as lkeys
 from vidwatch.library.photos import PhotoError, enrolment_faces
@@ -45,12 +46,6 @@ NAME_FIELD, PHOTO_FIELD = "name", "photo"
 
 
 # --- shared -------------------------------------------------------------------------------------
-def wants_html(request: Request) -> bool:
-    """A browser's request: ``text/html`` accepted and ``application/json`` not asked for."""
-    accept = request.headers.get("accept", "").lower()
-    return "text/html" in accept and "application/json" not in accept
-
-
 def _is_form(request: Request) -> bool:
     kind = request.headers.get("content-type", "").lower()
     return kind.startswith(("application/x-www-form-urlencoded", "multipart/form-data"))
@@ -179,7 +174,7 @@ async def enrol(ctx: Ctx, request: Request) -> Response:
     try:
         return await _enrol(ctx, request)
     except ApiError as exc:
-        if wants_html(request):
+        if wants_html(request, default=False):
             return _page_error(exc)
         raise
 
@@ -216,7 +211,7 @@ async def _enrol(ctx: ApiContext, request: Request) -> Response:
     except PhotoError as exc:
         raise ApiError(422, exc.code, exc.message, details={"photo": exc.photo}) from None
     person, count = await _call(library.enrol, name, faces)
-    if wants_html(request):
+    if wants_html(request, default=False):
         return RedirectResponse(f"/people/{person.id}", status_code=303)
     return _json(
         {"id": person.id, "name": person.name, "faces": count},
@@ -241,7 +236,7 @@ async def list_people(
     people, cursor = await _call(lambda: library.list(before=before, limit=limit))
     next_url = f"/people?before={cursor}&limit={limit}" if cursor else None
     rows = [summary(ctx, request, p) for p in people]
-    if wants_html(request):
+    if wants_html(request, default=False):
         from vidwatch.api.people_pages import people_page
 
         return people_page(ctx, rows, next_url)
@@ -258,14 +253,14 @@ async def get_person(ctx: Ctx, request: Request, person_id: PersonId) -> Respons
     try:
         person = await _call(library.get, person_id)
     except ApiError as exc:
-        if exc.http_status != 404 or not wants_html(request):
+        if exc.http_status != 404 or not wants_html(request, default=False):
             raise
         from vidwatch.api.page_html import html
         from vidwatch.report.render import render_error
 
         return html(render_error("No such person", exc.message), 404)
     body = detail(ctx, request, person)
-    if wants_html(request):
+    if wants_html(request, default=False):
         from vidwatch.api.people_pages import person_page
 
         return person_page(ctx, body)
