@@ -32,6 +32,8 @@ from vidwatch.api.context import ApiContext, Ctx
 from vidwatch.api.errors import ApiError, documented, store_unavailable
 from vidwatch.api.links import request_base_url
 from vidwatch.api.negotiate import wants_html
+from vidwatch.catalog.query import LIMIT_DEFAULT as LIST_DEFAULT
+from vidwatch.catalog.query import LIMIT_MAX as LIST_MAX
 from vidwatch.library import InvalidName, PeopleLibrary, Person, PersonNotFound
 from vidwatch.library import keys as lkeys
 from vidwatch.library.photos import PhotoError, enrolment_faces
@@ -39,7 +41,6 @@ from vidwatch.r2.store import StoreError
 
 router = APIRouter()
 
-LIST_DEFAULT, LIST_MAX = 50, 500
 MAX_PHOTOS = 20
 MAX_PHOTO_BYTES = 25 * 1024 * 1024
 NAME_FIELD, PHOTO_FIELD = "name", "photo"
