@@ -117,6 +117,76 @@ def test_detect_model_export_matches_too_and_is_made_once_per_weights(calibrated
     assert [p.name for p in (tmp_path / "yolo").iterdir()] == [folder.name]
 
 
+def _outline_iou(a, b, shape) -> float:
+    import cv2
+
+    masks = []
+    for poly in (a, b):
+        m = np.zeros(shape[:2], np.uint8)
+        cv2.fillPoly(m, [np.round(np.asarray(poly)).astype(np.int32)], 1)
+        masks.append(m)
+    union = (masks[0] | masks[1]).sum()
+    return float((masks[0] & masks[1]).sum() / union) if union else 1.0
+
+
+@pytest.mark.parametrize("task", ["segment", "detect"])
+def test_openvino_without_ultralytics_gives_ultralytics_own_results(
+    task, calibrated, frames, tmp_path
+):
+    """The export run by yolo_openvino (no torch, no Ultralytics in the process) against the
+    same export run by Ultralytics' predictor: the same detections in the same order, boxes
+    within 0.05 px, scores within 0.001, outlines covering the same pixels (IoU >= 0.95: the
+    masks are upsampled by OpenCV, not torch, and differ by a few pixels in 10^4)."""
+    from vidwatch.detectors import yolo_openvino
+    from vidwatch.detectors.quiet import import_yolo
+    from vidwatch.detectors.yolo import YoloDetector, _openvino_compile_config
+
+    roles = ("objects", "segments") if task == "segment" else ("objects",)
+    common = {"roles": roles, "confidence": 0.25, "device": "cpu"}
+    ours = YoloDetector(
+        calibrated[task], name=task, backend="openvino", cache_dir=tmp_path, **common
+    )
+    assert isinstance(ours._native, yolo_openvino.OpenVinoYolo)
+    theirs = YoloDetector(
+        calibrated[task], name=task, backend="openvino", cache_dir=tmp_path, **common
+    )
+    folder = next((tmp_path / "yolo").glob("*/*_openvino_model"))
+    theirs._native = None
+    theirs._model = import_yolo()(str(folder), task=task)
+    with _openvino_compile_config({}):
+        theirs._predict([np.zeros((64, 64, 3), np.uint8)])
+    compared = outlines = 0
+    for frame in frames:
+        (a,), (b,) = theirs.detect([frame]), ours.detect([frame])
+        assert len(a.objects) == len(b.objects) and len(a.segments) == len(b.segments)
+        for x, y in zip(a.objects, b.objects, strict=True):
+            assert x.class_id == y.class_id and x.label == y.label
+            assert abs(x.confidence - y.confidence) <= 0.001
+            assert max(abs(p - q) for p, q in zip(x.box_xyxy, y.box_xyxy, strict=True)) <= 0.05
+            compared += 1
+        for x, y in zip(a.segments, b.segments, strict=True):
+            assert _outline_iou(x.polygon, y.polygon, frame.shape) >= 0.95
+            outlines += 1
+    assert compared >= 50
+    assert outlines >= 50 if task == "segment" else outlines == 0
+
+
+def test_join_rings_walks_every_ring_and_returns_to_the_start():
+    from vidwatch.detectors.yolo_openvino import join_rings
+
+    square = np.array([[0, 0], [0, 10], [10, 10], [10, 0]])
+    rings = [square, square + np.array([20, 0]), square + np.array([40, 0])]
+    path = join_rings(rings)
+    # Every corner of every ring is on the path; the first and last rings are closed.
+    for ring in rings:
+        for point in ring:
+            assert (path == point).all(axis=1).any()
+    assert (path[0] == path[4]).all()
+    # Consecutive rings are joined where they come closest: (10, y) to (20, y).
+    steps = np.abs(np.diff(path, axis=0)).max(axis=1)
+    assert steps.max() == 10
+
+
 def test_unwritable_cache_is_a_config_error_naming_it(calibrated, tmp_path):
     from vidwatch.detectors.yolo import YoloDetector
 

@@ -171,7 +171,7 @@ def test_openvino_lanes_hold_their_own_unpinned_single_threaded_models(
     assert [type(d) for d in first] == [YoloDetector, MtcnnFaceDetector]
     assert all(a is not b for a, b in zip(first, second, strict=True))
     assert {i.role for i in first[0].infos} == {"detect", "segment"}
-    compiled = first[0]._model.predictor.model.backend.ov_compiled_model
+    compiled = first[0].openvino_model
     assert int(compiled.get_property("INFERENCE_NUM_THREADS")) == 1
     assert str(compiled.get_property("ENABLE_CPU_PINNING")) in ("False", "false", "0")
     assert first[0].openvino_precision == "<Type: 'float32'>"

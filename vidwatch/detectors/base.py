@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
@@ -26,7 +27,13 @@ class Detector(Protocol):
 
 
 def resolve_device(setting: str) -> str:
-    """``auto`` picks CUDA when present, else the CPU; an explicit CUDA without a GPU stops."""
+    """``auto`` picks CUDA when present, else the CPU; an explicit CUDA without a GPU stops.
+
+    PyTorch is imported only where a GPU could answer: importing it costs about a second of
+    every start, and a host without a GPU driver's device files (``/dev/nvidiactl``,
+    ``/dev/kfd`` for ROCm, ``/dev/dxg`` under WSL) has no CUDA device for it to find."""
+    if setting == "cpu" or (setting == "auto" and not gpu_driver_present()):
+        return "cpu"
     import torch
 
     if setting == "auto":
@@ -42,3 +49,10 @@ def resolve_device(setting: str) -> str:
             )
         return f"cuda:{index}"
     return "cpu"
+
+
+GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/kfd", "/dev/dxg")
+
+
+def gpu_driver_present() -> bool:
+    return any(os.path.exists(p) for p in GPU_DEVICE_FILES)

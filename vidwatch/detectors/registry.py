@@ -119,14 +119,14 @@ def load_models(settings: Settings) -> ModelSet:
     prepare_model_env(settings)
     # Weights first, so a missing file fails before the slow imports.
     detect_path, segment_path = _resolve_weights(settings)
-    import torch
-
-    if settings.torch_threads:
-        torch.set_num_threads(settings.torch_threads)
     device = resolve_device(settings.model_device)
     from vidwatch.detectors.backends import lanes_and_threads, openvino_config, resolve_backend
 
     backend = resolve_backend(settings.model_backend, device)
+    if settings.torch_threads and backend == "torch":
+        import torch  # on OpenVINO, torch is not imported at all once the models are cached
+
+        torch.set_num_threads(settings.torch_threads)
     cache_dir = settings.model_cache_dir
     lanes, threads = lanes_and_threads(settings.model_workers, backend, device)
     # One lane keeps OpenVINO's own threading (every core, pinned); lanes set their own.

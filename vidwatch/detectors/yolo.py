@@ -20,6 +20,9 @@ from vidwatch.detectors.weights import sha256_of
 if TYPE_CHECKING:
     from ultralytics.engine.results import Results
 
+    from vidwatch.detectors.yolo_openvino import Found as OpenVinoFound
+    from vidwatch.detectors.yolo_openvino import OpenVinoYolo
+
 # Polygons are simplified to within this many pixels: outlines stay exact to the eye and
 # per-frame documents stay small.
 POLYGON_EPSILON_PX = 1.0
@@ -41,12 +44,13 @@ class YoloDetector:
         cache_dir: Path | None = None,
         openvino_config: dict[str, Any] | None = None,
     ) -> None:
-        from vidwatch.detectors.quiet import import_yolo
-
-        YOLO = import_yolo()
         digest = sha256_of(weights)
+        self._native: OpenVinoYolo | None = None
+        self._model: Any = None
         if backend == "torch":
-            self._model = YOLO(str(weights))
+            from vidwatch.detectors.quiet import import_yolo
+
+            self._model = import_yolo()(str(weights))
             self._task = self._model.task
         else:
             from vidwatch.detectors.backends import exported_yolo
@@ -54,8 +58,13 @@ class YoloDetector:
             if cache_dir is None:
                 raise ValueError(f"the {backend} backend needs a cache folder for its export")
             exported, task = exported_yolo(weights, digest, backend, cache_dir)
-            self._model = YOLO(str(exported), task=task)
             self._task = task
+            if backend == "openvino":
+                self._native = _native_runner(exported, confidence, openvino_config or {})
+            if self._native is None:
+                from vidwatch.detectors.quiet import import_yolo
+
+                self._model = import_yolo()(str(exported), task=task)
         self.backend = backend
         if "segments" in roles and self._task != "segment":
             raise ValueError(f"{name} is a {self._task} model, not a segmentation model")
@@ -64,12 +73,14 @@ class YoloDetector:
         self._device = device
         self._half = device.startswith("cuda")
         self._imgsz = imgsz
-        if backend == "openvino":
+        if self._model is not None and backend == "openvino":
             # Ultralytics loads the runtime model on the first call (and again whenever a
             # setup argument changes): make it now, with detect()'s own arguments, in fp32.
             with _openvino_compile_config(openvino_config or {}):
                 self._predict([np.zeros((64, 64, 3), np.uint8)])
-        self._names: dict[int, str] = dict(self._model.names)
+        self._names: dict[int, str] = (
+            self._native.names if self._native is not None else dict(self._model.names)
+        )
         self.infos = tuple(
             ModelInfo(
                 role={"objects": "detect", "segments": "segment"}[r],
@@ -83,6 +94,8 @@ class YoloDetector:
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         if not frames:
             return []
+        if self._native is not None:
+            return [self._convert_found(f) for f in self._native.predict(list(frames))]
         return [self._convert(r) for r in self._predict(frames)]
 
     def _predict(self, frames: Sequence[np.ndarray]) -> list[Results]:
@@ -99,12 +112,22 @@ class YoloDetector:
         )
 
     @property
-    def openvino_precision(self) -> str | None:
-        """The precision the OpenVINO model is compiled for (None on other backends)."""
+    def openvino_model(self) -> Any:
+        """The compiled OpenVINO model (None on other backends)."""
+        if self._native is not None:
+            return self._native.compiled
         if self.backend != "openvino" or self._model.predictor is None:
             return None
-        compiled = self._model.predictor.model.backend.ov_compiled_model
-        return str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+        return self._model.predictor.model.backend.ov_compiled_model
+
+    @property
+    def openvino_precision(self) -> str | None:
+        """The precision the OpenVINO model is compiled for (None on other backends)."""
+        compiled = self.openvino_model
+        return None if compiled is None else str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+
+    def _convert_found(self, found: OpenVinoFound) -> Detections:
+        return self._detections(found.boxes, found.scores, found.classes, found.outlines)
 
     def _convert(self, result: Results) -> Detections:
         boxes = result.boxes
@@ -115,6 +138,17 @@ class YoloDetector:
         confs = boxes.conf.cpu().numpy()  # type: ignore[union-attr]
         classes = boxes.cls.cpu().numpy().astype(int)  # type: ignore[union-attr]
         polygons = result.masks.xy if result.masks is not None else None
+        return self._detections(xyxy, confs, classes, polygons)
+
+    def _detections(
+        self,
+        xyxy: np.ndarray,
+        confs: np.ndarray,
+        classes: np.ndarray,
+        polygons: Sequence[np.ndarray] | None,
+    ) -> Detections:
+        if len(xyxy) == 0:
+            return Detections()
         objects: list[ObjectDetection] = []
         segments: list[ObjectDetection] = []
         for i, (box, conf, cls) in enumerate(zip(xyxy, confs, classes, strict=True)):
@@ -126,6 +160,19 @@ class YoloDetector:
                 if len(poly) >= 3:
                     segments.append(ObjectDetection.make(label, cls, conf, box, poly))
         return Detections(objects=tuple(objects), segments=tuple(segments))
+
+
+def _native_runner(
+    exported: Path, confidence: float, config: dict[str, Any]
+) -> OpenVinoYolo | None:
+    """The export on OpenVINO without Ultralytics (yolo_openvino), or None for an export that
+    runner does not reproduce (Ultralytics' predictor runs it)."""
+    from vidwatch.detectors.yolo_openvino import OpenVinoYolo, Unsupported
+
+    try:
+        return OpenVinoYolo(exported, confidence=confidence, config=config)
+    except Unsupported:
+        return None
 
 
 @contextlib.contextmanager
