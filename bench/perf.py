@@ -645,6 +645,17 @@ def markdown(r: dict) -> str:
             ", ".join(f"{k} {v}" for k, v in b["models"]["stages_ms"].get(key, {}).items()),
             ", ".join(f"{k} {v}" for k, v in a["models"]["stages_ms"].get(key, {}).items()),
         )
+
+    def per_sampled(job: dict) -> str:
+        t = job["timings_s"]
+        parts = ("decode", "scenes", "models", "identities", "write")
+        return ", ".join(f"{k} {1000 * t[k] / job['sampled']:.1f}" for k in parts if k in t)
+
+    row(
+        f"job {first}: the pipeline's clocks per sampled frame, ms (threads summed)",
+        per_sampled(b["jobs"][first]),
+        per_sampled(a["jobs"][first]),
+    )
     row(
         "models per sampled frame, every lane busy, ms",
         b["models"]["every_lane_busy_ms_per_frame"],
