@@ -455,8 +455,8 @@ def _provenance_models(
     ctx: AnalysisContext, options: AnalysisOptions, people: IdentityTracker | None
 ) -> ProvenanceModels:
     """Every role, whatever the settings: a model that did not run for this job has an
-    entry named ``none`` that says why (registry.off_info)."""
-    from vidwatch.detectors.registry import off_info
+    entry named ``none`` that says why (catalogue.off_info)."""
+    from vidwatch.detectors.catalogue import off_info
 
     infos = dict(ctx.models.infos)
     if people is None:
