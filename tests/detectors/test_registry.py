@@ -19,6 +19,7 @@ from vidwatch.detectors import kinds
 from vidwatch.detectors.catalogue import DetectorKind, Registry, Role
 from vidwatch.detectors.registry import DETECTORS, ModelSet, load_models
 from vidwatch.detectors.types import Detections, FaceDetection, ObjectDetection
+from vidwatch.jobs.dedupe import content_key
 from vidwatch.pipeline.analysis import AnalysisContext, AnalysisOptions, analyze, frame_entry
 from vidwatch.pipeline.video import Frame, decode
 from vidwatch.r2 import keys
@@ -202,3 +203,9 @@ def test_a_model_set_built_by_hand_has_the_registered_lists(tmp_path):
         detectors=[], device="cpu", settings=settings, kinds=_with(brightness.KIND).kinds
     )
     assert list(with_toy.detect([np.zeros((4, 4, 3), np.uint8)])[0].lists)[-1] == "brightness"
+    # Its role is in the provenance, so in the content key: registering it analyses again.
+    keys_of = [
+        content_key("0" * 64, settings, {r: i.to_json() for r, i in m.infos.items()})
+        for m in (models, with_toy)
+    ]
+    assert keys_of[0] != keys_of[1]
