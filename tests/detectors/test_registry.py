@@ -209,3 +209,30 @@ def test_a_model_set_built_by_hand_has_the_registered_lists(tmp_path):
         for m in (models, with_toy)
     ]
     assert keys_of[0] != keys_of[1]
+
+
+def test_models_loaded_says_what_it_said_before_the_registry(tmp_path):
+    """The log line's fields and their order are the same as when load_models wired YOLO
+    and MTCNN by hand; each registered detector adds its own after them."""
+    from structlog.testing import capture_logs
+
+    settings = load_settings(
+        {
+            "DETECT_MODEL": "none",
+            "SEGMENT_MODEL": "NONE",
+            "FACES_ENABLED": "false",
+            "MODEL_BACKEND": "torch",
+            "TEMP_MEDIA_DIR": str(tmp_path / "tmp"),
+        }
+    )
+    with capture_logs() as logs:
+        load_models(settings)
+        load_models(settings, _with(brightness.KIND))
+    lines = [line for line in logs if line["event"] == "models_loaded"]
+    fields = ["device", "backend", "detect", "segment", "faces"]
+    after = ["identities", "lanes", "threads_per_lane"]
+    assert [[k for k in line if k not in ("event", "log_level")] for line in lines] == [
+        [*fields, *after],
+        [*fields, "brightness", *after],
+    ]
+    assert [lines[0][k] for k in ("detect", "segment", "faces")] == ["none", "NONE", False]
