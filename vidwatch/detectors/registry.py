@@ -1,4 +1,5 @@
-"""Builds the detectors the settings ask for, loading each model once."""
+"""Builds the detectors the settings ask for, loading each model once: every lane is built
+from the registered detectors (``DETECTORS``, declared in ``catalogue``)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,20 @@ import os
 import queue
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from vidwatch.config import ConfigError, Settings
+from vidwatch.detectors import kinds
 from vidwatch.detectors.base import Detector, resolve_device
+from vidwatch.detectors.catalogue import (
+    DetectorKind,
+    LaneRuntime,
+    Registry,
+    off_info,
+    raise_config_errors,
+)
 from vidwatch.detectors.scenes import ContentSceneTracker, SceneTracker
 from vidwatch.detectors.types import Detections, ModelInfo
 
@@ -24,16 +32,10 @@ if TYPE_CHECKING:
 log = structlog.get_logger("vidwatch.detectors")
 
 
-MODEL_OFF = "none"
-"""DETECT_MODEL / SEGMENT_MODEL value that turns that model off."""
-
-
-MODEL_ROLES = ("detect", "segment", "faces")
-"""The keys of ``provenance.models`` that are always there (``identities`` is added per job)."""
-
-
-def model_off(value: str) -> bool:
-    return value.strip().lower() == MODEL_OFF
+DETECTORS = Registry((kinds.YOLO, kinds.FACES))
+"""The detectors a lane runs, in order. A new detector is a module that defines its class
+and its ``DetectorKind`` (``catalogue``), and one registration: a line here, or
+``DETECTORS.register(kind)`` before the models load."""
 
 
 @dataclass
@@ -54,9 +56,14 @@ class ModelSet:
     more_lanes: list[list[Detector]] = field(default_factory=list)
     threads_per_lane: int | None = None
     """OpenVINO threads of each lane's models (None: the runtime's default)."""
+    kinds: tuple[DetectorKind[Any], ...] = field(default_factory=lambda: DETECTORS.kinds)
+    """The registered detectors the lanes were built from, on or off: every frame has
+    their lists, and the provenance their roles."""
     _free: queue.SimpleQueue[list[Detector]] = field(init=False, repr=False)
+    _empty: Detections = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self._empty = Detections(**{name: () for kind in self.kinds for name in kind.lists})
         self._free = queue.SimpleQueue()
         for lane in self.lanes:
             self._free.put(lane)
@@ -77,7 +84,7 @@ class ModelSet:
         free); their findings merged per image."""
         lane = self._free.get()
         try:
-            found = [Detections() for _ in images]
+            found = [self._empty for _ in images]
             for detector in lane:
                 for i, extra in enumerate(detector.detect(images)):
                     found[i] = found[i].merge(extra)
@@ -93,9 +100,10 @@ class ModelSet:
         found = {info.role: info for m in models for info in m.infos}
         # A model turned off says so in the provenance instead of vanishing from it: the
         # keys are the same whatever the settings.
-        for role in MODEL_ROLES:
-            if role not in found:
-                found[role] = off_info(role, _off_reason(role))
+        for kind in self.kinds:
+            for role in kind.roles:
+                if role.name not in found:
+                    found[role.name] = off_info(role.name, role.off_reason())
         return found
 
     def scene_tracker(self, fps: float) -> SceneTracker:
@@ -121,11 +129,24 @@ def prepare_model_env(settings: Settings) -> None:
     )
 
 
-def load_models(settings: Settings) -> ModelSet:
-    """Resolve weights and load every model; ConfigError names the setting at fault."""
+def load_models(settings: Settings, registry: Registry | None = None) -> ModelSet:
+    """Check, then load, every detector of ``registry`` (default ``DETECTORS``) the
+    settings turn on, in every lane; ConfigError names the setting at fault."""
+    registry = DETECTORS if registry is None else registry
     prepare_model_env(settings)
-    # Weights first, so a missing file fails before the slow imports.
-    detect_path, segment_path = _resolve_weights(settings)
+    configs = {kind.name: kind.config(settings) for kind in registry.kinds}
+    # What each detector needs first (weights), so a missing file fails before the slow
+    # imports; one error names every setting at fault.
+    errors: list[ConfigError] = []
+    on: list[tuple[DetectorKind[Any], Any]] = []
+    for kind in registry.kinds:
+        config = configs[kind.name]
+        if kind.enabled(config):
+            try:
+                on.append((kind, config if kind.check is None else kind.check(config)))
+            except ConfigError as exc:
+                errors.append(exc)
+    raise_config_errors(errors)
     device = resolve_device(settings.model_device)
     from vidwatch.detectors.backends import lanes_and_threads, openvino_config, resolve_backend
 
@@ -138,43 +159,15 @@ def load_models(settings: Settings) -> ModelSet:
     lanes, threads = lanes_and_threads(settings.model_workers, backend, device)
     # One lane keeps OpenVINO's own threading (every core, pinned); lanes set their own.
     lane_threads = threads if lanes > 1 else None
-    ov_config = openvino_config(cache_dir, lane_threads)
-
-    from vidwatch.detectors.faces import MtcnnFaceDetector
-    from vidwatch.detectors.yolo import YoloDetector
-
-    def yolo(path: Path, name: str, roles: tuple[str, ...]) -> YoloDetector:
-        return YoloDetector(
-            path,
-            name=name,
-            roles=roles,
-            confidence=settings.object_min_confidence,
-            device=device,
-            backend=backend,
-            cache_dir=cache_dir,
-            openvino_config=ov_config,
-        )
+    runtime = LaneRuntime(
+        device=device,
+        backend=backend,
+        cache_dir=cache_dir,
+        openvino_config=openvino_config(cache_dir, lane_threads),
+    )
 
     def lane() -> list[Detector]:
-        detectors: list[Detector] = []
-        if detect_path is not None and detect_path == segment_path:
-            detectors.append(yolo(detect_path, settings.detect_model, ("objects", "segments")))
-        else:
-            if detect_path is not None:
-                detectors.append(yolo(detect_path, settings.detect_model, ("objects",)))
-            if segment_path is not None:
-                detectors.append(yolo(segment_path, settings.segment_model, ("segments",)))
-        if settings.faces_enabled:
-            detectors.append(
-                MtcnnFaceDetector(
-                    min_confidence=settings.face_min_confidence,
-                    device=device,
-                    backend=backend,
-                    cache_dir=cache_dir,
-                    openvino_config=ov_config,
-                )
-            )
-        return detectors
+        return [detector for kind, config in on for detector in kind.build(config, runtime)]
 
     detectors = lane()
     more_lanes = [lane() for _ in range(lanes - 1)]
@@ -183,13 +176,12 @@ def load_models(settings: Settings) -> ModelSet:
         from vidwatch.detectors.identities import DlibFaceDescriber
 
         describer = DlibFaceDescriber()
+    fields: dict[str, object] = {"device": device, "backend": backend}
+    for kind in registry.kinds:
+        fields.update(kind.log_fields(configs[kind.name]))
     log.info(
         "models_loaded",
-        device=device,
-        backend=backend,
-        detect=settings.detect_model,
-        segment=settings.segment_model,
-        faces=settings.faces_enabled,
+        **fields,
         identities=describer is not None,
         lanes=lanes,
         threads_per_lane=lane_threads,
@@ -202,53 +194,5 @@ def load_models(settings: Settings) -> ModelSet:
         backend=backend,
         more_lanes=more_lanes,
         threads_per_lane=lane_threads,
+        kinds=registry.kinds,
     )
-
-
-def _resolve_weights(settings: Settings) -> tuple[Path | None, Path | None]:
-    """The weights of DETECT_MODEL and SEGMENT_MODEL (None where off). Both are looked for
-    before anything fails, and where both lack weights one ConfigError names both, so one
-    start says everything there is to set (by default they name the same file)."""
-    from vidwatch.detectors.weights import resolve_yolo_weights
-
-    wanted: dict[str, list[str]] = {}
-    for setting, value in (
-        ("DETECT_MODEL", settings.detect_model),
-        ("SEGMENT_MODEL", settings.segment_model),
-    ):
-        if not model_off(value):
-            wanted.setdefault(value, []).append(setting)
-    found: dict[str, Path] = {}
-    errors: list[ConfigError] = []
-    for value, names in wanted.items():
-        try:
-            found[value] = resolve_yolo_weights(
-                value, tuple(names), allow_download=settings.allow_model_download
-            )
-        except ConfigError as exc:
-            errors.append(exc)
-    if len(errors) == 1:
-        raise errors[0]
-    if errors:
-        raise ConfigError(
-            "; and ".join(str(e) for e in errors),
-            settings=tuple(n for e in errors for n in e.settings),
-        )
-    return found.get(settings.detect_model), found.get(settings.segment_model)
-
-
-def off_info(role: str, reason: str) -> ModelInfo:
-    """The provenance of a model that did not run: name ``none``, no hash, and why."""
-    return ModelInfo(role, MODEL_OFF, None, {"enabled": False, "reason": reason})
-
-
-_OFF = {
-    "detect": ("DETECT_MODEL=none", "objects"),
-    "segment": ("SEGMENT_MODEL=none", "segments"),
-    "faces": ("FACES_ENABLED=false", "faces"),
-}
-
-
-def _off_reason(role: str) -> str:
-    setting, lists = _OFF[role]
-    return f"{setting}: turned off by the operator; the {lists} lists are empty"

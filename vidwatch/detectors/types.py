@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Protocol, cast
 
 Point = tuple[float, float]
 Box = tuple[float, float, float, float]
@@ -87,18 +89,88 @@ class FaceDetection:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Detections:
-    """What the models found in one frame. Each detector fills its own lists."""
+class Detection(Protocol):
+    """What a detector finds: frozen, validated, and written into the documents as its
+    ``to_json()``."""
 
-    objects: tuple[ObjectDetection, ...] = ()
-    segments: tuple[ObjectDetection, ...] = ()
-    faces: tuple[FaceDetection, ...] = ()
+    def to_json(self) -> dict[str, Any]: ...
+
+
+class Detections:
+    """What the models found in one frame, as named lists; each detector fills its own.
+
+    ``objects``, ``segments`` and ``faces`` are the lists of the detectors vidwatch ships
+    (typed accessors below); a registered detector may fill a list of another name
+    (``Detections(brightness=(...))``), and it is carried, merged and written into the
+    frame documents like them (``vidwatch.detectors.catalogue``). Immutable."""
+
+    __slots__ = ("_lists",)
+    _lists: dict[str, tuple[Detection, ...]]
+
+    def __init__(
+        self,
+        objects: Iterable[ObjectDetection] = (),
+        segments: Iterable[ObjectDetection] = (),
+        faces: Iterable[FaceDetection] = (),
+        **more: Iterable[Detection],
+    ) -> None:
+        lists: dict[str, tuple[Detection, ...]] = {
+            "objects": tuple(objects),
+            "segments": tuple(segments),
+            "faces": tuple(faces),
+        }
+        lists.update((name, tuple(items)) for name, items in more.items())
+        object.__setattr__(self, "_lists", lists)
+
+    @classmethod
+    def _of(cls, lists: dict[str, tuple[Detection, ...]]) -> Detections:
+        out = cls.__new__(cls)
+        object.__setattr__(out, "_lists", lists)
+        return out
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Detections is immutable: {name} cannot be set")
+
+    @property
+    def objects(self) -> tuple[ObjectDetection, ...]:
+        return cast("tuple[ObjectDetection, ...]", self._lists["objects"])
+
+    @property
+    def segments(self) -> tuple[ObjectDetection, ...]:
+        return cast("tuple[ObjectDetection, ...]", self._lists["segments"])
+
+    @property
+    def faces(self) -> tuple[FaceDetection, ...]:
+        return cast("tuple[FaceDetection, ...]", self._lists["faces"])
+
+    @property
+    def lists(self) -> Mapping[str, tuple[Detection, ...]]:
+        """Every list by name: the three above first, then the others in the order they
+        were added."""
+        return MappingProxyType(self._lists)
+
+    def replace(self, **lists: Iterable[Detection]) -> Detections:
+        """A copy with the lists named replaced (the others kept)."""
+        return Detections._of({**self._lists, **{k: tuple(v) for k, v in lists.items()}})
 
     def merge(self, other: Detections) -> Detections:
-        return Detections(
-            self.objects + other.objects, self.segments + other.segments, self.faces + other.faces
-        )
+        """Both frames' findings: each list of ``other`` after the same list of this one."""
+        merged = dict(self._lists)
+        for name, items in other._lists.items():
+            merged[name] = merged.get(name, ()) + items
+        return Detections._of(merged)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Detections):
+            return NotImplemented
+        return self._lists == other._lists
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._lists.items()))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={items!r}" for name, items in self._lists.items())
+        return f"Detections({inner})"
 
 
 @dataclass(frozen=True)

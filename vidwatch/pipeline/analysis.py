@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, get_args, get_origin
 
 import numpy as np
 import structlog
@@ -35,21 +35,19 @@ from vidwatch.errors import JobInterrupted, VideoError
 from vidwatch.pipeline import draw, timeline
 from vidwatch.pipeline.documents import (
     SCHEMA_VERSION,
-    FaceEntry,
+    Document,
     FaceSummary,
     FrameDocument,
     FrameEntry,
     FrameImages,
     LabelSegment,
     LabelSummary,
-    ObjectEntry,
     PersonEntry,
     Provenance,
     ProvenanceModels,
     ProvenanceSettings,
     Results,
     SceneEntry,
-    SegmentEntry,
     Stats,
     Summary,
     Timings,
@@ -202,7 +200,7 @@ def _detect_and_write(  # noqa: C901 - the per-frame stages share its clock and 
         if people is not None:
             # In frame order, after the models: a face's person is final when assigned.
             found_all = [
-                Detections(d.objects, d.segments, people.assign(frame.image, scene, d.faces))
+                d.replace(faces=people.assign(frame.image, scene, d.faces))
                 for (frame, scene), d in zip(batch, found_all, strict=True)
             ]
         for (frame, scene), found in zip(batch, found_all, strict=True):
@@ -310,45 +308,58 @@ class _Lanes:
                 self._timings.models += time.perf_counter() - started
 
 
+def _entry_types() -> dict[str, type[Document]]:
+    """The detection lists the frame documents declare, and each one's entry type:
+    every ``list[<Document>]`` field of FrameEntry (objects, segments, faces)."""
+    out: dict[str, type[Document]] = {}
+    for name, info in FrameEntry.model_fields.items():
+        args = get_args(info.annotation)
+        if get_origin(info.annotation) is list and args and issubclass(args[0], Document):
+            out[name] = args[0]
+    return out
+
+
+ENTRY_TYPES = _entry_types()
+"""List name -> the entry type its detections are written as."""
+_NOT_LISTS = {
+    key
+    for name, info in FrameDocument.model_fields.items()
+    if name not in ENTRY_TYPES
+    for key in (name, info.alias)
+    if key
+}
+"""The frame document's other keys, which no detection list may take."""
+
+
 def frame_entry(
     job_id: str, frame: Frame, scene: int, found: Detections, *, toon: bool
 ) -> FrameEntry:
-    """A sampled frame's entry in results.json (its document adds the header)."""
+    """A sampled frame's entry in results.json (its document adds the header).
+
+    A list FrameEntry declares is written as its entry type, from the detections'
+    attributes of the same names; any other list a registered detector filled is written
+    as its detections' ``to_json()``, after the declared fields (the schemas allow fields
+    they do not describe)."""
     n = frame.index
+    lists: dict[str, Any] = {}
+    for name, items in found.lists.items():
+        entry_type = ENTRY_TYPES.get(name)
+        if entry_type is None:
+            if name in _NOT_LISTS:
+                raise ValueError(f"a detection list may not be called {name!r}")
+            lists[name] = [d.to_json() for d in items]
+        else:
+            lists[name] = [entry_type.model_validate(d, from_attributes=True) for d in items]
     return FrameEntry(
         frame=n,
         time_s=round(frame.time_s, 4),
         scene=scene,
-        objects=[
-            ObjectEntry(
-                label=o.label, class_id=o.class_id, confidence=o.confidence, box_xyxy=o.box_xyxy
-            )
-            for o in found.objects
-        ],
-        segments=[
-            SegmentEntry(
-                label=s.label,
-                class_id=s.class_id,
-                confidence=s.confidence,
-                box_xyxy=s.box_xyxy,
-                polygon=list(s.polygon or ()),
-            )
-            for s in found.segments
-        ],
-        faces=[
-            FaceEntry(
-                confidence=f.confidence,
-                box_xyxy=f.box_xyxy,
-                landmarks=list(f.landmarks),
-                person=f.person,
-            )
-            for f in found.faces
-        ],
         images=FrameImages(
             **{kind: keys.frame_image_key(job_id, kind, n) for kind in keys.IMAGE_KINDS}
         ),
         json_key=keys.frame_json_key(job_id, n),
         toon=keys.frame_toon_key(job_id, n) if toon else None,
+        **lists,
     )
 
 
@@ -445,8 +456,8 @@ def _provenance_models(
     ctx: AnalysisContext, options: AnalysisOptions, people: IdentityTracker | None
 ) -> ProvenanceModels:
     """Every role, whatever the settings: a model that did not run for this job has an
-    entry named ``none`` that says why (registry.off_info)."""
-    from vidwatch.detectors.registry import off_info
+    entry named ``none`` that says why (catalogue.off_info)."""
+    from vidwatch.detectors.catalogue import off_info
 
     infos = dict(ctx.models.infos)
     if people is None:

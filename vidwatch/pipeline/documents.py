@@ -115,9 +115,8 @@ class FrameDocument(FrameEntry, _Header):
 
     @classmethod
     def of(cls, job_id: str, entry: FrameEntry) -> FrameDocument:
-        return cls.model_construct(
-            schema_version=SCHEMA_VERSION, job_id=job_id, **dict(entry), **(entry.model_extra or {})
-        )
+        # Iterating a model gives its extra fields too (a registered detector's list).
+        return cls.model_construct(schema_version=SCHEMA_VERSION, job_id=job_id, **dict(entry))
 
 
 # --- results.json ---------------------------------------------------------------------------
