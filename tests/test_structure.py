@@ -30,7 +30,7 @@ MAX_MODULE_LINES = 600
 MAX_FUNCTION_LINES = 80
 FUNCTION_LIMITED = ("jobs", "daemon")
 """The packages whose functions are held to MAX_FUNCTION_LINES."""
-BESIDE = ("__init__", "errors", "logs", "metrics")
+BESIDE = ("__init__", "errors", "logs", "metrics", "times")
 """Modules of ``vidwatch`` itself, outside any package: below nothing, above everything."""
 
 

@@ -19,6 +19,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from tests import documents
 from tests.api.api_harness import Served, local_api, serve
 from vidwatch.api.session import SESSION_COOKIE, SESSIONS_PREFIX, Session, cookie_value
 from vidwatch.config import load_settings
@@ -148,7 +149,7 @@ def put_job(
                     "max_confidence": 0.8,
                 }
             ]
-        store.put_bytes(keys.results_key(job_id), json.dumps(results).encode())
+        store.put_bytes(keys.results_key(job_id), json.dumps(documents.complete(results)).encode())
     write_manifest(store, manifest)
     return job_id
 

@@ -22,7 +22,8 @@ import pytest
 
 from bench.equivalence import calibrated_yolo
 from tests.daemon.service_harness import daemon_env, daemons, read_status, wait_until
-from vidwatch.report.view import frame_labels
+from vidwatch.pipeline.documents import FrameEntry
+from vidwatch.pipeline.views import frame_labels
 
 pytestmark = pytest.mark.models
 
@@ -143,7 +144,7 @@ def test_two_daemons_one_bucket_found_within_the_poll_and_rebuilt_the_same(
         doc = json.loads(results)
         truth: dict[str, set[int]] = {}
         for frame in doc["frames"]:
-            for label in frame_labels(frame):
+            for label in frame_labels(FrameEntry.model_validate(frame)):
                 truth.setdefault(label, set()).add(frame["scene"])
         assert any(0 < len(seen) < 6 for seen in truth.values()), truth
         for label, seen in truth.items():

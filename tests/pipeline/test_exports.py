@@ -14,6 +14,7 @@ import opentimelineio as otio
 import pytest
 import webvtt
 
+from tests import documents
 from vidwatch.pipeline.exports import edl_rate, render_exports
 from vidwatch.r2 import keys
 
@@ -149,7 +150,7 @@ def _doc(fps: float, cuts: list[int], frames: int, *, vfr: bool = False) -> dict
 )
 def test_exports_agree_at_other_rates(fps, vfr):
     results = _doc(fps, [17, 40, 41, 90], 120, vfr=vfr)
-    files = render_exports(results, source_key="jobs/x/input/source.mov")
+    files = render_exports(documents.results(results), source_key="jobs/x/input/source.mov")
     check_agreement(results, files)
     vtt = files["chapters"].decode()
     assert "&lt;b&gt;cat &amp; dog&lt;/b&gt;" in vtt and "<b>" not in vtt

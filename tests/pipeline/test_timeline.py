@@ -6,23 +6,34 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests import documents
 from vidwatch.detectors.types import FaceDetection
 from vidwatch.pipeline import timeline
 from vidwatch.pipeline.identities import IdentityTracker, visible_fraction
 
 
 def _frame(n, t, scene, objects=(), segments=(), faces=()):
-    return {
-        "frame": n,
-        "time_s": t,
-        "scene": scene,
-        "objects": [{"label": label, "confidence": c} for label, c in objects],
-        "segments": [{"label": label, "confidence": c} for label, c in segments],
-        "faces": [{"person": p} for p in faces],
-    }
+    [entry] = documents.frames(
+        [
+            {
+                "frame": n,
+                "time_s": t,
+                "scene": scene,
+                "objects": [{"label": label, "confidence": c} for label, c in objects],
+                "segments": [{"label": label, "confidence": c} for label, c in segments],
+                "faces": [{"person": p} for p in faces],
+            }
+        ]
+    )
+    return entry
 
 
-SCENES = [{"index": 0, "end_s": 2.5}, {"index": 1, "end_s": 4.0}]
+def _json(models):
+    """The entries as results.json holds them (the fields they were made with)."""
+    return [m.model_dump(exclude_unset=True) for m in models]
+
+
+SCENES = documents.scenes([{"index": 0, "end_s": 2.5}, {"index": 1, "end_s": 4.0}])
 
 
 def test_label_segments_runs_within_scenes_end_at_the_next_sample_or_the_scene_end():
@@ -33,7 +44,7 @@ def test_label_segments_runs_within_scenes_end_at_the_next_sample_or_the_scene_e
         _frame(62, 2.5, 1, objects=[("person", 0.7), ("dog", 0.3)]),
         _frame(87, 3.5, 1, segments=[("person", 0.8)]),
     ]
-    assert timeline.label_segments(frames, SCENES) == [
+    assert _json(timeline.label_segments(frames, SCENES)) == [
         {"label": "person", "scene": 0, "start_s": 0.0, "end_s": 2.0, "samples": 2,
          "max_confidence": 0.95},
         {"label": "dog", "scene": 0, "start_s": 1.0, "end_s": 2.5, "samples": 2,
@@ -51,8 +62,8 @@ def test_label_segments_of_a_label_seen_again_after_a_gap_are_two_runs():
         _frame(1, 0.5, 0),
         _frame(2, 1.0, 0, objects=[("cat", 0.6)]),
     ]
-    runs = timeline.label_segments(frames, [{"index": 0, "end_s": 1.5}])
-    assert [(r["start_s"], r["end_s"], r["samples"]) for r in runs] == [
+    runs = timeline.label_segments(frames, documents.scenes([{"index": 0, "end_s": 1.5}]))
+    assert [(r.start_s, r.end_s, r.samples) for r in runs] == [
         (0.0, 0.5, 1),
         (1.0, 1.5, 1),
     ]
@@ -66,7 +77,7 @@ def test_people_and_scene_casts():
         _frame(20, 2.0, 1, faces=[None]),
         _frame(30, 3.0, 2, faces=[1, 1]),
     ]
-    people = timeline.people(frames, {0: "k0", 1: "k1"})
+    people = _json(timeline.people(frames, {0: "k0", 1: "k1"}))
     assert people == [
         {"person": 0, "faces": 2, "frames": [0, 10], "scenes": [0], "first_s": 0.0,
          "last_s": 1.0, "thumbnail": "k0"},

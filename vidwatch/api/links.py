@@ -24,6 +24,7 @@ from typing import Any
 from vidwatch.config import Settings
 from vidwatch.r2 import keys
 from vidwatch.r2.signing import sign, signed_file_url
+from vidwatch.times import utc_time
 
 SECRET_FILE = ".url-signing-key"
 
@@ -174,6 +175,6 @@ def link_results(
     now = now or datetime.now(UTC)
     doc["links"] = {
         "ttl_s": int(ttl_s),
-        "expires_at": (now + timedelta(seconds=int(ttl_s))).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "expires_at": utc_time((now + timedelta(seconds=int(ttl_s))).timestamp(), micros=False),
     }
     return doc

@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 import structlog
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from pydantic import ValidationError
 
 from vidwatch.api.context import ApiContext, Ctx
 from vidwatch.api.errors import ApiError, store_unavailable
@@ -30,8 +31,10 @@ from vidwatch.catalog.query import LIMIT_DEFAULT as LIST_DEFAULT
 from vidwatch.catalog.query import LIMIT_MAX as LIST_MAX
 from vidwatch.catalog.query import QueryError, parse_jobs
 from vidwatch.catalog.rows import SLOT_BITS
-from vidwatch.library.jobs import with_names
+from vidwatch.library.jobs import named
 from vidwatch.library.people import names_of
+from vidwatch.pipeline.documents import Results
+from vidwatch.pipeline.views import read_results
 from vidwatch.r2 import keys
 from vidwatch.r2.store import ObjectNotFound, StoreError
 from vidwatch.report.render import render_error, render_job, render_jobs, render_login
@@ -240,11 +243,9 @@ def job_page(
         original = status.get("duplicate_of")
         made_by = original if isinstance(original, str) and keys.is_job_id(original) else None
         made_by = made_by or normalised
-        results = None
-        if status.get("state") == "completed":
-            results = _read_json(ctx, keys.results_key(made_by))
+        results = _read_results(ctx, made_by) if status.get("state") == "completed" else None
         if results is not None:  # names from the library, current now
-            results["people"] = with_names(results.get("people"), names_of(ctx.library))
+            results.people[:] = named(results.people, names_of(ctx.library))
         # Only keys of the job that made the results are signed, as /results does, and the
         # job's own (a duplicate's source video is its own upload, under its own id).
         prefixes = (keys.job_prefix(made_by), keys.job_prefix(normalised))
@@ -262,6 +263,19 @@ def job_page(
     except StoreError as exc:
         return html(render_error("The store is unavailable", str(exc)), 503)
     return html(page)
+
+
+def _read_results(ctx: ApiContext, job_id: str) -> Results | None:
+    """The job's results.json as the model; None when it is missing, or is not one the
+    model accepts (the page then shows the job without results, and the log says why)."""
+    data = _read_json(ctx, keys.results_key(job_id))
+    if data is None:
+        return None
+    try:
+        return read_results(data)
+    except ValidationError as exc:
+        log.warning("results_unreadable", job_id=job_id, errors=exc.error_count())
+        return None
 
 
 def _start(t: str | None) -> float | None:

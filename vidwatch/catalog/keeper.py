@@ -33,6 +33,7 @@ import structlog
 
 from vidwatch.catalog.db import ENDED, Catalog
 from vidwatch.catalog.rows import Names, job_docs
+from vidwatch.pipeline.views import read_results
 from vidwatch.r2 import keys
 from vidwatch.r2.store import ObjectNotFound, ObjectStore, StoreError
 
@@ -128,7 +129,8 @@ class CatalogKeeper:
                 status["job_id"] = job_id
             results = None
             if status.get("state") == "completed" and not status.get("duplicate_of"):
-                results = self._json(keys.results_key(job_id))
+                doc = self._json(keys.results_key(job_id))
+                results = read_results(doc) if doc is not None else None
             self.catalog.put(job_docs(status, results, self.names))
             self._absent.discard(job_id)
             return True

@@ -7,11 +7,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from vidwatch.catalog.rows import MAX_MS, parse_time_ms
 from vidwatch.errors import VidwatchError
 from vidwatch.r2 import keys
+from vidwatch.times import utc_time
 
 LIMIT_DEFAULT, LIMIT_MAX = 50, 500
 MAX_WORDS = 16
@@ -177,4 +177,4 @@ def parse_jobs(
 
 
 def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc_time(ms / 1000)

@@ -1,6 +1,6 @@
 """What the catalog keeps of a job, read from its documents: pure functions of status.json
-and results.json (dicts, as stored), so that indexing is tested without a store or a
-database.
+(a dict, as stored) and results.json (``Results``), so that indexing is tested without a
+store or a database.
 
 A scene's labels are the labels of its sampled frames (objects and segments) and of its
 ``label_segments``; its cast is ``scenes[*].people``, else the people of its frames' faces.
@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from vidwatch.pipeline.documents import Results
+from vidwatch.pipeline.views import frame_labels, scene_cast
 from vidwatch.r2 import keys
-from vidwatch.report.view import frame_labels, scene_cast
 
 Names = Callable[[list[str]], dict[str, str | None]]
 """``names(library_ids) -> {library_id: name or None}``: the people library's names."""
@@ -178,83 +179,70 @@ def job_row(status: dict[str, Any]) -> JobRow:
     )
 
 
-def _people(job_id: str, results: dict[str, Any], names: Names | None) -> list[PersonRow]:
-    entries = [p for p in results.get("people") or [] if isinstance(p, dict)]
-    linked = sorted({p["library_id"] for p in entries if _text(p.get("library_id"))})
+def _people(job_id: str, results: Results, names: Names | None) -> list[PersonRow]:
+    linked = sorted({p.library_id for p in results.people if p.library_id})
     resolved = names(linked) if names is not None and linked else {}
     rows = []
-    for p in entries:
-        try:
-            person = int(p["person"])
-        except (KeyError, TypeError, ValueError):
-            continue
-        library_id = _text(p.get("library_id"))
+    for p in results.people:
+        library_id = p.library_id or None
         name = resolved.get(library_id) if library_id else None
+        recorded = p.model_extra.get("name") if p.model_extra else None
         rows.append(
             PersonRow(
                 job_id=job_id,
-                person=person,
-                person_id=library_id or per_job_person_id(job_id, person),
+                person=p.person,
+                person_id=library_id or per_job_person_id(job_id, p.person),
                 library_id=library_id,
-                name=_text(name) or (_text(p.get("name")) if library_id else None),
-                thumbnail=_text(p.get("thumbnail")),
-                first_s=_float(p.get("first_s")),
-                last_s=_float(p.get("last_s")),
+                name=_text(name) or (_text(recorded) if library_id else None),
+                thumbnail=_text(p.thumbnail),
+                first_s=_float(p.first_s),
+                last_s=_float(p.last_s),
             )
         )
     return rows
 
 
-def _scene_labels(results: dict[str, Any]) -> dict[int, set[str]]:
+def _scene_labels(results: Results) -> dict[int, set[str]]:
     labels: dict[int, set[str]] = {}
-    for frame in results.get("frames") or []:
-        if isinstance(frame, dict):
-            labels.setdefault(int(frame.get("scene", 0)), set()).update(frame_labels(frame))
-    for segment in results.get("label_segments") or []:
-        if isinstance(segment, dict) and _text(segment.get("label")):
-            labels.setdefault(int(segment.get("scene", 0)), set()).add(segment["label"])
+    for frame in results.frames:
+        labels.setdefault(frame.scene, set()).update(frame_labels(frame))
+    for segment in results.label_segments:
+        if segment.label:
+            labels.setdefault(segment.scene, set()).add(segment.label)
     return labels
 
 
-def _segments(results: dict[str, Any]) -> list[SegmentRow]:
-    rows = []
-    for s in results.get("label_segments") or []:
-        if not isinstance(s, dict) or not _text(s.get("label")):
-            continue
-        rows.append(
-            SegmentRow(
-                label=s["label"],
-                scene=int(s.get("scene", 0)),
-                start_s=_float(s.get("start_s")) or 0.0,
-                end_s=_float(s.get("end_s")),
-                samples=int(s.get("samples") or 0),
-                max_confidence=_float(s.get("max_confidence")) or 0.0,
-            )
+def _segments(results: Results) -> list[SegmentRow]:
+    return [
+        SegmentRow(
+            label=s.label,
+            scene=s.scene,
+            start_s=_float(s.start_s) or 0.0,
+            end_s=_float(s.end_s),
+            samples=s.samples,
+            max_confidence=_float(s.max_confidence) or 0.0,
         )
-    return rows
+        for s in results.label_segments
+        if s.label
+    ]
 
 
-def scene_rows(results: dict[str, Any]) -> list[SceneRow]:
+def scene_rows(results: Results) -> list[SceneRow]:
     """The scenes of a results.json with their keyframe image, labels and cast."""
-    originals = {
-        int(f["frame"]): (f.get("images") or {}).get("original")
-        for f in results.get("frames") or []
-        if isinstance(f, dict) and "frame" in f
-    }
+    originals = {f.frame: f.images.original for f in results.frames}
     labels, cast = _scene_labels(results), scene_cast(results)
     rows = []
-    for scene in results.get("scenes") or []:
-        index = int(scene["index"])
+    for scene in results.scenes:
+        index = scene.index
         if not 0 <= index < MAX_SCENES:
             continue
-        keyframe = scene.get("keyframe", scene.get("start_frame"))
         rows.append(
             SceneRow(
                 scene=index,
-                start_s=_float(scene.get("start_s")) or 0.0,
-                end_s=_float(scene.get("end_s")) or 0.0,
-                keyframe=int(keyframe) if keyframe is not None else None,
-                thumbnail=_text(originals.get(int(keyframe))) if keyframe is not None else None,
+                start_s=_float(scene.start_s) or 0.0,
+                end_s=_float(scene.end_s) or 0.0,
+                keyframe=scene.keyframe,
+                thumbnail=_text(originals.get(scene.keyframe)),
                 labels=tuple(sorted(labels.get(index, ()))),
                 people=tuple(cast.get(index, ())),
             )
@@ -263,7 +251,7 @@ def scene_rows(results: dict[str, Any]) -> list[SceneRow]:
 
 
 def job_docs(
-    status: dict[str, Any], results: dict[str, Any] | None, names: Names | None = None
+    status: dict[str, Any], results: Results | None, names: Names | None = None
 ) -> JobDocs:
     """What the catalog keeps of a job. ``results`` is the job's own results.json (None for
     a job not completed, or a duplicate, whose scenes are its original's)."""

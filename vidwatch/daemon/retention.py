@@ -35,6 +35,7 @@ from vidwatch.jobs.staging import ARRIVING
 from vidwatch.r2 import keys
 from vidwatch.r2.leases import read_lease
 from vidwatch.r2.store import ObjectStore, StoreError
+from vidwatch.times import utc_time
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -304,7 +305,7 @@ class Retention:
                 job_id=job_id,
                 state=state,
                 objects=len(objects),
-                newest=newest.isoformat(),
+                newest=utc_time(newest.timestamp()),
                 retention_days=self.settings.r2_retention_days,
             )
 

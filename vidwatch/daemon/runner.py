@@ -52,6 +52,7 @@ from vidwatch.r2.store import (
     StorageFull,
     StoreError,
 )
+from vidwatch.times import utc_time
 
 log = structlog.get_logger("vidwatch.runner")
 
@@ -560,9 +561,7 @@ class Runner:
 
 
 def _iso(ts: float) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return utc_time(ts, micros=False)
 
 
 def _started(spec: JobSpec, manifest: Manifest | None, attempt: int) -> Manifest:

@@ -9,7 +9,9 @@ from types import MappingProxyType
 from typing import Any, Protocol, cast
 
 Point = tuple[float, float]
+"""``(x, y)`` in pixels. The one geometry family: the document models use these too."""
 Box = tuple[float, float, float, float]
+"""``(x1, y1, x2, y2)`` in pixels."""
 
 
 def _r(value: float, places: int = 2) -> float:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
@@ -24,6 +23,7 @@ from vidwatch.errors import VidwatchError
 from vidwatch.pipeline.documents import Document, FaceSummary
 from vidwatch.r2 import keys
 from vidwatch.r2.store import ObjectInfo, ObjectNotFound, ObjectStore
+from vidwatch.times import utc_time
 
 SCHEMA_VERSION = 1
 State = Literal["queued", "running", "completed", "failed"]
@@ -42,12 +42,12 @@ class ManifestError(VidwatchError, ValueError):
 
 
 def utc_now() -> str:
-    return utc_at(datetime.now(UTC).timestamp())
+    return utc_time()
 
 
 def utc_at(ts: float) -> str:
     """Epoch seconds in the manifest's time format."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc_time(ts)
 
 
 _TIME: JsonDict = {"format": "date-time"}

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
+from pydantic import ValidationError
 from structlog.typing import FilteringBoundLogger
 
 from vidwatch.config import Settings
@@ -27,6 +28,7 @@ from vidwatch.jobs.manifest import TERMINAL, JobSummary, Manifest, utc_now
 from vidwatch.jobs.staging import JobSpec
 from vidwatch.pipeline.analysis import AnalysisContext, AnalysisOptions, TextEncoder, analyze
 from vidwatch.pipeline.documents import Results
+from vidwatch.pipeline.views import read_results
 from vidwatch.r2 import keys
 from vidwatch.r2.store import ObjectStore, StoreError
 from vidwatch.r2.verify import file_sha256, upload_verified, verify_object
@@ -173,12 +175,11 @@ def _write_results(
     """results.json with its exports and its people linked to the library, then the job
     ``completed`` with its summary and its report.html."""
     store, manifest, job_id = job.store, job.manifest, job.spec.job_id
-    doc = results.to_json()
-    doc["exports"] = _write_exports(store, job_id, doc, manifest, job.log)
-    _link_people(store, settings, manifest, doc, descriptors, job.log, on_library_change)
+    results.exports = _write_exports(store, job_id, results, manifest, job.log)
+    _link_people(store, settings, manifest, results, descriptors, job.log, on_library_change)
     store.put_bytes(
         keys.results_key(job_id),
-        json.dumps(doc, indent=1, ensure_ascii=False).encode(),
+        json.dumps(results.to_json(), indent=1, ensure_ascii=False).encode(),
         content_type="application/json",
     )
     manifest.frames_total = results.video.frames
@@ -186,7 +187,7 @@ def _write_results(
     manifest.state, manifest.finished_at = "completed", utc_now()
     manifest.summary = _short_summary(results)
     manifest.results_summary = results.summary.to_json()
-    _write_report(store, manifest, doc, job.log)
+    _write_report(store, manifest, results, job.log)
     job.log.info(
         "job_completed",
         frames=manifest.frames_total,
@@ -282,14 +283,19 @@ def _complete_as_duplicate(
         duration_s=results["video"].get("duration_s"),
     )
     manifest.results_summary = results.get("summary")
-    _write_report(store, manifest, results, bound, made_by=original)
+    try:
+        typed: Results | None = read_results(results)
+    except ValidationError as exc:  # the page then shows the job without its results
+        bound.warning("results_unreadable", job_id=original, errors=exc.error_count())
+        typed = None
+    _write_report(store, manifest, typed, bound, made_by=original)
     bound.info("job_completed", duplicate_of=original, frames=manifest.frames_total)
 
 
 def _write_exports(
     store: ObjectStore,
     job_id: str,
-    results: dict[str, Any],
+    results: Results,
     manifest: Manifest,
     bound: FilteringBoundLogger,
 ) -> dict[str, str]:
@@ -312,7 +318,7 @@ def _link_people(
     store: ObjectStore,
     settings: Settings,
     manifest: Manifest,
-    results: dict[str, Any],
+    results: Results,
     descriptors: dict[int, Any],
     bound: FilteringBoundLogger,
     on_change: Callable[[Any], None] | None,
@@ -320,29 +326,32 @@ def _link_people(
     """Each person of the job linked to the people library (``people[*].library_id``),
     with FACE_LIBRARY on; a failure other than the store's leaves them unlinked, with a
     warning, and the job stands."""
-    if not settings.face_library or not results.get("people"):
+    if not settings.face_library or not results.people:
         return
     from vidwatch.library import PeopleLibrary
     from vidwatch.library.link import link_results
 
     library = PeopleLibrary(store, threshold=settings.face_match_threshold, on_change=on_change)
+    # The library links results.json's people as data; their ids come back into the model.
+    doc = {"people": [p.to_json() for p in results.people]}
     try:
-        link_results(library, manifest.job_id, results, descriptors, file_name=manifest.filename)
+        ids = link_results(library, manifest.job_id, doc, descriptors, file_name=manifest.filename)
     except StoreError:
         raise
     except Exception as exc:  # noqa: BLE001 - the analysis stands (LibraryConflict too)
         bound.exception("library_link_failed")
-        for person in results.get("people") or []:
-            person["library_id"] = None
+        ids = [None] * len(results.people)
         manifest.warnings.append(
             {"code": "library_link_failed", "message": f"{type(exc).__name__}: {exc}"}
         )
+    for person, library_id in zip(results.people, ids, strict=True):
+        person.library_id = library_id
 
 
 def _write_report(
     store: ObjectStore,
     manifest: Manifest,
-    results: dict[str, Any] | None,
+    results: Results | None,
     bound: FilteringBoundLogger,
     *,
     made_by: str | None = None,

@@ -48,6 +48,7 @@ from vidwatch.config import Settings
 from vidwatch.jobs.manifest import Manifest, write_manifest
 from vidwatch.r2 import keys
 from vidwatch.r2.store import ObjectNotFound, ObjectStore, PreconditionFailed, StoreError
+from vidwatch.times import utc_time
 
 log = structlog.get_logger("vidwatch.webhooks")
 
@@ -90,7 +91,7 @@ def endpoint_id(url: str) -> str:
 def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc_time(ts)
 
 
 def retry_delay_s(attempts: int, base_s: float, rand: float) -> float:

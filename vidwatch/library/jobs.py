@@ -10,11 +10,13 @@ old jobs.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import structlog
 
+from vidwatch.pipeline.documents import PersonEntry
+from vidwatch.pipeline.views import NamedPerson
 from vidwatch.r2 import keys
 from vidwatch.r2.store import ObjectNotFound, ObjectStore
 
@@ -24,14 +26,32 @@ Names = Callable[[list[str]], dict[str, str | None]]
 """``names(ids)``: the current name of every id still in the library (absent: gone)."""
 
 
+def _current(ids: Iterable[str], names: Names) -> dict[str, str | None]:
+    """The current name of each of ``ids`` still in the library (absent: gone)."""
+    wanted = sorted(set(ids))
+    return names(wanted) if wanted else {}
+
+
+def named(people: Sequence[PersonEntry], names: Names) -> list[NamedPerson]:
+    """A job's people with ``library_id`` and ``name`` current: an id no longer in the
+    library (forgotten, or merged while this job was linking) reads as null."""
+    found = _current((p.library_id for p in people if p.library_id is not None), names)
+    out = []
+    for p in people:
+        lid = p.library_id if p.library_id in found else None
+        current = {"library_id": lid, "name": found[lid] if lid is not None else None}
+        out.append(NamedPerson.model_validate(p.to_json() | current))
+    return out
+
+
 def with_names(people: Any, names: Names) -> list[dict[str, Any]]:
-    """``people`` (results.json's list) with ``library_id`` and ``name`` current: an id no
-    longer in the library (forgotten, or merged while this job was linking) reads as null."""
+    """``named`` for results.json's list as data (as the webhooks and the library read
+    it)."""
     if not isinstance(people, list):
         return []
     entries = [dict(p) for p in people if isinstance(p, dict)]
-    ids = sorted({str(p["library_id"]) for p in entries if isinstance(p.get("library_id"), str)})
-    found = names(ids) if ids else {}
+    linked = (p["library_id"] for p in entries if isinstance(p.get("library_id"), str))
+    found = _current(linked, names)
     for p in entries:
         lid = p.get("library_id")
         if isinstance(lid, str) and lid in found:

@@ -25,7 +25,6 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -37,6 +36,7 @@ from vidwatch.library.index import MAX_DESCRIPTORS, Index
 from vidwatch.library.jobs import Names, relink_job
 from vidwatch.r2 import keys as jobs_keys
 from vidwatch.r2.store import ObjectNotFound, ObjectStore, PreconditionFailed
+from vidwatch.times import utc_time
 
 log = structlog.get_logger("vidwatch.library")
 
@@ -162,7 +162,7 @@ def clean_name(name: str | None) -> str | None:
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc_time(micros=False)
 
 
 class PeopleLibrary:

@@ -40,9 +40,7 @@ from vidwatch.pipeline.documents import (
     FrameDocument,
     FrameEntry,
     FrameImages,
-    LabelSegment,
     LabelSummary,
-    PersonEntry,
     Provenance,
     ProvenanceModels,
     ProvenanceSettings,
@@ -378,12 +376,9 @@ def _results(
     frames = sorted(entries, key=lambda e: e.frame)
     frames_total = sampler.last.index + 1
     scenes = _scenes(sampler, frames, info)
-    # Whole-video views (vidwatch.pipeline.timeline) read the frames as documents.
-    docs = [e.to_json() for e in frames]
-    for scene, cast in zip(scenes, timeline.scene_people(docs, len(scenes)), strict=True):
+    for scene, cast in zip(scenes, timeline.scene_people(frames, len(scenes)), strict=True):
         scene.people = cast
-    persons = [PersonEntry.model_validate(p) for p in timeline.people(docs, thumbnails)]
-    segments = timeline.label_segments(docs, [s.to_json() for s in scenes])
+    persons = timeline.people(frames, thumbnails)
     summary = _summary(frames)
     summary.people = len(persons)
     return Results(
@@ -392,7 +387,7 @@ def _results(
         scenes=scenes,
         frames=frames,
         people=persons,
-        label_segments=[LabelSegment.model_validate(r) for r in segments],
+        label_segments=timeline.label_segments(frames, scenes),
         summary=summary,
         provenance=_provenance(ctx, options, sampler.tracker.name, people),
         timings_s=timings.to_model(),

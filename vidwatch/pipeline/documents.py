@@ -17,11 +17,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from vidwatch.config.settings import RESULT_SETTINGS, Settings
+from vidwatch.detectors.types import Box, Point
 
 SCHEMA_VERSION = 1
-
-Point = tuple[float, float]
-Box = tuple[float, float, float, float]
 
 
 class Document(BaseModel):

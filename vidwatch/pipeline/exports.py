@@ -14,30 +14,30 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any
 
 import opentimelineio as otio
 
-from vidwatch.r2 import keys
-from vidwatch.r2.store import ObjectStore, PutItem
-from vidwatch.report.view import (
+from vidwatch.pipeline.documents import Results
+from vidwatch.pipeline.views import (
     appearances,
     chapters_vtt,
     scene_cast,
     scene_labels,
     scene_title,
-    vtt_time,
 )
+from vidwatch.r2 import keys
+from vidwatch.r2.store import ObjectStore, PutItem
+from vidwatch.times import video_time
 
 SMPTE_RATES = (24000 / 1001, 24.0, 25.0, 30000 / 1001, 30.0, 48.0, 50.0, 60000 / 1001, 60.0)
 _MARKER_COLORS = {"label": otio.schema.MarkerColor.CYAN, "person": otio.schema.MarkerColor.GREEN}
 
 
 def _csv_timecode(seconds: float) -> str:
-    return vtt_time(seconds)  # PySceneDetect's HH:MM:SS.nnn
+    return video_time(seconds, hours=True)  # PySceneDetect's HH:MM:SS.nnn
 
 
-def scenes_csv(results: dict[str, Any]) -> str:
+def scenes_csv(results: Results) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(
@@ -54,18 +54,18 @@ def scenes_csv(results: dict[str, Any]) -> str:
             "Length (seconds)",
         ]
     )
-    for scene in results["scenes"]:
-        start_s, end_s = float(scene["start_s"]), float(scene["end_s"])
+    for scene in results.scenes:
+        start_s, end_s = scene.start_s, scene.end_s
         writer.writerow(
             [
-                int(scene["index"]) + 1,
-                int(scene["start_frame"]) + 1,
+                scene.index + 1,
+                scene.start_frame + 1,
                 _csv_timecode(start_s),
                 f"{start_s:.3f}",
-                int(scene["end_frame"]),
+                scene.end_frame,
                 _csv_timecode(end_s),
                 f"{end_s:.3f}",
-                int(scene["end_frame"]) - int(scene["start_frame"]),
+                scene.end_frame - scene.start_frame,
                 _csv_timecode(end_s - start_s),
                 f"{end_s - start_s:.3f}",
             ]
@@ -82,37 +82,37 @@ def edl_rate(fps: float) -> float:
     return next((r for r in SMPTE_RATES if r >= fps), 60.0)
 
 
-def _source_name(results: dict[str, Any], source_key: str | None) -> str:
+def _source_name(source_key: str | None) -> str:
     if source_key:
         return source_key.rsplit("/", 1)[-1]
     return "source"
 
 
 def timeline(
-    results: dict[str, Any], *, rate: float | None = None, source_key: str | None = None
+    results: Results, *, rate: float | None = None, source_key: str | None = None
 ) -> otio.schema.Timeline:
     """One clip per scene on one video track, at ``rate`` (the video's frame rate by
     default: clip ranges are then the scenes' frames exactly); markers on each clip for the
     labels and people seen in it."""
-    video = results.get("video") or {}
-    fps = float(video.get("fps") or 25.0)
+    video = results.video
+    fps = video.fps or 25.0
     rate = rate or fps
     exact = abs(rate - fps) < 0.01
-    name = _source_name(results, source_key)
+    name = _source_name(source_key)
     rt = otio.opentime
 
     def at(frame: int, seconds: float) -> otio.opentime.RationalTime:
         return rt.RationalTime(frame, rate) if exact else rt.from_seconds(seconds, rate).round()
 
-    total = int(video.get("frames") or results["scenes"][-1]["end_frame"])
-    available = rt.TimeRange(at(0, 0.0), at(total, float(video.get("duration_s") or 0.0)))
+    total = video.frames or results.scenes[-1].end_frame
+    available = rt.TimeRange(at(0, 0.0), at(total, video.duration_s or 0.0))
     cast, labels = scene_cast(results), scene_labels(results)
     seen = appearances(results)
     track = otio.schema.Track(name="V1", kind=otio.schema.TrackKind.Video)
-    for scene in results["scenes"]:
-        index = int(scene["index"])
-        first, stop = int(scene["start_frame"]), int(scene["end_frame"])
-        start_s, end_s = float(scene["start_s"]), float(scene["end_s"])
+    for scene in results.scenes:
+        index = scene.index
+        first, stop = scene.start_frame, scene.end_frame
+        start_s, end_s = scene.start_s, scene.end_s
         start = at(first, start_s)
         clip = otio.schema.Clip(
             name=scene_title(scene, cast.get(index, []), labels.get(index, [])),
@@ -122,7 +122,7 @@ def timeline(
             source_range=rt.TimeRange(start, at(stop, end_s) - start),
             metadata={
                 "vidwatch": {
-                    "job_id": results.get("job_id"),
+                    "job_id": results.job_id,
                     "scene": index,
                     "start_frame": first,
                     "end_frame": stop,
@@ -147,21 +147,20 @@ def timeline(
                 )
             )
         track.append(clip)
-    out = otio.schema.Timeline(name=name, metadata={"vidwatch": {"job_id": results.get("job_id")}})
+    out = otio.schema.Timeline(name=name, metadata={"vidwatch": {"job_id": results.job_id}})
     out.tracks.append(track)
     return out
 
 
-def scenes_edl(results: dict[str, Any], *, source_key: str | None = None) -> str:
-    fps = float((results.get("video") or {}).get("fps") or 25.0)
-    rate = edl_rate(fps)
+def scenes_edl(results: Results, *, source_key: str | None = None) -> str:
+    rate = edl_rate(results.video.fps or 25.0)
     edl = timeline(results, rate=rate, source_key=source_key)
-    edl.name = f"vidwatch {results.get('job_id')}"
+    edl.name = f"vidwatch {results.job_id}"
     text: str = otio.adapters.write_to_string(edl, "cmx_3600", rate=rate)
     return text
 
 
-def render_exports(results: dict[str, Any], *, source_key: str | None = None) -> dict[str, bytes]:
+def render_exports(results: Results, *, source_key: str | None = None) -> dict[str, bytes]:
     """Every export by its results.json name, as bytes."""
     return {
         "chapters": chapters_vtt(results).encode(),
@@ -174,7 +173,7 @@ def render_exports(results: dict[str, Any], *, source_key: str | None = None) ->
 
 
 def write_exports(
-    store: ObjectStore, job_id: str, results: dict[str, Any], *, source_key: str | None = None
+    store: ObjectStore, job_id: str, results: Results, *, source_key: str | None = None
 ) -> dict[str, str]:
     """Write every export of a job; returns results.json's ``exports`` (name to key)."""
     rendered = render_exports(results, source_key=source_key)

@@ -23,11 +23,11 @@ import os
 import secrets
 import socket
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
 from enum import StrEnum
 
 from vidwatch.r2 import keys
 from vidwatch.r2.store import ObjectNotFound, ObjectStore, PreconditionFailed, StoreError
+from vidwatch.times import utc_time
 
 
 class LeaseLost(StoreError):
@@ -58,7 +58,7 @@ class Lease:
 
     def to_bytes(self) -> bytes:
         doc = asdict(self)
-        doc["expires"] = datetime.fromtimestamp(self.expires_at, UTC).isoformat()
+        doc["expires"] = utc_time(self.expires_at)
         return json.dumps(doc).encode()
 
     @classmethod

@@ -18,8 +18,9 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TypeVar
+
+from vidwatch.times import utc_time
 
 T = TypeVar("T")
 
@@ -111,7 +112,7 @@ class RetryTally:
         self.last_error: str | None = None
 
     def note(self, op: str, error: BaseException) -> None:
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = utc_time(micros=False)
         with self._lock:
             self.retries += 1
             self.by_op[op] += 1

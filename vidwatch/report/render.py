@@ -17,21 +17,34 @@ from urllib.parse import urlsplit
 import jinja2
 
 from vidwatch import __version__
-from vidwatch.r2 import keys
-from vidwatch.report.view import (
+from vidwatch.pipeline.documents import FrameEntry, PersonEntry, Results
+from vidwatch.pipeline.views import (
+    NamedPerson,
     appearances,
     chapters_vtt,
-    clock,
-    counted,
     duration_s,
     scene_cast,
     scene_labels,
 )
+from vidwatch.r2 import keys
+from vidwatch.times import video_time
 
 MAX_FRAMES_SHOWN = 600
 """Sampled frames shown on the page (results.json and the frame documents hold them all)."""
 
 Link = Callable[[str], str | None]
+
+
+def clock(seconds: float | None, millis: bool = False) -> str:
+    """The pages' ``clock`` filter: ``M:SS`` (``H:MM:SS`` past an hour), with ``millis``
+    ``.mmm`` after; nothing for no time."""
+    return "" if seconds is None else video_time(seconds, millis=millis)
+
+
+def counted(n: Any, noun: str) -> str:
+    """``1 face``, ``0 faces``, ``3 faces``: a count with its noun (nouns with a plain -s)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
 
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("vidwatch.report", "templates"),
@@ -131,12 +144,10 @@ def _video_type(key: str | None) -> str | None:
     return ctype if ctype.startswith("video/") else None
 
 
-def _timings(timings: Any) -> list[tuple[str, Any]]:
+def _timings(results: Results) -> list[tuple[str, Any]]:
     """The stage times, ``wall`` first (the job's length), then the stages by name: they
     overlap, so they are not parts of ``wall``."""
-    if not isinstance(timings, dict):
-        return []
-    return sorted(timings.items(), key=lambda kv: (kv[0] != "wall", kv[0]))
+    return sorted(results.timings_s.to_json().items(), key=lambda kv: (kv[0] != "wall", kv[0]))
 
 
 def _percent(status: dict[str, Any]) -> float:
@@ -144,9 +155,7 @@ def _percent(status: dict[str, Any]) -> float:
     return float(progress.get("percent") or 0.0)
 
 
-def job_view(
-    status: dict[str, Any], results: dict[str, Any] | None, link: _Links
-) -> dict[str, Any]:
+def job_view(status: dict[str, Any], results: Results | None, link: _Links) -> dict[str, Any]:
     """Everything the job template shows, with links made and times formatted. ``link`` is
     a ``_Links``: it takes keys that may be missing (None) from the documents."""
     source = status.get("source") or {}
@@ -169,62 +178,93 @@ def job_view(
         "video_type": _video_type(source.get("key")),
         "results": None,
     }
-    if results is None:
-        return view
-    video = results.get("video") or {}
-    frames = sorted(results.get("frames") or [], key=lambda f: f["frame"])
-    by_frame = {f["frame"]: f for f in frames}
+    if results is not None:
+        view["results"] = _results_view(results, link)
+    return view
+
+
+def _results_view(results: Results, link: _Links) -> dict[str, Any]:
+    frames = sorted(results.frames, key=lambda f: f.frame)
+    by_frame = {f.frame: f for f in frames}
     cast, labels = scene_cast(results), scene_labels(results)
     scenes = []
-    for scene in results.get("scenes") or []:
-        index = int(scene["index"])
-        key_frame = by_frame.get(scene.get("keyframe", scene["start_frame"])) or next(
-            (f for f in frames if f.get("scene") == index), None
+    for scene in results.scenes:
+        key_frame = by_frame.get(scene.keyframe) or next(
+            (f for f in frames if f.scene == scene.index), None
         )
-        images = (key_frame or {}).get("images") or {}
         scenes.append(
             {
-                "index": index,
-                "number": index + 1,
-                "start_s": float(scene["start_s"]),
-                "end_s": float(scene["end_s"]),
-                "frames": int(scene["end_frame"]) - int(scene["start_frame"]),
-                "thumb": link(images.get("original")),
-                "cast": cast.get(index, []),
-                "labels": labels.get(index, []),
+                "index": scene.index,
+                "number": scene.index + 1,
+                "start_s": scene.start_s,
+                "end_s": scene.end_s,
+                "frames": scene.end_frame - scene.start_frame,
+                "thumb": link(key_frame.images.original) if key_frame else None,
+                "cast": cast.get(scene.index, []),
+                "labels": labels.get(scene.index, []),
             }
         )
-    shown = []
-    for f in frames[:MAX_FRAMES_SHOWN]:
-        images = f.get("images") or {}
-        urls = {kind: link(images.get(kind)) for kind in keys.IMAGE_KINDS}
-        shown.append(
-            {
-                "frame": f["frame"],
-                "time_s": float(f["time_s"]),
-                "scene": f.get("scene", 0),
-                "urls": urls,
-                "objects": len(f.get("objects") or []),
-                "segments": len(f.get("segments") or []),
-                "faces": len(f.get("faces") or []),
-                "labels": sorted({o.get("label") for o in f.get("objects") or []} - {None}),
-            }
-        )
-    people = [
-        {
-            "id": p.get("person"),
-            "thumb": link(p.get("thumbnail")),
-            "faces": p.get("faces"),
-            "scenes": p.get("scenes") or [],
-            "first_s": p.get("first_s"),
-            "last_s": p.get("last_s"),
-            "name": p.get("name") if isinstance(p.get("name"), str) else None,
-            "library_id": p.get("library_id") if isinstance(p.get("library_id"), str) else None,
-        }
-        for p in results.get("people") or []
-        if isinstance(p, dict)
-    ]
+    people = [_person_view(p, link) for p in results.people]
     total_s = duration_s(results) or 1.0
+    # A person's library name where the page was given names (the API's pages).
+    named = {str(p["id"]): str(p["name"]) for p in people if p["name"]}
+    vtt = chapters_vtt(results) if results.scenes else None
+    provenance = results.provenance.to_json()
+    return {
+        "video": results.video.to_json(),
+        "duration_s": total_s,
+        "scenes": scenes,
+        "frames": [_frame_view(f, link) for f in frames[:MAX_FRAMES_SHOWN]],
+        "frames_total": len(frames),
+        "people": people,
+        "names": {p["id"]: p["name"] for p in people if p["name"]},
+        "has_people": "people" in results.model_fields_set,
+        "timeline": _timeline_rows(results, total_s, named),
+        "exports": [
+            {"name": name, "file": key.rsplit("/", 1)[-1], "url": link(key)}
+            for name, key in results.exports.items()
+        ],
+        "summary": results.summary.to_json(),
+        "provenance": provenance,
+        "models": provenance["models"],
+        "settings": provenance["settings"],
+        "timings_ordered": _timings(results),
+        "chapters": "data:text/vtt;base64," + base64.b64encode(vtt.encode()).decode()
+        if vtt
+        else None,
+    }
+
+
+def _frame_view(f: FrameEntry, link: _Links) -> dict[str, Any]:
+    images = f.images.to_json()
+    return {
+        "frame": f.frame,
+        "time_s": f.time_s,
+        "scene": f.scene,
+        "urls": {kind: link(images.get(kind)) for kind in keys.IMAGE_KINDS},
+        "objects": len(f.objects),
+        "segments": len(f.segments),
+        "faces": len(f.faces),
+        "labels": sorted({o.label for o in f.objects}),
+    }
+
+
+def _person_view(p: PersonEntry, link: _Links) -> dict[str, Any]:
+    return {
+        "id": p.person,
+        "thumb": link(p.thumbnail),
+        "faces": p.faces,
+        "scenes": p.scenes,
+        "first_s": p.first_s,
+        "last_s": p.last_s,
+        "name": p.name if isinstance(p, NamedPerson) else None,
+        "library_id": p.library_id,
+    }
+
+
+def _timeline_rows(results: Results, total_s: float, named: dict[str, str]) -> list[dict[str, Any]]:
+    """One row per label and person (people first), its appearances as spans placed in
+    percent of the video's length."""
     rows: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for a in appearances(results):
         rows.setdefault((a.kind, a.name), []).append(
@@ -236,54 +276,23 @@ def job_view(
                 "width": round(max(0.4, 100.0 * (a.end_s - a.start_s) / total_s), 3),
             }
         )
-    # A person's library name where the page was given names (the API's pages).
-    named: dict[str, str] = {str(p["id"]): str(p["name"]) for p in people if p.get("name")}
 
     def row_name(kind: str, name: str) -> str:
         if kind != "person":
             return name
         return named.get(name) or f"Person {name}"
 
-    timeline = [
+    return [
         {"kind": kind, "name": row_name(kind, name), "spans": spans}
         for (kind, name), spans in sorted(
             rows.items(), key=lambda kv: (kv[0][0] != "person", kv[0][1])
         )
     ]
-    exports = [
-        {"name": name, "file": str(key).rsplit("/", 1)[-1], "url": link(key)}
-        for name, key in (results.get("exports") or {}).items()
-        if isinstance(key, str)
-    ]
-    provenance = results.get("provenance") or {}
-    vtt = chapters_vtt(results) if results.get("scenes") else None
-    view["results"] = {
-        "video": video,
-        "duration_s": total_s,
-        "scenes": scenes,
-        "frames": shown,
-        "frames_total": len(frames),
-        "people": people,
-        "names": {p["id"]: p["name"] for p in people if p.get("name")},
-        "has_people": "people" in results,
-        "timeline": timeline,
-        "has_label_segments": "label_segments" in results,
-        "exports": exports,
-        "summary": results.get("summary") or {},
-        "provenance": provenance,
-        "models": provenance.get("models") or {},
-        "settings": provenance.get("settings") or {},
-        "timings_ordered": _timings(results.get("timings_s")),
-        "chapters": "data:text/vtt;base64," + base64.b64encode(vtt.encode()).decode()
-        if vtt
-        else None,
-    }
-    return view
 
 
 def render_job(
     status: dict[str, Any],
-    results: dict[str, Any] | None,
+    results: Results | None,
     link: Link,
     *,
     status_url: str | None = None,
