@@ -32,17 +32,13 @@ class MtcnnFaceDetector:
         cache_dir: Path | None = None,
         openvino_config: dict[str, Any] | None = None,
     ) -> None:
-        import facenet_pytorch
-        from facenet_pytorch import MTCNN
-
-        self._mtcnn = MTCNN(keep_all=True, device=device, post_process=False)
         self._min_confidence = min_confidence
         # On the CPU, batching MTCNN is slower than frame by frame (measured in bench/).
         self._batch = batch
-        data = Path(facenet_pytorch.__file__).parent / "data"
-        weights = sorted(data.glob("*.pt"))
+        weights = _weights_files()
         digest = "+".join(sha256_of(p)[:16] for p in weights) if weights else None
         self.backend = "openvino" if backend in ("openvino", "onnx") else "torch"
+        self._mtcnn: Any = None
         self._runners = None
         self.stage_times: dict[str, float] | None = None
         if self.backend == "openvino":
@@ -52,13 +48,18 @@ class MtcnnFaceDetector:
             cache = None
             if cache_dir is not None:
                 cache = cache_dir / "mtcnn" / f"{(digest or 'mtcnn').replace('+', '-')}-openvino"
+            # facenet-pytorch (and torch) load only when a net is not converted yet.
             self._runners = openvino_runners(
-                {"pnet": self._mtcnn.pnet, "rnet": self._mtcnn.rnet, "onet": self._mtcnn.onet},
+                lambda: _facenet_nets(device),
                 cache=cache,
                 config=openvino_config
                 if openvino_config is not None
                 else backends.openvino_config(cache_dir),
             )
+        else:
+            from facenet_pytorch import MTCNN
+
+            self._mtcnn = MTCNN(keep_all=True, device=device, post_process=False)
         self.infos: tuple[ModelInfo, ...] = (
             ModelInfo(
                 role="faces",
@@ -107,6 +108,23 @@ class MtcnnFaceDetector:
                 continue
             faces.append(FaceDetection.make(min(float(prob), 1.0), box, pts))
         return Detections(faces=tuple(faces))
+
+
+def _weights_files() -> list[Path]:
+    """facenet-pytorch's MTCNN weights (its ``data/*.pt``), found without importing it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("facenet_pytorch")
+    if spec is None or spec.origin is None:
+        return []
+    return sorted((Path(spec.origin).parent / "data").glob("*.pt"))
+
+
+def _facenet_nets(device: str) -> dict[str, Any]:
+    from facenet_pytorch import MTCNN
+
+    mtcnn = MTCNN(keep_all=True, device=device, post_process=False)
+    return {"pnet": mtcnn.pnet, "rnet": mtcnn.rnet, "onet": mtcnn.onet}
 
 
 def _version() -> str:

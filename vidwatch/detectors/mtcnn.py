@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     import openvino as ov
     import torch
 
-# A net runner: a float32 NCHW batch in, the net's outputs (numpy) out.
+# A net runner: a BGR NHWC batch in (P-Net: uint8 pyramid scales; R-Net, O-Net: float32
+# crops), the net's outputs (numpy) out. The runner normalises (on OpenVINO, in the graph).
 NetRunner = Callable[[np.ndarray], Sequence[np.ndarray]]
 
 
@@ -79,7 +80,8 @@ def _source_for(halves: list[np.ndarray], width: int, height: int) -> np.ndarray
 
 
 def _normalise(images: np.ndarray) -> np.ndarray:
-    """uint8 BGR NHWC -> float32 RGB NCHW scaled to [-1, 1) as the nets were trained."""
+    """BGR NHWC (uint8 or float32) -> float32 RGB NCHW scaled to [-1, 1) as the nets were
+    trained (on OpenVINO the graph does this: ``with_preprocessing``)."""
     x = images[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32)
     x -= 127.5
     x *= 0.0078125
@@ -154,11 +156,6 @@ def _crops(image: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarray,
     return np.stack(out), np.asarray(kept, dtype=np.int64)
 
 
-def _normalise_float(crops: np.ndarray) -> np.ndarray:
-    x = crops[..., ::-1].transpose(0, 3, 1, 2)
-    return np.ascontiguousarray((x - 127.5) * 0.0078125, dtype=np.float32)
-
-
 def detect_faces(
     image: np.ndarray,
     *,
@@ -188,9 +185,8 @@ def detect_faces(
     for scale in pyramid_scales(h, w, params):
         hs, ws = int(h * scale + 1), int(w * scale + 1)
         small = cv2.resize(_source_for(halves, ws, hs), (ws, hs), interpolation=cv2.INTER_AREA)
-        x = _normalise(small[None])
         t = add("pyramid", t)
-        reg, prob = pnet(x)
+        reg, prob = pnet(small[None])
         t = add("pnet", t)
         p = prob[0, 1]
         ys, xs = np.nonzero(p >= t1)
@@ -230,7 +226,7 @@ def detect_faces(
     t = add("crops", t)
     if not len(boxes):
         return empty
-    reg, prob = rnet(_normalise_float(crops))
+    reg, prob = rnet(crops)
     t = add("rnet", t)
     score = prob[:, 1]
     ok = score > t2
@@ -246,7 +242,7 @@ def detect_faces(
     t = add("crops", t)
     if not len(boxes):
         return empty
-    reg, marks, prob = onet(_normalise_float(crops))
+    reg, marks, prob = onet(crops)
     t = add("onet", t)
     score = prob[:, 2 - 1]
     ok = score > t3
@@ -271,51 +267,96 @@ def detect_faces(
 
 
 def torch_runner(net: torch.nn.Module) -> NetRunner:
+    """A net on PyTorch behind the runners' contract (BGR NHWC in, normalised here)."""
     import torch
 
     def run(x: np.ndarray) -> list[np.ndarray]:
         with torch.inference_mode():
-            return [o.numpy() for o in net(torch.from_numpy(x))]
+            return [o.numpy() for o in net(torch.from_numpy(_normalise(x)))]
 
     return run
 
 
 def openvino_runners(
-    nets: dict[str, torch.nn.Module],
+    nets: Callable[[], dict[str, torch.nn.Module]],
     *,
     cache: Path | None = None,
     config: dict[str, Any] | None = None,
 ) -> dict[str, NetRunner]:
-    """The three nets on OpenVINO (any batch; P-Net any size), compiled for the CPU in fp32.
+    """The three nets on OpenVINO (any batch; P-Net any size), compiled for the CPU in fp32,
+    each taking what ``detect_faces`` hands it (BGR NHWC, see ``with_preprocessing``).
 
-    The conversion (a torch trace, about a second) is saved in ``cache`` when given."""
+    ``nets`` gives facenet-pytorch's nets; it is called only when a net is not converted yet
+    (a torch trace, about a second), whose result is saved in ``cache`` when given."""
     import openvino as ov
 
     core = ov.Core()
-    out: dict[str, NetRunner] = {}
-    for name, net in nets.items():
-        model = None
+    models = fp32_models(core, nets, cache)
+    return {name: compile_runner(core, model, name, config) for name, model in models.items()}
+
+
+NETS = ("pnet", "rnet", "onet")
+
+
+def fp32_models(
+    core: ov.Core, nets: Callable[[], dict[str, torch.nn.Module]], cache: Path | None
+) -> dict[str, ov.Model]:
+    """The three nets as OpenVINO models (fp32, without pre-processing), read from ``cache``
+    or converted from ``nets()`` (and saved there)."""
+    import openvino as ov
+
+    out: dict[str, ov.Model] = {}
+    torch_nets: dict[str, torch.nn.Module] | None = None
+    for name in NETS:
         xml = cache / f"{name}.xml" if cache is not None else None
         if xml is not None and xml.is_file():
-            model = core.read_model(str(xml))
-        else:
-            import torch
+            out[name] = core.read_model(str(xml))
+            continue
+        import torch
 
-            from vidwatch.detectors.quiet import export_warnings_silenced
+        from vidwatch.detectors.quiet import export_warnings_silenced
 
-            with export_warnings_silenced():  # the conversion traces with torch.jit
-                model = ov.convert_model(
-                    net.eval(), example_input=torch.zeros(_EXAMPLES[name]), input=[_SHAPES[name]]
-                )
-            if xml is not None:
-                _save(ov, model, xml)
-        compiled = core.compile_model(
-            model,
-            "CPU",
-            {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32", **(config or {})},
-        )
-        out[name] = _ov_runner(compiled.create_infer_request(), len(compiled.outputs))
+        if torch_nets is None:
+            torch_nets = nets()
+        with export_warnings_silenced():  # the conversion traces with torch.jit
+            model = ov.convert_model(
+                torch_nets[name].eval(),
+                example_input=torch.zeros(_EXAMPLES[name]),
+                input=[_SHAPES[name]],
+            )
+        if xml is not None:
+            _save(ov, model, xml)
+        out[name] = model
     return out
+
+
+def with_preprocessing(model: ov.Model, name: str) -> ov.Model:
+    """``model`` taking BGR NHWC images (``uint8`` for P-Net's pyramid scales, ``float32``
+    for the area-resized crops of R-Net and O-Net) and doing, inside the graph, what the
+    nets were trained on: RGB, NCHW, ``(x - 127.5) / 128`` (== ``* 0.0078125`` exactly)."""
+    import openvino as ov
+    from openvino.preprocess import PrePostProcessor
+
+    ppp = PrePostProcessor(model)
+    put = ppp.input()
+    put.tensor().set_element_type(ov.Type.u8 if name == "pnet" else ov.Type.f32).set_layout(
+        ov.Layout("NHWC")
+    )
+    put.model().set_layout(ov.Layout("NCHW"))
+    put.preprocess().convert_element_type(ov.Type.f32).reverse_channels().mean(127.5).scale(128.0)
+    return ppp.build()
+
+
+def compile_runner(
+    core: ov.Core, model: ov.Model, name: str, config: dict[str, Any] | None
+) -> NetRunner:
+    """``model`` (without pre-processing) compiled for the CPU in fp32, pre-processing added."""
+    compiled = core.compile_model(
+        with_preprocessing(model.clone(), name),
+        "CPU",
+        {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32", **(config or {})},
+    )
+    return _ov_runner(compiled.create_infer_request(), len(compiled.outputs))
 
 
 def _ov_runner(request: ov.InferRequest, n_out: int) -> NetRunner:

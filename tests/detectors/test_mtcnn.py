@@ -1,0 +1,84 @@
+"""MTCNN on OpenVINO: what vidwatch.detectors.mtcnn adds around facenet-pytorch's nets
+(pre-processing in the graph, the conversion cache, start-up without torch)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from vidwatch.detectors import mtcnn
+
+pytestmark = pytest.mark.models
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory) -> tuple[Path, dict]:
+    """The three nets converted into a cache folder, and the OpenVINO models."""
+    import openvino as ov
+
+    from vidwatch.detectors.faces import _facenet_nets
+
+    cache = tmp_path_factory.mktemp("mtcnn_nets")
+    models = mtcnn.fp32_models(ov.Core(), lambda: _facenet_nets("cpu"), cache)
+    return cache, models
+
+
+def _frame(media: Path) -> np.ndarray:
+    import av
+
+    with av.open(str(media / "cuts_h264.mp4")) as c:
+        for i, f in enumerate(c.decode(video=0)):
+            if i == 10:  # the astronaut's face
+                return f.to_ndarray(format="bgr24")
+    raise AssertionError("frame 10 not found")
+
+
+def test_preprocessing_in_the_graph_gives_the_outputs_of_numpy_normalisation(converted, media):
+    """P-Net takes the uint8 BGR scale and R-Net / O-Net the float crops as they are; the
+    graph's RGB, NCHW and (x - 127.5) / 128 give the nets' outputs on numpy's normalisation."""
+    import openvino as ov
+
+    _, models = converted
+    core = ov.Core()
+    img = _frame(media)
+    small = cv2.resize(img, (387, 218), interpolation=cv2.INTER_AREA)[None]
+    boxes = np.array([[500, 60, 700, 260], [100, 100, 160, 170], [0, 0, 40, 40]], np.float32)
+    inputs = {
+        "pnet": small,
+        "rnet": mtcnn._crops(img, boxes, 24)[0],
+        "onet": mtcnn._crops(img, boxes, 48)[0],
+    }
+    assert inputs["pnet"].dtype == np.uint8 and inputs["rnet"].dtype == np.float32
+    for name, x in inputs.items():
+        plain = core.compile_model(models[name], "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        want = plain.create_infer_request().infer({0: mtcnn._normalise(x)})
+        got = mtcnn.compile_runner(core, models[name], name, None)(x)
+        assert len(got) == len(plain.outputs)
+        for i, out in enumerate(got):
+            np.testing.assert_allclose(out, want[i], rtol=0, atol=1e-5, err_msg=name)
+
+
+def test_a_warm_cache_starts_without_facenet_or_torch(tmp_path):
+    """With the nets converted, the OpenVINO detector neither imports torch nor facenet."""
+    root = tmp_path / "models"
+    from vidwatch.detectors.faces import MtcnnFaceDetector
+
+    MtcnnFaceDetector(min_confidence=0.9, device="cpu", backend="openvino", cache_dir=root)
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from vidwatch.detectors.faces import MtcnnFaceDetector\n"
+        "import numpy as np\n"
+        f"d = MtcnnFaceDetector(min_confidence=0.9, device='cpu', backend='openvino', "
+        f"cache_dir=Path({str(root)!r}))\n"
+        "d.detect([np.zeros((72, 128, 3), np.uint8)])\n"
+        "print(sorted(m for m in ('torch', 'facenet_pytorch') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
