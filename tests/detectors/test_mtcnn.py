@@ -82,3 +82,20 @@ def test_a_warm_cache_starts_without_facenet_or_torch(tmp_path):
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
     )
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("method", ["Union", "Min"])
+def test_nms_over_the_pairwise_matrix_keeps_what_box_by_box_keeps(method):
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 30, 400, 1500):
+        xy = rng.uniform(0, 300, (n, 2)).astype(np.float32)
+        side = rng.uniform(0, 60, (n, 1)).astype(np.float32)
+        side[::11] = 0  # empty boxes: 0 / 0 overlaps
+        boxes = np.concatenate([xy, xy + side], axis=1)
+        boxes[n // 2 :: 7] = boxes[n // 2]  # duplicates
+        scores = np.round(rng.uniform(0.6, 1.0, n), 2).astype(np.float32)  # ties
+        for threshold in (0.5, 0.7):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                want = mtcnn._nms_loop(boxes, scores, threshold, method)
+            got = mtcnn._nms(boxes, scores, threshold, method)
+            np.testing.assert_array_equal(got, want)

@@ -88,12 +88,45 @@ def _normalise(images: np.ndarray) -> np.ndarray:
     return x
 
 
+# Above this many boxes NMS goes box by box (its pairwise matrix would not fit in cache).
+_NMS_MATRIX_MAX = 2048
+
+
 def _nms(
     boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = "Union"
 ) -> np.ndarray:
-    """Greedy NMS; "Union" as torchvision's ``nms`` (no +1), "Min" as facenet's numpy one."""
+    """Greedy NMS; "Union" as torchvision's ``nms`` (no +1), "Min" as facenet's numpy one.
+
+    The overlaps of all pairs are computed at once (the same float operations as box by
+    box, so the same result); only the boxes that overlap a later one are then walked."""
     if len(boxes) == 0:
         return np.empty(0, dtype=np.int64)
+    if len(boxes) > _NMS_MATRIX_MAX:
+        return _nms_loop(boxes, scores, threshold, method)
+    order = np.argsort(-scores, kind="stable")
+    b = boxes[order]
+    x1, y1, x2, y2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    plus = 1.0 if method == "Min" else 0.0
+    area = (x2 - x1 + plus) * (y2 - y1 + plus)
+    w = np.maximum(0.0, np.minimum(x2[:, None], x2) - np.maximum(x1[:, None], x1) + plus)
+    h = np.maximum(0.0, np.minimum(y2[:, None], y2) - np.maximum(y1[:, None], y1) + plus)
+    inter = w * h
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if method == "Min":
+            overlap = inter / np.minimum(area[:, None], area)
+        else:
+            overlap = inter / (area[:, None] + area - inter)
+    # Box j (after i in score order) goes when a kept i overlaps it more than the threshold
+    # (NaN overlaps too, as in the box by box loop, which keeps only "<= threshold").
+    gone = np.triu(~(overlap <= threshold), k=1)
+    suppressed = np.zeros(len(b), dtype=bool)
+    for i in np.flatnonzero(gone.any(axis=1)):
+        if not suppressed[i]:
+            suppressed |= gone[i]
+    return order[~suppressed].astype(np.int64)
+
+
+def _nms_loop(boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str) -> np.ndarray:
     x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
     plus = 1.0 if method == "Min" else 0.0
     area = (x2 - x1 + plus) * (y2 - y1 + plus)
@@ -145,15 +178,16 @@ def _crops(image: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarray,
     y = np.maximum(b[:, 1], 1)
     ex = np.minimum(b[:, 2], w)
     ey = np.minimum(b[:, 3], h)
-    out, kept = [], []
-    for k in range(len(b)):
-        if ey[k] > y[k] - 1 and ex[k] > x[k] - 1:
-            crop = image[y[k] - 1 : ey[k], x[k] - 1 : ex[k]].astype(np.float32)
-            out.append(cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA))
-            kept.append(k)
-    if not out:
-        return np.empty((0, size, size, 3), np.float32), np.empty(0, dtype=np.int64)
-    return np.stack(out), np.asarray(kept, dtype=np.int64)
+    ok = (ey > y - 1) & (ex > x - 1)
+    kept = np.flatnonzero(ok)
+    out = np.empty((len(kept), size, size, 3), np.float32)
+    spans = zip(
+        (y - 1)[ok].tolist(), ey[ok].tolist(), (x - 1)[ok].tolist(), ex[ok].tolist(), strict=True
+    )
+    for k, (top, bottom, left, right) in enumerate(spans):
+        crop = image[top:bottom, left:right].astype(np.float32)
+        cv2.resize(crop, (size, size), dst=out[k], interpolation=cv2.INTER_AREA)
+    return out, kept.astype(np.int64)
 
 
 def detect_faces(
@@ -385,3 +419,52 @@ def _save(ov: ModuleType, model: ov.Model, xml: Path) -> None:
             os.replace(part, xml)
     except OSError:
         pass  # no cache: convert again next start
+
+
+CALIBRATION_IMAGES = ("zidane.jpg", "bus.jpg")
+CALIBRATION_SIDES = (360, 540, 720, 1080)
+
+
+def calibration_images() -> list[np.ndarray]:
+    """Calibration frames for int8: the sample photos Ultralytics ships (people and their
+    faces, on every host that runs YOLO) with their short side at CALIBRATION_SIDES."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("ultralytics")
+    if spec is None or spec.origin is None:
+        return []
+    out = []
+    for name in CALIBRATION_IMAGES:
+        img = cv2.imread(str(Path(spec.origin).parent / "assets" / name))
+        if img is None:
+            continue
+        for side in CALIBRATION_SIDES:
+            f = side / min(img.shape[:2])
+            size = (round(img.shape[1] * f), round(img.shape[0] * f))
+            how = cv2.INTER_AREA if f < 1 else cv2.INTER_CUBIC
+            out.append(cv2.resize(img, size, interpolation=how))
+    return out
+
+
+def recorded_inputs(
+    runners: dict[str, NetRunner], images: Sequence[np.ndarray], params: MtcnnParams
+) -> dict[str, list[np.ndarray]]:
+    """Each net's inputs (as its runner gets them) while ``detect_faces`` runs on ``images``."""
+    seen: dict[str, list[np.ndarray]] = {name: [] for name in NETS}
+
+    def recording(name: str) -> NetRunner:
+        def run(x: np.ndarray) -> Sequence[np.ndarray]:
+            seen[name].append(x.copy())
+            return runners[name](x)
+
+        return run
+
+    for img in images:
+        detect_faces(
+            img,
+            pnet=recording("pnet"),
+            rnet=recording("rnet"),
+            onet=recording("onet"),
+            params=params,
+        )
+    return seen
