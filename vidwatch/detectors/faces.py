@@ -31,7 +31,10 @@ class MtcnnFaceDetector:
         backend: str = "torch",
         cache_dir: Path | None = None,
         openvino_config: dict[str, Any] | None = None,
+        int8: bool = True,
     ) -> None:
+        """``int8``: on OpenVINO, P-Net and R-Net run int8 (``mtcnn.INT8_NETS``, quantized once into
+        ``cache_dir``; the same faces, docs/performance.md); False keeps every net fp32."""
         self._min_confidence = min_confidence
         # On the CPU, batching MTCNN is slower than frame by frame (measured in bench/).
         self._batch = batch
@@ -40,21 +43,28 @@ class MtcnnFaceDetector:
         self.backend = "openvino" if backend in ("openvino", "onnx") else "torch"
         self._mtcnn: Any = None
         self._runners = None
+        self.int8_nets: tuple[str, ...] = ()
         self.stage_times: dict[str, float] | None = None
         if self.backend == "openvino":
             from vidwatch.detectors import backends
-            from vidwatch.detectors.mtcnn import openvino_runners
+            from vidwatch.detectors.mtcnn import int8_key, openvino_runners
 
-            cache = None
+            cache = int8_cache = None
+            key = int8_key() if int8 else None
+            name = (digest or "mtcnn").replace("+", "-")
             if cache_dir is not None:
-                cache = cache_dir / "mtcnn" / f"{(digest or 'mtcnn').replace('+', '-')}-openvino"
+                cache = cache_dir / "mtcnn" / f"{name}-openvino"
+                if key is not None:
+                    int8_cache = cache_dir / "mtcnn-int8" / f"{name}-{key}"
             # facenet-pytorch (and torch) load only when a net is not converted yet.
-            self._runners = openvino_runners(
+            self._runners, self.int8_nets = openvino_runners(
                 lambda: _facenet_nets(device),
                 cache=cache,
                 config=openvino_config
                 if openvino_config is not None
                 else backends.openvino_config(cache_dir),
+                int8_cache=int8_cache,
+                int8=key is not None,
             )
         else:
             from facenet_pytorch import MTCNN
@@ -65,7 +75,11 @@ class MtcnnFaceDetector:
                 role="faces",
                 name="mtcnn",
                 sha256=digest,
-                extra={"package": f"facenet-pytorch {_version()}", "backend": self.backend},
+                extra={
+                    "package": f"facenet-pytorch {_version()}",
+                    "backend": self.backend,
+                    **({"int8": list(self.int8_nets)} if self.int8_nets else {}),
+                },
             ),
         )
 
