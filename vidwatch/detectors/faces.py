@@ -31,40 +31,55 @@ class MtcnnFaceDetector:
         backend: str = "torch",
         cache_dir: Path | None = None,
         openvino_config: dict[str, Any] | None = None,
+        int8: bool = True,
     ) -> None:
-        import facenet_pytorch
-        from facenet_pytorch import MTCNN
-
-        self._mtcnn = MTCNN(keep_all=True, device=device, post_process=False)
+        """``int8``: on OpenVINO, P-Net and R-Net run int8 (``mtcnn.INT8_NETS``, quantized once into
+        ``cache_dir``; the same faces, docs/performance.md); False keeps every net fp32."""
         self._min_confidence = min_confidence
         # On the CPU, batching MTCNN is slower than frame by frame (measured in bench/).
         self._batch = batch
-        data = Path(facenet_pytorch.__file__).parent / "data"
-        weights = sorted(data.glob("*.pt"))
+        weights = _weights_files()
         digest = "+".join(sha256_of(p)[:16] for p in weights) if weights else None
         self.backend = "openvino" if backend in ("openvino", "onnx") else "torch"
+        self._mtcnn: Any = None
         self._runners = None
+        self.int8_nets: tuple[str, ...] = ()
         self.stage_times: dict[str, float] | None = None
         if self.backend == "openvino":
             from vidwatch.detectors import backends
-            from vidwatch.detectors.mtcnn import openvino_runners
+            from vidwatch.detectors.mtcnn import int8_key, openvino_runners
 
-            cache = None
+            cache = int8_cache = None
+            key = int8_key() if int8 else None
+            name = (digest or "mtcnn").replace("+", "-")
             if cache_dir is not None:
-                cache = cache_dir / "mtcnn" / f"{(digest or 'mtcnn').replace('+', '-')}-openvino"
-            self._runners = openvino_runners(
-                {"pnet": self._mtcnn.pnet, "rnet": self._mtcnn.rnet, "onet": self._mtcnn.onet},
+                cache = cache_dir / "mtcnn" / f"{name}-openvino"
+                if key is not None:
+                    int8_cache = cache_dir / "mtcnn-int8" / f"{name}-{key}"
+            # facenet-pytorch (and torch) load only when a net is not converted yet.
+            self._runners, self.int8_nets = openvino_runners(
+                lambda: _facenet_nets(device),
                 cache=cache,
                 config=openvino_config
                 if openvino_config is not None
                 else backends.openvino_config(cache_dir),
+                int8_cache=int8_cache,
+                int8=key is not None,
             )
+        else:
+            from facenet_pytorch import MTCNN
+
+            self._mtcnn = MTCNN(keep_all=True, device=device, post_process=False)
         self.infos: tuple[ModelInfo, ...] = (
             ModelInfo(
                 role="faces",
                 name="mtcnn",
                 sha256=digest,
-                extra={"package": f"facenet-pytorch {_version()}", "backend": self.backend},
+                extra={
+                    "package": f"facenet-pytorch {_version()}",
+                    "backend": self.backend,
+                    **({"int8": list(self.int8_nets)} if self.int8_nets else {}),
+                },
             ),
         )
 
@@ -107,6 +122,23 @@ class MtcnnFaceDetector:
                 continue
             faces.append(FaceDetection.make(min(float(prob), 1.0), box, pts))
         return Detections(faces=tuple(faces))
+
+
+def _weights_files() -> list[Path]:
+    """facenet-pytorch's MTCNN weights (its ``data/*.pt``), found without importing it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("facenet_pytorch")
+    if spec is None or spec.origin is None:
+        return []
+    return sorted((Path(spec.origin).parent / "data").glob("*.pt"))
+
+
+def _facenet_nets(device: str) -> dict[str, Any]:
+    from facenet_pytorch import MTCNN
+
+    mtcnn = MTCNN(keep_all=True, device=device, post_process=False)
+    return {"pnet": mtcnn.pnet, "rnet": mtcnn.rnet, "onet": mtcnn.onet}
 
 
 def _version() -> str:
