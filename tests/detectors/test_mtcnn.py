@@ -155,3 +155,24 @@ def test_nms_over_the_pairwise_matrix_keeps_what_box_by_box_keeps(method):
                 want = mtcnn._nms_loop(boxes, scores, threshold, method)
             got = mtcnn._nms(boxes, scores, threshold, method)
             np.testing.assert_array_equal(got, want)
+
+
+def test_face_int8_reaches_the_lanes_from_the_setting(warm_cache, tmp_path):
+    from vidwatch.config import load_settings
+    from vidwatch.detectors.registry import load_models
+
+    for value, nets in (("false", ()), ("true", ("pnet", "rnet"))):
+        settings = load_settings(
+            {
+                "DETECT_MODEL": "none",
+                "SEGMENT_MODEL": "none",
+                "FACE_IDENTITIES": "false",
+                "FACE_INT8": value,
+                "MODEL_BACKEND": "openvino",
+                "MODEL_WORKERS": "2",
+                "MODEL_CACHE_DIR": str(warm_cache),
+                "TEMP_MEDIA_DIR": str(tmp_path / "tmp"),
+            }
+        )
+        models = load_models(settings)
+        assert [lane[0].int8_nets for lane in models.lanes] == [nets, nets]

@@ -121,14 +121,19 @@ YOLO = DetectorKind(
 # --- MTCNN: faces ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FacesConfig:
-    """FACES_ENABLED and FACE_MIN_CONFIDENCE."""
+    """FACES_ENABLED, FACE_MIN_CONFIDENCE and FACE_INT8."""
 
     enabled: bool
     min_confidence: float
+    int8: bool = True
 
     @classmethod
     def of(cls, settings: Settings) -> FacesConfig:
-        return cls(enabled=settings.faces_enabled, min_confidence=settings.face_min_confidence)
+        return cls(
+            enabled=settings.faces_enabled,
+            min_confidence=settings.face_min_confidence,
+            int8=settings.face_int8,
+        )
 
 
 def build_faces(config: FacesConfig, runtime: LaneRuntime) -> list[Detector]:
@@ -141,6 +146,7 @@ def build_faces(config: FacesConfig, runtime: LaneRuntime) -> list[Detector]:
             backend=runtime.backend,
             cache_dir=runtime.cache_dir,
             openvino_config=runtime.openvino_config,
+            int8=config.int8,
         )
     ]
 
