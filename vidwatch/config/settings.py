@@ -120,9 +120,10 @@ class Settings(BaseModel):
     segment_model: str = changes_results_by_weights("yolo11n-seg.pt")
     object_min_confidence: float = changes_results(0.25, ge=0, le=1)
     face_min_confidence: float = changes_results(0.9, ge=0, le=1)
-    face_int8: bool = changes_results(True)
-    """On OpenVINO, MTCNN's P-Net and R-Net run int8 (quantized once into MODEL_CACHE_DIR with NNCF,
-    the same faces: docs/performance.md); false runs every net in fp32."""
+    face_int8: bool = changes_results(False)
+    """True: on OpenVINO, MTCNN's P-Net and R-Net run int8 (quantized once into MODEL_CACHE_DIR
+    with NNCF), about 20 ms a 720p frame faster, but it found a false face that fp32 does not on
+    the benchmark video (docs/performance.md); false (the default): every net in fp32."""
     model_device: str = keeps_results("auto")
     model_backend: Literal["auto", "torch", "openvino", "onnx"] = keeps_results("auto")
     """Where YOLO and MTCNN's nets run; auto: OpenVINO on the CPU, PyTorch on a GPU."""

@@ -125,7 +125,7 @@ class FacesConfig:
 
     enabled: bool
     min_confidence: float
-    int8: bool = True
+    int8: bool = False
 
     @classmethod
     def of(cls, settings: Settings) -> FacesConfig:
