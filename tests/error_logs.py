@@ -15,14 +15,16 @@ A test that means to log errors names their events::
 
 (on a test, a class or a module's ``pytestmark``); any other ERROR line fails it, at its
 teardown, with the lines found. An expected event need not occur (some are timing-bound).
-Subprocess daemons log as their own settings say and are not seen here.
+Subprocess daemons log to their own files; those started through the ``daemons`` fixture
+(tests/daemon/service_harness.py, JSON lines) have their ERROR lines counted too, as
+``daemon <name>: ...``, when the fixture ends.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,6 +118,24 @@ def install() -> None:
     for logger in (logging.getLogger(), logging.getLogger("uvicorn")):
         if STDLIB_HANDLER not in logger.handlers:
             logger.addHandler(STDLIB_HANDLER)
+
+
+def record_daemon_lines(source: str, events: Iterable[dict[str, Any]]) -> None:
+    """The ERROR lines of a subprocess daemon whose JSON log a test captured (the
+    ``daemons`` fixture of tests/daemon/service_harness.py hands them over at its end),
+    counted as the test's own: ours, and the standard library's from ``STDLIB_LOGGERS``."""
+    for event in events:
+        if str(event.get("level", "")).lower() not in ERROR_METHODS:
+            continue
+        logger = event.get("logger")
+        if logger is not None and not any(
+            logger == ours or str(logger).startswith(ours + ".") for ours in STDLIB_LOGGERS
+        ):
+            continue
+        fields = {
+            k: v for k, v in event.items() if k not in ("event", "level", "timestamp", "exception")
+        }
+        RECORDER.record(ErrorLine(str(event.get("event")), source, fields))
 
 
 def expected_events(item: pytest.Item) -> set[str]:

@@ -91,3 +91,30 @@ def test_warnings_and_other_libraries_pass():
 """,
     )
     result.assert_outcomes(passed=4)
+
+
+def test_a_daemons_captured_error_lines_count_as_the_tests(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+from tests.error_logs import record_daemon_lines
+
+LINES = [
+    {"event": "job_failed", "level": "error", "job_id": "J"},
+    {"event": "fine", "level": "info"},
+    {"event": "Exception in ASGI application", "level": "error", "logger": "uvicorn.error"},
+    {"event": "not ours", "level": "error", "logger": "botocore.hooks"},
+]
+
+def test_unexpected():
+    record_daemon_lines("daemon d", LINES)
+
+@pytest.mark.expect_error_logs("job_failed", "Exception in ASGI application")
+def test_expected():
+    record_daemon_lines("daemon d", LINES)
+""",
+    )
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*daemon d: 'job_failed' (job_id='J')"])
+    result.stdout.fnmatch_lines(["*daemon d: 'Exception in ASGI application' (logger=*"])
+    assert "not ours" not in result.stdout.str()
