@@ -21,7 +21,9 @@ def _metric(text: str, name: str) -> float:
     return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
 
 
-@pytest.mark.expect_error_logs("job_failed", "lease_lost", "manifest_write_failed")
+@pytest.mark.expect_error_logs(
+    "frame_write_failed", "job_failed", "lease_lost", "manifest_write_failed"
+)
 def test_retries_a_lost_lease_and_a_second_attempt_show_in_status_and_metrics(
     tmp_path, daemons, restartable_moto, media
 ):
