@@ -21,12 +21,20 @@ MEDIA = Path(os.environ.get("VIDWATCH_TEST_MEDIA", REPO.parent / "shared" / "med
 
 # Logs of in-process servers and jobs go nowhere, so pytest's output stays readable; tests
 # that check log lines capture them with structlog.testing.capture_logs (subprocess daemons
-# log as their own settings say).
+# log as their own settings say). ERROR lines are still seen: see tests/error_logs.py.
 from vidwatch.logs import configure_logging  # noqa: E402
 
 configure_logging("json", "debug", stream=open(os.devnull, "w"))  # noqa: SIM115
 
-pytest_plugins: list[str] = ["tests.model_fixtures", "tests.s3_servers", "tests.report_fixtures"]
+# tests.error_logs fails a test on an ERROR log line it does not expect (the marker
+# expect_error_logs names the ones it does); pytester runs that guard in its own test.
+pytest_plugins: list[str] = [
+    "tests.error_logs",
+    "tests.model_fixtures",
+    "tests.s3_servers",
+    "tests.report_fixtures",
+    "pytester",
+]
 
 
 @pytest.fixture(scope="session")

@@ -65,6 +65,7 @@ def test_missing_r2_settings_are_named():
     )
 
 
+@pytest.mark.expect_error_logs("r2_setting_missing")
 def test_partial_r2_configuration_stops_the_start():
     from vidwatch.r2 import open_store
 

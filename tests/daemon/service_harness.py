@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import pytest
 
 from tests.daemon.helpers import MODELS_OFF
+from tests.error_logs import record_daemon_lines
 from tests.s3_servers import free_port
 from vidwatch.r2 import keys
 
@@ -214,6 +215,8 @@ def daemons() -> Iterator[Callable[..., Daemon]]:
     finally:
         for daemon in made:
             daemon.close()
+        for daemon in made:  # their ERROR lines count as the test's (tests/error_logs.py)
+            record_daemon_lines(f"daemon {daemon.name}", daemon.events())
 
 
 def served_daemon(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import datetime
 
 import pytest
 
@@ -19,9 +20,11 @@ pytestmark = pytest.mark.models
 
 
 def test_a_daemon_never_takes_the_job_of_a_running_analyze(daemons, tmp_path, model_env, media):
-    # Every frame sampled: the CLI's job runs for seconds, many daemon polls (0.5 s apart)
-    # and lease terms (3 s) long.
-    env = daemon_env(tmp_path, model_env, SAMPLE_FPS="25", MODEL_BATCH_SIZE="1")
+    # Every frame of the short VP9 video sampled (114): the CLI's job runs for seconds, many
+    # daemon polls (0.25 s apart) and more than a lease term (3 s) long, as asserted below.
+    env = daemon_env(
+        tmp_path, model_env, SAMPLE_FPS="30", MODEL_BATCH_SIZE="1", BUCKET_POLL_S="0.25"
+    )
     daemon = daemons(tmp_path, env).start()
     daemon.wait_ready()
     proc = subprocess.run(
@@ -33,7 +36,7 @@ def test_a_daemon_never_takes_the_job_of_a_running_analyze(daemons, tmp_path, mo
             "--json",
             "--no-toon",
             "-q",
-            str(media / "cuts_h264.mp4"),
+            str(media / "cuts_vp9.webm"),
         ],
         env=env,
         cwd=tmp_path,
@@ -54,3 +57,9 @@ def test_a_daemon_never_takes_the_job_of_a_running_analyze(daemons, tmp_path, mo
     assert status is not None and status["state"] == "completed"
     assert status["attempts"] == 1, status["attempt_history"]
     assert not [w for w in status["warnings"] if "abandon" in json.dumps(w)], status["warnings"]
+    # What the test proves needs the job to outlive a lease term: its lease was renewed
+    # while the daemon polled, and the daemon still left the job alone.
+    ran_s = (
+        datetime.fromisoformat(status["finished_at"]) - datetime.fromisoformat(status["started_at"])
+    ).total_seconds()
+    assert ran_s > float(env["LEASE_TTL_S"]), ran_s

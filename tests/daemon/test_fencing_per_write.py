@@ -18,6 +18,7 @@ ITEMS = 400
 WORKERS = 2
 
 
+@pytest.mark.expect_error_logs("lease_lost")
 def test_no_write_reaches_the_store_after_the_lease_is_lost(moto_bucket):
     store = moto_bucket.store(workers=WORKERS)
     job_id = new_job_id()
@@ -70,6 +71,7 @@ def test_a_fenced_batch_with_a_live_lease_writes_everything(moto_bucket):
     store.close()
 
 
+@pytest.mark.expect_error_logs("lease_lost")
 def test_retries_in_an_outage_end_with_the_lease_and_the_lease_is_not_renewed_late(
     restartable_moto,
 ):

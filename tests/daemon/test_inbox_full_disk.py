@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
 from structlog.testing import capture_logs
 
 from tests.full_disk import small_tmpfs
@@ -18,6 +19,7 @@ from vidwatch.r2.local import LocalStore
 MiB = 1024 * 1024
 
 
+@pytest.mark.expect_error_logs("inbox_stage_failed")
 def test_a_file_that_does_not_fit_backs_off_then_goes_to_failed(tmp_path):
     with small_tmpfs(tmp_path / "staging", 1 * MiB) as staging:
         settings = load_settings(

@@ -175,6 +175,7 @@ def test_an_unreadable_file_goes_to_failed_with_the_reason(tmp_path):
     assert not any(Path(settings.temp_media_dir).glob("*/input"))
 
 
+@pytest.mark.expect_error_logs("inbox_stage_failed")
 def test_a_staging_error_on_our_side_leaves_the_file_in_the_inbox(tmp_path):
     settings = _settings(tmp_path)
     inbox = Path(settings.inbox_dir)

@@ -48,6 +48,9 @@ def _wait_for(predicate, timeout_s: float) -> bool:
     return False
 
 
+@pytest.mark.expect_error_logs(
+    "frame_write_failed", "job_failed", "lease_lost", "manifest_write_failed"
+)
 def test_a_real_job_that_loses_its_lease_stops_writing_and_leaves_the_job(
     tmp_path, media, models, model_env
 ):

@@ -78,6 +78,7 @@ def test_a_job_completed_elsewhere_is_not_run_again(tmp_path):
     assert jobs.runs[done.job_id] == 0
 
 
+@pytest.mark.expect_error_logs("runner_error")
 def test_failed_and_crashing_jobs_do_not_stop_the_runner(tmp_path):
     settings = _settings(tmp_path)
     store = LocalStore(settings.local_store_dir)
@@ -120,6 +121,7 @@ def test_queue_is_bounded_and_duplicates_are_ignored(tmp_path):
     assert set(jobs.runs.values()) == {1} and len(jobs.runs) == 3
 
 
+@pytest.mark.expect_error_logs("lease_lost")
 def test_a_job_that_loses_its_lease_stops_and_writes_nothing_more(tmp_path):
     settings = _settings(tmp_path)
     store = LocalStore(settings.local_store_dir)

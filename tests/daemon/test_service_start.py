@@ -32,6 +32,7 @@ def _readme_quote() -> str:
     return next(x for x in text.splitlines() if x.startswith("DETECT_MODEL='yolo11n-seg.pt'"))
 
 
+@pytest.mark.expect_error_logs("start_failed")
 def test_offline_first_start_names_every_setting_in_one_last_line(tmp_path, daemons):
     env = daemon_env(tmp_path, {}, HTTP_ENABLED="true", HTTP_PORT=str(free_port()))
     for name in ("DETECT_MODEL", "SEGMENT_MODEL", "ALLOW_MODEL_DOWNLOAD", "YOLO_CONFIG_DIR"):
@@ -50,6 +51,7 @@ def test_offline_first_start_names_every_setting_in_one_last_line(tmp_path, daem
 
 
 @pytest.mark.models
+@pytest.mark.expect_error_logs("start_failed")
 def test_a_busy_port_stops_the_start_before_the_models_load(tmp_path, daemons, model_env):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -142,7 +142,7 @@ def test_the_start_limit_trips_for_a_daemon_that_crashes_at_start():
 
 
 def test_readme_and_unit_state_the_watchdog_interval_the_code_keeps():
-    from vidwatch.daemon.service import watchdog_tick_s
+    from vidwatch.daemon.monitor import watchdog_tick_s
 
     text = UNIT.read_text()
     watchdog = int(re.search(r"^WatchdogSec=(\d+)$", text, re.M)[1])

@@ -12,6 +12,7 @@ import shutil
 import time
 
 import httpx
+import pytest
 
 from tests.daemon.service_harness import served_daemon, wait_job_state
 
@@ -20,6 +21,9 @@ def _metric(text: str, name: str) -> float:
     return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
 
 
+@pytest.mark.expect_error_logs(
+    "frame_write_failed", "job_failed", "lease_lost", "manifest_write_failed"
+)
 def test_retries_a_lost_lease_and_a_second_attempt_show_in_status_and_metrics(
     tmp_path, daemons, restartable_moto, media
 ):

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vidwatch.detectors import mtcnn
+from vidwatch.detectors import mtcnn, mtcnn_openvino
 
 pytestmark = pytest.mark.models
 
@@ -24,7 +24,7 @@ def converted(tmp_path_factory) -> tuple[Path, dict]:
     from vidwatch.detectors.faces import _facenet_nets
 
     cache = tmp_path_factory.mktemp("mtcnn_nets")
-    models = mtcnn.fp32_models(ov.Core(), lambda: _facenet_nets("cpu"), cache)
+    models = mtcnn_openvino.fp32_models(ov.Core(), lambda: _facenet_nets("cpu"), cache)
     return cache, models
 
 
@@ -57,7 +57,7 @@ def test_preprocessing_in_the_graph_gives_the_outputs_of_numpy_normalisation(con
     for name, x in inputs.items():
         plain = core.compile_model(models[name], "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         want = plain.create_infer_request().infer({0: mtcnn._normalise(x)})
-        got = mtcnn.compile_runner(core, models[name], name, None)(x)
+        got = mtcnn_openvino.compile_runner(core, models[name], name, None)(x)
         assert len(got) == len(plain.outputs)
         for i, out in enumerate(got):
             np.testing.assert_allclose(out, want[i], rtol=0, atol=1e-5, err_msg=name)
@@ -70,7 +70,7 @@ def warm_cache(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("models")
     det = MtcnnFaceDetector(min_confidence=0.9, device="cpu", backend="openvino", cache_dir=root)
-    assert det.int8_nets == mtcnn.INT8_NETS == ("pnet", "rnet")
+    assert det.int8_nets == mtcnn_openvino.INT8_NETS == ("pnet", "rnet")
     assert det.infos[0].extra["int8"] == ["pnet", "rnet"]
     return root
 
@@ -79,7 +79,7 @@ def test_the_int8_nets_are_quantized_once_and_read_back(warm_cache, monkeypatch)
     from vidwatch.detectors.faces import MtcnnFaceDetector
 
     (folder,) = (warm_cache / "mtcnn-int8").iterdir()
-    assert folder.name.endswith(str(mtcnn.int8_key()))
+    assert folder.name.endswith(str(mtcnn_openvino.int8_key()))
     assert sorted(p.name for p in folder.iterdir()) == [
         "pnet.bin",
         "pnet.xml",
@@ -90,7 +90,7 @@ def test_the_int8_nets_are_quantized_once_and_read_back(warm_cache, monkeypatch)
     def no_quantizing(*args, **kwargs):
         raise AssertionError("quantized again")
 
-    monkeypatch.setattr(mtcnn, "_quantized", no_quantizing)
+    monkeypatch.setattr(mtcnn_openvino, "_quantized", no_quantizing)
     again = MtcnnFaceDetector(
         min_confidence=0.9, device="cpu", backend="openvino", cache_dir=warm_cache
     )

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.full_disk import small_tmpfs
 from vidwatch.config import load_settings
 from vidwatch.detectors.registry import load_models
@@ -17,6 +19,7 @@ from vidwatch.r2.local import LocalStore
 MiB = 1024 * 1024
 
 
+@pytest.mark.expect_error_logs("frame_write_failed", "job_failed", "local_put_many_failed")
 def test_a_job_that_fills_the_store_fails_storage_full_and_keeps_its_source(tmp_path, media):
     with small_tmpfs(tmp_path / "store", 2 * MiB) as folder:
         settings = load_settings(

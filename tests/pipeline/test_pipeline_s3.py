@@ -84,6 +84,7 @@ class _CutShortStore:
         )
 
 
+@pytest.mark.expect_error_logs("job_failed")
 def test_source_cut_short_in_upload_is_kept_locally_and_the_job_says_why(
     media, models, make_settings, moto_bucket
 ):

@@ -67,6 +67,7 @@ def _analyze(tmp_path: Path, media: Path, *, fail_after: int | None):
     return raised.value, [e for e in logs if e["event"] == "frame_write_failed"]
 
 
+@pytest.mark.expect_error_logs("frame_write_failed")
 def test_a_failed_frame_write_fails_the_analysis_and_is_logged(tmp_path, media):
     error, logged = _analyze(tmp_path, media, fail_after=None)
     assert isinstance(error, TransientStoreError)
@@ -75,6 +76,7 @@ def test_a_failed_frame_write_fails_the_analysis_and_is_logged(tmp_path, media):
     assert logged[0]["code"] == "store_unavailable"
 
 
+@pytest.mark.expect_error_logs("frame_write_failed")
 def test_a_failed_write_is_logged_when_the_job_fails_for_another_reason(tmp_path, media):
     error, logged = _analyze(tmp_path, media, fail_after=1)
     assert isinstance(error, RuntimeError)  # the job's own error is the one raised

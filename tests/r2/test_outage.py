@@ -107,6 +107,7 @@ def test_multipart_upload_survives_an_outage(
     store.close()
 
 
+@pytest.mark.expect_error_logs("r2_put_many_failed")
 def test_an_outage_past_the_bound_fails_clearly_and_keeps_the_source(
     restartable_moto: RestartableMotoServer, tmp_path: Path
 ) -> None:

@@ -18,7 +18,8 @@ from botocore.stub import Stubber
 from vidwatch.config import ConfigError, load_settings
 from vidwatch.r2 import open_store
 from vidwatch.r2.retry import RetryPolicy
-from vidwatch.r2.s3 import CREDENTIALS_SETTING, MiB, S3Store, classify_error
+from vidwatch.r2.s3 import MiB, S3Store
+from vidwatch.r2.s3_errors import CREDENTIALS_SETTING, classify_error
 from vidwatch.r2.store import (
     ObjectNotFound,
     PermanentStoreError,

@@ -132,6 +132,7 @@ def test_second_death_of_the_same_request_raises(tmp_path: Path, node: str) -> N
     assert bridge.stats["restarts"] == 1
 
 
+@pytest.mark.expect_error_logs("toon.helper.timeout")
 def test_stuck_helper_is_killed_and_only_the_stuck_request_fails(node: str) -> None:
     with ToonBridge(node_binary=node, timeout_s=1.0) as bridge:
         pid = bridge.pid

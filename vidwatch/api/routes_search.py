@@ -17,8 +17,8 @@ from vidwatch.api.negotiate import wants_html
 from vidwatch.api.page_html import html as page
 from vidwatch.api.pages import next_url
 from vidwatch.catalog import Catalog
-from vidwatch.catalog.db import SceneHit
 from vidwatch.catalog.query import QueryError, SearchQuery, parse_search
+from vidwatch.catalog.search import SceneHit
 from vidwatch.r2 import keys
 from vidwatch.report.render import render_error, render_search
 

@@ -4,7 +4,8 @@ derived from the store and safe to delete: it is rebuilt from the store at the n
 
 - ``rows``: what is kept of a job, from its status.json and results.json (pure).
 - ``query``: search and list parameters, checked (pure).
-- ``db``: the SQLite file (``Catalog``).
+- ``db``: the SQLite file (``Catalog``); ``search``: its search and job-list queries;
+  ``people_rows``: the people library's changes in its rows.
 - ``keeper``: keeping it in step with the store (``CatalogKeeper``).
 """
 

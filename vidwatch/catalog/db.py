@@ -13,15 +13,16 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import structlog
 
 from vidwatch.catalog import rows as r
-from vidwatch.catalog.query import JobsQuery, SearchQuery, fts_match
+from vidwatch.catalog.people_rows import forget_person, merge_people, rename_person
+from vidwatch.catalog.query import JobsQuery, SearchQuery
 from vidwatch.catalog.schema import DDL, SCHEMA_VERSION
+from vidwatch.catalog.search import SceneHit, list_jobs, search_scenes
 from vidwatch.errors import VidwatchError
 
 log = structlog.get_logger("vidwatch.catalog")
@@ -32,20 +33,6 @@ ENDED = ("completed", "failed")
 
 class CatalogError(VidwatchError):
     code = "catalog_unavailable"
-
-
-@dataclass(frozen=True)
-class SceneHit:
-    key: int
-    job_id: str
-    file_name: str | None
-    scene: int
-    start_s: float
-    end_s: float
-    labels: list[str]
-    people: list[dict[str, Any]]
-    thumbnail: str | None
-    """The keyframe image's key in the store (the API signs it)."""
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -374,297 +361,30 @@ class Catalog:
         """A library person's new name, at once in every scene they are in; the number of
         job people changed."""
         with self._write() as db:
-            changed = db.execute(
-                "UPDATE people SET name = ? WHERE person_id = ?", (name, library_id)
-            ).rowcount
-            self._retext(db, person_ids=[library_id])
-        return changed
+            return rename_person(db, library_id, name)
 
     def people_merged(self, into_id: str, from_id: str) -> int:
         """``from_id``'s appearances are ``into_id``'s now, under ``into_id``'s name."""
         if into_id == from_id:
             return 0
         with self._write() as db:
-            row = db.execute(
-                "SELECT name FROM people WHERE person_id = ? AND name IS NOT NULL LIMIT 1",
-                (into_id,),
-            ).fetchone()
-            name = row[0] if row else None
-            if name is None:  # the survivor had no name: it keeps the other's, if any
-                row = db.execute(
-                    "SELECT name FROM people WHERE person_id = ? AND name IS NOT NULL LIMIT 1",
-                    (from_id,),
-                ).fetchone()
-                name = row[0] if row else None
-            changed = db.execute(
-                "UPDATE people SET person_id = ?, library_id = ?, name = ? WHERE person_id = ?",
-                (into_id, into_id, name, from_id),
-            ).rowcount
-            db.execute("UPDATE people SET name = ? WHERE person_id = ?", (name, into_id))
-            db.execute(
-                "INSERT OR IGNORE INTO scene_people(person_id, id) "
-                "SELECT ?, id FROM scene_people WHERE person_id = ?",
-                (into_id, from_id),
-            )
-            db.execute("DELETE FROM scene_people WHERE person_id = ?", (from_id,))
-            self._retext(db, person_ids=[into_id])
-        return changed
+            return merge_people(db, into_id, from_id)
 
     def person_forgotten(self, library_id: str) -> int:
         """Their faces in old jobs lose the link and the name: each becomes that job's
         anonymous person again (``<job_id>:<person>``)."""
         with self._write() as db:
-            found = db.execute(
-                "SELECT p.job, p.person, j.job_id FROM people p JOIN jobs j ON j.id = p.job "
-                "WHERE p.person_id = ?",
-                (library_id,),
-            ).fetchall()
-            scenes = [
-                row[0]
-                for row in db.execute(
-                    "SELECT id FROM scene_people WHERE person_id = ?", (library_id,)
-                )
-            ]
-            for job_key, person, job_id in found:
-                own = r.per_job_person_id(job_id, person)
-                db.execute(
-                    "UPDATE people SET person_id = ?, library_id = NULL, name = NULL, "
-                    "thumbnail = NULL WHERE job = ? AND person = ?",
-                    (own, job_key, person),
-                )
-                low, high = job_key << r.SCENE_BITS, ((job_key + 1) << r.SCENE_BITS) - 1
-                db.executemany(
-                    "INSERT OR IGNORE INTO scene_people(person_id, id) VALUES (?, ?)",
-                    [
-                        (own, key)
-                        for key, cast in db.execute(
-                            "SELECT id, people FROM scenes WHERE id BETWEEN ? AND ?", (low, high)
-                        ).fetchall()
-                        if person in json.loads(cast)
-                    ],
-                )
-            db.execute("DELETE FROM scene_people WHERE person_id = ?", (library_id,))
-            self._retext(db, scene_keys=scenes, job_keys=[row[0] for row in found])
-        return len(found)
+            return forget_person(db, library_id)
 
-    def _retext(
-        self,
-        db: sqlite3.Connection,
-        *,
-        person_ids: list[str] | None = None,
-        scene_keys: list[int] | None = None,
-        job_keys: list[int] | None = None,
-    ) -> None:
-        """Write again the search text of scenes and jobs whose people's names changed."""
-        scene_keys = list(scene_keys or [])
-        job_keys = list(job_keys or [])
-        for pid in person_ids or []:
-            scene_keys += [
-                row[0]
-                for row in db.execute("SELECT id FROM scene_people WHERE person_id = ?", (pid,))
-            ]
-            job_keys += [
-                row[0] for row in db.execute("SELECT job FROM people WHERE person_id = ?", (pid,))
-            ]
-        for key in sorted(set(scene_keys)):
-            row = db.execute(
-                "SELECT s.job, s.labels, s.people, j.file_name FROM scenes s "
-                "JOIN jobs j ON j.id = s.job WHERE s.id = ?",
-                (key,),
-            ).fetchone()
-            if row is None:
-                continue
-            job_key, labels, cast, file_name = row
-            names = self._names(db, job_key)
-            text = r.search_words(
-                file_name, *json.loads(labels), *r.words_of(names.get(p) for p in json.loads(cast))
-            )
-            db.execute("DELETE FROM scene_text WHERE rowid = ?", (key,))
-            db.execute("INSERT INTO scene_text(rowid, text) VALUES (?, ?)", (key, text))
-        for job_key in sorted(set(job_keys)):
-            row = db.execute("SELECT job_id, file_name FROM jobs WHERE id = ?", (job_key,))
-            found = row.fetchone()
-            if found is None:
-                continue
-            low, high = job_key << r.SCENE_BITS, ((job_key + 1) << r.SCENE_BITS) - 1
-            labels = sorted(
-                {
-                    label
-                    for (text,) in db.execute(
-                        "SELECT labels FROM scenes WHERE id BETWEEN ? AND ?", (low, high)
-                    )
-                    for label in json.loads(text)
-                }
-            )
-            names = self._names(db, job_key)
-            text = r.search_words(found[1], found[0], *labels, *r.words_of(names.values()))
-            db.execute("DELETE FROM job_text WHERE rowid = ?", (job_key,))
-            db.execute("INSERT INTO job_text(rowid, text) VALUES (?, ?)", (job_key, text))
-
-    @staticmethod
-    def _names(db: sqlite3.Connection, job_key: int) -> dict[int, str | None]:
-        return dict(
-            db.execute("SELECT person, name FROM people WHERE job = ?", (job_key,)).fetchall()
-        )
-
-    # --- search -------------------------------------------------------------------------------
+    # --- search and the job list ------------------------------------------------------------
     def search(self, query: SearchQuery) -> tuple[list[SceneHit], int | None]:
         """One page of matching scenes, newest job first, then scene order; and the cursor of
         the next page (None at the end)."""
-        db = self._reader()
-        low, high = r.base_range_of_ms(query.from_ms or 0, query.to_ms or r.MAX_MS)
-        if query.cursor is not None:
-            high = min(high, query.cursor - 1)
-        if query.job is not None:
-            found = db.execute("SELECT id FROM jobs WHERE job_id = ?", (query.job,)).fetchone()
-            if found is None:
-                return [], None
-            low = max(low, int(found[0]) << r.SCENE_BITS)
-            high = min(high, ((int(found[0]) + 1) << r.SCENE_BITS) - 1)
-        if low > high:
-            return [], None
-        params: dict[str, Any] = {"lo": low, "hi": high, "n": query.limit + 1}
-        labels = [label.lower() for label in query.labels]
-        people = list(query.people)
-        if query.words:
-            params["match"] = fts_match(query.words)
-            driver = (
-                "SELECT rowid AS id FROM scene_text WHERE scene_text MATCH :match "
-                "AND rowid BETWEEN :lo AND :hi ORDER BY rowid DESC"
-            )
-        elif people:
-            params["d"] = people.pop(0)
-            driver = (
-                "SELECT id FROM scene_people WHERE person_id = :d "
-                "AND id BETWEEN :lo AND :hi ORDER BY id DESC"
-            )
-        elif labels:
-            params["d"] = labels.pop(0)
-            driver = (
-                "SELECT id FROM scene_labels WHERE label = :d "
-                "AND id BETWEEN :lo AND :hi ORDER BY id DESC"
-            )
-        else:
-            driver = "SELECT id FROM scenes WHERE id BETWEEN :lo AND :hi ORDER BY id DESC"
-        where = []
-        for i, label in enumerate(labels):
-            params[f"l{i}"] = label
-            where.append(f"EXISTS (SELECT 1 FROM scene_labels WHERE label = :l{i} AND id = d.id)")
-        for i, person in enumerate(people):
-            params[f"p{i}"] = person
-            where.append(
-                f"EXISTS (SELECT 1 FROM scene_people WHERE person_id = :p{i} AND id = d.id)"
-            )
-        sql = f"SELECT d.id FROM ({driver}) AS d"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " LIMIT :n"
-        ids = [row[0] for row in db.execute(sql, params)]
-        more = len(ids) > query.limit
-        ids = ids[: query.limit]
-        return self._hits(db, ids), (ids[-1] if more and ids else None)
+        return search_scenes(self._reader(), query)
 
-    def _hits(self, db: sqlite3.Connection, ids: list[int]) -> list[SceneHit]:
-        if not ids:
-            return []
-        marks = ",".join("?" * len(ids))
-        found = {
-            row[0]: row
-            for row in db.execute(
-                "SELECT s.id, s.job, s.scene, s.start_s, s.end_s, s.thumbnail, s.labels, "
-                f"s.people, j.job_id, j.file_name FROM scenes s JOIN jobs j ON j.id = s.job "
-                f"WHERE s.id IN ({marks})",
-                ids,
-            )
-        }
-        jobs = sorted({row[1] for row in found.values()})
-        people: dict[tuple[int, int], dict[str, Any]] = {}
-        for job_key, person, person_id, library_id, name in db.execute(
-            "SELECT job, person, person_id, library_id, name FROM people "
-            f"WHERE job IN ({','.join('?' * len(jobs))})",
-            jobs,
-        ):
-            people[(job_key, person)] = {
-                "id": person_id,
-                "person": person,
-                "library_id": library_id,
-                "name": name,
-            }
-        hits = []
-        for key in ids:
-            row = found.get(key)
-            if row is None:
-                continue
-            _, job_key, scene, start_s, end_s, thumb, labels, cast, job_id, file_name = row
-            hits.append(
-                SceneHit(
-                    key=key,
-                    job_id=job_id,
-                    file_name=file_name,
-                    scene=scene,
-                    start_s=start_s,
-                    end_s=end_s,
-                    labels=json.loads(labels),
-                    people=[
-                        people[(job_key, p)] for p in json.loads(cast) if (job_key, p) in people
-                    ],
-                    thumbnail=thumb,
-                )
-            )
-        return hits
-
-    # --- the job list -----------------------------------------------------------------------
     def jobs(self, query: JobsQuery) -> tuple[list[dict[str, Any]], int | None]:
         """One page of jobs, newest first, and the cursor of the next page."""
-        db = self._reader()
-        params: dict[str, Any] = {"hi": query.cursor - 1 if query.cursor else (1 << 62)}
-        params["n"] = query.limit + 1
-        if query.words:
-            params["match"] = fts_match(query.words)
-            source = (
-                "(SELECT rowid AS id FROM job_text WHERE job_text MATCH :match "
-                "AND rowid <= :hi ORDER BY rowid DESC) AS t JOIN jobs j ON j.id = t.id"
-            )
-            order = "t.id DESC"
-        else:
-            source = "jobs j"
-            order = "j.id DESC"
-        where = ["j.id <= :hi"]
-        if query.state:
-            params["state"] = query.state
-            where.append("j.state = :state")
-        if query.origin:
-            params["origin"] = query.origin
-            where.append("j.origin = :origin")
-        sql = (
-            "SELECT j.id, j.job_id, j.state, j.stage, j.origin, j.file_name, j.created_at, "
-            "j.finished_at, j.duration_s, j.percent, j.error_code, j.duplicate_of, j.scenes, "
-            f"j.people, j.updated_at FROM {source} WHERE {' AND '.join(where)} "
-            f"ORDER BY {order} LIMIT :n"
-        )
-        rows = db.execute(sql, params).fetchall()
-        more = len(rows) > query.limit
-        rows = rows[: query.limit]
-        out = [
-            {
-                "job_id": row[1],
-                "state": row[2],
-                "stage": row[3],
-                "origin": row[4],
-                "file_name": row[5],
-                "created_at": row[6],
-                "finished_at": row[7],
-                "duration_s": row[8],
-                "percent": row[9],
-                "error": row[10],
-                "duplicate_of": row[11],
-                "scenes": row[12],
-                "people": row[13],
-                "updated_at": row[14],
-            }
-            for row in rows
-        ]
-        return out, (int(rows[-1][0]) if more and rows else None)
+        return list_jobs(self._reader(), query)
 
     def job_key(self, job_id: str) -> int | None:
         row = self._reader().execute("SELECT id FROM jobs WHERE job_id = ?", (job_id,))

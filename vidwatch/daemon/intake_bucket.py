@@ -27,82 +27,29 @@ once. A job held by a live lease is left alone until its lease would expire.
 from __future__ import annotations
 
 import contextlib
-import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
 import structlog
 
 from vidwatch import metrics
 from vidwatch.config import Settings
+from vidwatch.daemon.ended_jobs import EndedJobs
 from vidwatch.daemon.intake_keys import BadKeys
+from vidwatch.daemon.job_sources import find_source_key, staged_job_ids, staged_source
+from vidwatch.daemon.scan_report import ScanReport, record_scan
 from vidwatch.errors import QueueFull
 from vidwatch.jobs.manifest import TERMINAL, Manifest, failed_at_intake, read_manifest
 from vidwatch.jobs.staging import JobSpec, job_spec_for_store_source
 from vidwatch.r2 import calls, keys
-from vidwatch.r2.calls import CallCounts
-from vidwatch.r2.ended import merge, read_ended, write_ended
 from vidwatch.r2.leases import Verdict, decide, read_lease
 from vidwatch.r2.pending import clear_pending, list_pending, mark_pending
 from vidwatch.r2.store import ObjectStore, StoreError
 
 log = structlog.get_logger("vidwatch.intake.bucket")
-
-_STAGED_SOURCE = re.compile(r"^source\.[a-z0-9]{1,8}$")
-
-
-# --- listing jobs ---------------------------------------------------------------------------
-def list_job_ids(
-    store: ObjectStore,
-    *,
-    start_after: str | None = None,
-    page_size: int = 1000,
-    others: list[str] | None = None,
-) -> Iterator[str]:
-    """Job ids under ``jobs/`` in ascending order (the store's own ``list_job_ids``: one
-    listing entry per job); ``start_after``: only ids after this one (ids sort by creation
-    time, so this is a window of recent jobs); folder names that are not canonical job ids
-    are appended to ``others`` when given."""
-    yield from store.list_job_ids(start_after=start_after, page_size=page_size, others=others)
-
-
-def _scandir(folder: Path) -> list[os.DirEntry[str]]:
-    with os.scandir(folder) as entries:
-        return list(entries)
-
-
-def find_source_key(store: ObjectStore, job_id: str) -> str | None:
-    """The job's ``input/source.<ext>`` in the store (``<ext>`` one a source may keep:
-    ``keys.SOURCE_EXTS``), or None."""
-    found = [
-        info.key
-        for info in store.list(keys.input_prefix(job_id))
-        if keys.is_accepted_source_key(info.key)
-    ]
-    if len(found) > 1:
-        log.warning("bucket_several_sources", job_id=job_id, keys=found, used=found[0])
-    return found[0] if found else None
-
-
-def staged_source(settings: Settings, job_id: str) -> Path | None:
-    """The complete staged source of a job (``source.<ext>``; never a partial file)."""
-    folder = Path(settings.temp_media_dir) / job_id / "input"
-    try:
-        names = sorted(
-            entry.name
-            for entry in _scandir(folder)
-            if entry.is_file() and _STAGED_SOURCE.match(entry.name)
-        )
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    return folder / names[0] if names else None
-
 
 # --- the scanner ----------------------------------------------------------------------------
 ORPHAN_MARKER_GRACE_S = 120.0
@@ -132,26 +79,6 @@ class Finding:
     @property
     def ended(self) -> bool:
         return self.state in TERMINAL
-
-
-@dataclass
-class ScanReport:
-    """One poll or sweep: its store requests, its time, what it saw."""
-
-    kind: str
-    calls: CallCounts = field(default_factory=CallCounts)
-    seconds: float = 0.0
-    markers: int = 0
-    folders: int = 0
-    """Job folders listed (the window's for a poll, all of ``jobs/`` for a sweep)."""
-    inspected: int = 0
-    submitted: int = 0
-    markers_written: int = 0
-    markers_deleted: int = 0
-    marked: set[str] = field(default_factory=set)
-    """The jobs with a pending marker (a poll's listing)."""
-    listed: set[str] = field(default_factory=set)
-    """The job folders listed: the window's for a poll, all of ``jobs/`` for a sweep."""
 
 
 class JobScanner:
@@ -203,20 +130,11 @@ class JobScanner:
         self.on_scan = on_scan
         """Told of every poll and sweep that listed without error (the catalog follows the
         listings: ``vidwatch.catalog.keeper``)."""
-        self._terminal: set[str] = set()
+        self.ended_jobs = EndedJobs(store)
         self._not_before: dict[str, float] = {}
         self._settled: set[str] = set()
         """Window folders without a marker that need nothing now (looked at again by the
         next sweep): no manifest and no source, or an unreadable manifest."""
-        self._recorded: frozenset[str] = frozenset()
-        """The ended jobs the store's record holds, as far as this process knows."""
-        self._record_loaded = False
-        self._not_recordable: set[str] = set()
-        """Jobs remembered here but never written into the record: unreadable manifests
-        and uploads refused at intake (a fix or a corrected upload makes them jobs again)."""
-        self._not_ended: set[str] = set()
-        """Recorded jobs seen pending again since the record was last written."""
-        self._record_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._sweeper: threading.Thread | None = None
@@ -254,7 +172,7 @@ class JobScanner:
         for thread in (self._thread, self._sweeper):
             if thread is not None:
                 thread.join(timeout=5)
-        if self._record_loaded and self.last_error is None:
+        if self.ended_jobs.loaded and self.last_error is None:
             # Bounded: with the store gone, a write would sit in its retries for a minute,
             # and the stop has seconds; what is not written costs reads at the next start.
             saver = threading.Thread(target=self.save_record, name="vidwatch-record", daemon=True)
@@ -267,64 +185,12 @@ class JobScanner:
     def note_ended(self, job_id: str) -> None:
         """A job this process's runner ended (its final manifest is written): remembered
         without reading its manifest again, and recorded at the next sweep or at stop."""
-        self._terminal.add(job_id)
-        self._not_ended.discard(job_id)
-
-    def _load_record(self) -> None:
-        """Once per process, before its first look: the store's record of ended jobs."""
-        if self._record_loaded:
-            return
-        try:
-            recorded = read_ended(self.store)
-        except StoreError as exc:
-            log.warning("ended_record_read_failed", error=str(exc), effect="tried next poll")
-            return
-        self._record_loaded = True
-        with self._record_lock:
-            self._recorded = recorded
-        self._terminal |= recorded
-        if recorded:
-            log.info("ended_record_read", jobs=len(recorded))
+        self.ended_jobs.note_ended(job_id)
 
     def save_record(self, *, listed: set[str] | None = None, newer_than: str | None = None) -> bool:
-        """Write the jobs seen ended here into the store's record, merged with what it
-        holds; with ``listed`` (a sweep's listing), drop ids the bucket no longer holds.
-        Nothing is read or written when this process learnt nothing new. True when it
-        wrote."""
-        learnt = set(self._terminal) - self._not_recordable
-        with self._record_lock:
-            recorded = self._recorded
-            gone = listed is not None and any(
-                i not in listed and not (newer_than is not None and i > newer_than)
-                for i in recorded
-            )
-            if learnt <= recorded and not (self._not_ended & recorded) and not gone:
-                return False
-            try:
-                stored = read_ended(self.store)
-                merged = merge(
-                    stored,
-                    learnt,
-                    not_ended=self._not_ended,
-                    listed=listed,
-                    newer_than=newer_than,
-                )
-                wrote = merged != stored
-                if wrote:
-                    size = write_ended(self.store, merged)
-                    log.info(
-                        "ended_record_written",
-                        jobs=len(merged),
-                        bytes=size,
-                        added=len(merged - stored),
-                        dropped=len(stored - merged),
-                    )
-            except StoreError as exc:
-                log.warning("ended_record_write_failed", error=str(exc), effect="next sweep")
-                return False
-            self._recorded = merged
-            self._not_ended.clear()
-            return wrote
+        """Write what this process learnt into the store's record of ended jobs
+        (``EndedJobs.save``); True when it wrote."""
+        return self.ended_jobs.save(listed=listed, newer_than=newer_than)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.settings.bucket_poll_s):
@@ -353,7 +219,7 @@ class JobScanner:
         self.last_found = set()
         try:
             with calls.counting(report.calls):
-                self._load_record()
+                self.ended_jobs.load()
                 self._scan_staging(startup=startup, report=report)
                 markers = self._scan_markers(report)
                 self._scan_window(markers, report)
@@ -369,38 +235,10 @@ class JobScanner:
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.exception("scan_failed")
         report.seconds = time.monotonic() - started
-        self._record(report)
+        record_scan(report)
         self.polls += 1
         self.last_poll = report
         return report.submitted
-
-    def _record(self, report: ScanReport) -> None:
-        counted = report.calls.as_dict()
-        for op, n in counted.items():
-            metrics.BUCKET_STORE_CALLS.labels(scan=report.kind, op=op).inc(n)
-        if report.kind == "poll":
-            metrics.BUCKET_POLL_SECONDS.observe(report.seconds)
-            metrics.BUCKET_PENDING_MARKERS.set(report.markers)
-            for op in ("list", "get", "head", "put", "delete"):
-                metrics.BUCKET_POLL_CALLS.labels(op=op).set(counted.get(op, 0))
-            if report.submitted or report.inspected > report.markers:
-                log.info("bucket_poll", **self._summary(report))
-            else:
-                log.debug("bucket_poll", **self._summary(report))
-        else:
-            metrics.BUCKET_SWEEP_SECONDS.observe(report.seconds)
-            log.info("bucket_sweep", **self._summary(report))
-
-    @staticmethod
-    def _summary(report: ScanReport) -> dict[str, Any]:
-        return {
-            "took_s": round(report.seconds, 3),
-            "calls": report.calls.as_dict(),
-            "markers": report.markers,
-            "folders": report.folders,
-            "inspected": report.inspected,
-            "submitted": report.submitted,
-        }
 
     def _offer(self, spec: JobSpec, why: str, *, wait: bool = False) -> int:
         while not self._stop.is_set() and not self.has_room():
@@ -417,7 +255,7 @@ class JobScanner:
 
     def _skip(self, job_id: str, now: float) -> bool:
         return (
-            job_id in self._terminal
+            job_id in self.ended_jobs
             or self.is_active(job_id)
             or now < self._not_before.get(job_id, 0.0)
             or now < self.retry_at(job_id)
@@ -460,8 +298,8 @@ class JobScanner:
         now = self.clock()
         todo = []
         others: list[str] = []
-        for job_id in list_job_ids(
-            self.store, start_after=start, page_size=self.page_size, others=others
+        for job_id in self.store.list_job_ids(
+            start_after=start, page_size=self.page_size, others=others
         ):
             report.folders += 1
             report.listed.add(job_id)
@@ -540,11 +378,11 @@ class JobScanner:
             report.seconds = time.monotonic() - started
             self.sweeps += 1
             self.last_sweep = report
-            self._record(report)
+            record_scan(report)
             return report
 
     def _sweep(self, report: ScanReport, *, paced: bool) -> None:  # noqa: C901 - one listing walk; its outcomes are counted in place
-        self._load_record()
+        self.ended_jobs.load()
         listing_from = keys.job_id_floor(self.clock() - 60.0)
         markers = {m.job_id for m in list_pending(self.store)}
         report.markers = len(markers)
@@ -574,12 +412,12 @@ class JobScanner:
                         log.warning("pending_mark_failed", job_id=found.job_id, error=str(exc))
 
         with ThreadPoolExecutor(concurrency, thread_name_prefix="vidwatch-sweep") as pool:
-            for job_id in list_job_ids(self.store, page_size=self.page_size, others=others):
+            for job_id in self.store.list_job_ids(page_size=self.page_size, others=others):
                 if self._stop.is_set():
                     raise QueueFull("stopping")
                 listed.add(job_id)
                 report.folders += 1
-                if job_id in self._terminal:
+                if job_id in self.ended_jobs:
                     outcomes["known_ended"] += 1
                     continue
                 if job_id in markers:
@@ -605,8 +443,7 @@ class JobScanner:
                 others, lambda spec, why: self._offer(spec, why, wait=True)
             )
         # Forget what the bucket no longer holds (expired), so memory follows the bucket.
-        self._terminal &= listed | self._staged_ids()
-        self._not_recordable &= self._terminal
+        self.ended_jobs.keep_only(listed | staged_job_ids(self.settings))
         report.listed = listed
         if self.on_scan is not None:
             self.on_scan(report)
@@ -631,8 +468,9 @@ class JobScanner:
             return read_manifest(self.store, job_id), True
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("manifest_unreadable", job_id=job_id, error=str(exc))
-            self._terminal.add(job_id)  # not ours to guess about; logged once
-            self._not_recordable.add(job_id)  # but not for ever: a fix is read next start
+            # Not ours to guess about (logged once), but not for ever: a fix is read at the
+            # next start.
+            self.ended_jobs.add(job_id, recordable=False)
             return None, False
 
     def inspect(self, job_id: str) -> tuple[JobSpec | None, str]:
@@ -654,15 +492,10 @@ class JobScanner:
                     return Finding(job_id, None, "refused at intake", state)
                 spec = job_spec_for_store_source(self.settings, job_id, key, manifest=None)
                 return Finding(job_id, spec, "source uploaded under the right key", None, True)
-            self._terminal.add(job_id)
-            self._not_ended.discard(job_id)
-            if failed_at_intake(manifest):
-                self._not_recordable.add(job_id)
+            self.ended_jobs.note_ended(job_id, recordable=not failed_at_intake(manifest))
             self._not_before.pop(job_id, None)
             return Finding(job_id, None, manifest.state, state)
-        self._terminal.discard(job_id)
-        if job_id in self._recorded:
-            self._not_ended.add(job_id)  # queued again: out of the record at the next write
+        self.ended_jobs.pending_again(job_id)  # queued again: out of the record at next write
         if manifest is None and not self.new_sources:
             return Finding(job_id, None, "no manifest")
         if not self._lease_free(job_id):
@@ -680,15 +513,8 @@ class JobScanner:
         return Finding(job_id, spec, why, state, source=True)
 
     # --- staging --------------------------------------------------------------------------
-    def _staged_ids(self) -> set[str]:
-        root = Path(self.settings.temp_media_dir)
-        try:
-            return {e.name for e in _scandir(root) if e.is_dir() and keys.is_job_id(e.name)}
-        except FileNotFoundError:
-            return set()
-
     def _scan_staging(self, *, startup: bool, report: ScanReport) -> None:
-        for job_id in sorted(self._staged_ids()):
+        for job_id in sorted(staged_job_ids(self.settings)):
             if self._skip(job_id, self.clock()):
                 continue
             source = staged_source(self.settings, job_id)
@@ -698,9 +524,7 @@ class JobScanner:
             if not readable:
                 continue
             if manifest is not None and manifest.state in TERMINAL:
-                self._terminal.add(job_id)
-                if failed_at_intake(manifest):
-                    self._not_recordable.add(job_id)
+                self.ended_jobs.add(job_id, recordable=not failed_at_intake(manifest))
                 continue
             if manifest is None and not startup:
                 continue

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from vidwatch.config import Settings
-from vidwatch.daemon.intake_bucket import staged_source
+from vidwatch.daemon.job_sources import staged_source
 from vidwatch.jobs.manifest import TERMINAL, read_manifest
 from vidwatch.jobs.staging import ARRIVING
 from vidwatch.r2 import keys

@@ -13,7 +13,6 @@ to fix (systemd does not restart then), 1 for anything worth a restart.
 from __future__ import annotations
 
 import argparse
-import errno
 import functools
 import os
 import signal
@@ -27,6 +26,8 @@ import structlog
 
 from vidwatch import __version__
 from vidwatch.config import ConfigError, Settings
+from vidwatch.daemon.http_socket import bind_http_socket, pages_url
+from vidwatch.daemon.monitor import Monitor
 from vidwatch.daemon.sdnotify import Notifier
 from vidwatch.errors import VidwatchError
 from vidwatch.logs import configure_logging
@@ -54,9 +55,6 @@ HTTP_STOP_TIMEOUT_S = 5.0
 STOP_TAIL_S = 10.0
 """What the stop may spend after the runner's drain: intake threads, the HTTP server, the
 monitor, the TOON helper and the store together, each step cut off at what is left."""
-STORE_PROBE_INTERVAL_S = 2.0
-"""How often the monitor probes the store (a HEAD of the bucket, bounded by
-STORE_PROBE_TIMEOUT_S): /healthz turns unhealthy within about the sum of the two."""
 ONCE_MAX_ROUNDS = 1000
 
 
@@ -175,7 +173,7 @@ class Service:
         self.http_port: int | None = None
         self.http_socket: socket.socket | None = None
         self.pages_url: str | None = None
-        self._monitor: _Monitor | None = None
+        self._monitor: Monitor | None = None
         self._stopped = False
 
     # --- signals --------------------------------------------------------------------------
@@ -308,7 +306,13 @@ class Service:
         self.scheduler = Retention(
             s, store, is_active=runner.is_active, catalog=catalog, library=library
         ).schedule()
-        self._monitor = _Monitor(self)
+        self._monitor = Monitor(
+            self.notifier,
+            alive=self._alive,
+            status=self._status_text,
+            store=store,
+            probe_timeout_s=s.store_probe_timeout_s,
+        )
         self._monitor.start()
         if s.http_enabled:
             self._start_http(store, runner, events)
@@ -448,6 +452,14 @@ class Service:
         body["ok"] = bool(runner["runner_alive"] and store_ok and not self.stop_requested.is_set())
         return body
 
+    def _alive(self) -> bool:
+        """The runner lives, and the HTTP server where there is one (the watchdog's ping)."""
+        return (
+            self.runner is not None
+            and self.runner.alive()
+            and (self.http_thread is None or self.http_thread.is_alive())
+        )
+
     def _status_text(self) -> str:
         h: dict[str, Any] = self.runner.health() if self.runner is not None else {}
         return (
@@ -519,79 +531,6 @@ class Service:
         return clean
 
 
-class _Monitor:
-    """Pings systemd's watchdog while the runner lives (at half of ``WATCHDOG_USEC``),
-    keeps ``STATUS=`` current, and probes the store in a thread of its own so that a slow
-    store never delays a ping."""
-
-    def __init__(self, service: Service) -> None:
-        self.service = service
-        self.tick_s = watchdog_tick_s(service.notifier.watchdog_s)
-        self._stop = threading.Event()
-        self._store_ok: bool | None = True  # start() checked it just before
-        self._store_error: str | None = None
-        self._threads = [
-            threading.Thread(target=self._watch, name="vidwatch-watchdog", daemon=True),
-            threading.Thread(target=self._probe, name="vidwatch-store-probe", daemon=True),
-        ]
-
-    def start(self) -> None:
-        for thread in self._threads:
-            thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=2)
-
-    def store_state(self) -> tuple[bool | None, str | None]:
-        return self._store_ok, self._store_error
-
-    def _watch(self) -> None:
-        service, last_status = self.service, None
-        while True:
-            alive = (
-                service.runner is not None
-                and service.runner.alive()
-                and (service.http_thread is None or service.http_thread.is_alive())
-            )
-            if alive:
-                service.notifier.watchdog()
-            status = service._status_text()
-            if status != last_status:
-                service.notifier.status(status)
-                last_status = status
-            if self._stop.wait(self.tick_s):
-                return
-
-    def _probe(self) -> None:
-        from vidwatch.r2 import quick_view
-
-        store = self.service.store
-        assert store is not None, "the monitor starts after the store"
-        probe = quick_view(store, self.service.settings.store_probe_timeout_s)
-        while True:
-            try:
-                probe.check()
-                self._store_ok, self._store_error = True, None
-            except StoreError as exc:
-                if self._store_ok is not False:
-                    log.warning("store_unhealthy", error=str(exc))
-                self._store_ok, self._store_error = False, str(exc)
-            if self._stop.wait(STORE_PROBE_INTERVAL_S):
-                if probe is not store:
-                    probe.close()
-                return
-
-
-WATCHDOG_TICK_S = 5.0
-
-
-def watchdog_tick_s(watchdog_s: float | None) -> float:
-    """How often WATCHDOG=1 is sent: every 5 s, or half of WatchdogSec where that is less."""
-    return min(WATCHDOG_TICK_S, watchdog_s / 2) if watchdog_s else WATCHDOG_TICK_S
-
-
 def _fan_out(*listeners: Any) -> Any:
     """One job-event callback that tells each listener in turn (webhooks, the catalog)."""
 
@@ -609,49 +548,6 @@ def _bounded(step: Any, left_s: float) -> bool:
     thread.start()
     thread.join(max(0.0, left_s))
     return not thread.is_alive()
-
-
-def bind_http_socket(host: str, port: int) -> socket.socket:
-    """A socket bound to HTTP_HOST:HTTP_PORT, for uvicorn to listen on once the rest is up.
-    A port that is taken (or a host that is not ours) is a setting to fix: ConfigError
-    naming HTTP_PORT (or HTTP_HOST), exit 2, before any model is loaded."""
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-    except (socket.gaierror, UnicodeError) as exc:
-        raise ConfigError(
-            f"HTTP_HOST={host!r}: not an address of this host ({exc})", settings=("HTTP_HOST",)
-        ) from None
-    sock = socket.socket(family, kind, proto)
-    # As uvicorn binds: a port left in TIME_WAIT by the previous run is free to take.
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(address)
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRNOTAVAIL:
-            raise ConfigError(
-                f"HTTP_HOST={host!r}: not an address of this host ({exc.strerror})",
-                settings=("HTTP_HOST",),
-            ) from None
-        raise ConfigError(
-            f"HTTP_PORT={port}: cannot listen on {host}:{port} ({exc.strerror}); set HTTP_PORT "
-            "to a free port, or HTTP_ENABLED=false for no HTTP API",
-            settings=("HTTP_PORT",),
-        ) from None
-    return sock
-
-
-def pages_url(public_base_url: str | None, host: str, port: int) -> str:
-    """Where the pages are, for the ready line: PUBLIC_BASE_URL's /jobs when it is set,
-    else the address served (a wildcard host shown as loopback, which it includes)."""
-    if public_base_url:
-        return public_base_url.rstrip("/") + "/jobs"
-    shown = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
-    if ":" in shown:
-        shown = f"[{shown}]"
-    return f"http://{shown}:{port}/jobs"
 
 
 def _prepare_folder(path: Path, setting: str) -> None:

@@ -33,8 +33,9 @@ class MtcnnFaceDetector:
         openvino_config: dict[str, Any] | None = None,
         int8: bool = True,
     ) -> None:
-        """``int8``: on OpenVINO, P-Net and R-Net run int8 (``mtcnn.INT8_NETS``, quantized once into
-        ``cache_dir``; the same faces, docs/performance.md); False keeps every net fp32."""
+        """``int8``: on OpenVINO, P-Net and R-Net run int8 (``mtcnn_openvino.INT8_NETS``,
+        quantized once into ``cache_dir``; FACE_INT8, off by default: docs/performance.md);
+        False keeps every net fp32."""
         self._min_confidence = min_confidence
         # On the CPU, batching MTCNN is slower than frame by frame (measured in bench/).
         self._batch = batch
@@ -47,7 +48,7 @@ class MtcnnFaceDetector:
         self.stage_times: dict[str, float] | None = None
         if self.backend == "openvino":
             from vidwatch.detectors import backends
-            from vidwatch.detectors.mtcnn import int8_key, openvino_runners
+            from vidwatch.detectors.mtcnn_openvino import int8_key, openvino_runners
 
             cache = int8_cache = None
             key = int8_key() if int8 else None

@@ -33,7 +33,7 @@ from vidwatch.jobs.manifest import (
 )
 from vidwatch.jobs.names import FILENAME_CHANGED
 from vidwatch.jobs.staging import JobSpec, resolve_cleanup
-from vidwatch.jobs.webhooks import write_keeping_notifications
+from vidwatch.jobs.webhooks.notifications import write_keeping_notifications
 from vidwatch.r2 import keys
 from vidwatch.r2.leases import Lease, owner_worker
 from vidwatch.r2.local import DISK_FULL_ERRNOS

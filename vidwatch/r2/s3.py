@@ -17,7 +17,6 @@ ETags are kept as S3 sends them (quoted) in every ObjectInfo, so an ETag from ``
 
 from __future__ import annotations
 
-import base64
 import builtins
 import copy
 import email.utils
@@ -30,19 +29,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import boto3
 import structlog
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
-from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectionError,
-    HTTPClientError,
-    IncompleteReadError,
-    NoCredentialsError,
-    PartialCredentialsError,
-)
+from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.exceptions import RetriesExceededError
 
 from vidwatch import metrics
@@ -50,10 +39,11 @@ from vidwatch.r2.keys import JOBS_PREFIX, is_job_id, served_as, stored_type
 from vidwatch.r2.presign import Presigner
 from vidwatch.r2.putpool import PUT_POOL_PER_WORKER, PutPool
 from vidwatch.r2.retry import RETRY_FENCE, RetryPolicy, call_with_retry, note_retry
+from vidwatch.r2.s3_clients import client_settings, make_client
+from vidwatch.r2.s3_errors import classify_error
 from vidwatch.r2.store import (
     ObjectInfo,
     ObjectNotFound,
-    PermanentStoreError,
     PreconditionFailed,
     PutItem,
     StoreError,
@@ -70,111 +60,6 @@ log = structlog.get_logger("vidwatch.r2.s3")
 MiB = 1024 * 1024
 MAX_URL_TTL_S = 7 * 24 * 3600
 DELETE_BATCH = 1000
-
-CREDENTIALS_SETTING = "R2_ACCESS_KEY_ID / R2_SECRET_ACCESS_KEY"
-BUCKET_SETTING = "R2_BUCKET"
-
-_TRANSIENT_CODES = frozenset(
-    {
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "TooManyRequests",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "InternalError",
-        "ServiceUnavailable",
-        "OperationAborted",
-        "ConditionalRequestConflict",
-        "RequestLimitExceeded",
-        "BandwidthLimitExceeded",
-        "PriorRequestNotComplete",
-        "EC2ThrottledException",
-    }
-)
-_CREDENTIAL_CODES = frozenset(
-    {
-        "AccessDenied",
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-        "InvalidToken",
-        "ExpiredToken",
-        "TokenRefreshRequired",
-        "AllAccessDisabled",
-        "AccountProblem",
-        "Forbidden",
-        "Unauthorized",
-        "InvalidSecurity",
-        "403",
-        "401",
-    }
-)
-_BUCKET_CODES = frozenset({"NoSuchBucket", "InvalidBucketName"})
-_NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
-
-
-def classify_error(
-    exc: BaseException,
-    *,
-    op: str,
-    target: str,
-    endpoint: str,
-    endpoint_setting: str = "R2_ENDPOINT_URL",
-) -> StoreError | None:
-    """The store error for a botocore/s3transfer error, or None for anything else.
-
-    Transient: refused or dropped connections, timeouts, 5xx, 429, throttling, and 409
-    ConditionalRequestConflict (S3's answer to racing conditional writes). Permanent: 403
-    and bad credentials (setting R2_ACCESS_KEY_ID / R2_SECRET_ACCESS_KEY), no such bucket
-    (R2_BUCKET), other 4xx. 412: PreconditionFailed. 404 on a key: ObjectNotFound.
-    """
-    where = f"{op} {target} at {endpoint}"
-    if isinstance(exc, RetriesExceededError):  # s3transfer's download retries, exhausted
-        inner = exc.last_exception
-        found = None
-        if inner is not None and inner is not exc:
-            found = classify_error(
-                inner, op=op, target=target, endpoint=endpoint, endpoint_setting=endpoint_setting
-            )
-        return found or TransientStoreError(f"{where}: {exc}", setting=endpoint_setting)
-    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-        return PermanentStoreError(
-            f"{where}: no credentials; check {CREDENTIALS_SETTING}", setting=CREDENTIALS_SETTING
-        )
-    if isinstance(exc, ConnectionError | HTTPClientError | IncompleteReadError):
-        return TransientStoreError(
-            f"{where}: {type(exc).__name__}: {exc}; check {endpoint_setting} and the network",
-            setting=endpoint_setting,
-        )
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {}) or {}
-        code = str(error.get("Code", "") or "")
-        message = str(error.get("Message", "") or "")
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        detail = f"{where}: {code or 'error'} (HTTP {status}){': ' + message if message else ''}"
-        if status == 412 or code == "PreconditionFailed":
-            return PreconditionFailed(detail)
-        if code in _TRANSIENT_CODES or status >= 500 or status in (408, 429):
-            return TransientStoreError(detail)  # the server answered: no setting to blame
-        if code in _BUCKET_CODES:
-            return PermanentStoreError(f"{detail}; check {BUCKET_SETTING}", setting=BUCKET_SETTING)
-        if code == "RequestTimeTooSkewed":  # a 403, but not the credentials' fault
-            return PermanentStoreError(f"{detail}; check this host's clock")
-        if code in _CREDENTIAL_CODES or status in (401, 403):
-            return PermanentStoreError(
-                f"{detail}; check {CREDENTIALS_SETTING} (and that the token may use the bucket)",
-                setting=CREDENTIALS_SETTING,
-            )
-        if code in _NOT_FOUND_CODES or status == 404:
-            return ObjectNotFound(detail)
-        if status in (301, 307) or code in ("PermanentRedirect", "AuthorizationHeaderMalformed"):
-            return PermanentStoreError(
-                f"{detail}; check {endpoint_setting} and R2_REGION", setting=endpoint_setting
-            )
-        return PermanentStoreError(detail)
-    if isinstance(exc, BotoCoreError):
-        return PermanentStoreError(f"{where}: {type(exc).__name__}: {exc}")
-    return None
 
 
 class S3Store:
@@ -227,15 +112,7 @@ class S3Store:
             use_threads=True,
             preferred_transfer_client="classic",
         )
-        common: dict[str, Any] = {
-            "signature_version": "s3v4",
-            "request_checksum_calculation": "when_required",
-            "response_checksum_validation": "when_required",
-            "connect_timeout": connect_timeout_s,
-            "read_timeout": read_timeout_s,
-            "s3": {"addressing_style": "path"},
-            "user_agent_extra": "vidwatch",
-        }
+        common = client_settings(connect_timeout_s, read_timeout_s)
         credentials: dict[str, Any] = {
             "endpoint_url": endpoint_url,
             "region_name": region,
@@ -244,34 +121,20 @@ class S3Store:
         }
         self._common, self._credentials = common, credentials
         self._owns_transfer_client = True
-        with _SESSION_LOCK:  # a Session is not thread-safe; the clients it makes are
-            # Single calls: one attempt each, the retries are ours (call()).
-            self._client = _session().client(
-                "s3",
-                **credentials,
-                config=Config(
-                    **common,
-                    max_pool_connections=self._puts.workers + 16,
-                    retries={"total_max_attempts": 1, "mode": "standard"},
-                ),
-            )
-            # Transfers (put_file, download_file): botocore may retry a part or a ranged
-            # GET a few times, so one failed part does not restart a large upload; our
-            # loop still retries the whole transfer and bounds it in time.
-            self._transfer_client = _session().client(
-                "s3",
-                **credentials,
-                config=Config(
-                    **common,
-                    max_pool_connections=multipart_concurrency + 2,
-                    retries={"total_max_attempts": max(1, int(part_attempts)), "mode": "standard"},
-                ),
-            )
-        # DeleteObjects and PutBucketLifecycleConfiguration must carry a body checksum.
-        # botocore sends CRC32 (R2 and current S3 servers take it); older MinIO and Ceph
-        # releases insist on Content-MD5, so it goes along too.
-        for operation in ("DeleteObjects", "PutBucketLifecycleConfiguration"):
-            self._client.meta.events.register(f"before-sign.s3.{operation}", _add_content_md5)
+        # Single calls: one attempt each, the retries are ours (call()).
+        self._client = make_client(
+            credentials, common, pool=self._puts.workers + 16, attempts=1, content_md5=True
+        )
+        # Transfers (put_file, download_file): botocore may retry a part or a ranged GET a
+        # few times, so one failed part does not restart a large upload; our loop still
+        # retries the whole transfer and bounds it in time.
+        self._transfer_client = make_client(
+            credentials,
+            common,
+            pool=multipart_concurrency + 2,
+            attempts=max(1, int(part_attempts)),
+            content_md5=False,
+        )
         self._closed = threading.Event()
 
     @classmethod
@@ -321,18 +184,7 @@ class S3Store:
             "connect_timeout": min(2.0, deadline_s),
             "read_timeout": deadline_s,
         }
-        with _SESSION_LOCK:
-            view._client = _session().client(
-                "s3",
-                **self._credentials,
-                config=Config(
-                    **common,
-                    max_pool_connections=16,
-                    retries={"total_max_attempts": 1, "mode": "standard"},
-                ),
-            )
-        for operation in ("DeleteObjects", "PutBucketLifecycleConfiguration"):
-            view._client.meta.events.register(f"before-sign.s3.{operation}", _add_content_md5)
+        view._client = make_client(self._credentials, common, pool=16, attempts=1, content_md5=True)
         view._owns_transfer_client = False
         view._closed = threading.Event()
         view._puts = PutPool(self._puts.workers, name="r2_put")  # its close leaves ours
@@ -718,27 +570,6 @@ def _type_headers(key: str, content_type: str) -> dict[str, str]:
     if served.attachment and served.content_type == content_type:
         headers["ContentDisposition"] = served.disposition(key)
     return headers
-
-
-def _add_content_md5(request: Any, **_: Any) -> None:
-    body = request.body
-    if isinstance(body, str):
-        body = body.encode()
-    if isinstance(body, bytes | bytearray) and "Content-MD5" not in request.headers:
-        digest = hashlib.md5(body, usedforsecurity=False).digest()
-        request.headers["Content-MD5"] = base64.b64encode(digest).decode()
-
-
-_SESSION_LOCK = threading.Lock()
-_SESSION: list[boto3.session.Session] = []
-
-
-def _session() -> boto3.session.Session:
-    """One boto3 session per process: it caches the loaded service models, so a second
-    client costs milliseconds instead of a tenth of a second. Call under _SESSION_LOCK."""
-    if not _SESSION:
-        _SESSION.append(boto3.session.Session())
-    return _SESSION[0]
 
 
 def _server_time(resp: dict[str, Any]) -> datetime:

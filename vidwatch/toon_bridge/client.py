@@ -37,17 +37,11 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import fcntl
-import hashlib
 import itertools
 import json
-import os
-import shutil
 import subprocess
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -55,21 +49,23 @@ from typing import Any
 import structlog
 
 from vidwatch.errors import VidwatchError
+from vidwatch.toon_bridge.node_runtime import (
+    LIBRARY,
+    RUNTIME_DIR,
+    SCRIPT_NAME,
+    TURN_OFF,
+    ToonUnavailable,
+    ensure_runtime,
+    find_node,
+    pinned_version,
+    tail,
+)
 
 log = structlog.get_logger("vidwatch.toon")
 
-RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
-SCRIPT_NAME = "convert_toon.mjs"
-LIBRARY = "@toon-format/toon"
-_TURN_OFF = "set TOON_ENABLED=false to turn TOON output off"
-_NPM_CI_TIMEOUT_S = 600.0
 _STDERR_LINES = 40
 
 __all__ = ["RUNTIME_DIR", "ToonBridge", "ToonError", "ToonUnavailable", "pinned_version"]
-
-
-class ToonUnavailable(VidwatchError):
-    """The TOON runtime cannot run here: Node or npm missing, or ``npm ci`` failed."""
 
 
 class ToonError(VidwatchError):
@@ -118,55 +114,6 @@ class _Helper:
 
     def stderr_text(self) -> str:
         return "\n".join(self.stderr_tail).strip()
-
-
-def pinned_version(runtime_dir: Path = RUNTIME_DIR) -> str:
-    """The exact ``@toon-format/toon`` version that the runtime's package.json pins."""
-    pkg = json.loads((runtime_dir / "package.json").read_text(encoding="utf-8"))
-    return str(pkg["dependencies"][LIBRARY])
-
-
-def _missing_packages(runtime_dir: Path) -> list[str]:
-    """Packages of package-lock.json not installed (at the locked version) in node_modules."""
-    lock_path = runtime_dir / "package-lock.json"
-    try:
-        lock = json.loads(lock_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ToonUnavailable(f"cannot read the TOON runtime's lock {lock_path}: {exc}") from exc
-    missing = []
-    for key, meta in lock.get("packages", {}).items():
-        if not key.startswith("node_modules/") or meta.get("dev") or meta.get("optional"):
-            continue
-        name = key.rsplit("node_modules/", 1)[1]
-        try:
-            installed = json.loads((runtime_dir / key / "package.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            missing.append(f"{name}@{meta.get('version')}")
-            continue
-        if installed.get("version") != meta.get("version"):
-            missing.append(f"{name}@{meta.get('version')}")
-    return missing
-
-
-_install_threads_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def _install_lock(runtime_dir: Path) -> Iterator[None]:
-    """Serialise ``npm ci`` of one runtime folder across threads and processes."""
-    digest = hashlib.sha256(str(runtime_dir.resolve()).encode()).hexdigest()[:16]
-    lock_file = Path(tempfile.gettempdir()) / f"vidwatch-toon-npm-{digest}.lock"
-    with _install_threads_lock, open(lock_file, "a+b") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _tail(text: str, limit: int = 2000) -> str:
-    text = text.strip()
-    return text if len(text) <= limit else "..." + text[-limit:]
 
 
 class ToonBridge:
@@ -415,79 +362,9 @@ class ToonBridge:
         limit = self.timeout_s * 2 + 30
         req.finish("timeout", detail=f"no answer from the TOON helper in {limit}s")
 
-    def _find_node(self) -> str:
-        found = shutil.which(self.node_binary)
-        if found is None:
-            raise ToonUnavailable(
-                f"Node.js executable {self.node_binary!r} not found: TOON files are written by "
-                f"{LIBRARY} in Node. Install Node.js >= 18 with npm (e.g. apt-get install nodejs "
-                f"npm), or {_TURN_OFF}."
-            )
-        return found
-
-    def _find_npm(self, node: str) -> str | None:
-        found = shutil.which(self.npm_binary)
-        if found is None and os.sep not in self.npm_binary:
-            found = shutil.which(self.npm_binary, path=str(Path(node).parent))
-        return found
-
-    def _ensure_runtime(self, node: str) -> None:
-        script = self.runtime_dir / SCRIPT_NAME
-        if not script.is_file():
-            raise ToonUnavailable(f"TOON helper script missing: {script}")
-        if not _missing_packages(self.runtime_dir):
-            return
-        with _install_lock(self.runtime_dir):
-            missing = _missing_packages(self.runtime_dir)
-            if not missing:
-                return
-            npm = self._find_npm(node)
-            if npm is None:
-                raise ToonUnavailable(
-                    f"the TOON runtime needs {', '.join(missing)} and npm "
-                    f"({self.npm_binary!r}) was not found to install it: install npm and run "
-                    f"`npm ci` in {self.runtime_dir}, or {_TURN_OFF}."
-                )
-            log.info("toon.npm_ci.start", runtime_dir=str(self.runtime_dir), missing=missing)
-            started = time.monotonic()
-            env = dict(os.environ)
-            # npm is a Node script: let it find the same node we were told to use
-            env["PATH"] = str(Path(node).parent) + os.pathsep + env.get("PATH", "")
-            try:
-                proc = subprocess.run(
-                    [npm, "ci", "--no-audit", "--no-fund"],
-                    cwd=self.runtime_dir,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    capture_output=True,
-                    text=True,
-                    timeout=_NPM_CI_TIMEOUT_S,
-                    check=False,
-                )
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                raise ToonUnavailable(
-                    f"`npm ci` could not run in {self.runtime_dir}: {exc}; {_TURN_OFF}"
-                ) from exc
-            if proc.returncode != 0:
-                raise ToonUnavailable(
-                    f"`npm ci` failed in {self.runtime_dir} (exit {proc.returncode}): "
-                    f"{_tail(proc.stderr or proc.stdout)}; fix that or {_TURN_OFF}."
-                )
-            still = _missing_packages(self.runtime_dir)
-            if still:
-                raise ToonUnavailable(
-                    f"`npm ci` in {self.runtime_dir} did not install {', '.join(still)}; "
-                    f"{_TURN_OFF}"
-                )
-            log.info(
-                "toon.npm_ci.done",
-                runtime_dir=str(self.runtime_dir),
-                seconds=round(time.monotonic() - started, 2),
-            )
-
     def _spawn(self) -> _Helper:
-        node = self._node_path or self._find_node()
-        self._ensure_runtime(node)
+        node = self._node_path or find_node(self.node_binary)
+        ensure_runtime(self.runtime_dir, node, self.npm_binary)
         self._node_path = node
         script = self.runtime_dir / SCRIPT_NAME
         try:
@@ -502,7 +379,7 @@ class ToonBridge:
                 start_new_session=True,
             )
         except OSError as exc:
-            raise ToonUnavailable(f"cannot start {node} {script}: {exc}; {_TURN_OFF}") from exc
+            raise ToonUnavailable(f"cannot start {node} {script}: {exc}; {TURN_OFF}") from exc
         helper = _Helper(proc)
         for target, name in (
             (self._read_stdout, "stdout"),
@@ -521,8 +398,8 @@ class ToonBridge:
             helper.gone.wait(5)
             raise ToonUnavailable(
                 f"the TOON helper did not start (exit {proc.returncode}); node stderr: "
-                f"{_tail(helper.stderr_text()) or '(empty)'}; run `npm ci` in "
-                f"{self.runtime_dir} or {_TURN_OFF}."
+                f"{tail(helper.stderr_text()) or '(empty)'}; run `npm ci` in "
+                f"{self.runtime_dir} or {TURN_OFF}."
             )
         log.info(
             "toon.helper.started",
@@ -602,7 +479,7 @@ class ToonBridge:
         for thread in helper.threads:
             if thread.name.startswith("toon-stderr") and thread is not threading.current_thread():
                 thread.join(timeout=2)
-        stderr = _tail(helper.stderr_text(), 1000)
+        stderr = tail(helper.stderr_text(), 1000)
         with self._lock:
             helper.alive = False
             pending = list(helper.pending.values())

@@ -1,62 +1,40 @@
-"""Job events as Standard Webhooks (standardwebhooks.com, spec 1.0), delivered at least once.
-
-An event (``job.queued``, ``job.started``, ``job.completed``, ``job.failed``) becomes one
-outbox record per endpoint, ``outbox/<event ulid>.<endpoint id>.json``, written to the store
-*before* the first attempt. The sender's threads deliver what is due: a record is claimed
-with a conditional write (If-Match on its ETag, so two daemons on one bucket never attempt
-it at once), POSTed with ``webhook-id`` / ``webhook-timestamp`` / ``webhook-signature``
-headers, then deleted (2xx delivered, 410 gone, or given up after ``WEBHOOK_MAX_AGE_H``) as
-soon as the job's status.json records how it ended, or written back with its next attempt
-time. A restart, a crash (the claim runs out) or another daemon picks pending records up by
-listing ``outbox/``, which holds only pending records (and, for about a second, ended ones
-waiting for that status.json write: a crash then costs a repeated delivery, never a
-delivered event missing from status.json).
-
-Each retry keeps the event's ``webhook-id`` and is signed afresh with its own timestamp
-(receivers refuse timestamps over 5 minutes old). The decisions (``retry_delay_s``,
-``decide``) are pure functions of the record, the outcome and ``now``.
-
-Deliveries never block a job: ``emit`` writes the records and returns; a failed write there
-(a store error or any other) is logged and retried by the sender's thread, never dropped.
-The delivery state of each event shows in the job's status.json under ``notifications``
-(merged in with If-Match) and in /metrics. The secret is never logged; endpoints are
-logged without user info and query.
-"""
+"""The webhook sender: the threads that deliver what is due in the outbox (a record claimed
+with If-Match, POSTed, then deleted or written back with its next attempt), ``emit`` for a
+job's events, and the coalesced writes of their delivery state to status.json."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import heapq
-import json
 import queue
 import random
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 from ulid import ULID
 
 from vidwatch import __version__, metrics
 from vidwatch.config import Settings
-from vidwatch.jobs.manifest import Manifest, write_manifest
-from vidwatch.r2 import keys
+from vidwatch.jobs.manifest import Manifest
+from vidwatch.jobs.webhooks.events import endpoint_label, event_body, event_data, sign
+from vidwatch.jobs.webhooks.notifications import write_notifications
+from vidwatch.jobs.webhooks.outbox import (
+    FINAL_STATES,
+    OUTBOX_PREFIX,
+    Decision,
+    Delivery,
+    Outcome,
+    decide,
+)
 from vidwatch.r2.store import ObjectNotFound, ObjectStore, PreconditionFailed, StoreError
-from vidwatch.times import utc_time
 
 log = structlog.get_logger("vidwatch.webhooks")
 
-EVENT_TYPES = ("job.queued", "job.started", "job.completed", "job.failed")
-OUTBOX_PREFIX = "outbox/"
-MAX_RETRY_DELAY_S = 3600.0
-JITTER = 0.2
-"""Each delay is drawn from [1 - JITTER, 1 + JITTER] times the doubled delay."""
 CLAIM_MARGIN_S = 30.0
 """A claim lasts the request's timeout plus this: then another daemon may take the record."""
 SCAN_INTERVAL_S = 30.0
@@ -66,231 +44,10 @@ restart or a crash); its own records are scheduled from memory, so one LIST ever
 WORKERS = 4
 STATUS_WRITE_INTERVAL_S = 1.1
 """R2 takes about one write per second to one key: status.json updates are coalesced."""
-STATUS_WRITE_TRIES = 5
 CACHE_JOBS = 2000
 STOP_WAIT_S = 2.0
-FINAL_STATES = ("delivered", "gone", "expired")
 
 
-# --- pure parts --------------------------------------------------------------------------------
-def endpoint_label(url: str) -> str:
-    """The endpoint as shown in logs and status.json: no user info, no query, no fragment
-    (either may carry a token)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def endpoint_id(url: str) -> str:
-    return hashlib.sha256(url.encode()).hexdigest()[:12]
-
-
-def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return utc_time(ts)
-
-
-def retry_delay_s(attempts: int, base_s: float, rand: float) -> float:
-    """The wait after the ``attempts``-th failed attempt: ``base_s`` after the first,
-    doubling after each, times a jitter factor from ``rand`` in [0, 1), at most an hour."""
-    doubled = base_s * 2.0 ** min(max(attempts - 1, 0), 30)
-    return min(MAX_RETRY_DELAY_S, doubled * (1.0 - JITTER + 2 * JITTER * rand))
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one attempt got: an HTTP status, or an error before any answer."""
-
-    status: int | None = None
-    error: str | None = None
-
-    def describe(self) -> str:
-        if self.status is None:
-            return self.error or "no answer"
-        if 300 <= self.status < 400:
-            return f"HTTP {self.status} (redirects are not followed)"
-        return f"HTTP {self.status}"
-
-
-@dataclass(frozen=True)
-class Decision:
-    state: str  # delivered | gone | expired | pending
-    next_attempt_at: float | None = None
-
-
-def decide(
-    *,
-    created_at: float,
-    attempts: int,
-    outcome: Outcome,
-    now: float,
-    base_s: float,
-    max_age_s: float,
-    rand: float,
-) -> Decision:
-    """After an attempt: 2xx delivered, 410 gone (this endpoint wants no more of it),
-    anything else retried, with a last try at the age limit and none after it."""
-    if outcome.status is not None and 200 <= outcome.status < 300:
-        return Decision("delivered")
-    if outcome.status == 410:
-        return Decision("gone")
-    deadline = created_at + max_age_s
-    if now >= deadline:
-        return Decision("expired")
-    return Decision("pending", min(now + retry_delay_s(attempts, base_s, rand), deadline))
-
-
-def event_data(
-    type_: str,
-    manifest: Manifest,
-    *,
-    summary: dict[str, Any] | None = None,
-    people: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """The event's ``data``: the job's identity and state, and what its type adds
-    (``job.completed``: the summary, and the people with their library ids and names)."""
-    data: dict[str, Any] = {
-        "job_id": manifest.job_id,
-        "state": manifest.state,
-        "origin": manifest.origin,
-        "filename": manifest.filename,
-        "source_sha256": manifest.source_sha256,
-        "source_key": manifest.source_key,
-        "attempt": manifest.attempts,
-        "created_at": manifest.created_at,
-    }
-    if type_ in ("job.completed", "job.failed"):
-        data["finished_at"] = manifest.finished_at
-    if type_ == "job.completed":
-        data["results_key"] = manifest.current_results_key()
-        data["summary"] = summary
-        data["duplicate_of"] = manifest.duplicate_of
-        data["people"] = people if people is not None else []
-    if type_ == "job.failed":
-        data["error"] = manifest.error.to_json() if manifest.error is not None else None
-    return data
-
-
-def event_body(type_: str, data: dict[str, Any], now: float) -> str:
-    return json.dumps(
-        {"type": type_, "timestamp": iso(now), "data": data},
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-
-
-def sign(secret: str, msg_id: str, timestamp: int, body: str) -> str:
-    """``v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">`` through the
-    ``standardwebhooks`` package (the reference implementation of the spec)."""
-    from standardwebhooks.webhooks import Webhook
-
-    return Webhook(secret).sign(msg_id, datetime.fromtimestamp(timestamp, UTC), body)
-
-
-@dataclass
-class Delivery:
-    """One outbox record: one event for one endpoint."""
-
-    event_id: str
-    job_id: str
-    type: str
-    endpoint: str
-    body: str
-    created_at: float
-    next_attempt_at: float
-    attempts: int = 0
-    last_error: str | None = None
-    claimed_by: str | None = None
-    claim_until: float = 0.0
-    schema_version: int = 1
-
-    @property
-    def key(self) -> str:
-        return outbox_key(self.event_id, self.endpoint)
-
-    def to_bytes(self) -> bytes:
-        return json.dumps(asdict(self), indent=1, ensure_ascii=False).encode()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Delivery:
-        doc = json.loads(data)
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in doc.items() if k in known})
-
-    def entry(self, state: str, *, now: float) -> dict[str, Any]:
-        """The record as one ``notifications`` entry of status.json."""
-        return {
-            "event_id": self.event_id,
-            "type": self.type,
-            "endpoint": endpoint_label(self.endpoint),
-            "state": state,
-            "attempts": self.attempts,
-            "delivered_at": iso(now) if state == "delivered" else None,
-            "last_error": self.last_error,
-            "next_attempt_at": iso(self.next_attempt_at) if state == "pending" else None,
-        }
-
-
-def outbox_key(event_id: str, endpoint: str) -> str:
-    return f"{OUTBOX_PREFIX}{event_id.removeprefix('msg_')}.{endpoint_id(endpoint)}.json"
-
-
-def merge_notifications(
-    stored: list[dict[str, Any]], mine: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """One entry per (event, endpoint): the one with more attempts, a final state winning."""
-
-    def rank(e: dict[str, Any]) -> tuple[int, int]:
-        return (1 if e.get("state") in FINAL_STATES else 0, int(e.get("attempts") or 0))
-
-    out: dict[tuple[Any, Any], dict[str, Any]] = {}
-    for entry in [*stored, *mine]:
-        ident = (entry.get("event_id"), entry.get("endpoint"))
-        if ident not in out or rank(entry) >= rank(out[ident]):
-            out[ident] = entry
-    return sorted(out.values(), key=lambda e: (str(e.get("event_id")), str(e.get("endpoint"))))
-
-
-def stored_notifications(store: ObjectStore, job_id: str) -> list[dict[str, Any]]:
-    try:
-        return list(json.loads(store.get_bytes(keys.status_key(job_id))).get("notifications") or [])
-    except (ObjectNotFound, ValueError, AttributeError):
-        return []
-
-
-def write_keeping_notifications(
-    store: ObjectStore, manifest: Manifest, etag: str | None
-) -> str | None:
-    """Write a running job's manifest without losing what the webhook sender merged into
-    status.json since the job's own last write (``etag``): the write is conditional on that
-    ETag; when someone else wrote meanwhile, the stored ``notifications`` are merged in and
-    the write is tried again. Returns the ETag written, for the next call.
-
-    Without it a job's progress writes replaced the sender's delivery states, and a job that
-    died (kill -9) took its acknowledged events with it: the next attempt read a manifest
-    without them."""
-    key = keys.status_key(manifest.job_id)
-    for _ in range(STATUS_WRITE_TRIES):
-        if etag is not None:
-            try:
-                return write_manifest(store, manifest, if_match=etag).etag
-            except PreconditionFailed:
-                pass
-        info = store.head(key)
-        if info is None:
-            break
-        manifest.notifications = merge_notifications(
-            stored_notifications(store, manifest.job_id), manifest.notifications
-        )
-        etag = info.etag
-    return write_manifest(store, manifest).etag
-
-
-# --- the sender ------------------------------------------------------------------------------
 @dataclass
 class _JobEntries:
     entries: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
@@ -760,7 +517,7 @@ class WebhookSender:
                 self._jobs[job_id].written_at = now
         for job_id, entries, finished in todo:
             try:
-                self._write_status(job_id, entries)
+                write_notifications(self.store, job_id, entries, self.rand)
             except StoreError as exc:
                 log.warning("webhook_status_write_failed", job_id=job_id, error=str(exc))
                 with self._lock:
@@ -778,29 +535,6 @@ class WebhookSender:
                 job = self._jobs.get(job_id)
                 if job is not None and not job.dirty and _settled(job):
                     self._jobs.pop(job_id)
-
-    def _write_status(self, job_id: str, entries: list[dict[str, Any]]) -> None:
-        key = keys.status_key(job_id)
-        for _ in range(STATUS_WRITE_TRIES):
-            info = self.store.head(key)
-            if info is None:
-                return  # the job is gone (retention)
-            try:
-                doc = json.loads(self.store.get_bytes(key))
-            except ObjectNotFound:
-                return
-            doc["notifications"] = merge_notifications(doc.get("notifications") or [], entries)
-            try:
-                self.store.put_bytes(
-                    key,
-                    json.dumps(doc, indent=2).encode(),
-                    content_type="application/json",
-                    if_match=info.etag,
-                )
-                return
-            except PreconditionFailed:
-                time.sleep(0.05 + 0.2 * self.rand())
-        log.warning("webhook_status_write_conflict", job_id=job_id, tries=STATUS_WRITE_TRIES)
 
 
 def _settled(job: _JobEntries) -> bool:
