@@ -38,9 +38,9 @@ def _frame(media: Path) -> np.ndarray:
     raise AssertionError("frame 10 not found")
 
 
-def test_preprocessing_in_the_graph_gives_the_outputs_of_numpy_normalisation(converted, media):
-    """P-Net takes the uint8 BGR scale and R-Net / O-Net the float crops as they are; the
-    graph's RGB, NCHW and (x - 127.5) / 128 give the nets' outputs on numpy's normalisation."""
+def test_the_runners_give_the_nets_outputs_on_numpy_normalisation(converted, media):
+    """P-Net's runner takes the uint8 BGR scale and R-Net's / O-Net's the float crops as they
+    are; RGB, NCHW and (x - 127.5) / 128 give the nets' outputs on numpy's normalisation."""
     import openvino as ov
 
     _, models = converted
