@@ -72,13 +72,6 @@ class ModelSet:
     def lanes(self) -> list[list[Detector]]:
         return [self.detectors, *self.more_lanes]
 
-    @property
-    def busy_every_core(self) -> bool:
-        """The models run on the CPU and their lanes take every core (one lane per core, or
-        one lane whose runtime spreads over the cores): other stages should spend as little
-        CPU as they can rather than add threads (the decoder takes one)."""
-        return self.device == "cpu" and bool(self.detectors)
-
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
         """Every detector of a free lane over ``images`` (waiting for a lane if none is
         free); their findings merged per image."""

@@ -182,8 +182,7 @@ def _detect_and_write(  # noqa: C901 - the per-frame stages share its clock and 
     clock: dict[str, float] = {}
 
     def frame_stage() -> Iterator[tuple[Frame, int]]:
-        threads = 1 if ctx.models.busy_every_core else 0
-        for frame in decode(source, stop=ctx.stop, clock=clock, threads=threads):
+        for frame in decode(source, stop=ctx.stop, clock=clock):
             yield from sampler.push(frame)
             if ctx.progress is not None:
                 ctx.progress(sampler.seen, info.frames_expected)

@@ -205,23 +205,15 @@ def decode(
     queue_size: int = 16,
     stop: threading.Event | None = None,
     clock: dict[str, float] | None = None,
-    threads: int = 0,
 ) -> Iterator[Frame]:
     """Yield every frame once, in order, decoded in a thread of its own that keeps at most
     ``queue_size`` frames ahead. A decode error mid-stream is raised in the caller as
     VideoError(code="truncated_video") after the frames that did decode. The seconds spent
-    decoding are added to ``clock["decode"]`` when a clock is given.
-
-    ``threads``: FFmpeg's decoding threads; 0 lets FFmpeg choose (frame and slice threads,
-    the fastest alone). Where the models keep every core busy, 1 is the cheaper choice: a
-    minute of 720p H.264 took 2.7 s of CPU on one thread against 3.1 to 3.3 s on FFmpeg's
-    threads (docs/performance.md), and the frames are the same."""
+    decoding are added to ``clock["decode"]`` when a clock is given."""
     clock = clock if clock is not None else {}
     clock.setdefault("decode", 0.0)
     return threaded(
-        lambda: _decode(path, max_frames, stop, clock, threads),
-        maxsize=queue_size,
-        name="vidwatch-decode",
+        lambda: _decode(path, max_frames, stop, clock), maxsize=queue_size, name="vidwatch-decode"
     )
 
 
@@ -234,21 +226,14 @@ def _to_bgr(frame: av.VideoFrame) -> np.ndarray:
 
 
 def _decode(
-    path: Path,
-    max_frames: int | None,
-    stop: threading.Event | None,
-    clock: dict[str, float],
-    threads: int = 0,
+    path: Path, max_frames: int | None, stop: threading.Event | None, clock: dict[str, float]
 ) -> Iterator[Frame]:
     index = 0
     try:
         started = time.perf_counter()
         with av.open(str(path), mode="r", options={"protocol_whitelist": "file"}) as cont:
             stream = cont.streams.video[0]
-            if threads:
-                stream.codec_context.thread_count = threads
-            else:
-                stream.thread_type = "AUTO"
+            stream.thread_type = "AUTO"
             rate = stream.average_rate or stream.guessed_rate or Fraction(25)
             for frame in cont.decode(stream):
                 if stop is not None and stop.is_set():
