@@ -253,3 +253,67 @@ def test_mtcnn_on_openvino_recalls_faces_of_every_size_as_well_as_facenet(face_d
     assert ref["faces"] == ours["faces"] >= 40
     assert ours["recall"] >= ref["recall"], (ref, ours)
     assert ours["false_positives"] <= ref["false_positives"] + 1, (ref, ours)
+
+
+def test_a_warm_start_on_openvino_imports_neither_torch_nor_ultralytics(calibrated, tmp_path):
+    """Once the exports and conversions are cached, every model of the defaults (one -seg
+    YOLO, MTCNN, dlib's descriptors) loads and runs with no PyTorch, torchvision, Ultralytics
+    or facenet-pytorch in the process: they are most of a cold start's imports."""
+    import subprocess
+    import sys
+
+    env = {
+        "DETECT_MODEL": str(calibrated["segment"]),
+        "SEGMENT_MODEL": str(calibrated["segment"]),
+        "MODEL_BACKEND": "openvino",
+        "MODEL_DEVICE": "auto",
+        "MODEL_CACHE_DIR": str(tmp_path / "cache"),
+        "TEMP_MEDIA_DIR": str(tmp_path / "tmp"),
+        "ALLOW_MODEL_DOWNLOAD": "false",
+    }
+    script = (
+        "import sys, numpy as np\n"
+        "from vidwatch.config import load_settings\n"
+        "from vidwatch.detectors.registry import load_models\n"
+        "models = load_models(load_settings())\n"
+        "found = models.detect([np.zeros((720, 1280, 3), np.uint8)])\n"
+        "heavy = ('torch', 'torchvision', 'ultralytics', 'facenet_pytorch')\n"
+        "print(len(found), models.describer is not None,"
+        " sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    import os
+
+    run_env = {**os.environ, **env}
+    first = subprocess.run(
+        [sys.executable, "-c", script], env=run_env, capture_output=True, text=True, timeout=600
+    )
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = subprocess.run(
+        [sys.executable, "-c", script], env=run_env, capture_output=True, text=True, timeout=600
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.split("\n")[-2] == "1 True []", again.stdout
+
+
+def test_auto_device_without_a_gpu_driver_does_not_import_torch(monkeypatch, tmp_path):
+    import subprocess
+    import sys
+
+    from vidwatch.detectors import base
+
+    script = (
+        "import sys\n"
+        "from vidwatch.detectors.base import resolve_device\n"
+        "print(resolve_device('auto'), resolve_device('cpu'), 'torch' in sys.modules)\n"
+    )
+    if not base.gpu_driver_present():
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+        assert out.stdout.split() == ["cpu", "cpu", "False"], out.stderr[-2000:]
+    # Where a driver's device file exists, CUDA is asked (here: none, so the CPU).
+    fake = tmp_path / "nvidiactl"
+    fake.write_text("")
+    monkeypatch.setattr(base, "GPU_DEVICE_FILES", (str(fake),))
+    assert base.gpu_driver_present()
+    import torch
+
+    assert base.resolve_device("auto") == ("cuda:0" if torch.cuda.is_available() else "cpu")
