@@ -122,7 +122,7 @@ class Settings(BaseModel):
     face_min_confidence: float = changes_results(0.9, ge=0, le=1)
     face_int8: bool = changes_results(False)
     """True: on OpenVINO, MTCNN's P-Net and R-Net run int8 (quantized once into MODEL_CACHE_DIR
-    with NNCF), about 20 ms a 720p frame faster, but it found a false face that fp32 does not on
+    with NNCF), about 14 ms a 720p frame faster, but it found a false face that fp32 does not on
     the benchmark video (docs/performance.md); false (the default): every net in fp32."""
     model_device: str = keeps_results("auto")
     model_backend: Literal["auto", "torch", "openvino", "onnx"] = keeps_results("auto")
