@@ -183,22 +183,10 @@ def to_input(images: np.ndarray) -> np.ndarray:
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
     """Greedy NMS as torchvision's: by falling score, drop boxes overlapping a kept one by
-    more than ``iou`` (area without +1)."""
-    if len(boxes) == 0:
-        return np.empty(0, dtype=np.int64)
-    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
-    area = (x2 - x1) * (y2 - y1)
-    order = np.argsort(-scores, kind="stable")
-    kept = []
-    while order.size:
-        i = order[0]
-        kept.append(i)
-        rest = order[1:]
-        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]))
-        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]))
-        inter = w * h
-        order = rest[inter / (area[i] + area[rest] - inter) <= iou]
-    return np.asarray(kept, dtype=np.int64)
+    more than ``iou`` (area without +1). MTCNN's NMS with its "Union" rule is exactly that."""
+    from vidwatch.detectors.mtcnn import _nms
+
+    return _nms(boxes, scores, iou, "Union")
 
 
 def masks_of(
