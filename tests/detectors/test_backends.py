@@ -317,3 +317,35 @@ def test_auto_device_without_a_gpu_driver_does_not_import_torch(monkeypatch, tmp
     import torch
 
     assert base.resolve_device("auto") == ("cuda:0" if torch.cuda.is_available() else "cpu")
+
+
+def test_compiles_with_a_blob_cache_take_turns(tmp_path):
+    """OpenVINO writes a compiled blob in place and maps the blobs it finds: a second
+    process mapping a half-written blob died of SIGBUS (two daemons starting on one
+    MODEL_CACHE_DIR). ``compiling`` lets one compile at a time per cache folder."""
+    import threading
+    import time
+
+    from vidwatch.detectors.backends import compiling
+
+    config = {"CACHE_DIR": str(tmp_path)}
+    inside = threading.Event()
+    spans: dict[str, tuple[float, float]] = {}
+
+    def hold(name: str, seconds: float) -> None:
+        with compiling(config):
+            started = time.monotonic()
+            inside.set()
+            time.sleep(seconds)
+            spans[name] = (started, time.monotonic())
+
+    first = threading.Thread(target=hold, args=("first", 0.3))
+    first.start()
+    inside.wait(5)
+    second = threading.Thread(target=hold, args=("second", 0.0))
+    second.start()
+    first.join(5)
+    second.join(5)
+    assert spans["second"][0] >= spans["first"][1]
+    with compiling({}):  # no cache folder: nothing to wait for
+        pass

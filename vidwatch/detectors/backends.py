@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +154,29 @@ def openvino_config(cache_dir: Path | None, threads: int | None = None) -> dict[
         folder.mkdir(parents=True, exist_ok=True)
         config["CACHE_DIR"] = str(folder)
     return config
+
+
+@contextlib.contextmanager
+def compiling(config: dict[str, Any]) -> Iterator[None]:
+    """Hold the compiled-blob cache's lock while a model compiles with ``config``.
+
+    OpenVINO writes a compiled blob into CACHE_DIR in place and maps the blobs it finds
+    there: a process reading a blob that another is still writing dies of SIGBUS (seen
+    with two daemons starting at once on one MODEL_CACHE_DIR). One process compiles with
+    the cache at a time (an exclusive ``flock`` on ``CACHE_DIR/.lock``), so a blob is
+    whole before anyone maps it. Without a cache folder there is nothing to hold."""
+    folder = config.get("CACHE_DIR")
+    if not folder:
+        yield
+        return
+    import fcntl
+
+    with open(Path(folder) / ".lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 AUTO_LANES_MAX = 4

@@ -143,11 +143,11 @@ def compile_runner(
     graph (OpenVINO's PrePostProcessor) gave the same outputs but cost more than it saved: P-Net
     5 to 9 ms a 720p frame slower for 3 to 4 ms less in the pyramid (bench.perf)."""
     del name  # every net takes the same normalisation
-    compiled = core.compile_model(
-        _plain_max_pools(model.clone()),
-        "CPU",
-        {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32", **(config or {})},
-    )
+    from vidwatch.detectors.backends import compiling
+
+    options = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32", **(config or {})}
+    with compiling(options):
+        compiled = core.compile_model(_plain_max_pools(model.clone()), "CPU", options)
     return _ov_runner(compiled.create_infer_request(), len(compiled.outputs))
 
 

@@ -195,10 +195,13 @@ def _openvino_compile_config(extra: dict[str, Any]) -> Iterator[None]:
         config: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> ov.CompiledModel:
+        from vidwatch.detectors.backends import compiling
+
         config = {**(config or {}), **extra, "INFERENCE_PRECISION_HINT": "f32"}
-        if device_name is None:
-            return original(self, model, config=config, **kwargs)
-        return original(self, model, device_name, config, **kwargs)
+        with compiling(config):
+            if device_name is None:
+                return original(self, model, config=config, **kwargs)
+            return original(self, model, device_name, config, **kwargs)
 
     ov.Core.compile_model = compile_fp32
     try:

@@ -82,11 +82,14 @@ class OpenVinoYolo:
         model = core.read_model(str(xml))
         if len(model.outputs) != (2 if self.task == "segment" else 1):
             raise Unsupported(f"{len(model.outputs)} outputs for a {self.task} model")
-        self.compiled = core.compile_model(
-            model,
-            "CPU",
-            {"PERFORMANCE_HINT": "LATENCY", **config, "INFERENCE_PRECISION_HINT": "f32"},
-        )
+        from vidwatch.detectors.backends import compiling
+
+        with compiling(config):
+            self.compiled = core.compile_model(
+                model,
+                "CPU",
+                {"PERFORMANCE_HINT": "LATENCY", **config, "INFERENCE_PRECISION_HINT": "f32"},
+            )
         self._request = self.compiled.create_infer_request()
         self.stage_times: dict[str, float] | None = None
         """Seconds by stage (letterbox, inference, postprocess), summed, when a dict."""
