@@ -171,6 +171,83 @@ def test_openvino_without_ultralytics_gives_ultralytics_own_results(
     assert outlines >= 50 if task == "segment" else outlines == 0
 
 
+def test_each_input_size_runs_a_fixed_shape_model_with_the_dynamic_models_outputs(
+    calibrated, frames, tmp_path
+):
+    """The native runner compiles a model for each letterboxed size (the 16:9 one at
+    start-up, with the blob cache; others as they come, without it: a compile with CACHE_DIR
+    flips the process locale), up to MAX_SHAPES, then the dynamic export serves. Every
+    shape's outputs equal the dynamic model's to the bit."""
+    import openvino as ov
+
+    from vidwatch.detectors import yolo_openvino
+    from vidwatch.detectors.backends import openvino_config
+    from vidwatch.detectors.yolo import YoloDetector
+
+    det = YoloDetector(
+        calibrated["segment"],
+        name="segment",
+        roles=("objects", "segments"),
+        confidence=0.25,
+        device="cpu",
+        backend="openvino",
+        cache_dir=tmp_path,
+        openvino_config=openvino_config(tmp_path, threads=1),
+    )
+    runner = det._native
+    assert isinstance(runner, yolo_openvino.OpenVinoYolo)
+    assert list(runner._requests) == [(384, 640)]
+    assert list((tmp_path / "openvino-blobs").glob("*.blob"))  # the start-up shape's
+
+    class Recording:
+        def __init__(self, core: ov.Core) -> None:
+            self.core, self.configs = core, []
+
+        def compile_model(self, model, device, config):
+            self.configs.append(config)
+            return self.core.compile_model(model, device, config)
+
+    runner._core = recording = Recording(runner._core)
+    core = ov.Core()
+    dynamic = core.compile_model(
+        runner._model, "CPU", {**openvino_config(None), "INFERENCE_PRECISION_HINT": "f32"}
+    ).create_infer_request()
+    sizes = [(720, 1280), (480, 640), (1280, 720), (500, 500), (300, 1000), (1000, 300)]
+    base = frames[3]
+    for h, w in sizes:
+        frame = np.ascontiguousarray(np.resize(base, (h, w, 3)))
+        image, _ = runner.letterbox(frame)
+        assert image.shape[:2] == runner.input_size(h, w)
+        (found,) = runner.predict([frame])
+        assert len(found.boxes) == len(found.outlines or [])
+        request = runner._request_for(image.shape[:2])
+        dynamic.infer({0: yolo_openvino.to_input(image[None])})
+        for k in range(2):
+            assert np.array_equal(
+                request.get_output_tensor(k).data, dynamic.get_output_tensor(k).data
+            )
+    assert len(runner._requests) == yolo_openvino.MAX_SHAPES
+    assert runner._dynamic is not None  # the fifth and sixth sizes
+    assert len(recording.configs) == 4  # three more sizes and the dynamic model, once
+    assert all("CACHE_DIR" not in c for c in recording.configs)
+
+
+def test_masks_of_takes_up_to_max_det_detections():
+    """cv2.resize takes at most CV_CN_MAX (128 in OpenCV 5) channels a call: a frame with
+    300 segmented detections (MAX_DET) still gets its masks, each the same as alone."""
+    from vidwatch.detectors.yolo_openvino import MAX_DET, masks_of
+
+    rng = np.random.default_rng(3)
+    proto = rng.normal(size=(32, 96, 160)).astype(np.float32)
+    coefficients = rng.normal(size=(MAX_DET, 32)).astype(np.float32)
+    boxes = np.tile(np.array([[10, 20, 600, 370]], np.float32), (MAX_DET, 1))
+    masks = masks_of(proto, coefficients, boxes, (384, 640))
+    assert masks.shape == (MAX_DET, 384, 640)
+    for k in (0, 127, 128, 299):
+        alone = masks_of(proto, coefficients[k : k + 1], boxes[k : k + 1], (384, 640))
+        assert np.array_equal(masks[k], alone[0])
+
+
 def test_join_rings_walks_every_ring_and_returns_to_the_start():
     from vidwatch.detectors.yolo_openvino import join_rings
 

@@ -38,6 +38,9 @@ MAX_DET = 300
 MAX_NMS = 30000
 MAX_WH = 7680.0
 PAD_VALUE = 114
+CV_CN_MAX = int(getattr(cv2, "CV_CN_MAX", 128))
+MAX_SHAPES = 4
+"""Input sizes a runner compiles a fixed-shape model for; further sizes run dynamic."""
 
 
 class Unsupported(Exception):
@@ -77,22 +80,63 @@ class OpenVinoYolo:
         size = meta.get("imgsz", [640, 640])
         self.imgsz = (int(size[0]), int(size[1])) if isinstance(size, list) else (size, size)
         self.confidence = confidence
-        core = ov.Core()
+        self._core = ov.Core()
         xml = next(folder.glob("*.xml"))
-        model = core.read_model(str(xml))
+        model = self._core.read_model(str(xml))
         if len(model.outputs) != (2 if self.task == "segment" else 1):
             raise Unsupported(f"{len(model.outputs)} outputs for a {self.task} model")
-        from vidwatch.detectors.backends import compiling
-
-        with compiling(config):
-            self.compiled = core.compile_model(
-                model,
-                "CPU",
-                {"PERFORMANCE_HINT": "LATENCY", **config, "INFERENCE_PRECISION_HINT": "f32"},
-            )
-        self._request = self.compiled.create_infer_request()
+        self._model = model
+        self._config = {"PERFORMANCE_HINT": "LATENCY", **config, "INFERENCE_PRECISION_HINT": "f32"}
+        self._requests: dict[tuple[int, int], Any] = {}
+        """An infer request per input size (batch 1), compiled as frames of that size come."""
+        self._compiled: list[Any] = []
+        self._dynamic: Any = None
+        # 16:9 landscape, the common frame, compiled now (from the blob cache on a second
+        # start); other sizes when they first come.
+        self._request_for(self.input_size(9, 16), cached=True)
+        self.compiled = self._compiled[0]
+        """The start-up shape's compiled model (its properties are every shape's)."""
         self.stage_times: dict[str, float] | None = None
         """Seconds by stage (letterbox, inference, postprocess), summed, when a dict."""
+
+    def input_size(self, h: int, w: int) -> tuple[int, int]:
+        """The letterboxed input's (height, width) for a frame of ``h`` x ``w``."""
+        th, tw = self.imgsz
+        r = min(th / h, tw / w)
+        new_w, new_h = max(round(w * r), 1), max(round(h * r), 1)
+        return new_h + (th - new_h) % self.stride, new_w + (tw - new_w) % self.stride
+
+    def _request_for(self, hw: tuple[int, int], *, cached: bool = False) -> Any:
+        """The infer request for inputs of size ``hw``: a model compiled for that one shape.
+
+        A fixed shape runs about 5% faster than the dynamic export with the same outputs to
+        the bit (docs/performance.md). A size met during a job compiles without the blob
+        cache (about 0.2 s): OpenVINO's compile with CACHE_DIR sets the process locale to C
+        while it hashes the model, which would break text decoding in other threads; the
+        start-up shape uses the cache. Past MAX_SHAPES sizes, the dynamic model serves."""
+        request = self._requests.get(hw)
+        if request is not None:
+            return request
+        from vidwatch.detectors.backends import compiling
+
+        config = dict(self._config)
+        if not cached:
+            config.pop("CACHE_DIR", None)
+        if len(self._requests) >= MAX_SHAPES:
+            if self._dynamic is None:
+                with compiling(config):
+                    compiled = self._core.compile_model(self._model, "CPU", config)
+                self._compiled.append(compiled)
+                self._dynamic = compiled.create_infer_request()
+            return self._dynamic
+        model = self._model.clone()
+        model.reshape({0: [1, 3, *hw]})
+        with compiling(config):
+            compiled = self._core.compile_model(model, "CPU", config)
+        self._compiled.append(compiled)
+        request = compiled.create_infer_request()
+        self._requests[hw] = request
+        return request
 
     # --- the steps --------------------------------------------------------------------------
     def letterbox(self, frame: np.ndarray) -> tuple[np.ndarray, tuple[float, float, int, int]]:
@@ -118,16 +162,22 @@ class OpenVinoYolo:
             return []
         started = time.perf_counter()
         boxed = [self.letterbox(f) for f in frames]
-        batch = to_input(np.stack([b[0] for b in boxed]))
         letterboxed = time.perf_counter()
-        self._request.infer({0: batch})
-        preds = self._request.get_output_tensor(0).data
-        protos = self._request.get_output_tensor(1).data if self.task == "segment" else None
+        outputs = []
+        for image, _ in boxed:  # batch 1: a batch of 4 takes as long a frame
+            request = self._request_for(image.shape[:2])
+            request.infer({0: to_input(image[None])})
+            outputs.append(
+                tuple(
+                    np.array(request.get_output_tensor(k).data[0])
+                    for k in range(2 if self.task == "segment" else 1)
+                )
+            )
         inferred = time.perf_counter()
         out = []
-        for i, (frame, (image, mapping)) in enumerate(zip(frames, boxed, strict=True)):
-            proto = protos[i] if protos is not None else None
-            out.append(self._one(preds[i], proto, image.shape[:2], frame.shape[:2], mapping))
+        for frame, (image, mapping), got in zip(frames, boxed, outputs, strict=True):
+            proto = got[1] if len(got) > 1 else None
+            out.append(self._one(got[0], proto, image.shape[:2], frame.shape[:2], mapping))
         if self.stage_times is not None:
             times = self.stage_times
             for stage, seconds in (
@@ -202,12 +252,13 @@ def masks_of(
     if n == 0:
         return np.zeros((0, h, w), np.uint8)
     logits = (coefficients.astype(np.float32) @ proto.reshape(c, -1)).reshape(n, mh, mw)
-    # cv2.resize takes at most 512 channels at once: HWC with one channel per detection.
+    # HWC with one channel per detection, at most CV_CN_MAX channels a call (128 in
+    # OpenCV 5; more fail in cv2.resize).
     up = np.empty((n, h, w), np.float32)
-    for start in range(0, n, 512):
-        part = np.ascontiguousarray(logits[start : start + 512].transpose(1, 2, 0))
+    for start in range(0, n, CV_CN_MAX):
+        part = np.ascontiguousarray(logits[start : start + CV_CN_MAX].transpose(1, 2, 0))
         scaled = cv2.resize(part, (w, h), interpolation=cv2.INTER_LINEAR)
-        up[start : start + 512] = scaled.reshape(h, w, -1).transpose(2, 0, 1)
+        up[start : start + CV_CN_MAX] = scaled.reshape(h, w, -1).transpose(2, 0, 1)
     masks = (up > 0.0).astype(np.uint8)
     cols = np.arange(w, dtype=np.float32)[None, None, :]
     rows = np.arange(h, dtype=np.float32)[None, :, None]
