@@ -78,7 +78,7 @@ def _source_for(halves: list[np.ndarray], width: int, height: int) -> np.ndarray
 
 def _normalise(images: np.ndarray) -> np.ndarray:
     """BGR NHWC (uint8 or float32) -> float32 RGB NCHW scaled to [-1, 1) as the nets were
-    trained (the OpenVINO runners call it too: ``mtcnn_openvino.compile_runner``)."""
+    trained (PyTorch's runner, the int8 nets' OpenVINO runners and their calibration)."""
     x = images[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32)
     x -= 127.5
     x *= 0.0078125

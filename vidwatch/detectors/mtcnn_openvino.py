@@ -47,7 +47,7 @@ def openvino_runners(
         if quantized is not None:  # the int8 nets need no fp32 twin
             fp32 = fp32_models(core, nets, cache, [n for n in NETS if n not in quantized])
             runners = {
-                name: compile_runner(core, model, name, config)
+                name: compile_runner(core, model, name, config, raw_input=name not in quantized)
                 for name, model in {**fp32, **quantized}.items()
             }
             return runners, tuple(quantized)
@@ -65,7 +65,7 @@ def openvino_runners(
         )
         return runners, ()
     for name, model in quantized.items():
-        runners[name] = compile_runner(core, model, name, config)
+        runners[name] = compile_runner(core, model, name, config, raw_input=False)
     return runners, tuple(quantized)
 
 
@@ -136,24 +136,74 @@ def _plain_max_pools(model: ov.Model) -> ov.Model:
 
 
 def compile_runner(
-    core: ov.Core, model: ov.Model, name: str, config: dict[str, Any] | None
+    core: ov.Core,
+    model: ov.Model,
+    name: str,
+    config: dict[str, Any] | None,
+    *,
+    raw_input: bool = True,
 ) -> NetRunner:
     """``model`` (without pre-processing) compiled for the CPU in fp32; its runner takes what
-    ``detect_faces`` hands it (BGR NHWC) and normalises it with numpy. Normalising inside the
-    graph (OpenVINO's PrePostProcessor) gave the same outputs but cost more than it saved: P-Net
-    5 to 9 ms a 720p frame slower for 3 to 4 ms less in the pyramid (bench.perf)."""
-    del name  # every net takes the same normalisation
+    ``detect_faces`` hands it (BGR NHWC: P-Net the uint8 scale, R-Net and O-Net float crops).
+
+    With ``raw_input`` the net takes that as it is (``raw_input_model``: the normalisation
+    folded into its first convolution); otherwise (the int8 nets, quantized on normalised
+    inputs) numpy normalises it. Normalising inside the graph as separate operations
+    (OpenVINO's PrePostProcessor) cost more than numpy: P-Net 5 to 9 ms a 720p frame."""
     from vidwatch.detectors.backends import compiling
 
+    if raw_input:
+        model = raw_input_model(model, np.uint8 if name == "pnet" else np.float32)
     options = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32", **(config or {})}
     with compiling(options):
         compiled = core.compile_model(_plain_max_pools(model.clone()), "CPU", options)
-    return _ov_runner(compiled.create_infer_request(), len(compiled.outputs))
+    return _ov_runner(compiled.create_infer_request(), len(compiled.outputs), raw_input)
 
 
-def _ov_runner(request: ov.InferRequest, n_out: int) -> NetRunner:
+def raw_input_model(model: ov.Model, dtype: type[np.generic]) -> ov.Model:
+    """``model`` taking BGR NHWC of ``dtype`` instead of normalised RGB NCHW float.
+
+    The nets' first convolution has no padding, so ``(x - 127.5) / 128`` in RGB folds into
+    its weights and bias exactly (W' = W[:, ::-1] / 128, b' = b - 127.5 / 128 * sum(W)):
+    the outputs differ from numpy's normalisation by float rounding (3e-6 on the bench
+    frames). The conversion and the layout are left to the plugin: 3.6 ms less a 720p frame
+    than normalising P-Net's scales with numpy (bench.perf)."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    m = model.clone()
+    (param,) = m.get_parameters()
+    conv = next(iter(param.output(0).get_target_inputs())).get_node()
+    adds = [t.get_node() for t in conv.output(0).get_target_inputs()]
+    if (
+        conv.get_type_name() != "Convolution"
+        or any(conv.get_attributes()["pads_begin"])
+        or any(conv.get_attributes()["pads_end"])
+        or len(adds) != 1
+        or adds[0].get_type_name() != "Add"
+    ):
+        raise ValueError("the net does not start with an unpadded convolution and its bias")
+    (add,) = adds
+    (at,) = [i for i in range(2) if add.input_value(i).get_node().get_type_name() == "Constant"]
+    weights = conv.input_value(1).get_node().get_data().astype(np.float64)
+    bias = add.input_value(at).get_node().get_data().astype(np.float64)
+    folded_w = weights[:, ::-1] * 0.0078125
+    folded_b = bias - (weights.sum(axis=(1, 2, 3)) * 127.5 * 0.0078125).reshape(bias.shape)
+    n, c, h, w = param.get_partial_shape()
+    raw = ops.parameter(
+        ov.PartialShape([n, h, w, c]), ov.Type.u8 if dtype is np.uint8 else ov.Type.f32, name="x"
+    )
+    x = raw.output(0) if dtype is not np.uint8 else ops.convert(raw, ov.Type.f32).output(0)
+    nchw = ops.transpose(x, ops.constant(np.array([0, 3, 1, 2], np.int64)))
+    conv.input(0).replace_source_output(nchw.output(0))
+    conv.input(1).replace_source_output(ops.constant(folded_w.astype(np.float32)).output(0))
+    add.input(at).replace_source_output(ops.constant(folded_b.astype(np.float32)).output(0))
+    return ov.Model(m.get_results(), [raw], m.get_friendly_name())
+
+
+def _ov_runner(request: ov.InferRequest, n_out: int, raw_input: bool) -> NetRunner:
     def run(x: np.ndarray) -> list[np.ndarray]:
-        res = request.infer({0: _normalise(x)})
+        res = request.infer({0: np.ascontiguousarray(x) if raw_input else _normalise(x)})
         return [np.array(res[i]) for i in range(n_out)]
 
     return run
