@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vidwatch.detectors import mtcnn, mtcnn_openvino
+from vidwatch.detectors import mtcnn, mtcnn_openvino, nms
 
 pytestmark = pytest.mark.models
 
@@ -152,8 +152,8 @@ def test_nms_over_the_pairwise_matrix_keeps_what_box_by_box_keeps(method):
         scores = np.round(rng.uniform(0.6, 1.0, n), 2).astype(np.float32)  # ties
         for threshold in (0.5, 0.7):
             with np.errstate(invalid="ignore", divide="ignore"):
-                want = mtcnn._nms_loop(boxes, scores, threshold, method)
-            got = mtcnn._nms(boxes, scores, threshold, method)
+                want = nms.nms_loop(boxes, scores, threshold, method)
+            got = nms.nms(boxes, scores, threshold, method)
             np.testing.assert_array_equal(got, want)
 
 

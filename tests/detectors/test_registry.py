@@ -236,3 +236,30 @@ def test_models_loaded_says_what_it_said_before_the_registry(tmp_path):
         [*fields, "brightness", *after],
     ]
     assert [lines[0][k] for k in ("detect", "segment", "faces")] == ["none", "NONE", False]
+
+
+def test_weights_are_hashed_once_until_they_change(tmp_path, monkeypatch):
+    """Every lane names the same weights by sha256: the file is read once per process,
+    and again when its size or mtime changes."""
+    import hashlib
+    import os
+
+    from vidwatch.detectors import weights
+
+    path = tmp_path / "w.pt"
+    path.write_bytes(b"one")
+    reads = []
+    real_open = open
+
+    def counting_open(file, *args, **kwargs):
+        reads.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(weights, "open", counting_open, raising=False)
+    first = weights.sha256_of(path)
+    assert weights.sha256_of(path) == first == hashlib.sha256(b"one").hexdigest()
+    assert len(reads) == 1
+    path.write_bytes(b"other")
+    os.utime(path, ns=(1, 1))
+    assert weights.sha256_of(path) == hashlib.sha256(b"other").hexdigest()
+    assert len(reads) == 2

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from vidwatch.detectors.nms import nms
+
 if TYPE_CHECKING:
     import torch
 
@@ -83,65 +85,6 @@ def _normalise(images: np.ndarray) -> np.ndarray:
     x -= 127.5
     x *= 0.0078125
     return x
-
-
-# Above this many boxes NMS goes box by box (its pairwise matrix would not fit in cache).
-_NMS_MATRIX_MAX = 2048
-
-
-def _nms(
-    boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = "Union"
-) -> np.ndarray:
-    """Greedy NMS; "Union" as torchvision's ``nms`` (no +1), "Min" as facenet's numpy one.
-
-    The overlaps of all pairs are computed at once (the same float operations as box by
-    box, so the same result); only the boxes that overlap a later one are then walked."""
-    if len(boxes) == 0:
-        return np.empty(0, dtype=np.int64)
-    if len(boxes) > _NMS_MATRIX_MAX:
-        return _nms_loop(boxes, scores, threshold, method)
-    order = np.argsort(-scores, kind="stable")
-    b = boxes[order]
-    x1, y1, x2, y2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
-    plus = 1.0 if method == "Min" else 0.0
-    area = (x2 - x1 + plus) * (y2 - y1 + plus)
-    w = np.maximum(0.0, np.minimum(x2[:, None], x2) - np.maximum(x1[:, None], x1) + plus)
-    h = np.maximum(0.0, np.minimum(y2[:, None], y2) - np.maximum(y1[:, None], y1) + plus)
-    inter = w * h
-    with np.errstate(invalid="ignore", divide="ignore"):
-        if method == "Min":
-            overlap = inter / np.minimum(area[:, None], area)
-        else:
-            overlap = inter / (area[:, None] + area - inter)
-    # Box j (after i in score order) goes when a kept i overlaps it more than the threshold
-    # (NaN overlaps too, as in the box by box loop, which keeps only "<= threshold").
-    gone = np.triu(~(overlap <= threshold), k=1)
-    suppressed = np.zeros(len(b), dtype=bool)
-    for i in np.flatnonzero(gone.any(axis=1)):
-        if not suppressed[i]:
-            suppressed |= gone[i]
-    return order[~suppressed].astype(np.int64)
-
-
-def _nms_loop(boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str) -> np.ndarray:
-    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
-    plus = 1.0 if method == "Min" else 0.0
-    area = (x2 - x1 + plus) * (y2 - y1 + plus)
-    order = np.argsort(-scores, kind="stable")
-    keep = []
-    while order.size:
-        i = order[0]
-        keep.append(i)
-        rest = order[1:]
-        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + plus)
-        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + plus)
-        inter = w * h
-        if method == "Min":
-            overlap = inter / np.minimum(area[i], area[rest])
-        else:
-            overlap = inter / (area[i] + area[rest] - inter)
-        order = rest[overlap <= threshold]
-    return np.asarray(keep, dtype=np.int64)
 
 
 def _rerec(boxes: np.ndarray) -> np.ndarray:
@@ -229,13 +172,13 @@ def detect_faces(
             boxes = np.stack(
                 [q1x, q1y, q2x, q2y, p[ys, xs], *(reg[0, i, ys, xs] for i in range(4))], axis=1
             ).astype(np.float32)
-            found.append(boxes[_nms(boxes[:, :4], boxes[:, 4], 0.5)])
+            found.append(boxes[nms(boxes[:, :4], boxes[:, 4], 0.5)])
         t = add("pnet_boxes", t)
     empty = (np.empty((0, 4), np.float32), np.empty(0, np.float32), np.empty((0, 5, 2), np.float32))
     if not found:
         return empty
     boxes = np.concatenate(found)
-    boxes = boxes[_nms(boxes[:, :4], boxes[:, 4], 0.7)]
+    boxes = boxes[nms(boxes[:, :4], boxes[:, 4], 0.7)]
     regw = boxes[:, 2] - boxes[:, 0]
     regh = boxes[:, 3] - boxes[:, 1]
     boxes = np.stack(
@@ -263,7 +206,7 @@ def detect_faces(
     ok = score > t2
     boxes = np.concatenate([boxes[ok, :4], score[ok, None]], axis=1)
     reg = reg[ok]
-    pick = _nms(boxes[:, :4], boxes[:, 4], 0.7)
+    pick = nms(boxes[:, :4], boxes[:, 4], 0.7)
     boxes = _rerec(_bbreg(boxes[pick], reg[pick]))
     t = add("rnet_boxes", t)
 
@@ -285,7 +228,7 @@ def detect_faces(
     py = bh[:, None] * marks[:, 5:10] + boxes[:, 1:2] - 1
     points = np.stack([px, py], axis=2)
     boxes = _bbreg(boxes, reg)
-    pick = _nms(boxes[:, :4], boxes[:, 4], 0.7, "Min")
+    pick = nms(boxes[:, :4], boxes[:, 4], 0.7, "Min")
     boxes, points = boxes[pick], points[pick]
     order = np.argsort(-(boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), kind="stable")
     boxes, points = boxes[order], points[order]

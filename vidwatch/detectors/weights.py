@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -10,6 +11,15 @@ from vidwatch.config import ConfigError
 
 
 def sha256_of(path: Path) -> str:
+    """The file's sha256, read once per process while its size and mtime stay the same
+    (every model lane names the same weights in its provenance)."""
+    st = os.stat(path)
+    return _sha256(os.path.realpath(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    del size, mtime_ns  # the cache key: a changed file is read again
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(1 << 20):

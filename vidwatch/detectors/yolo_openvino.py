@@ -33,6 +33,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from vidwatch.detectors.nms import nms
+
 IOU = 0.7
 MAX_DET = 300
 MAX_NMS = 30000
@@ -209,7 +211,9 @@ class OpenVinoYolo:
         boxes[:, 2:] = xywh[:, :2] + xywh[:, 2:] / 2
         classes = x[:, 4 : 4 + nc].argmax(axis=1)
         scores = best[keep]
-        picked = nms(boxes + (classes[:, None] * MAX_WH).astype(np.float32), scores, IOU)[:MAX_DET]
+        # Class-aware: boxes of other classes are moved apart. Greedy NMS as torchvision's.
+        shifted = boxes + (classes[:, None] * MAX_WH).astype(np.float32)
+        picked = nms(shifted, scores, IOU, "Union")[:MAX_DET]
         boxes, scores, classes = boxes[picked], scores[picked], classes[picked]
         outlines = None
         if proto is not None:
@@ -232,14 +236,6 @@ def to_input(images: np.ndarray) -> np.ndarray:
     x = np.ascontiguousarray(images[..., ::-1].transpose(0, 3, 1, 2)).astype(np.float32)
     x /= np.float32(255.0)
     return x
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
-    """Greedy NMS as torchvision's: by falling score, drop boxes overlapping a kept one by
-    more than ``iou`` (area without +1). MTCNN's NMS with its "Union" rule is exactly that."""
-    from vidwatch.detectors.mtcnn import _nms
-
-    return _nms(boxes, scores, iou, "Union")
 
 
 def masks_of(
