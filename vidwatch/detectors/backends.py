@@ -179,6 +179,13 @@ def compiling(config: dict[str, Any]) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def compile_on_cpu(core: Any, model: Any, config: dict[str, Any]) -> Any:
+    """``core.compile_model(model, "CPU", config)``, holding the blob cache's lock when
+    ``config`` names one (``compiling``)."""
+    with compiling(config):
+        return core.compile_model(model, "CPU", config)
+
+
 AUTO_LANES_MAX = 4
 """Auto never makes more lanes than this: each lane holds its own models and working
 buffers (about 0.37 GB more peak RSS a lane on a 720p job, docs/performance.md)."""

@@ -150,13 +150,12 @@ def compile_runner(
     folded into its first convolution); otherwise (the int8 nets, quantized on normalised
     inputs) numpy normalises it. Normalising inside the graph as separate operations
     (OpenVINO's PrePostProcessor) cost more than numpy: P-Net 5 to 9 ms a 720p frame."""
-    from vidwatch.detectors.backends import compiling
+    from vidwatch.detectors.backends import compile_on_cpu
 
     if raw_input:
         model = raw_input_model(model, np.uint8 if name == "pnet" else np.float32)
     options = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32", **(config or {})}
-    with compiling(options):
-        compiled = core.compile_model(_plain_max_pools(model.clone()), "CPU", options)
+    compiled = compile_on_cpu(core, _plain_max_pools(model.clone()), options)
     return _ov_runner(compiled.create_infer_request(), len(compiled.outputs), raw_input)
 
 

@@ -119,22 +119,20 @@ class OpenVinoYolo:
         request = self._requests.get(hw)
         if request is not None:
             return request
-        from vidwatch.detectors.backends import compiling
+        from vidwatch.detectors.backends import compile_on_cpu
 
         config = dict(self._config)
         if not cached:
             config.pop("CACHE_DIR", None)
         if len(self._requests) >= MAX_SHAPES:
             if self._dynamic is None:
-                with compiling(config):
-                    compiled = self._core.compile_model(self._model, "CPU", config)
+                compiled = compile_on_cpu(self._core, self._model, config)
                 self._compiled.append(compiled)
                 self._dynamic = compiled.create_infer_request()
             return self._dynamic
         model = self._model.clone()
         model.reshape({0: [1, 3, *hw]})
-        with compiling(config):
-            compiled = self._core.compile_model(model, "CPU", config)
+        compiled = compile_on_cpu(self._core, model, config)
         self._compiled.append(compiled)
         request = compiled.create_infer_request()
         self._requests[hw] = request
