@@ -181,13 +181,23 @@ def _detect_and_write(  # noqa: C901 - the per-frame stages share its clock and 
     entries of results.json, in the order the frames were sampled."""
     clock: dict[str, float] = {}
 
+    def converted(items: Iterator[tuple[Frame, int]]) -> Iterator[tuple[Frame, int]]:
+        """A sampled frame's BGR image is built here, in the frame stage's thread (the
+        models, identities and writer read it); the other frames never need it. Its time
+        counts as decoding."""
+        for frame, scene in items:
+            started = time.perf_counter()
+            _ = frame.image
+            clock["decode"] += time.perf_counter() - started
+            yield frame, scene
+
     def frame_stage() -> Iterator[tuple[Frame, int]]:
         for frame in decode(source, stop=ctx.stop, clock=clock):
-            yield from sampler.push(frame)
+            yield from converted(sampler.push(frame))
             if ctx.progress is not None:
                 ctx.progress(sampler.seen, info.frames_expected)
         if not ctx.stopped():
-            yield from sampler.finish()
+            yield from converted(sampler.finish())
 
     writer = _Writer(ctx.store, ctx.job_id, options.jpeg_quality, ctx.toon, options, timings)
     lanes = _Lanes(ctx.models, timings)
@@ -654,7 +664,9 @@ class _Sampler:
     def push(self, frame: Frame) -> Iterator[tuple[Frame, int]]:
         self.seen += 1
         started = time.perf_counter()
-        self._add_cuts(self.tracker.push(frame.index, frame.image))
+        # The frame itself, not its image: the tracker shrinks it without the full-size
+        # colour conversion that only sampled frames need.
+        self._add_cuts(self.tracker.push(frame.index, frame))
         self.scene_s += time.perf_counter() - started
         self.pending.append(frame)
         self.last = frame
