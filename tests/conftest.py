@@ -28,7 +28,9 @@ configure_logging("json", "debug", stream=open(os.devnull, "w"))  # noqa: SIM115
 
 # tests.error_logs fails a test on an ERROR log line it does not expect (the marker
 # expect_error_logs names the ones it does); pytester runs that guard in its own test.
+# tests.crash_log names the test (and every thread's traceback) of a run killed by a signal.
 pytest_plugins: list[str] = [
+    "tests.crash_log",
     "tests.error_logs",
     "tests.model_fixtures",
     "tests.s3_servers",
