@@ -84,8 +84,9 @@ def test_a_source_that_does_not_fit_in_staging_backs_off_then_runs(moto_bucket, 
         store.close()
 
     full = [e for e in logs if e["event"] == "job_staging_full"]
-    # One download per poll before; now 0.2, 0.4, 0.8, 1.6, 1.6 s apart: 5 or 6 tries in 5 s.
-    assert polls >= 20 and 4 <= tries_while_full <= 7, (polls, tries_while_full)
+    # One download per poll before; now 0.2, 0.4, 0.8, 1.6, 1.6 s apart: 5 or 6 tries in 5 s,
+    # however many polls a loaded machine fits in those 5 s (25 on a quiet one, 10 seen).
+    assert polls >= 2 * tries_while_full and 4 <= tries_while_full <= 7, (polls, tries_while_full)
     assert len(full) == tries_while_full
     assert [e["failed_tries"] for e in full] == list(range(1, tries_while_full + 1))
     assert [e["retry_in_s"] for e in full[:5]] == [0.2, 0.4, 0.8, 1.6, 1.6]
