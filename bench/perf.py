@@ -1002,7 +1002,8 @@ def writecost_rows(r: dict, *, header: bool = True) -> list[str]:
         if not w:
             return "-"
         if "error" in w:
-            return "not measured: this side's code lacks a part it calls"
+            # An older side may lack a function the mode calls: the error is in the JSON.
+            return "not measured: the mode failed on this side's code (its error is in the JSON)"
         p = w["parts"].get(part)
         if p is None:
             return "-"
