@@ -2,6 +2,7 @@
 
     uv run python -m bench.perf [--minutes 1 5] [--before REF] [--out bench/out]
     uv run python -m bench.perf --report        # the table again, from OUT/perf.json
+    uv run python -m bench.perf --writecost     # only the rest of a sampled frame, both sides
 
 Inputs are built at run time from the shared test media (looped and concatenated into
 720p H.264 videos of 1 and 5 minutes, cached in bench/out, never committed). The models are
@@ -25,6 +26,13 @@ For each side:
     a process of its own, the sides taking turns, ``--repeat`` times (the median run
     counts): wall and CPU time, realtime factor, peak RSS, faces per sampled
     frame, people, cuts, the pipeline's stage timings;
+  - the rest of a sampled frame, part by part (``_writecost``; alone: ``--writecost``):
+    the job's sampled frames of the first video with the side's models' detections, then
+    identities (descriptors and reuse), the frame document, its JSON and TOON (the Node
+    helper's CPU counted), the four JPEGs and the drawing of each, the local store's write
+    and the writer as a job runs it, each timed on its own in ms of CPU (and wall) per
+    sampled frame; once with the bench's weights and once with a -seg model calibrated to
+    find objects and masks (random weights find none, so nothing is drawn on det and seg);
   - `vidwatch analyze` on the 1-minute video, process start to exit, against the plain
     peer script (``_peer``: OpenCV reads every frame; each sampled frame goes to YOLO and
     facenet-pytorch's MTCNN on PyTorch as the libraries ship; it writes nothing).
@@ -462,6 +470,221 @@ def _models_main(path: Path) -> None:
     os._exit(0)
 
 
+# --- the rest of a sampled frame: images, documents, identities, the store -------------------
+WRITE_PARTS = (
+    ("identities", "identities (descriptors and reuse, model-stage thread)"),
+    ("documents", "frame entry and document (model-stage thread)"),
+    ("json", "JSON text"),
+    ("toon", "TOON text (the Node bridge)"),
+    ("encode_original", "JPEG original"),
+    ("draw_det", "draw det"),
+    ("encode_det", "JPEG det"),
+    ("draw_seg", "draw seg"),
+    ("encode_seg", "JPEG seg"),
+    ("draw_face", "draw face"),
+    ("encode_face", "JPEG face"),
+    ("store", "store write (local store, 6 files)"),
+    ("writer", "the whole writer as a job runs it (draw, encode, JSON, TOON, store)"),
+)
+
+
+def _node_cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system) of a process, from /proc (the TOON helper's)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _writecost_main(path: Path, sample_fps: float, repeat: int) -> None:  # noqa: C901
+    """The work a sampled frame costs besides the models, part by part, on this side's code.
+
+    The sampled frames are the job's (this side's sampler over the whole video); their
+    detections come from running the side's models once (every lane busy). Each part then
+    runs on its own over every sampled frame, ``repeat`` times (the median counts), with
+    nothing else running: ms of CPU (the whole process: OpenCV's and the store's threads
+    count; for TOON the Node helper's CPU is added) and of wall, per sampled frame. A part
+    that a frame does not need (nothing to draw: the original's JPEG serves again) costs
+    that frame nothing; ``frames`` says on how many frames it ran."""
+    import dataclasses
+    import statistics
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vidwatch.config import load_settings
+    from vidwatch.detectors.registry import load_models
+    from vidwatch.jobs.staging import new_job_id
+    from vidwatch.pipeline import analysis, draw
+    from vidwatch.pipeline.documents import FrameDocument
+    from vidwatch.pipeline.toon import open_toon
+    from vidwatch.pipeline.video import decode, probe
+    from vidwatch.r2 import keys, open_store
+    from vidwatch.r2.store import PutItem
+
+    settings = load_settings(sample_fps=sample_fps)
+    models = load_models(settings)
+    toon = open_toon(settings)
+    store = open_store(settings)
+    options = analysis.AnalysisOptions.from_settings(settings)
+    quality = options.jpeg_quality
+    info = probe(path, max_pixels=options.max_pixels, max_duration_s=options.max_duration_s)
+    sampler = analysis._Sampler(models.scene_tracker(info.fps), 1.0 / sample_fps)
+    sampled = []
+    for frame in decode(path):
+        sampled.extend(sampler.push(frame))
+    sampled.extend(sampler.finish())
+    n = len(sampled)
+    # Each lane's first inference in this thread: OpenVINO's Python binding deadlocked here
+    # when two lanes made their first inference at the same instant (one thread held the
+    # GIL waiting for a C++ static another thread was initialising, which waited for the GIL).
+    _ = [models.detect([sampled[0][0].image])[0] for _ in models.lanes]
+    with ThreadPoolExecutor(len(models.lanes)) as pool:
+        found = list(pool.map(lambda item: models.detect([item[0].image])[0], sampled))
+    time.sleep(1.0)  # the runtimes' threads settle before anything is clocked
+
+    def clock(fn, items) -> dict:
+        """ms per sampled frame (CPU of the process, wall) of ``fn`` over ``items``."""
+        cpus, walls = [], []
+        for _ in range(repeat):
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            for item in items:
+                fn(item)
+            cpus.append(time.process_time() - cpu0)
+            walls.append(time.perf_counter() - wall0)
+        return {
+            "cpu_ms": round(1000 * statistics.median(cpus) / n, 2),
+            "wall_ms": round(1000 * statistics.median(walls) / n, 2),
+            "frames": len(items),
+        }
+
+    out: dict = {"sampled": n, "repeat": repeat, "jpeg_quality": quality, "parts": {}}
+    parts = out["parts"]
+
+    # Identities, in frame order as the job assigns them (a fresh tracker each run).
+    tracker = analysis._identity_tracker(models, options)
+    if tracker is not None:
+        people_runs = []
+        for reuse in (options.face_identity_reuse_iou, 0.0):
+            cpus, walls, last = [], [], None
+            for _ in range(repeat):
+                t = analysis._identity_tracker(
+                    models, dataclasses.replace(options, face_identity_reuse_iou=reuse)
+                )
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+                assigned = [
+                    d.replace(faces=t.assign(f.image, scene, d.faces))
+                    if hasattr(d, "replace")
+                    else type(d)(d.objects, d.segments, t.assign(f.image, scene, d.faces))
+                    for (f, scene), d in zip(sampled, found, strict=True)
+                ]
+                cpus.append(time.process_time() - cpu0)
+                walls.append(time.perf_counter() - wall0)
+                last = (t, assigned)
+            t, assigned = last
+            people_runs.append(
+                {
+                    "reuse_iou": reuse,
+                    "cpu_ms": round(1000 * statistics.median(cpus) / n, 2),
+                    "wall_ms": round(1000 * statistics.median(walls) / n, 2),
+                    "frames": sum(1 for d in found if d.faces),
+                    "descriptors": t.descriptors,
+                    "reused": t.reused,
+                    "people": len(t.people),
+                }
+            )
+            if reuse == options.face_identity_reuse_iou:
+                found_people = assigned
+        parts["identities"] = people_runs[0]
+        out["identities_without_reuse"] = people_runs[1]
+        found = found_people
+
+    job_id = new_job_id()
+    toon_on = toon is not None
+    work = list(zip(sampled, found, strict=True))
+    entries = [analysis.frame_entry(job_id, f, scene, d, toon=toon_on) for (f, scene), d in work]
+    docs = [FrameDocument.of(job_id, e).to_json() for e in entries]
+    parts["documents"] = clock(
+        lambda w: FrameDocument.of(
+            job_id, analysis.frame_entry(job_id, w[0][0], w[0][1], w[1], toon=toon_on)
+        ).to_json(),
+        work,
+    )
+    texts = [json.dumps(doc, ensure_ascii=False).encode() for doc in docs]
+    parts["json"] = clock(lambda doc: json.dumps(doc, ensure_ascii=False).encode(), docs)
+    if toon is not None:
+        pid = toon.pid
+        node0 = _node_cpu_s(pid)
+        parts["toon"] = clock(lambda doc: toon.encode(doc).encode(), docs)
+        node_ms = 1000 * (_node_cpu_s(pid) - node0) / repeat / n
+        parts["toon"]["node_cpu_ms"] = round(node_ms, 2)
+        parts["toon"]["cpu_ms_with_node"] = round(parts["toon"]["cpu_ms"] + node_ms, 2)
+    images = [f.image for (f, _), _ in work]
+    parts["encode_original"] = clock(lambda img: draw.encode_jpeg(img, quality), images)
+    for kind, fn, name in (
+        ("det", draw.draw_det, "objects"),
+        ("seg", draw.draw_seg, "segments"),
+        ("face", draw.draw_faces, "faces"),
+    ):
+        todo = [(f.image, d) for (f, _), d in work if getattr(d, name)]
+        parts[f"draw_{kind}"] = clock(lambda x, fn=fn: fn(*x), todo)
+        drawn = [fn(*x) for x in todo]
+        parts[f"encode_{kind}"] = clock(lambda img: draw.encode_jpeg(img, quality), drawn)
+
+    # The store: the six files of each frame, as the writer puts them (bytes made once).
+    def items(i: int) -> list:
+        (f, _), d = work[i]
+        original = draw.encode_jpeg(f.image, quality)
+        drawn = {
+            "original": None,
+            "det": draw.draw_det(f.image, d) if d.objects else None,
+            "seg": draw.draw_seg(f.image, d) if d.segments else None,
+            "face": draw.draw_faces(f.image, d) if d.faces else None,
+        }
+        out_items = [
+            PutItem(
+                keys.frame_image_key(job_id, kind, f.index),
+                original if img is None else draw.encode_jpeg(img, quality),
+                "image/jpeg",
+            )
+            for kind, img in drawn.items()
+        ]
+        out_items.append(
+            PutItem(keys.frame_json_key(job_id, f.index), texts[i], "application/json")
+        )
+        if toon is not None:
+            out_items.append(
+                PutItem(
+                    keys.frame_toon_key(job_id, f.index),
+                    toon.encode(docs[i]).encode(),
+                    "text/plain; charset=utf-8",
+                )
+            )
+        return out_items
+
+    batches = [items(i) for i in range(n)]
+    parts["store"] = clock(store.put_many, batches)
+
+    # The writer as the job runs it: its pool, back-pressure and all.
+    def run_writer() -> None:
+        writer = analysis._Writer(store, job_id, quality, toon, options, analysis._Timings())
+        for ((f, _), d), e in zip(work, entries, strict=True):
+            writer.submit(f, d, e)
+        writer.finish()
+
+    parts["writer"] = clock(lambda _: run_writer(), [None])
+    parts["writer"]["frames"] = n
+    store.delete_many([o.key for o in store.list(keys.job_prefix(job_id))])
+    out["objects_frames"] = sum(1 for d in found if d.objects)
+    out["faces_frames"] = sum(1 for d in found if d.faces)
+    if toon is not None:
+        toon.close()
+    print(json.dumps(out))
+    sys.stdout.flush()
+    os._exit(0)
+
+
 def face_recall(det) -> dict:
     """Recall at p >= 0.9 and false positives on faces of 20 to 400 px in 720p frames
     (bench/face_set.py), and the time a frame."""
@@ -490,13 +713,72 @@ def _load() -> list[float]:
 
 
 # --- the run --------------------------------------------------------------------------------
-def measure(args: argparse.Namespace) -> dict:
-    out: Path = args.out
+def run_writecost(path: Path, env: dict[str, str]) -> dict:
+    """``_writecost`` on one side; a side whose code lacks a part it calls says so."""
+    try:
+        return run_mode("_writecost", [str(path)], env)
+    except RuntimeError as exc:
+        return {"error": str(exc)[-500:]}
+
+
+def calibrated_weights(out: Path, video: Path) -> str:
+    """A random-weight ``-seg`` model calibrated on frames of ``video``
+    (``bench.equivalence``): it finds objects and masks on every frame, as real weights
+    would, where the bench's random weights find none; so drawing the det and seg images
+    and their JPEGs get measured too."""
+    path = out / "yolo11n-seg-calibrated.pt"
+    if not path.is_file():
+        import cv2
+
+        sys.path.insert(0, str(REPO))
+        from bench.equivalence import calibrated_yolo
+
+        cap = cv2.VideoCapture(str(video))
+        frames = []
+        for i in range(0, 60 * FPS, 5 * FPS):
+            cap.set(cv2.CAP_PROP_POS_FRAMES, i)
+            ok, img = cap.read()
+            if ok:
+                frames.append(img)
+        cap.release()
+        calibrated_yolo("yolo11n-seg.yaml", path, frames)
+    return str(path)
+
+
+def writecost_sides(base: dict[str, str], path: Path, ref: str, out: Path) -> dict:
+    """``_writecost`` on both sides, with the bench's weights and with calibrated ones."""
+    calibrated = calibrated_weights(out, path)
+    found: dict = {}
+    for side in SIDES:
+        env = side_env(base, side_root(side, ref, out))
+        found[side] = {
+            "bench_weights": run_writecost(path, env),
+            "calibrated_weights": run_writecost(
+                path, {**env, "DETECT_MODEL": calibrated, "SEGMENT_MODEL": calibrated}
+            ),
+        }
+    return found
+
+
+def measure_writecost(args: argparse.Namespace) -> dict:
+    """``--writecost``: the rest of a sampled frame alone, on both sides, the first video."""
+    base = bench_env(args.out)
+    first, _ = build_input(args.minutes[0], args.out)
+    report: dict = {"before_ref": args.before, "minutes": args.minutes[0], "load": _load()}
+    found = writecost_sides(base, first, args.before, args.out)
+    report["sides"] = {side: {"writecost": found[side]} for side in SIDES}
+    report["load_at_end"] = _load()
+    return report
+
+
+def bench_env(out: Path) -> dict[str, str]:
+    """The settings every process of the bench runs with (both sides' defaults, the
+    bench's weights, its store and caches in OUT)."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_CONFIG_DIR", str(out / "ultralytics"))
     weights = ensure_weights(out)
     seg = weights["BENCH_SEGMENT_WEIGHTS"]
-    base = {
+    return {
         "ALLOW_MODEL_DOWNLOAD": "false",
         "TOON_ENABLED": "true",
         "LOCAL_STORE_DIR": str(out / "store"),
@@ -508,6 +790,11 @@ def measure(args: argparse.Namespace) -> dict:
         "MODEL_BACKEND": "auto",
         "MODEL_WORKERS": "0",
     }
+
+
+def measure(args: argparse.Namespace) -> dict:
+    out: Path = args.out
+    base = bench_env(out)
     report: dict = {
         "machine": {
             "cpus": os.cpu_count(),
@@ -532,6 +819,8 @@ def measure(args: argparse.Namespace) -> dict:
         entry["models"] = run_mode("_models", [str(first)], envs[side])
         report["sides"][side] = entry
         _save_partial(out, report)
+    for side, found in writecost_sides(base, first, args.before, out).items():
+        report["sides"][side]["writecost"] = found
     # Whole jobs, the sides taking turns, each job ``--repeat`` times (the 5-minute one at
     # most twice); each side's figures are its median run by wall time.
     runs: dict[tuple[str, str], list[dict]] = {}
@@ -677,6 +966,7 @@ def markdown(r: dict) -> str:
         b["models"]["every_lane_busy_ms_per_frame"],
         a["models"]["every_lane_busy_ms_per_frame"],
     )
+    lines.extend(writecost_rows(r, header=False))
     fb, fa = b["models"].get("face_recall", {}), a["models"].get("face_recall", {})
     row(
         "face recall, 20-400 px (false positives)",
@@ -701,16 +991,77 @@ def markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
+def writecost_rows(r: dict, *, header: bool = True) -> list[str]:
+    """The rest of a sampled frame, part by part: ms per sampled frame, CPU (wall)."""
+    sides = {s: r["sides"][s].get("writecost") or {} for s in SIDES}
+    if not any(sides.values()):
+        return []
+    lines = ["| measure | before | after |", "|---|---|---|"] if header else []
+
+    def cell(w: dict | None, part: str) -> str:
+        if not w:
+            return "-"
+        if "error" in w:
+            # An older side may lack a function the mode calls: the error is in the JSON.
+            return "not measured: the mode failed on this side's code (its error is in the JSON)"
+        p = w["parts"].get(part)
+        if p is None:
+            return "-"
+        text = f"{p['cpu_ms']} ({p['wall_ms']})"
+        if "node_cpu_ms" in p:
+            text += f" + Node {p['node_cpu_ms']}"
+        if part == "identities":
+            text += f"; {p['descriptors']} descriptors, {p['reused']} reused"
+        if p["frames"] != w["sampled"]:
+            text += f"; on {p['frames']} of {w['sampled']} frames"
+        return text
+
+    for weights, title in (
+        ("bench_weights", "bench weights"),
+        ("calibrated_weights", "calibrated weights"),
+    ):
+        b, a = sides["before"].get(weights), sides["after"].get(weights)
+        w = a if a and "parts" in a else b
+        if not (w and "parts" in w):
+            continue
+        title += (
+            f" (objects on {w['objects_frames']}, faces on {w['faces_frames']} "
+            f"of {w['sampled']} sampled frames)"
+        )
+        for part, label in WRITE_PARTS:
+            if weights == "calibrated_weights" and part == "identities":
+                continue
+            lines.append(
+                f"| {title}: {label}, ms CPU (wall) per sampled frame "
+                f"| {cell(b, part)} | {cell(a, part)} |"
+            )
+        if weights == "bench_weights":
+            cells = []
+            for s in SIDES:
+                x = (sides[s].get(weights) or {}).get("identities_without_reuse")
+                cells.append(
+                    f"{x['cpu_ms']} ({x['wall_ms']}); {x['descriptors']} descriptors" if x else "-"
+                )
+            lines.append(
+                f"| {title}: identities with every face described (reuse off), ms CPU (wall) "
+                f"per sampled frame | {cells[0]} | {cells[1]} |"
+            )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
-    if argv and argv[0] in ("_job", "_peer", "_models"):
+    if argv and argv[0] in ("_job", "_peer", "_models", "_writecost"):
         p = argparse.ArgumentParser()
         p.add_argument("video", type=Path)
         p.add_argument("--sample-fps", type=float, default=1.0)
+        p.add_argument("--repeat", type=int, default=3)
         a = p.parse_args(argv[1:])
         if argv[0] == "_models":
             _models_main(a.video)
+        elif argv[0] == "_writecost":
+            _writecost_main(a.video, a.sample_fps, a.repeat)
         else:
             (_job_main if argv[0] == "_job" else _peer_main)(a.video, a.sample_fps)
         return 0
@@ -720,6 +1071,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before", default=BEFORE_REF, help="the commit 'before' runs")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each job on each side")
     parser.add_argument("--report", action="store_true", help="the table again, from OUT/perf.json")
+    parser.add_argument(
+        "--writecost",
+        action="store_true",
+        help="only the rest of a sampled frame (images, documents, identities, the store), "
+        "both sides, into OUT/writecost.json",
+    )
     args = parser.parse_args(argv)
     if args.report:
         report = json.loads((args.out / "perf.json").read_text())
@@ -727,6 +1084,15 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown(report))
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.writecost:
+        report = measure_writecost(args)
+        (args.out / "writecost.json").write_text(json.dumps(report, indent=2))
+        print(
+            f"Load average at start {report['load']}, at end {report['load_at_end']}. "
+            f"Before: `{report['before_ref']}`.\n"
+        )
+        print("\n".join(writecost_rows(report)))
+        return 0
     report = measure(args)
     (args.out / "perf.json").write_text(json.dumps(report, indent=2))
     print(markdown(report))
