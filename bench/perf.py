@@ -849,6 +849,11 @@ def measure(args: argparse.Namespace) -> dict:
             envs[side],
             cwd=Path(envs[side]["PYTHONPATH"]),
         )
+    # What the work itself costs at the least here (bench/floor.py): the models' multiply-adds
+    # at one core's measured fp32 peak, and decoding.
+    from bench import floor
+
+    report["floor"] = floor.measure(first, out / "model_cache")
     report["machine"]["load_at_end"] = _load()
     derive(report)
     return report
@@ -891,6 +896,17 @@ def derive(report: dict) -> None:
             "cuts_equal": old["cuts"] == job["cuts"],
         }
     report["same_answers"] = same
+    least = report.get("floor")
+    if least:
+        # Per job: its sampled frames at the models' floor, plus decoding its minutes.
+        per_frame = least["floor_ms_per_sampled_frame"]["all"] / 1000
+        decode = least["decode"]["cpu_s_per_minute"]
+        for job in after["jobs"].values():
+            cpu = job["sampled"] * per_frame + decode * job["duration_s"] / 60
+            job["floor"] = {
+                "least_cpu_s": round(cpu, 2),
+                "best_realtime_factor": round(job["duration_s"] * least["cores"] / cpu, 2),
+            }
 
 
 def markdown(r: dict) -> str:
@@ -967,6 +983,25 @@ def markdown(r: dict) -> str:
         a["models"]["every_lane_busy_ms_per_frame"],
     )
     lines.extend(writecost_rows(r, header=False))
+    least = r.get("floor")
+    if least:
+        floor_ms = least["floor_ms_per_sampled_frame"]
+        row(
+            "floor: models' multiply-adds at one core's fp32 peak "
+            f"({max(least['peak_gflops_one_core'].values())} GFLOP/s), ms per sampled frame",
+            "-",
+            ", ".join(f"{k} {v}" for k, v in floor_ms.items()),
+        )
+        decode = least["decode"]["cpu_s_per_minute"]
+        for name, job in a["jobs"].items():
+            if "floor" in job:
+                row(
+                    f"job {name}: least CPU (floor models + decoding {decode} s a minute)"
+                    " and the best realtime factor it allows",
+                    "-",
+                    f"{job['floor']['least_cpu_s']} s: x{job['floor']['best_realtime_factor']}"
+                    f" (measured {job['cpu_s']} s CPU)",
+                )
     fb, fa = b["models"].get("face_recall", {}), a["models"].get("face_recall", {})
     row(
         "face recall, 20-400 px (false positives)",
