@@ -426,3 +426,55 @@ def test_compiles_with_a_blob_cache_take_turns(tmp_path):
     assert spans["second"][0] >= spans["first"][1]
     with compiling({}):  # no cache folder: nothing to wait for
         pass
+
+
+_FIRST_INFERENCES = """
+import sys, threading
+import numpy as np
+import openvino as ov
+import openvino.opset13 as ops
+from vidwatch.detectors.backends import compile_on_cpu
+
+x = ops.parameter([1, 3, 8, 8], ov.Type.f32)
+model = ov.Model([ops.relu(x)], [x])
+core = ov.Core()
+requests = [
+    compile_on_cpu(core, model, {"INFERENCE_NUM_THREADS": 1}).create_infer_request()
+    for _ in range(8)
+]
+sys.setswitchinterval(1e-6)  # threads change hands as often as they can
+start = threading.Barrier(len(requests))
+
+def first_inference(request):
+    start.wait()
+    request.infer({0: np.zeros((1, 3, 8, 8), np.float32)})
+
+threads = [threading.Thread(target=first_inference, args=(r,), daemon=True) for r in requests]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join(timeout=20)
+print("hung" if any(t.is_alive() for t in threads) else "ok", flush=True)
+"""
+
+
+def test_first_inferences_in_several_threads_at_once_do_not_hang():
+    """OpenVINO's binding initialises its numpy bridge at the first ``Tensor.data`` of a
+    process holding the GIL, and lets it go inside: model lanes making their first inference
+    at once hung the process for good (18 of 20 fresh processes with these eight threads,
+    without ``backends.binding_ready``, which every compile of ours calls first)."""
+    import subprocess
+    import sys
+
+    for _ in range(5):
+        try:
+            run = subprocess.run(
+                [sys.executable, "-c", _FIRST_INFERENCES],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        except subprocess.TimeoutExpired:
+            raise AssertionError("a process hung at its first inferences") from None
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert run.stdout.strip() == "ok", run.stdout

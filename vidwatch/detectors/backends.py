@@ -11,6 +11,7 @@ processes sharing the cache never see half an export.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import json
 import os
@@ -181,9 +182,26 @@ def compiling(config: dict[str, Any]) -> Iterator[None]:
 
 def compile_on_cpu(core: Any, model: Any, config: dict[str, Any]) -> Any:
     """``core.compile_model(model, "CPU", config)``, holding the blob cache's lock when
-    ``config`` names one (``compiling``)."""
+    ``config`` names one (``compiling``), the binding made ready for threads first."""
+    binding_ready()
     with compiling(config):
         return core.compile_model(model, "CPU", config)
+
+
+@functools.cache
+def binding_ready() -> None:
+    """Make OpenVINO's Python binding set up its numpy bridge now, in this thread.
+
+    The first ``Tensor.data`` of a process (every ``InferRequest.infer`` with numpy inputs
+    reads one) initialises a C++ static while holding the GIL, and lets the GIL go inside
+    it: a second thread reaching the same static then waits for it with the GIL held, and
+    the process hangs for good. Two model lanes making their first inference at once did
+    that (in 2 of 9 fresh processes; 18 of 20 with eight threads and a short switch
+    interval). Done once before any model is compiled, the race cannot happen."""
+    import numpy as np
+    import openvino as ov
+
+    _ = ov.Tensor(np.zeros((1,), np.float32)).data
 
 
 AUTO_LANES_MAX = 4

@@ -195,8 +195,9 @@ def _openvino_compile_config(extra: dict[str, Any]) -> Iterator[None]:
         config: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> ov.CompiledModel:
-        from vidwatch.detectors.backends import compiling
+        from vidwatch.detectors.backends import binding_ready, compiling
 
+        binding_ready()
         config = {**(config or {}), **extra, "INFERENCE_PRECISION_HINT": "f32"}
         with compiling(config):
             if device_name is None:
