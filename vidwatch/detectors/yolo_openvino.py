@@ -91,21 +91,24 @@ class OpenVinoYolo:
         self._config = {"PERFORMANCE_HINT": "LATENCY", **config, "INFERENCE_PRECISION_HINT": "f32"}
         self._requests: dict[tuple[int, int], Any] = {}
         """An infer request per input size (batch 1), compiled as frames of that size come."""
-        self._compiled: list[Any] = []
         self._dynamic: Any = None
         # 16:9 landscape, the common frame, compiled now (from the blob cache on a second
         # start); other sizes when they first come.
-        self._request_for(self.input_size(9, 16), cached=True)
-        self.compiled = self._compiled[0]
+        self.compiled = self._request_for(self.input_size(9, 16), cached=True).get_compiled_model()
         """The start-up shape's compiled model (its properties are every shape's)."""
         self.stage_times: dict[str, float] | None = None
         """Seconds by stage (letterbox, inference, postprocess), summed, when a dict."""
 
+    def _fitted(self, h: int, w: int) -> tuple[int, int]:
+        """(width, height) of a frame of ``h`` x ``w`` scaled to fit ``imgsz``."""
+        th, tw = self.imgsz
+        r = min(th / h, tw / w)
+        return max(round(w * r), 1), max(round(h * r), 1)
+
     def input_size(self, h: int, w: int) -> tuple[int, int]:
         """The letterboxed input's (height, width) for a frame of ``h`` x ``w``."""
         th, tw = self.imgsz
-        r = min(th / h, tw / w)
-        new_w, new_h = max(round(w * r), 1), max(round(h * r), 1)
+        new_w, new_h = self._fitted(h, w)
         return new_h + (th - new_h) % self.stride, new_w + (tw - new_w) % self.stride
 
     def _request_for(self, hw: tuple[int, int], *, cached: bool = False) -> Any:
@@ -127,14 +130,11 @@ class OpenVinoYolo:
         if len(self._requests) >= MAX_SHAPES:
             if self._dynamic is None:
                 compiled = compile_on_cpu(self._core, self._model, config)
-                self._compiled.append(compiled)
                 self._dynamic = compiled.create_infer_request()
             return self._dynamic
         model = self._model.clone()
         model.reshape({0: [1, 3, *hw]})
-        compiled = compile_on_cpu(self._core, model, config)
-        self._compiled.append(compiled)
-        request = compiled.create_infer_request()
+        request = compile_on_cpu(self._core, model, config).create_infer_request()
         self._requests[hw] = request
         return request
 
@@ -143,8 +143,7 @@ class OpenVinoYolo:
         """The model's input for ``frame`` and how to map back: (gain_x, gain_y, pad_x, pad_y)."""
         h, w = frame.shape[:2]
         th, tw = self.imgsz
-        r = min(th / h, tw / w)
-        new_w, new_h = max(round(w * r), 1), max(round(h * r), 1)
+        new_w, new_h = self._fitted(h, w)
         dw, dh = (tw - new_w) % self.stride / 2, (th - new_h) % self.stride / 2
         top, bottom = round(dh - 0.1), round(dh + 0.1)
         left, right = round(dw - 0.1), round(dw + 0.1)
