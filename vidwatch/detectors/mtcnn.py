@@ -78,12 +78,18 @@ def _source_for(halves: list[np.ndarray], width: int, height: int) -> np.ndarray
     return source
 
 
+INPUT_MEAN = 127.5
+INPUT_SCALE = 0.0078125
+"""The nets' input: (x - INPUT_MEAN) * INPUT_SCALE, RGB (``mtcnn_openvino`` folds it into
+their first convolution)."""
+
+
 def _normalise(images: np.ndarray) -> np.ndarray:
     """BGR NHWC (uint8 or float32) -> float32 RGB NCHW scaled to [-1, 1) as the nets were
     trained (PyTorch's runner, the int8 nets' OpenVINO runners and their calibration)."""
     x = images[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32)
-    x -= 127.5
-    x *= 0.0078125
+    x -= INPUT_MEAN
+    x *= INPUT_SCALE
     return x
 
 

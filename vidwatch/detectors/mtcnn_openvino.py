@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from vidwatch.detectors.mtcnn import MtcnnParams, NetRunner, _normalise, detect_faces
+from vidwatch.detectors.mtcnn import (
+    INPUT_MEAN,
+    INPUT_SCALE,
+    MtcnnParams,
+    NetRunner,
+    _normalise,
+    detect_faces,
+)
 
 if TYPE_CHECKING:
     import openvino as ov
@@ -152,10 +159,13 @@ def compile_runner(
     (OpenVINO's PrePostProcessor) cost more than numpy: P-Net 5 to 9 ms a 720p frame."""
     from vidwatch.detectors.backends import compile_on_cpu
 
+    # Both branches hand _plain_max_pools (which edits in place) a model of their own.
     if raw_input:
         model = raw_input_model(model, np.uint8 if name == "pnet" else np.float32)
+    else:
+        model = model.clone()
     options = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32", **(config or {})}
-    compiled = compile_on_cpu(core, _plain_max_pools(model.clone()), options)
+    compiled = compile_on_cpu(core, _plain_max_pools(model), options)
     return _ov_runner(compiled.create_infer_request(), len(compiled.outputs), raw_input)
 
 
@@ -186,8 +196,8 @@ def raw_input_model(model: ov.Model, dtype: type[np.generic]) -> ov.Model:
     (at,) = [i for i in range(2) if add.input_value(i).get_node().get_type_name() == "Constant"]
     weights = conv.input_value(1).get_node().get_data().astype(np.float64)
     bias = add.input_value(at).get_node().get_data().astype(np.float64)
-    folded_w = weights[:, ::-1] * 0.0078125
-    folded_b = bias - (weights.sum(axis=(1, 2, 3)) * 127.5 * 0.0078125).reshape(bias.shape)
+    folded_w = weights[:, ::-1] * INPUT_SCALE
+    folded_b = bias - (weights.sum(axis=(1, 2, 3)) * INPUT_MEAN * INPUT_SCALE).reshape(bias.shape)
     n, c, h, w = param.get_partial_shape()
     raw = ops.parameter(
         ov.PartialShape([n, h, w, c]), ov.Type.u8 if dtype is np.uint8 else ov.Type.f32, name="x"
@@ -234,12 +244,12 @@ CALIBRATION_SIDES = (360, 540, 720, 1080)
 
 def _calibration_files() -> list[Path]:
     """The sample photos Ultralytics ships (found without importing it)."""
-    import importlib.util
+    from vidwatch.detectors.weights import package_folder
 
-    spec = importlib.util.find_spec("ultralytics")
-    if spec is None or spec.origin is None:
+    folder = package_folder("ultralytics")
+    if folder is None:
         return []
-    files = [Path(spec.origin).parent / "assets" / name for name in CALIBRATION_IMAGES]
+    files = [folder / "assets" / name for name in CALIBRATION_IMAGES]
     return [f for f in files if f.is_file()]
 
 
