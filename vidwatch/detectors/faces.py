@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from vidwatch.detectors.types import Detections, FaceDetection, ModelInfo
-from vidwatch.detectors.weights import sha256_of
+from vidwatch.detectors.weights import package_folder, sha256_of
 
 # MTCNN's first stage cannot run on images whose short side is under its 12 px window
 # after the 20 px minimum face scaling: such frames simply have no faces.
@@ -127,12 +127,8 @@ class MtcnnFaceDetector:
 
 def _weights_files() -> list[Path]:
     """facenet-pytorch's MTCNN weights (its ``data/*.pt``), found without importing it."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("facenet_pytorch")
-    if spec is None or spec.origin is None:
-        return []
-    return sorted((Path(spec.origin).parent / "data").glob("*.pt"))
+    folder = package_folder("facenet_pytorch")
+    return sorted((folder / "data").glob("*.pt")) if folder is not None else []
 
 
 def _facenet_nets(device: str) -> dict[str, Any]:

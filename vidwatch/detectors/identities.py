@@ -4,12 +4,11 @@ face-recognition ResNet turns the aligned face into a 128-d descriptor (distance
 
 The weights come from the ``face-recognition-models`` package (MIT). Its ``__init__``
 imports ``pkg_resources``, which current setuptools no longer ships, so the package is
-never imported: ``importlib.util.find_spec`` gives its folder without running it.
+never imported: ``weights.package_folder`` finds its folder without running it.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 
 from vidwatch.config import ConfigError
 from vidwatch.detectors.types import Box, ModelInfo
-from vidwatch.detectors.weights import sha256_of
+from vidwatch.detectors.weights import package_folder, sha256_of
 
 MODELS_PACKAGE = "face_recognition_models"
 SHAPE_PREDICTOR = "shape_predictor_5_face_landmarks.dat"
@@ -27,13 +26,13 @@ RECOGNITION_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
 
 def model_files() -> tuple[Path, Path]:
     """The shape predictor and the ResNet weights, found without importing their package."""
-    spec = importlib.util.find_spec(MODELS_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
+    package = package_folder(MODELS_PACKAGE)
+    if package is None:
         raise ConfigError(
             "FACE_IDENTITIES=true but the face-recognition-models package is not installed; "
             "install it or set FACE_IDENTITIES=false"
         )
-    folder = Path(next(iter(spec.submodule_search_locations))) / "models"
+    folder = package / "models"
     paths = (folder / SHAPE_PREDICTOR, folder / RECOGNITION_MODEL)
     for path in paths:
         if not path.is_file():

@@ -10,6 +10,17 @@ from pathlib import Path
 from vidwatch.config import ConfigError
 
 
+def package_folder(name: str) -> Path | None:
+    """The folder of the installed package ``name``, found without importing (running) it;
+    None when it is not installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
 def sha256_of(path: Path) -> str:
     """The file's sha256, read once per process while its size and mtime stay the same
     (every model lane names the same weights in its provenance)."""
