@@ -6,6 +6,7 @@ OpenCV opens it: OpenCV opens a PNG renamed ``.mp4`` as a one-frame video.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Iterator
@@ -359,32 +360,31 @@ def _taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray]:
     return first, frac
 
 
-_CHROMA: dict[tuple[tuple[int, int], tuple[int, int]], tuple[np.ndarray, ...]] = {}
-
-
 def _chroma(plane: np.ndarray, full: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
     """``cv2.resize`` of the full-size chroma (each sample repeated over its 2x2 pixels, as
     the 4:2:0 conversion reads it) to ``size``, from the half-size plane: an output whose
     two taps fall in one 2x2 block takes that sample; one whose taps straddle two blocks
     mixes them with the resize's weight (to ``cv2.remap``'s 1/32, where a weight is not
     a whole pixel; where every weight is, the samples are taken as they are)."""
-    key = (full, size)
-    maps = _CHROMA.get(key)
-    if maps is None:
-        axes = []
-        for src, dst in zip(full, size, strict=True):
-            first, frac = _taps(src, dst)
-            axes.append((first // 2 + np.where(first % 2 == 1, frac, 0)).astype(np.float32))
-        if all(np.array_equal(a, np.floor(a)) for a in axes):
-            maps = (axes[1].astype(np.intp), axes[0].astype(np.intp))
-        else:
-            map_x, map_y = np.meshgrid(axes[0], axes[1])
-            maps = cv2.convertMaps(map_x, map_y, cv2.CV_16SC2)
-        _CHROMA[key] = maps
+    maps = _chroma_maps(full, size)
     if maps[0].ndim == 1:
         rows, cols = maps
         return np.ascontiguousarray(plane[rows][:, cols])
     return cv2.remap(plane, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+@functools.lru_cache(maxsize=16)
+def _chroma_maps(full: tuple[int, int], size: tuple[int, int]) -> tuple[np.ndarray, ...]:
+    """``_chroma``'s source positions for a frame size and a small size: row and column
+    indices where every weight is a whole pixel, else ``cv2.remap``'s fixed-point maps."""
+    axes = []
+    for src, dst in zip(full, size, strict=True):
+        first, frac = _taps(src, dst)
+        axes.append((first // 2 + np.where(first % 2 == 1, frac, 0)).astype(np.float32))
+    if all(np.array_equal(a, np.floor(a)) for a in axes):
+        return axes[1].astype(np.intp), axes[0].astype(np.intp)
+    map_x, map_y = np.meshgrid(axes[0], axes[1])
+    return tuple(cv2.convertMaps(map_x, map_y, cv2.CV_16SC2))
 
 
 def _decode(
