@@ -137,23 +137,12 @@ def mtcnn_crops(video: Path, cache: Path, n: int = 24) -> dict[str, float]:
 
         return run
 
-    frames = _sampled(video, n)
+    from bench.perf import _sample_frames
+
+    frames = _sample_frames(video, n)
     for f in frames:
         mtcnn.detect_faces(f, pnet=counting("pnet"), rnet=counting("rnet"), onet=counting("onet"))
     return {k: v / len(frames) for k, v in counts.items()}
-
-
-def _sampled(video: Path, n: int, every: int = 25) -> list[np.ndarray]:
-    import av
-
-    out = []
-    with av.open(str(video)) as container:
-        for i, frame in enumerate(container.decode(video=0)):
-            if i % every == 0:
-                out.append(frame.to_ndarray(format="bgr24"))
-                if len(out) >= n:
-                    break
-    return out
 
 
 def _mtcnn_folder(cache: Path) -> Path:

@@ -539,6 +539,7 @@ def _writecost_main(path: Path, sample_fps: float, repeat: int) -> None:  # noqa
     # Each lane's first inference in this thread: OpenVINO's Python binding deadlocked here
     # when two lanes made their first inference at the same instant (one thread held the
     # GIL waiting for a C++ static another thread was initialising, which waited for the GIL).
+    # The code since 695b6d9 prevents it (backends.binding_ready); older sides do not.
     _ = [models.detect([sampled[0][0].image])[0] for _ in models.lanes]
     with ThreadPoolExecutor(len(models.lanes)) as pool:
         found = list(pool.map(lambda item: models.detect([item[0].image])[0], sampled))
@@ -567,35 +568,37 @@ def _writecost_main(path: Path, sample_fps: float, repeat: int) -> None:  # noqa
     if tracker is not None:
         people_runs = []
         for reuse in (options.face_identity_reuse_iou, 0.0):
-            cpus, walls, last = [], [], None
-            for _ in range(repeat):
-                t = analysis._identity_tracker(
+            # A fresh tracker for each run, made before the clock starts.
+            trackers = [
+                analysis._identity_tracker(
                     models, dataclasses.replace(options, face_identity_reuse_iou=reuse)
                 )
-                cpu0, wall0 = time.process_time(), time.perf_counter()
-                assigned = [
-                    d.replace(faces=t.assign(f.image, scene, d.faces))
-                    if hasattr(d, "replace")
-                    else type(d)(d.objects, d.segments, t.assign(f.image, scene, d.faces))
-                    for (f, scene), d in zip(sampled, found, strict=True)
-                ]
-                cpus.append(time.process_time() - cpu0)
-                walls.append(time.perf_counter() - wall0)
-                last = (t, assigned)
-            t, assigned = last
-            people_runs.append(
-                {
-                    "reuse_iou": reuse,
-                    "cpu_ms": round(1000 * statistics.median(cpus) / n, 2),
-                    "wall_ms": round(1000 * statistics.median(walls) / n, 2),
-                    "frames": sum(1 for d in found if d.faces),
-                    "descriptors": t.descriptors,
-                    "reused": t.reused,
-                    "people": len(t.people),
-                }
+                for _ in range(repeat)
+            ]
+            assigned: list = []
+
+            def assign_all(_, trackers=trackers, assigned=assigned) -> None:
+                t = trackers[len(assigned)]
+                assigned.append(
+                    [
+                        d.replace(faces=t.assign(f.image, scene, d.faces))
+                        if hasattr(d, "replace")
+                        else type(d)(d.objects, d.segments, t.assign(f.image, scene, d.faces))
+                        for (f, scene), d in zip(sampled, found, strict=True)
+                    ]
+                )
+
+            run = clock(assign_all, [None])
+            t = trackers[-1]
+            run.update(
+                frames=sum(1 for d in found if d.faces),
+                descriptors=t.descriptors,
+                reused=t.reused,
+                people=len(t.people),
             )
+            people_runs.append({"reuse_iou": reuse, **run})
             if reuse == options.face_identity_reuse_iou:
-                found_people = assigned
+                found_people = assigned[-1]
         parts["identities"] = people_runs[0]
         out["identities_without_reuse"] = people_runs[1]
         found = found_people
